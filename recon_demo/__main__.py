@@ -1,0 +1,25 @@
+"""``python -m recon_demo COMMAND``: the project's command-line tools."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from recon_demo import evaluate
+
+COMMANDS = {
+    "evaluate": (evaluate, "the lecture's evaluation protocol on a folder of images or the held-out examples"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m recon_demo", description="recon-demo command-line tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        module.add_arguments(sub.add_parser(name, help=help_text, description=module.__doc__.split("\n\n")[0]))
+    args = parser.parse_args(argv)
+    return COMMANDS[args.command][0].main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

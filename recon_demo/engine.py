@@ -1,0 +1,146 @@
+"""The inference engine: one measurement, several models, images with their metrics and timings.
+
+The device comes from ``RECON_DEVICE`` when set, else cuda, then mps, then the CPU. Each model is built
+and loaded once per (name, weights, device) and kept in an explicit cache, in eval mode; inference runs
+under ``torch.inference_mode()``. Classical baselines run through the same call, so the UI and the CLIs
+compare networks and baselines in one table.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from recon_demo.baselines import BASELINES
+from recon_demo.checkpoints import CheckpointError, Manifest, load_checkpoint
+from recon_demo.metrics import compute_metrics
+from recon_demo.models import list_models, model_info
+from recon_demo.operators import Blur
+
+
+def select_device(requested: str | None = None) -> torch.device:
+    """``requested``, else ``RECON_DEVICE``, else the best available of cuda, mps and cpu."""
+    name = requested or os.environ.get("RECON_DEVICE")
+    if name:
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} was asked for but CUDA is not available here")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError(f"device {name!r} was asked for but MPS is not available here")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+@dataclass
+class Reconstruction:
+    """One model's (or baseline's) answer to a measurement."""
+
+    name: str  # registry or baseline name
+    label: str  # the lecture's label
+    image: np.ndarray | None  # (H, W) float32 in [0, 1]; None when the model could not run
+    ms: float = 0.0  # wall time of the forward pass (or the baseline), milliseconds
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    error: str | None = None  # why there is no image, in words
+
+
+class Engine:
+    """Builds, caches and runs the lecture's models and the classical baselines."""
+
+    def __init__(self, device: str | torch.device | None = None, manifest: Manifest | None = None):
+        self.device = device if isinstance(device, torch.device) else select_device(device)
+        self.manifest = manifest if manifest is not None else Manifest.load()
+        self._models: dict[tuple[str, str, str], nn.Module] = {}
+        self._lock = threading.Lock()
+
+    def model(self, name: str, checkpoint: str | Path | None = None, regime: str = "course") -> nn.Module:
+        """The model ``name`` with the weights at ``checkpoint``, or its shipped weights of ``regime``.
+
+        Raises ``CheckpointError`` when there are no weights to load (an untrained network would only
+        show noise) and ``KeyError`` for an unknown name.
+        """
+        model_info(name)  # unknown names fail here, with the list of known ones
+        source = f"file:{Path(checkpoint).resolve()}" if checkpoint else f"regime:{regime}"
+        key = (name, source, str(self.device))
+        with self._lock:
+            if key not in self._models:
+                model = load_checkpoint(name, checkpoint) if checkpoint else self.manifest.load_model(name, regime)
+                self._models[key] = model.to(self.device).eval()
+            return self._models[key]
+
+    def available(self, regime: str = "course") -> dict[str, str | None]:
+        """For each lecture architecture: ``None`` when shipped weights exist, else the reason there are none."""
+        return {
+            name: None if self.manifest.find(name, regime) else f"no {regime} weights yet"
+            for name in list_models()
+        }
+
+    def forward(self, model: nn.Module, y_delta: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """``model(y_delta)`` on the engine's device, clamped to [0, 1]; returns (N, 1, H, W) on the CPU and ms."""
+        x = y_delta.to(self.device, torch.float32)
+        with torch.inference_mode():
+            _synchronize(self.device)
+            start = time.perf_counter()
+            out = model(x)
+            _synchronize(self.device)
+            ms = (time.perf_counter() - start) * 1000
+        return out.clamp(0, 1).float().cpu(), ms
+
+    def reconstruct(
+        self,
+        y_delta: torch.Tensor,
+        models: list[str] = (),
+        *,
+        baselines: list[str] = (),
+        operator: Blur | None = None,
+        x_true: torch.Tensor | None = None,
+        checkpoints: dict[str, str | Path] | None = None,
+        regime: str = "course",
+        with_lpips: bool = False,
+    ) -> list[Reconstruction]:
+        """Reconstruct one measurement (1, 1, H, W) with every named model and baseline.
+
+        Metrics against ``x_true`` are filled in when it is given, data consistency when ``operator`` is.
+        A model without weights yields a ``Reconstruction`` whose ``error`` says so; the others still run.
+        Baselines need the ``operator`` (they are given its kernel).
+        """
+        checkpoints = checkpoints or {}
+        results: list[Reconstruction] = []
+        for name in models:
+            label = model_info(name).label
+            try:
+                model = self.model(name, checkpoints.get(name), regime)
+            except CheckpointError as err:
+                results.append(Reconstruction(name, label, None, error=str(err)))
+                continue
+            out, ms = self.forward(model, y_delta)
+            results.append(Reconstruction(name, label, out[0, 0].numpy(), ms))
+        for name in baselines:
+            if name not in BASELINES:
+                raise KeyError(f"unknown baseline {name!r}; known baselines: {', '.join(BASELINES)}")
+            if operator is None:
+                raise ValueError("classical baselines need the operator")
+            start = time.perf_counter()
+            image = BASELINES[name](y_delta[0, 0].cpu().numpy(), operator.kernel.numpy())
+            results.append(Reconstruction(name, BASELINES[name].label, image, (time.perf_counter() - start) * 1000))
+        for r in results:
+            if r.image is not None:
+                r.metrics = compute_metrics(r.image, x_true, y_delta=y_delta, operator=operator, with_lpips=with_lpips)
+        return results

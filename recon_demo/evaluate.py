@@ -1,0 +1,215 @@
+"""``python -m recon_demo evaluate``: the lecture's evaluation protocol, exactly.
+
+Images are read in sorted name order with PIL ``convert("L")``, ``ToTensor`` and ``Resize(size)``;
+``torch.manual_seed(seed)`` is called once before the loop; for each image, on the CPU, ``y = K x`` and
+``y_delta = y + e / ||e|| · ||y|| · noise`` with ``e = torch.randn_like(y)``. Every model and baseline sees
+the same ``y_delta``; outputs are clamped to [0, 1]; MSE, PSNR, SSIM (and LPIPS) are computed per image
+and averaged. The table mirrors the lecture's; ``--format json`` gives
+``{"protocol": ..., "results": {NAME: {"mse", "psnr", "ssim", "lpips", "n"}}, "per_image": ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from recon_demo import images
+from recon_demo.baselines import BASELINES
+from recon_demo.checkpoints import REGIMES, CheckpointError
+from recon_demo.engine import Engine
+from recon_demo.metrics import METRICS, lpips_status
+from recon_demo.models import list_models, model_info
+from recon_demo.operators import OperatorSpec, add_relative_noise
+
+REPORTED = ("mse", "psnr", "ssim", "lpips")
+
+
+@dataclass
+class EvalConfig:
+    """Everything that defines one evaluation; the CLI flags map onto it one to one."""
+
+    models: list[tuple[str, str | None]] = field(default_factory=list)  # (registry name, checkpoint path or None)
+    baselines: list[str] = field(default_factory=list)  # names from BASELINES
+    images: str | None = None  # folder of images; None: the held-out package images
+    limit: int | None = None  # first N images only
+    size: int = 256  # Resize(size) of the shorter side
+    operator: OperatorSpec = field(default_factory=OperatorSpec)
+    noise: float = 0.01  # relative noise level δ
+    seed: int = 123  # torch.manual_seed before the loop
+    lpips: bool = False  # also compute LPIPS
+    regime: str = "course"  # which shipped checkpoints `name` (without =PATH) selects
+    device: str | None = None
+
+
+def parse_models(spec: str | None) -> list[tuple[str, str | None]]:
+    """``"cnn=CNN.pth,unet"`` → ``[("cnn", "CNN.pth"), ("unet", None)]``; ``"all"`` names the seven."""
+    if not spec:
+        return []
+    items: list[tuple[str, str | None]] = []
+    for item in (s.strip() for s in spec.split(",")):
+        if not item:
+            continue
+        if item == "all":
+            items += [(name, None) for name in list_models()]
+            continue
+        name, _, path = item.partition("=")
+        model_info(name.strip())  # unknown names fail here with the known ones
+        items.append((name.strip(), path.strip() or None))
+    return items
+
+
+def parse_baselines(spec: str | None) -> list[str]:
+    names = [s.strip() for s in (spec or "").split(",") if s.strip()]
+    for name in names:
+        if name not in BASELINES:
+            raise KeyError(f"unknown baseline {name!r}; known baselines: {', '.join(BASELINES)}")
+    return names
+
+
+def load_images(folder: str | None, limit: int | None) -> list[tuple[str, Image.Image]]:
+    """(name, PIL image) pairs in sorted name order: a folder's image files, or the held-out examples."""
+    if folder is None:
+        pairs = [(name, images.load_example(name)) for name in sorted(images.split_names("held_out"))]
+    else:
+        root = Path(folder)
+        if not root.is_dir():
+            raise FileNotFoundError(f"no folder {root}")
+        files = sorted(p for p in root.iterdir() if p.suffix.lower() in images.IMAGE_SUFFIXES)
+        if not files:
+            raise FileNotFoundError(f"no images ({', '.join(images.IMAGE_SUFFIXES)}) in {root}")
+        pairs = [(p.name, images.open_image(p)) for p in files[: limit or None]]
+    return pairs[: limit or None]
+
+
+def run_evaluation(cfg: EvalConfig, engine: Engine | None = None) -> dict:
+    """Run the protocol; returns the JSON-ready result."""
+    if not cfg.models and not cfg.baselines:
+        raise ValueError("nothing to evaluate: give --models and/or --baselines")
+    engine = engine or Engine(cfg.device)
+    K = cfg.operator.build()
+    kernel = K.kernel.numpy()
+    networks = {name: engine.model(name, path, cfg.regime) for name, path in cfg.models}  # fail early
+    with_lpips = cfg.lpips
+    notes = []
+    if with_lpips:
+        ok, reason = lpips_status()
+        if not ok:
+            with_lpips = False
+            notes.append(reason)
+    per_image: dict[str, dict[str, dict[str, float | None]]] = {}
+    torch.manual_seed(cfg.seed)
+    for file_name, img in load_images(cfg.images, cfg.limit):
+        x_true = images.protocol_tensor(img, cfg.size)  # (1, 1, H, W) on the CPU
+        y = K.forward(x_true)
+        y_delta = add_relative_noise(y, cfg.noise)  # the global RNG, seeded once above
+        outputs: dict[str, np.ndarray] = {}
+        for name, model in networks.items():
+            outputs[name] = engine.forward(model, y_delta)[0][0, 0].numpy()
+        for name in cfg.baselines:
+            outputs[name] = BASELINES[name](y_delta[0, 0].numpy(), kernel)
+        row = {}
+        for name, x_rec in outputs.items():
+            row[name] = {m: METRICS[m].fn(x_rec, x_true) for m in ("mse", "psnr", "ssim")}
+            row[name]["lpips"] = METRICS["lpips"].fn(x_rec, x_true) if with_lpips else None
+        per_image[file_name] = row
+    names = list(networks) + list(cfg.baselines)
+    results = {}
+    for name in names:
+        rows = [per_image[f][name] for f in per_image]
+        results[name] = {m: _mean([r[m] for r in rows]) for m in REPORTED} | {"n": len(rows)}
+    protocol = {
+        "images": list(per_image),
+        "images_dir": cfg.images or "held-out package images",
+        "size": cfg.size,
+        **{f"operator_{k}" if k == "style" else k: v for k, v in cfg.operator.to_dict().items()},
+        "noise": cfg.noise,
+        "seed": cfg.seed,
+        "lpips": with_lpips,
+        "regime": cfg.regime,
+        "checkpoints": {name: path or f"shipped ({cfg.regime})" for name, path in cfg.models},
+        "device": str(engine.device),
+    }
+    return {"protocol": protocol, "results": results, "per_image": per_image, "notes": notes}
+
+
+def _mean(values: list[float | None]) -> float | None:
+    return None if not values or any(v is None for v in values) else float(np.mean(values))
+
+
+def label(name: str) -> str:
+    return BASELINES[name].label if name in BASELINES else model_info(name).label
+
+
+def format_table(result: dict) -> str:
+    """The lecture's layout: ``CNN | MSE: 0.000340 | PSNR: 34.696 dB | SSIM: 0.9277 | LPIPS: 0.0598``."""
+    p = result["protocol"]
+    lines = [f"{len(p['images'])} images, {OperatorSpec(p['blur'], p['kernel_size'], p['angle'], p['variance'], p['operator_style']).describe()}, noise {p['noise']:g}, seed {p['seed']}"]
+    width = max(len(label(n)) for n in result["results"])
+    for name, r in result["results"].items():
+        cells = [f"{label(name):<{width}}"] + [f"{METRICS[m].label}: {METRICS[m].format(r[m])}" for m in REPORTED if m != "lpips" or r[m] is not None]
+        lines.append(" | ".join(cells))
+    lines += result["notes"]
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", help="comma list: registry names (shipped weights), NAME=PATH for a checkpoint, or 'all'")
+    parser.add_argument("--regime", default="course", choices=REGIMES, help="which shipped checkpoints plain names select")
+    parser.add_argument("--images", help="folder of images (default: the held-out package images)")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N images")
+    parser.add_argument("--size", type=int, default=256, help="Resize(size) of the shorter side (default 256)")
+    parser.add_argument("--operator", default="motion", choices=("motion", "gaussian"), help="blur type")
+    parser.add_argument("--kernel-size", type=int, default=9, help="odd kernel side (default 9)")
+    parser.add_argument("--angle", type=float, default=20.0, help="motion angle in degrees (default 20)")
+    parser.add_argument("--variance", type=float, default=1.0, help="Gaussian variance (default 1)")
+    parser.add_argument("--kernel-style", default="ippy", choices=("ippy", "centered"), help="motion kernel style")
+    parser.add_argument("--noise", type=float, default=0.01, help="relative noise level δ (default 0.01)")
+    parser.add_argument("--seed", type=int, default=123, help="torch.manual_seed before the loop (default 123)")
+    parser.add_argument("--baselines", help=f"comma list of {', '.join(BASELINES)}")
+    parser.add_argument("--lpips", action="store_true", help="also compute LPIPS (AlexNet)")
+    parser.add_argument("--device", help="cpu, cuda, mps (default: RECON_DEVICE or the best available)")
+    parser.add_argument("--format", default="table", choices=("table", "json"))
+
+
+def config_from_args(args: argparse.Namespace) -> EvalConfig:
+    if args.size < 8:
+        raise ValueError(f"--size must be at least 8, got {args.size}")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {args.limit}")
+    if not 0 <= args.noise < 10 or args.noise != args.noise:
+        raise ValueError(f"--noise must be in [0, 10), got {args.noise}")
+    operator = OperatorSpec(args.operator, args.kernel_size, args.angle, args.variance, args.kernel_style)
+    operator.kernel()  # validates the operator before any work
+    return EvalConfig(
+        models=parse_models(args.models),
+        baselines=parse_baselines(args.baselines),
+        images=args.images,
+        limit=args.limit,
+        size=args.size,
+        operator=operator,
+        noise=args.noise,
+        seed=args.seed,
+        lpips=args.lpips,
+        regime=args.regime,
+        device=args.device,
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        cfg = config_from_args(args)
+        result = run_evaluation(cfg)
+    except (ValueError, KeyError, FileNotFoundError, CheckpointError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"evaluate: {message}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=1) if args.format == "json" else format_table(result))
+    return 0
+

@@ -1,0 +1,230 @@
+"""Images: the example catalogue, procedural phantoms, and turning any picture into the lecture's input.
+
+The catalogue holds only images that installed packages ship and load offline (scikit-image's data
+module; scikit-learn's two sample photographs and pydicom's CT/MR test slices when those packages are
+installed) and phantoms that we generate. Each has a split: ``held_out`` images are never used in
+training and are what ``evaluate`` reads by default; ``train`` images (and phantoms from seed
+``PHANTOM_TRAIN_SEED_START`` on) are for training.
+
+Any user image becomes a grey float image in [0, 1] (``to_grayscale``), resized as the lecture does it
+(torchvision ``Resize(size)`` on the shorter side, antialiased) by ``to_tensor``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torchvision.transforms import functional as TF
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
+MAX_PIXELS = 40_000_000  # refuse larger images before decoding them (decompression bombs)
+PHANTOM_HELD_OUT_SEEDS = (0, 1, 2, 3)  # the catalogue's phantoms: held out
+PHANTOM_TRAIN_SEED_START = 1000  # training draws phantoms with seeds from here on
+
+
+@dataclass(frozen=True)
+class ExampleImage:
+    name: str
+    source: str  # where it comes from, for captions and the README
+    split: str  # "train" or "held_out"
+    load: Callable[[], Image.Image]
+
+
+def _from_array(arr: np.ndarray) -> Image.Image:
+    """An 8-bit PIL image from a package's array, as the lecture's files were written."""
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    elif arr.dtype != np.uint8:
+        arr = np.clip(np.round(np.asarray(arr, dtype=np.float64) * 255), 0, 255).astype(np.uint8)
+    return Image.fromarray(arr)
+
+
+def _skimage(name: str) -> Callable[[], Image.Image]:
+    def load() -> Image.Image:
+        from skimage import data
+
+        arr = getattr(data, name)()
+        if isinstance(arr, tuple):  # stereo pairs: the left view
+            arr = arr[0]
+        return _from_array(arr)
+
+    return load
+
+
+def _phantom(seed: int) -> Callable[[], Image.Image]:
+    return lambda: _from_array(ellipse_phantom(256, seed))
+
+
+_SKIMAGE_HELD_OUT = ("astronaut", "camera", "moon", "coffee", "grass", "clock")
+_SKIMAGE_TRAIN = (
+    "brick", "cell", "chelsea", "coins", "gravel", "hubble_deep_field", "immunohistochemistry",
+    "page", "retina", "rocket", "shepp_logan_phantom", "text", "stereo_motorcycle",
+)  # fmt: skip
+
+
+def _optional_examples() -> list[ExampleImage]:
+    """scikit-learn's sample photographs and pydicom's test slices, when those packages are installed."""
+    found: list[ExampleImage] = []
+    try:
+        from sklearn.datasets import load_sample_image
+    except ImportError:
+        pass
+    else:
+        for name in ("china.jpg", "flower.jpg"):
+            found.append(ExampleImage(name.split(".")[0], "scikit-learn", "train", lambda n=name: _from_array(load_sample_image(n))))
+    try:
+        from pydicom.data import get_testdata_file
+    except ImportError:
+        pass
+    else:
+        for name in ("CT_small.dcm", "MR_small.dcm"):
+            if get_testdata_file(name) is not None:
+                found.append(ExampleImage(name.split(".")[0].lower(), "pydicom", "train", lambda n=name: _dicom_to_image(get_testdata_file(n))))
+    return found
+
+
+def catalogue() -> dict[str, ExampleImage]:
+    """Every example image available on this machine, by name."""
+    entries = [ExampleImage(n, "scikit-image", "held_out", _skimage(n)) for n in _SKIMAGE_HELD_OUT]
+    entries += [ExampleImage(n, "scikit-image", "train", _skimage(n)) for n in _SKIMAGE_TRAIN]
+    entries += [ExampleImage(f"phantom-{s}", "generated (random ellipses)", "held_out", _phantom(s)) for s in PHANTOM_HELD_OUT_SEEDS]
+    entries += _optional_examples()
+    return {e.name: e for e in entries}
+
+
+def split_names(split: str, include_phantoms: bool = False) -> list[str]:
+    """Catalogue names of a split, package images first; phantoms only when asked."""
+    return [
+        e.name
+        for e in catalogue().values()
+        if e.split == split and (include_phantoms or not e.name.startswith("phantom-"))
+    ]
+
+
+def load_example(name: str) -> Image.Image:
+    """A catalogue image as an 8-bit PIL image (grey, RGB or RGBA, as shipped)."""
+    entries = catalogue()
+    if name not in entries:
+        raise KeyError(f"unknown example image {name!r}; available: {', '.join(entries)}")
+    return entries[name].load()
+
+
+def ellipse_phantom(size: int = 256, seed: int = 0) -> np.ndarray:
+    """A random-ellipse phantom in [0, 1], the same for the same seed on every machine.
+
+    A bright outer body, then 6-14 inner ellipses that add or remove intensity, in the spirit of the
+    Shepp-Logan phantom: smooth regions and sharp edges at many orientations, which is what a deblurring
+    network must restore.
+    """
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[-1 : 1 : size * 1j, -1 : 1 : size * 1j]
+    img = np.zeros((size, size))
+
+    def add(cx, cy, a, b, angle, value):
+        c, s = math.cos(angle), math.sin(angle)
+        u = ((xx - cx) * c + (yy - cy) * s) / a
+        v = (-(xx - cx) * s + (yy - cy) * c) / b
+        img[u**2 + v**2 <= 1] += value
+
+    add(rng.uniform(-0.05, 0.05), rng.uniform(-0.05, 0.05), rng.uniform(0.7, 0.9), rng.uniform(0.75, 0.95), rng.uniform(0, math.pi), rng.uniform(0.5, 0.8))
+    for _ in range(rng.integers(6, 15)):
+        add(rng.uniform(-0.6, 0.6), rng.uniform(-0.6, 0.6), rng.uniform(0.03, 0.35), rng.uniform(0.03, 0.35), rng.uniform(0, math.pi), rng.uniform(-0.35, 0.4))
+    return np.clip(img, 0, 1).astype(np.float32)
+
+
+def _dicom_to_image(source) -> Image.Image:
+    try:
+        import pydicom
+    except ImportError:
+        raise ValueError("DICOM files need the package pydicom, which is not installed") from None
+    ds = pydicom.dcmread(source)
+    if "PixelData" not in ds:
+        raise ValueError("this DICOM file holds no pixel data")
+    arr = ds.pixel_array.astype(np.float64)
+    if arr.ndim == 3:  # a multi-frame series: the middle frame
+        arr = arr[arr.shape[0] // 2]
+    arr = arr * float(getattr(ds, "RescaleSlope", 1)) + float(getattr(ds, "RescaleIntercept", 0))
+    lo, hi = float(arr.min()), float(arr.max())
+    arr = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+    return Image.fromarray(arr.astype(np.float32), mode="F")
+
+
+def _is_dicom(head: bytes) -> bool:
+    return len(head) >= 132 and head[128:132] == b"DICM"
+
+
+def open_image(source: str | Path | bytes | Image.Image) -> Image.Image:
+    """Open a path, raw bytes or a PIL image; refuse unreadable files and images over ``MAX_PIXELS``.
+
+    Raises ``ValueError`` with a message a person can act on. Multi-frame images give their first frame;
+    DICOM files (when pydicom is installed) give their pixel data scaled to [0, 1].
+    """
+    if isinstance(source, Image.Image):
+        return source
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    if not data:
+        raise ValueError("the file is empty")
+    if _is_dicom(data[:132]):
+        return _dicom_to_image(io.BytesIO(data))
+    try:
+        img = Image.open(io.BytesIO(data))
+        w, h = img.size
+        if w * h > MAX_PIXELS:
+            raise ValueError(f"the image is {w}×{h} pixels; the limit is {MAX_PIXELS:,} pixels")
+        img.seek(0)
+        img.load()
+    except ValueError:
+        raise
+    except (OSError, SyntaxError, Image.DecompressionBombError, EOFError) as err:
+        raise ValueError(f"not a readable image ({type(err).__name__}: {err})") from None
+    return img
+
+
+def to_grayscale(img: Image.Image) -> np.ndarray:
+    """A grey float32 array in [0, 1] from any PIL mode, with the EXIF orientation applied.
+
+    Transparency is composited on white; 16-bit images keep their precision; float images outside
+    [0, 1] are rescaled by their range.
+    """
+    img = ImageOps.exif_transpose(img) or img
+    mode = img.mode
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("L"), dtype=np.float32) / 255
+    if mode.startswith("I;16"):
+        return np.asarray(img, dtype=np.float32) / 65535
+    if mode in ("I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        finite = arr[np.isfinite(arr)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+        if mode == "I" and lo >= 0 and hi <= 65535:
+            arr = arr / (255 if hi <= 255 else 65535)
+        elif not (lo >= 0 and hi <= 1):
+            arr = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+        return np.nan_to_num(arr, nan=0.0, posinf=1.0, neginf=0.0).clip(0, 1).astype(np.float32)
+    return np.asarray(img.convert("L"), dtype=np.float32) / 255
+
+
+def resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The lecture's ``Resize(size)``: shorter side to ``size``, bilinear with antialiasing."""
+    return TF.resize(x, [size], antialias=True)
+
+
+def to_tensor(img: Image.Image | np.ndarray, size: int | None = 256) -> torch.Tensor:
+    """A (1, 1, H, W) float32 tensor in [0, 1]; resized on the shorter side to ``size`` unless ``None``."""
+    arr = to_grayscale(img) if isinstance(img, Image.Image) else np.asarray(img, dtype=np.float32)
+    x = torch.from_numpy(np.ascontiguousarray(arr))[None, None]
+    return resize(x, size).clamp(0, 1) if size else x
+
+
+def protocol_tensor(img: Image.Image, size: int = 256) -> torch.Tensor:
+    """The evaluation protocol's reading: PIL ``convert("L")``, ``ToTensor``, ``Resize(size)``; (1, 1, H, W)."""
+    return resize(TF.to_tensor(img.convert("L")), size)[None]

@@ -1,0 +1,155 @@
+"""Image-quality metrics as the lecture computes them, as small objects the UI can rank by.
+
+MSE, PSNR and SSIM are scikit-image's with ``data_range=1`` on float images in [0, 1]; LPIPS is
+``lpips.LPIPS(net="alex")`` v0.1 on the grey image repeated to three channels and mapped to [-1, 1];
+data consistency ``||K x_rec − y_delta|| / ||y_delta||`` asks how well a reconstruction explains the
+measurement, which end-to-end networks do not enforce. Each ``Metric`` knows whether lower is better.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
+
+from recon_demo.operators import Blur
+from recon_demo.pretrained import PretrainedUnavailable, build_lpips_alex
+
+
+def _as_image(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    """A 2-D float32 array from a tensor (1, 1, H, W), (1, H, W) or (H, W), or an array."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().to("cpu", torch.float32).numpy()
+    x = np.asarray(x, dtype=np.float32)
+    x = x.reshape(x.shape[-2:]) if x.ndim > 2 else x
+    if x.ndim != 2:
+        raise ValueError(f"expected a grey image, got shape {x.shape}")
+    return x
+
+
+def _as_batch(x: torch.Tensor | np.ndarray) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
+    t = t.detach().float()
+    while t.ndim < 4:
+        t = t.unsqueeze(0)
+    return t  # (N, 1, H, W)
+
+
+def mse(x_rec, x_true) -> float:
+    """Mean squared error."""
+    return float(mean_squared_error(_as_image(x_true), _as_image(x_rec)))
+
+
+def psnr(x_rec, x_true) -> float:
+    """Peak signal-to-noise ratio in dB, peak 1."""
+    return float(peak_signal_noise_ratio(_as_image(x_true), _as_image(x_rec), data_range=1))
+
+
+def ssim(x_rec, x_true) -> float:
+    """Structural similarity (scikit-image's default 7×7 window), ``data_range=1``."""
+    return float(structural_similarity(_as_image(x_true), _as_image(x_rec), data_range=1))
+
+
+class _LPIPSModel:
+    """The LPIPS network, built once on first use; a failure is remembered with its reason."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._model: torch.nn.Module | None = None
+        self._error: str | None = None
+
+    def get(self) -> torch.nn.Module:
+        with self._lock:
+            if self._model is None and self._error is None:
+                try:
+                    self._model = build_lpips_alex()
+                except (PretrainedUnavailable, OSError, RuntimeError, ValueError) as err:
+                    self._error = str(err)
+            if self._model is None:
+                raise PretrainedUnavailable(self._error)
+            return self._model
+
+
+_LPIPS = _LPIPSModel()
+
+
+def lpips_status() -> tuple[bool, str]:
+    """Whether LPIPS can be computed here, and a sentence saying why (or where its weights came from)."""
+    try:
+        _LPIPS.get()
+    except PretrainedUnavailable as err:
+        return False, f"LPIPS unavailable: {err}"
+    return True, "LPIPS (AlexNet, v0.1) ready"
+
+
+def lpips_distance(x_rec, x_true) -> float:
+    """LPIPS distance; raises ``PretrainedUnavailable`` with the reason when the weights are missing."""
+    model = _LPIPS.get()
+    a = _as_batch(_as_image(x_rec)).repeat(1, 3, 1, 1) * 2 - 1  # grey → 3 channels, [0, 1] → [-1, 1]
+    b = _as_batch(_as_image(x_true)).repeat(1, 3, 1, 1) * 2 - 1
+    with torch.inference_mode():
+        return float(model(a, b).item())
+
+
+def data_consistency(x_rec, y_delta, operator: Blur) -> float:
+    """``||K x_rec − y_delta|| / ||y_delta||``: how far the reconstruction is from explaining the data."""
+    x = _as_batch(x_rec)
+    y = _as_batch(y_delta).to(x.device)
+    with torch.inference_mode():
+        return float((operator.forward(x) - y).norm() / y.norm().clamp_min(1e-12))
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A named metric; ``fn(x_rec, x_true)`` or, for data consistency, ``fn(x_rec, y_delta, operator)``."""
+
+    name: str
+    label: str
+    higher_is_better: bool
+    fn: Callable[..., float]
+    fmt: str  # how the lecture prints it
+    unit: str = ""
+    reference: str = "x_true"  # what the metric compares against: "x_true" or "y_delta"
+
+    def format(self, value: float | None) -> str:
+        return "n/a" if value is None else f"{value:{self.fmt}}{self.unit}"
+
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("mse", "MSE", False, mse, ".6f"),
+        Metric("psnr", "PSNR", True, psnr, ".3f", " dB"),
+        Metric("ssim", "SSIM", True, ssim, ".4f"),
+        Metric("lpips", "LPIPS", False, lpips_distance, ".4f"),
+        Metric("dc", "Data consistency", False, data_consistency, ".4f", reference="y_delta"),
+    )
+}
+
+
+def compute_metrics(
+    x_rec,
+    x_true=None,
+    *,
+    y_delta=None,
+    operator: Blur | None = None,
+    with_lpips: bool = False,
+) -> dict[str, float | None]:
+    """Every metric that the given references allow. LPIPS is ``None`` when unavailable or not asked."""
+    out: dict[str, float | None] = {}
+    if x_true is not None:
+        for name in ("mse", "psnr", "ssim"):
+            out[name] = METRICS[name].fn(x_rec, x_true)
+        out["lpips"] = None
+        if with_lpips:
+            try:
+                out["lpips"] = lpips_distance(x_rec, x_true)
+            except PretrainedUnavailable:
+                pass
+    if y_delta is not None and operator is not None:
+        out["dc"] = data_consistency(x_rec, y_delta, operator)
+    return out

@@ -1,0 +1,239 @@
+"""Forward operators and noise: how a measurement ``y_delta = K x_true + e`` is made.
+
+Kernel builders are pure functions (``motion_kernel``, ``gaussian_kernel``); ``Blur`` turns a kernel into
+the operator ``K`` with ``forward`` and ``adjoint``; noise is a separate step applied to ``K x``. The
+conventions are the course library's (IPPy): ``K`` is a cross-correlation with zero padding
+(``conv2d(x, kernel, padding="same")``), and the lecture's noise is relative to the norm of ``K x``.
+``OperatorSpec`` is the plain description of a blur that the CLI, the engine and the UI pass around.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+KERNEL_STYLES = ("ippy", "centered")
+BLUR_TYPES = ("motion", "gaussian")
+MAX_KERNEL_SIZE = 63  # beyond this a 256² image is mostly border; the UI and API refuse larger kernels
+
+
+def _check_kernel_size(size: int) -> int:
+    try:
+        as_float = float(size)
+    except (TypeError, ValueError):
+        raise ValueError(f"kernel size must be an odd integer, got {size!r}") from None
+    if isinstance(size, bool) or not math.isfinite(as_float) or not as_float.is_integer():
+        raise ValueError(f"kernel size must be an odd integer, got {size!r}")
+    size = int(as_float)
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"kernel size must be an odd integer >= 1, got {size}")
+    if size > MAX_KERNEL_SIZE:
+        raise ValueError(f"kernel size must be at most {MAX_KERNEL_SIZE}, got {size}")
+    return size
+
+
+def _check_finite(name: str, value: float) -> float:
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    return value
+
+
+def motion_kernel(size: int, angle_deg: float, style: str = "ippy") -> torch.Tensor:
+    """A motion-blur kernel of odd ``size`` along ``angle_deg`` degrees, summing to one.
+
+    Args:
+        size: odd kernel side ``k``.
+        angle_deg: direction of the motion, counter-clockwise from the x axis (rows grow downwards,
+            so the course's kernel at 20° rises to the lower right).
+        style: ``"ippy"`` reproduces the course library pixel for pixel: ``k`` taps placed at
+            ``(int(c + (i - c) sin θ), int(c + (i - c) cos θ))`` with Python truncation, which puts the
+            line off-centre for most angles. ``"centered"`` is an anti-aliased segment of length ``k``
+            through the centre: its centroid is exactly the centre and it is the same for θ and θ + 180°.
+
+    Returns:
+        A float32 tensor of shape ``(size, size)``.
+    """
+    size = _check_kernel_size(size)
+    angle_deg = _check_finite("angle", angle_deg)
+    if style == "ippy":
+        return _motion_kernel_ippy(size, angle_deg)
+    if style == "centered":
+        return _motion_kernel_centered(size, angle_deg)
+    raise ValueError(f"unknown kernel style {style!r}; choose one of {', '.join(KERNEL_STYLES)}")
+
+
+def _motion_kernel_ippy(k: int, angle_deg: float) -> torch.Tensor:
+    kernel = torch.zeros(k, k, dtype=torch.float64)
+    c = k // 2
+    theta = math.radians(angle_deg)
+    for i in range(k):
+        x = int(c + (i - c) * math.cos(theta))
+        y = int(c + (i - c) * math.sin(theta))
+        if 0 <= x < k and 0 <= y < k:
+            kernel[y, x] = 1.0
+    return (kernel / kernel.sum()).float()
+
+
+def _motion_kernel_centered(k: int, angle_deg: float) -> torch.Tensor:
+    # Reduce the angle to [0, 180) first so that θ and θ + 180° give bit-identical kernels.
+    theta = math.radians(angle_deg % 180.0)
+    c = (k - 1) / 2
+    # Point samples at the midpoints of n equal pieces of the segment [-k/2, k/2]: symmetric about 0,
+    # so the splatted mass is point-symmetric about the centre and its centroid is the centre.
+    n = 32 * k
+    t = (torch.arange(n, dtype=torch.float64) + 0.5) * (k / n) - k / 2
+    xs = c + t * math.cos(theta)
+    ys = c + t * math.sin(theta)
+    kernel = torch.zeros(k, k, dtype=torch.float64)
+    x0, y0 = torch.floor(xs), torch.floor(ys)
+    fx, fy = xs - x0, ys - y0
+    # Bilinear splat: each sample shares its unit mass among its four neighbouring pixels.
+    for dx, dy, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+        xi, yi = (x0 + dx).long(), (y0 + dy).long()
+        inside = (xi >= 0) & (xi < k) & (yi >= 0) & (yi < k)  # mass beyond the kernel is dropped symmetrically
+        kernel.index_put_((yi[inside], xi[inside]), w[inside], accumulate=True)
+    return (kernel / kernel.sum()).float()
+
+
+def gaussian_kernel(size: int, variance: float) -> torch.Tensor:
+    """The course's Gaussian blur: ``exp(-(x² + y²) / (2 variance))`` on a centred odd grid, summing to one."""
+    size = _check_kernel_size(size)
+    variance = _check_finite("variance", variance)
+    if variance <= 0:
+        raise ValueError(f"variance must be positive, got {variance}")
+    ax = torch.linspace(-(size - 1) / 2, (size - 1) / 2, size, dtype=torch.float64)
+    yy, xx = torch.meshgrid(ax, ax, indexing="ij")
+    kernel = torch.exp(-(xx**2 + yy**2) / (2 * variance))
+    return (kernel / kernel.sum()).float()
+
+
+class Blur:
+    """The blur operator ``K``: zero-padded cross-correlation with a fixed odd kernel.
+
+    ``forward`` is the course's ``conv2d(x, kernel, padding="same")``; ``adjoint`` correlates with the
+    kernel flipped in both axes, so ``<K x, y> = <x, Kᵀ y>`` holds exactly. Inputs are batches
+    ``(N, 1, H, W)``; the result follows the input's device and dtype.
+    """
+
+    def __init__(self, kernel: torch.Tensor):
+        if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] % 2 == 0:
+            raise ValueError(f"a blur kernel must be square with an odd side, got shape {tuple(kernel.shape)}")
+        self.kernel = kernel.detach().clone()
+
+    def _weight(self, x: torch.Tensor, flip: bool) -> torch.Tensor:
+        k = self.kernel.flip(0, 1) if flip else self.kernel
+        return k.to(device=x.device, dtype=x.dtype)[None, None]  # (1, 1, k, k)
+
+    @staticmethod
+    def _check_input(x: torch.Tensor) -> None:
+        if x.ndim != 4 or x.shape[1] != 1:
+            raise ValueError(f"expected a batch of grey images (N, 1, H, W), got shape {tuple(x.shape)}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``K x``."""
+        self._check_input(x)
+        return F.conv2d(x, self._weight(x, flip=False), padding="same")
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        """``Kᵀ y``."""
+        self._check_input(y)
+        return F.conv2d(y, self._weight(y, flip=True), padding="same")
+
+    __call__ = forward
+
+
+def _standard_normal_like(y: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    if generator is None:
+        return torch.randn_like(y)  # the global RNG, exactly as the lecture's protocol draws it
+    e = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=generator.device)
+    return e.to(y.device)
+
+
+def _per_image_norm(t: torch.Tensor) -> torch.Tensor:
+    return t.flatten(1).norm(dim=1).view(-1, *([1] * (t.ndim - 1)))  # (N, 1, 1, 1)
+
+
+def add_relative_noise(y: torch.Tensor, delta: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The lecture's noise: ``y + e / ||e|| · ||y|| · delta`` with ``e ~ N(0, I)``.
+
+    Norms are taken per image, so each image in a batch gets noise of relative level ``delta``. (The course
+    library normalises over the whole batch at once; for a single image, as in its evaluation, the two
+    agree.) Without a ``generator`` the global torch RNG is used, which is what the lecture's protocol
+    seeds with ``torch.manual_seed``.
+    """
+    delta = _check_noise("relative noise level", delta)
+    if delta == 0:
+        return y.clone()
+    e = _standard_normal_like(y, generator)
+    return y + e / _per_image_norm(e).clamp_min(1e-12) * _per_image_norm(y) * delta
+
+
+def add_gaussian_noise(y: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Additive white Gaussian noise of absolute standard deviation ``sigma``."""
+    sigma = _check_noise("noise sigma", sigma)
+    return y + sigma * _standard_normal_like(y, generator)
+
+
+def add_poisson_noise(y: torch.Tensor, peak: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Photon noise: ``Poisson(peak · y) / peak``; a larger ``peak`` (photons at intensity 1) is cleaner."""
+    peak = _check_finite("Poisson peak", peak)
+    if peak <= 0:
+        raise ValueError(f"Poisson peak must be positive, got {peak}")
+    rate = y.clamp_min(0) * peak
+    if generator is not None:
+        rate = rate.to(generator.device)
+    return (torch.poisson(rate, generator=generator) / peak).to(device=y.device, dtype=y.dtype)
+
+
+def _check_noise(name: str, value: float) -> float:
+    value = _check_finite(name, value)
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+NOISE_MODELS = {
+    "relative": add_relative_noise,
+    "gaussian": add_gaussian_noise,
+    "poisson": add_poisson_noise,
+}
+
+
+@dataclass(frozen=True)
+class OperatorSpec:
+    """A blur described by plain values, as the CLI flags and the UI controls give it."""
+
+    blur: str = "motion"  # "motion" or "gaussian"
+    kernel_size: int = 9  # odd side of the kernel
+    angle: float = 20.0  # motion direction in degrees (motion only)
+    variance: float = 1.0  # Gaussian variance in pixels² (gaussian only)
+    style: str = "ippy"  # motion kernel style: "ippy" (course) or "centered"
+
+    def kernel(self) -> torch.Tensor:
+        """The kernel this spec describes; raises ``ValueError`` with a readable message when invalid."""
+        if self.blur == "motion":
+            return motion_kernel(self.kernel_size, self.angle, self.style)
+        if self.blur == "gaussian":
+            return gaussian_kernel(self.kernel_size, self.variance)
+        raise ValueError(f"unknown blur {self.blur!r}; choose one of {', '.join(BLUR_TYPES)}")
+
+    def build(self) -> Blur:
+        """The operator ``K``."""
+        return Blur(self.kernel())
+
+    def describe(self) -> str:
+        """A short caption such as ``motion 9 @ 20° (ippy)``."""
+        if self.blur == "gaussian":
+            return f"gaussian {self.kernel_size}, variance {self.variance:g}"
+        return f"motion {self.kernel_size} @ {self.angle:g}° ({self.style})"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+LECTURE_OPERATOR = OperatorSpec("motion", 9, 20.0, 1.0, "ippy")
+LECTURE_NOISE = 0.01

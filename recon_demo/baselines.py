@@ -78,9 +78,21 @@ BASELINES: dict[str, Baseline] = {
     b.name: b
     for b in (
         Baseline("input", "Measurement", "The blurred, noisy measurement y_delta itself (clamped to [0, 1]).", measurement),
-        Baseline("wiener", "Wiener", "Wiener-Hunt deconvolution: a regularised inverse filter in Fourier space.", wiener_deconvolution),
-        Baseline("rl", "Richardson-Lucy", "Richardson-Lucy: multiplicative iterations, the classic for photon-limited data.", richardson_lucy_deconvolution),
-        Baseline("tv", "TV", "Total-variation regularised deconvolution (FISTA): piecewise-smooth images with sharp edges.", tv_deconvolution),
+        Baseline(
+            "wiener", "Wiener", "Wiener-Hunt deconvolution: a regularised inverse filter in Fourier space.", wiener_deconvolution
+        ),
+        Baseline(
+            "rl",
+            "Richardson-Lucy",
+            "Richardson-Lucy: multiplicative iterations, the classic for photon-limited data.",
+            richardson_lucy_deconvolution,
+        ),
+        Baseline(
+            "tv",
+            "TV",
+            "Total-variation regularised deconvolution (FISTA): piecewise-smooth images with sharp edges.",
+            tv_deconvolution,
+        ),
     )
 }
 

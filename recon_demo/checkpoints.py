@@ -42,7 +42,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"no checkpoint file at {path}")
     size = path.stat().st_size
     if size > MAX_CHECKPOINT_BYTES:
-        raise CheckpointError(f"{path.name} is {size / 1e6:.1f} MB; checkpoints are limited to {MAX_CHECKPOINT_BYTES / 1e6:.0f} MB")
+        raise CheckpointError(
+            f"{path.name} is {size / 1e6:.1f} MB; checkpoints are limited to {MAX_CHECKPOINT_BYTES / 1e6:.0f} MB"
+        )
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -51,7 +53,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # every reader's failure becomes one readable message
-        raise CheckpointError(f"{path.name} is not a tensor checkpoint that can be read safely ({type(err).__name__}: {err})") from None
+        raise CheckpointError(
+            f"{path.name} is not a tensor checkpoint that can be read safely ({type(err).__name__}: {err})"
+        ) from None
     for wrapper in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]

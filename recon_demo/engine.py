@@ -87,10 +87,7 @@ class Engine:
 
     def available(self, regime: str = "course") -> dict[str, str | None]:
         """For each lecture architecture: ``None`` when shipped weights exist, else the reason there are none."""
-        return {
-            name: None if self.manifest.find(name, regime) else f"no {regime} weights yet"
-            for name in list_models()
-        }
+        return {name: None if self.manifest.find(name, regime) else f"no {regime} weights yet" for name in list_models()}
 
     def forward(self, model: nn.Module, y_delta: torch.Tensor) -> tuple[torch.Tensor, float]:
         """``model(y_delta)`` on the engine's device, clamped to [0, 1]; returns (N, 1, H, W) on the CPU and ms."""

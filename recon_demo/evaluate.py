@@ -150,10 +150,14 @@ def label(name: str) -> str:
 def format_table(result: dict) -> str:
     """The lecture's layout: ``CNN | MSE: 0.000340 | PSNR: 34.696 dB | SSIM: 0.9277 | LPIPS: 0.0598``."""
     p = result["protocol"]
-    lines = [f"{len(p['images'])} images, {OperatorSpec(p['blur'], p['kernel_size'], p['angle'], p['variance'], p['operator_style']).describe()}, noise {p['noise']:g}, seed {p['seed']}"]
+    lines = [
+        f"{len(p['images'])} images, {OperatorSpec(p['blur'], p['kernel_size'], p['angle'], p['variance'], p['operator_style']).describe()}, noise {p['noise']:g}, seed {p['seed']}"
+    ]
     width = max(len(label(n)) for n in result["results"])
     for name, r in result["results"].items():
-        cells = [f"{label(name):<{width}}"] + [f"{METRICS[m].label}: {METRICS[m].format(r[m])}" for m in REPORTED if m != "lpips" or r[m] is not None]
+        cells = [f"{label(name):<{width}}"] + [
+            f"{METRICS[m].label}: {METRICS[m].format(r[m])}" for m in REPORTED if m != "lpips" or r[m] is not None
+        ]
         lines.append(" | ".join(cells))
     lines += result["notes"]
     return "\n".join(lines)
@@ -212,4 +216,3 @@ def main(args: argparse.Namespace) -> int:
         return 2
     print(json.dumps(result, indent=1) if args.format == "json" else format_table(result))
     return 0
-

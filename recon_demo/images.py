@@ -78,7 +78,9 @@ def _optional_examples() -> list[ExampleImage]:
         pass
     else:
         for name in ("china.jpg", "flower.jpg"):
-            found.append(ExampleImage(name.split(".")[0], "scikit-learn", "train", lambda n=name: _from_array(load_sample_image(n))))
+            found.append(
+                ExampleImage(name.split(".")[0], "scikit-learn", "train", lambda n=name: _from_array(load_sample_image(n)))
+            )
     try:
         from pydicom.data import get_testdata_file
     except ImportError:
@@ -86,7 +88,11 @@ def _optional_examples() -> list[ExampleImage]:
     else:
         for name in ("CT_small.dcm", "MR_small.dcm"):
             if get_testdata_file(name) is not None:
-                found.append(ExampleImage(name.split(".")[0].lower(), "pydicom", "train", lambda n=name: _dicom_to_image(get_testdata_file(n))))
+                found.append(
+                    ExampleImage(
+                        name.split(".")[0].lower(), "pydicom", "train", lambda n=name: _dicom_to_image(get_testdata_file(n))
+                    )
+                )
     return found
 
 
@@ -94,18 +100,16 @@ def catalogue() -> dict[str, ExampleImage]:
     """Every example image available on this machine, by name."""
     entries = [ExampleImage(n, "scikit-image", "held_out", _skimage(n)) for n in _SKIMAGE_HELD_OUT]
     entries += [ExampleImage(n, "scikit-image", "train", _skimage(n)) for n in _SKIMAGE_TRAIN]
-    entries += [ExampleImage(f"phantom-{s}", "generated (random ellipses)", "held_out", _phantom(s)) for s in PHANTOM_HELD_OUT_SEEDS]
+    entries += [
+        ExampleImage(f"phantom-{s}", "generated (random ellipses)", "held_out", _phantom(s)) for s in PHANTOM_HELD_OUT_SEEDS
+    ]
     entries += _optional_examples()
     return {e.name: e for e in entries}
 
 
 def split_names(split: str, include_phantoms: bool = False) -> list[str]:
     """Catalogue names of a split, package images first; phantoms only when asked."""
-    return [
-        e.name
-        for e in catalogue().values()
-        if e.split == split and (include_phantoms or not e.name.startswith("phantom-"))
-    ]
+    return [e.name for e in catalogue().values() if e.split == split and (include_phantoms or not e.name.startswith("phantom-"))]
 
 
 def load_example(name: str) -> Image.Image:
@@ -133,9 +137,12 @@ def ellipse_phantom(size: int = 256, seed: int = 0) -> np.ndarray:
         v = (-(xx - cx) * s + (yy - cy) * c) / b
         img[u**2 + v**2 <= 1] += value
 
-    add(rng.uniform(-0.05, 0.05), rng.uniform(-0.05, 0.05), rng.uniform(0.7, 0.9), rng.uniform(0.75, 0.95), rng.uniform(0, math.pi), rng.uniform(0.5, 0.8))
+    # (centre x, centre y, semi-axis a, semi-axis b, rotation, added intensity): uniform ranges
+    body = ((-0.05, 0.05), (-0.05, 0.05), (0.7, 0.9), (0.75, 0.95), (0, math.pi), (0.5, 0.8))
+    inner = ((-0.6, 0.6), (-0.6, 0.6), (0.03, 0.35), (0.03, 0.35), (0, math.pi), (-0.35, 0.4))
+    add(*(rng.uniform(lo, hi) for lo, hi in body))
     for _ in range(rng.integers(6, 15)):
-        add(rng.uniform(-0.6, 0.6), rng.uniform(-0.6, 0.6), rng.uniform(0.03, 0.35), rng.uniform(0.03, 0.35), rng.uniform(0, math.pi), rng.uniform(-0.35, 0.4))
+        add(*(rng.uniform(lo, hi) for lo, hi in inner))
     return np.clip(img, 0, 1).astype(np.float32)
 
 

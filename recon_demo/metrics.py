@@ -45,8 +45,11 @@ def mse(x_rec, x_true) -> float:
 
 
 def psnr(x_rec, x_true) -> float:
-    """Peak signal-to-noise ratio in dB, peak 1."""
-    return float(peak_signal_noise_ratio(_as_image(x_true), _as_image(x_rec), data_range=1))
+    """Peak signal-to-noise ratio in dB, peak 1 (infinite for identical images)."""
+    a, b = _as_image(x_true), _as_image(x_rec)
+    if np.array_equal(a, b):
+        return float("inf")
+    return float(peak_signal_noise_ratio(a, b, data_range=1))
 
 
 def ssim(x_rec, x_true) -> float:

@@ -23,6 +23,12 @@ class SimpleCNN(nn.Module):
         self.conv3 = nn.Conv2d(n_filters, out_ch, kernel_size, padding=pad)
         self.relu = nn.ReLU(inplace=True)
 
+    residual = False  # the output is the image itself
+
+    def spatial_chain(self) -> list[tuple[int, int]]:
+        """(kernel, stride) of each layer: a plain chain, so the lecture's receptive-field formula applies."""
+        return [(conv.kernel_size[0], conv.stride[0]) for conv in (self.conv1, self.conv2, self.conv3)]
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.relu(self.conv2(self.relu(self.conv1(x))))
 
@@ -32,6 +38,8 @@ class SimpleCNN(nn.Module):
 
 class ResCNN(SimpleCNN):
     """The same three convolutions learning the residual: ``tanh(conv3(h)) + y_delta``."""
+
+    residual = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.conv3(self.features(x))) + x

@@ -36,6 +36,8 @@ class TransformerBlock(nn.Module):
 
 
 class ViTReconstructor(nn.Module):
+    residual = True  # output = y_delta + decoder(tokens)
+
     def __init__(
         self,
         img_size: int = 256,

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from recon_demo.checkpoints import Manifest, save_checkpoint
+from recon_demo.engine import Engine, select_device
+from recon_demo.images import load_example, protocol_tensor
+from recon_demo.models import create_model, list_models
+from recon_demo.operators import OperatorSpec, add_relative_noise
+
+
+@pytest.fixture(scope="module")
+def measurement():
+    x_true = protocol_tensor(load_example("moon"))
+    K = OperatorSpec().build()
+    return x_true, add_relative_noise(K.forward(x_true), 0.01, torch.Generator().manual_seed(0)), K
+
+
+def test_device_selection(monkeypatch):
+    monkeypatch.setenv("RECON_DEVICE", "cpu")
+    assert select_device() == torch.device("cpu")
+    monkeypatch.delenv("RECON_DEVICE")
+    assert select_device().type in ("cuda", "mps", "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            select_device("cuda")
+
+
+def test_models_and_baselines_in_one_call(course_dir, measurement):
+    x_true, y_delta, K = measurement
+    engine = Engine("cpu", manifest=Manifest([], course_dir))
+    results = engine.reconstruct(
+        y_delta, ["cnn", "rescnn", "unet"], baselines=["input", "wiener"], operator=K, x_true=x_true,
+        checkpoints={"cnn": course_dir / "CNN.pth", "rescnn": course_dir / "ResCNN.pth"},
+    )  # fmt: skip
+    by_name = {r.name: r for r in results}
+    assert list(by_name) == ["cnn", "rescnn", "unet", "input", "wiener"]
+    assert by_name["unet"].image is None and "no shipped course checkpoint for unet" in by_name["unet"].error
+    for name in ("cnn", "rescnn", "input", "wiener"):
+        r = by_name[name]
+        assert r.image.shape == (256, 256) and 0 <= r.image.min() and r.image.max() <= 1
+        assert set(r.metrics) == {"mse", "psnr", "ssim", "lpips", "dc"} and r.ms >= 0
+    assert by_name["cnn"].metrics["psnr"] > by_name["input"].metrics["psnr"]
+    assert by_name["cnn"].label == "CNN"
+
+
+def test_models_are_built_once_and_cached(course_dir):
+    engine = Engine("cpu")
+    a = engine.model("cnn", course_dir / "CNN.pth")
+    assert engine.model("cnn", str(course_dir / "CNN.pth")) is a
+    assert not a.training
+
+
+def test_shipped_weights_come_from_the_manifest(tmp_path, measurement):
+    model = create_model("unetpp")
+    sha = save_checkpoint(model, tmp_path / "unetpp.safetensors")
+    entry = {"model": "unetpp", "regime": "general", "file": "unetpp.safetensors", "sha256": sha}
+    (tmp_path / "manifest.json").write_text(json.dumps({"checkpoints": [entry]}))
+    engine = Engine("cpu", manifest=Manifest.load(tmp_path))
+    assert engine.available("general")["unetpp"] is None
+    assert engine.available("course")["unetpp"] == "no course weights yet"
+    assert set(engine.available()) == set(list_models())
+    (result,) = engine.reconstruct(measurement[1], ["unetpp"], regime="general")
+    assert result.error is None and result.image.shape == (256, 256)
+
+
+def test_unknown_names_are_refused(measurement):
+    engine = Engine("cpu")
+    with pytest.raises(KeyError, match="unknown model"):
+        engine.reconstruct(measurement[1], ["resnet"])
+    with pytest.raises(KeyError, match="unknown baseline"):
+        engine.reconstruct(measurement[1], baselines=["bm3d"], operator=measurement[2])

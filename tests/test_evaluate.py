@@ -63,7 +63,7 @@ def test_baselines_on_the_default_held_out_images(capsys):
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert result["protocol"]["images"] == ["astronaut", "camera"]
-    assert result["protocol"]["blur"] == "gaussian"
+    assert result["protocol"]["operator"] == "gaussian" and result["protocol"]["kernel_size"] == 7
     assert result["results"]["input"]["n"] == 2 and result["results"]["input"]["lpips"] is None
 
 
@@ -78,6 +78,9 @@ def test_baselines_on_the_default_held_out_images(capsys):
         (["--baselines", "bm3d"], "unknown baseline"),
         (["--baselines", "input", "--images", "/nonexistent"], "no folder"),
         ([], "nothing to evaluate"),
+        (["--baselines", "input", "--size", "100000"], "--size must be between 8 and 2048"),
+        (["--baselines", "input", "--angle", "inf"], "angle must be a finite number"),
+        (["--baselines", "input", "--limit", "0"], "--limit must be at least 1"),
     ],
 )
 def test_bad_arguments_give_a_clear_message(argv, message, capsys):

@@ -156,9 +156,7 @@ def label(name: str) -> str:
 def format_table(result: dict) -> str:
     """The lecture's layout: ``CNN | MSE: 0.000340 | PSNR: 34.696 dB | SSIM: 0.9277 | LPIPS: 0.0598``."""
     p = result["protocol"]
-    lines = [
-        f"{len(p['images'])} images, {OperatorSpec(p['blur'], p['kernel_size'], p['angle'], p['variance'], p['operator_style']).describe()}, noise {p['noise']:g}, seed {p['seed']}"
-    ]
+    lines = [f"{len(p['images'])} images, {p['summary']}"]
     width = max(len(label(n)) for n in result["results"])
     for name, r in result["results"].items():
         cells = [f"{label(name):<{width}}"] + [

@@ -1,0 +1,197 @@
+"""Training losses, named in a registry, and weighted combinations parsed from a spec.
+
+``mse`` and ``l1`` are torch's; ``ssim`` is the lecture's differentiable ``1 − SSIM`` (statistics from
+3×3 average pooling, c1 = 0.01², c2 = 0.03², a 1e-8 guard); ``fourier`` is the lecture's mean absolute
+difference of orthonormal 2-D FFTs and ``fourier_hp(cutoff)`` the same above a radial cut-off (a fraction
+of the Nyquist frequency), which weighs the fine detail blur destroys; ``perceptual`` compares VGG16
+``features[:16]`` and ``lpips`` is LPIPS used as a loss. The last two need ImageNet weights, found offline
+(see ``pretrained``); without them they are reported unavailable with the reason.
+
+``parse_loss("mse + 0.2*ssim + 0.1*fourier")`` builds a weighted sum; a malformed spec raises
+``ValueError`` naming the bad term.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from recon_demo.pretrained import PretrainedUnavailable, build_lpips_alex, build_vgg16_features
+
+
+def ssim_loss(x_rec: torch.Tensor, x_true: torch.Tensor) -> torch.Tensor:
+    """``1 − mean SSIM map`` with the lecture's 3×3 average-pooled statistics."""
+    c1, c2 = 0.01**2, 0.03**2
+    pool = lambda t: F.avg_pool2d(t, 3, stride=1, padding=1)  # noqa: E731
+    mu_x, mu_y = pool(x_rec), pool(x_true)
+    var_x = pool(x_rec * x_rec) - mu_x**2
+    var_y = pool(x_true * x_true) - mu_y**2
+    cov = pool(x_rec * x_true) - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2) + 1e-8)
+    return 1 - ssim_map.mean()
+
+
+def fourier_loss(x_rec: torch.Tensor, x_true: torch.Tensor, cutoff: float = 0.0) -> torch.Tensor:
+    """Mean ``|F(x_rec) − F(x_true)|`` (orthonormal FFT) over frequencies above ``cutoff`` × Nyquist."""
+    if not 0 <= cutoff < 1:
+        raise ValueError(f"the Fourier cut-off is a fraction of the Nyquist frequency in [0, 1), got {cutoff}")
+    diff = (torch.fft.fft2(x_rec, norm="ortho") - torch.fft.fft2(x_true, norm="ortho")).abs()  # (N, 1, H, W)
+    if cutoff <= 0:
+        return diff.mean()
+    h, w = x_rec.shape[-2:]
+    fy = torch.fft.fftfreq(h, device=x_rec.device).abs()[:, None] * 2  # in units of Nyquist
+    fx = torch.fft.fftfreq(w, device=x_rec.device).abs()[None, :] * 2
+    mask = (fy**2 + fx**2).sqrt() >= cutoff  # (H, W)
+    return diff[..., mask].mean()
+
+
+class _Pretrained(nn.Module):
+    """A loss over a frozen ImageNet network, built on first use (it is large)."""
+
+    def __init__(self, build: Callable[[], nn.Module]):
+        super().__init__()
+        self._build = build
+        self.net: nn.Module | None = None
+
+    def network(self, device: torch.device) -> nn.Module:
+        if self.net is None:
+            self.net = self._build()
+        return self.net.to(device)
+
+
+class PerceptualLoss(_Pretrained):
+    """MSE between VGG16 ``features[:16]`` of the two images, grey repeated to three channels."""
+
+    def __init__(self):
+        super().__init__(build_vgg16_features)
+
+    def forward(self, x_rec: torch.Tensor, x_true: torch.Tensor) -> torch.Tensor:
+        net = self.network(x_rec.device)
+        return F.mse_loss(net(x_rec.repeat(1, 3, 1, 1)), net(x_true.repeat(1, 3, 1, 1)))
+
+
+class LPIPSLoss(_Pretrained):
+    """LPIPS (AlexNet v0.1) as a loss: grey repeated to three channels, [0, 1] mapped to [-1, 1]."""
+
+    def __init__(self):
+        super().__init__(build_lpips_alex)
+
+    def forward(self, x_rec: torch.Tensor, x_true: torch.Tensor) -> torch.Tensor:
+        net = self.network(x_rec.device)
+        return net(x_rec.repeat(1, 3, 1, 1) * 2 - 1, x_true.repeat(1, 3, 1, 1) * 2 - 1).mean()
+
+
+class _Functional(nn.Module):
+    def __init__(self, fn: Callable[..., torch.Tensor], **params):
+        super().__init__()
+        self.fn, self.params = fn, params
+
+    def forward(self, x_rec: torch.Tensor, x_true: torch.Tensor) -> torch.Tensor:
+        return self.fn(x_rec, x_true, **self.params)
+
+
+@dataclass(frozen=True)
+class LossInfo:
+    name: str
+    description: str
+    build: Callable[..., nn.Module]  # build(param) when the loss takes one, else build()
+    param: str | None = None  # the name of its one optional parameter
+    pretrained: bool = False  # needs ImageNet weights
+
+
+LOSSES: dict[str, LossInfo] = {
+    i.name: i
+    for i in (
+        LossInfo("mse", "Mean squared error: the lecture's default; blurry where unsure.", lambda: _Functional(F.mse_loss)),
+        LossInfo(
+            "l1", "Mean absolute error: less forgiving of small errors, sharper edges than MSE.", lambda: _Functional(F.l1_loss)
+        ),
+        LossInfo("ssim", "1 − SSIM (3×3 windows): rewards local structure and contrast.", lambda: _Functional(ssim_loss)),
+        LossInfo(
+            "fourier",
+            "Mean |FFT difference|: every frequency counts equally, fine detail included.",
+            lambda: _Functional(fourier_loss),
+        ),
+        LossInfo(
+            "fourier_hp",
+            "Fourier loss above a cut-off (fraction of Nyquist, default 0.25): only the detail blur removes.",
+            lambda cutoff=0.25: _Functional(fourier_loss, cutoff=float(cutoff)),
+            param="cutoff",
+        ),
+        LossInfo("perceptual", "Distance between VGG16 features: textures over pixels.", PerceptualLoss, pretrained=True),
+        LossInfo("lpips", "LPIPS as a loss: a learned perceptual distance.", LPIPSLoss, pretrained=True),
+    )
+}
+
+
+def loss_status(name: str) -> tuple[bool, str]:
+    """Whether the loss can be used here, and why not (pretrained weights missing)."""
+    info = LOSSES[name]
+    if not info.pretrained:
+        return True, "ready"
+    try:
+        LOSSES[name].build().network(torch.device("cpu"))
+    except PretrainedUnavailable as err:
+        return False, f"{name} loss unavailable: {err}"
+    return True, "ready"
+
+
+class WeightedLoss(nn.Module):
+    """``Σ weight_i · loss_i(x_rec, x_true)``; ``terms`` keeps the parsed (weight, name, param) triples."""
+
+    def __init__(self, terms: list[tuple[float, str, float | None]]):
+        super().__init__()
+        self.terms = terms
+        self.parts = nn.ModuleList(
+            LOSSES[name].build(param) if param is not None else LOSSES[name].build() for _, name, param in terms
+        )
+
+    def components(self, x_rec: torch.Tensor, x_true: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each term's unweighted value, keyed by its spec text (for live plots)."""
+        return {_term_text(1.0, n, p): part(x_rec, x_true) for (_, n, p), part in zip(self.terms, self.parts)}
+
+    def forward(self, x_rec: torch.Tensor, x_true: torch.Tensor) -> torch.Tensor:
+        return sum(w * part(x_rec, x_true) for (w, _, _), part in zip(self.terms, self.parts))
+
+    def __str__(self) -> str:
+        return " + ".join(_term_text(w, n, p) for w, n, p in self.terms)
+
+
+def _term_text(weight: float, name: str, param: float | None) -> str:
+    text = name if param is None else f"{name}({param:g})"
+    return text if weight == 1 else f"{weight:g}*{text}"
+
+
+_NUMBER = r"(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_TERM = re.compile(rf"^(?:(?P<weight>{_NUMBER})\s*\*?\s*)?(?P<name>[a-z_0-9]+)(?:\((?P<param>{_NUMBER})\))?$")
+
+
+def parse_loss(spec: str) -> WeightedLoss:
+    """``"mse + 0.2*ssim + 0.1*fourier"`` (also ``"0.5 mse + 0.5 l1"``, ``"fourier_hp(0.3)"``) → a loss.
+
+    Raises ``ValueError`` naming the bad term: an unknown loss, a malformed weight, a parameter given
+    to a loss that takes none, or an empty spec.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"empty loss spec; use names such as {', '.join(LOSSES)}, e.g. 'mse + 0.2*ssim'")
+    terms: list[tuple[float, str, float | None]] = []
+    for raw in spec.lower().split("+"):
+        term = raw.strip()
+        match = _TERM.match(term)
+        if not match:
+            raise ValueError(f"cannot read the loss term {term!r}: write WEIGHT*NAME, e.g. '0.2*ssim'")
+        name = match["name"]
+        if name not in LOSSES:
+            raise ValueError(f"unknown loss {name!r} in {term!r}; known losses: {', '.join(LOSSES)}")
+        if match["param"] is not None and LOSSES[name].param is None:
+            raise ValueError(f"the loss {name!r} takes no parameter (in {term!r})")
+        weight = float(match["weight"]) if match["weight"] is not None else 1.0
+        if not weight > 0:
+            raise ValueError(f"the weight in {term!r} must be positive")
+        terms.append((weight, name, float(match["param"]) if match["param"] is not None else None))
+    return WeightedLoss(terms)

@@ -77,16 +77,15 @@ def parse_baselines(spec: str | None) -> list[str]:
 def load_images(folder: str | None, limit: int | None) -> list[tuple[str, Image.Image]]:
     """(name, PIL image) pairs in sorted name order: a folder's image files, or the held-out examples."""
     if folder is None:
-        pairs = [(name, images.load_example(name)) for name in sorted(images.split_names("held_out"))]
-    else:
-        root = Path(folder)
-        if not root.is_dir():
-            raise FileNotFoundError(f"no folder {root}")
-        files = sorted(p for p in root.iterdir() if p.suffix.lower() in images.IMAGE_SUFFIXES)
-        if not files:
-            raise FileNotFoundError(f"no images ({', '.join(images.IMAGE_SUFFIXES)}) in {root}")
-        pairs = [(p.name, images.open_image(p)) for p in files[: limit or None]]  # read only what is used
-    return pairs[: limit or None]
+        names = sorted(images.split_names("held_out"))[: limit or None]
+        return [(name, images.load_example(name)) for name in names]
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no folder {root}")
+    files = sorted(p for p in root.iterdir() if p.suffix.lower() in images.IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"no images ({', '.join(images.IMAGE_SUFFIXES)}) in {root}")
+    return [(p.name, images.open_image(p)) for p in files[: limit or None]]  # read only what is used
 
 
 def run_evaluation(cfg: EvalConfig, engine: Engine | None = None) -> dict:

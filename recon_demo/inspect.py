@@ -131,16 +131,12 @@ def empirical_receptive_field(model: nn.Module, x: torch.Tensor | None = None, s
         with torch.enable_grad():
             out = model(x)
             h, w = out.shape[-2:]
-            centre = out[0, 0, h // 2, w // 2] - x[0, 0, h // 2, w // 2] * _identity_weight(model)
+            centre = out[0, 0, h // 2, w // 2] - x[0, 0, h // 2, w // 2] * float(getattr(model, "residual", False))
             (grad,) = torch.autograd.grad(centre, x)
     finally:
         model.train(was_training)
     g = grad[0, 0].abs().cpu().numpy()
     return g / g.max() if g.max() > 0 else g
-
-
-def _identity_weight(model: nn.Module) -> float:
-    return 1.0 if getattr(model, "residual", False) else 0.0
 
 
 def receptive_field_extent(rf_map: np.ndarray, threshold: float = 0.0) -> tuple[int, int]:

@@ -41,7 +41,7 @@ def fourier_loss(x_rec: torch.Tensor, x_true: torch.Tensor, cutoff: float = 0.0)
     if not 0 <= cutoff < 1:
         raise ValueError(f"the Fourier cut-off is a fraction of the Nyquist frequency in [0, 1), got {cutoff}")
     diff = (torch.fft.fft2(x_rec, norm="ortho") - torch.fft.fft2(x_true, norm="ortho")).abs()  # (N, 1, H, W)
-    if cutoff <= 0:
+    if cutoff == 0:
         return diff.mean()
     h, w = x_rec.shape[-2:]
     fy = torch.fft.fftfreq(h, device=x_rec.device).abs()[:, None] * 2  # in units of Nyquist
@@ -135,7 +135,7 @@ def loss_status(name: str) -> tuple[bool, str]:
     if not info.pretrained:
         return True, "ready"
     try:
-        LOSSES[name].build().network(torch.device("cpu"))
+        info.build().network(torch.device("cpu"))
     except PretrainedUnavailable as err:
         return False, f"{name} loss unavailable: {err}"
     return True, "ready"

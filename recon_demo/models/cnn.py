@@ -15,6 +15,8 @@ from recon_demo.models._registry import register_model
 class SimpleCNN(nn.Module):
     """conv1 → ReLU → conv2 → ReLU → conv3, no final activation (learns the image itself)."""
 
+    residual = False  # the output is the image itself
+
     def __init__(self, in_ch: int = 1, out_ch: int = 1, n_filters: int = 32, kernel_size: int = 3):
         super().__init__()
         pad = kernel_size // 2
@@ -22,8 +24,6 @@ class SimpleCNN(nn.Module):
         self.conv2 = nn.Conv2d(n_filters, n_filters, kernel_size, padding=pad)
         self.conv3 = nn.Conv2d(n_filters, out_ch, kernel_size, padding=pad)
         self.relu = nn.ReLU(inplace=True)
-
-    residual = False  # the output is the image itself
 
     def spatial_chain(self) -> list[tuple[int, int]]:
         """(kernel, stride) of each layer: a plain chain, so the lecture's receptive-field formula applies."""

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from recon_demo import evaluate
+from recon_demo import evaluate, loss_study, training
+from recon_demo.runtime import tune_allocator
 
 COMMANDS = {
     "evaluate": (evaluate, "the lecture's evaluation protocol on a folder of images or the held-out examples"),
+    "train": (training, "train a model (resumable) and record it in a weights manifest"),
+    "loss-study": (loss_study, "the lecture's loss study: one small CNN trained with each loss, compared"),
 }
 
 
@@ -18,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, (module, help_text) in COMMANDS.items():
         module.add_arguments(sub.add_parser(name, help=help_text, description=module.__doc__.split("\n\n")[0]))
     args = parser.parse_args(argv)
+    tune_allocator()
     return COMMANDS[args.command][0].main(args)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -24,7 +24,11 @@ from recon_demo.models import create_model, model_info
 
 WEIGHTS_DIR = Path(os.environ.get("RECON_WEIGHTS_DIR", Path(__file__).resolve().parent.parent / "weights"))
 MAX_CHECKPOINT_BYTES = 64 * 1024 * 1024  # the largest lecture model in fp32 is about 8 MB
-REGIMES = ("course", "general")
+REGIMES = ("course", "general")  # the shipped ones; a run at another fixed operator is recorded as "custom"
+_DESCRIPTION = (
+    "Checkpoints trained by `python -m recon_demo train`; see README. "
+    "Entries: model, regime, file, sha256, kwargs, operator, noise, recipe, data, compute, metrics."
+)
 
 
 class CheckpointError(ValueError):
@@ -90,9 +94,36 @@ def _short(items: list[str], n: int = 5) -> str:
     return ", ".join(items[:n]) + more
 
 
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a ``.safetensors`` file (``{}`` for other files or none)."""
+    path = Path(path)
+    if path.suffix != ".safetensors" or not path.is_file():
+        return {}
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception:  # unreadable: read_state_dict says why
+        return {}
+
+
 def load_checkpoint(name: str, path: str | Path, **kwargs) -> nn.Module:
-    """Build the architecture ``name`` and load the checkpoint at ``path`` into it (eval mode)."""
-    model = create_model(name, **kwargs)
+    """Build the architecture ``name`` and load the checkpoint at ``path`` into it (eval mode).
+
+    Without ``kwargs``, a checkpoint written by ``save_checkpoint`` for the same architecture supplies the
+    constructor arguments it was trained with (say, a 16-filter CNN).
+    """
+    meta = read_metadata(path)
+    if not kwargs and meta.get("model") == name and meta.get("kwargs"):
+        try:
+            kwargs = json.loads(meta["kwargs"])
+        except json.JSONDecodeError:
+            kwargs = {}
+    try:
+        model = create_model(name, **kwargs)
+    except TypeError as err:
+        raise CheckpointError(f"{Path(path).name}: cannot build {name} with {kwargs} ({err})") from None
     return load_state(model, read_state_dict(path), name).eval()
 
 
@@ -120,7 +151,7 @@ class ManifestEntry:
     """One shipped checkpoint, as ``weights/manifest.json`` describes it."""
 
     model: str  # registry name
-    regime: str  # "course" (the lecture's operator) or "general" (random operators)
+    regime: str  # "course" (the lecture's operator), "general" (random operators) or "custom" (another fixed one)
     file: str  # path relative to the weights folder
     sha256: str
     kwargs: dict = field(default_factory=dict)  # constructor arguments
@@ -154,6 +185,10 @@ class Manifest:
     entries: list[ManifestEntry]
     weights_dir: Path
 
+    @property
+    def path(self) -> Path:
+        return self.weights_dir / "manifest.json"
+
     @classmethod
     def load(cls, weights_dir: str | Path | None = None) -> Manifest:
         weights_dir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
@@ -162,6 +197,16 @@ class Manifest:
             return cls([], weights_dir)
         raw = json.loads(path.read_text())
         return cls([ManifestEntry(**e) for e in raw.get("checkpoints", [])], weights_dir)
+
+    def upsert(self, entry: ManifestEntry) -> None:
+        """Add ``entry``, replacing the one of the same model and regime, and write ``manifest.json``."""
+        self.entries = [e for e in self.entries if (e.model, e.regime) != (entry.model, entry.regime)] + [entry]
+        raw = json.loads(self.path.read_text()) if self.path.is_file() else {"version": 1, "description": _DESCRIPTION}
+        raw["checkpoints"] = [asdict(e) for e in self.entries]
+        self.weights_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(raw, indent=2) + "\n")
+        os.replace(tmp, self.path)
 
     def find(self, model: str, regime: str = "course") -> ManifestEntry | None:
         """The shipped checkpoint of ``model`` in ``regime``, or ``None`` when it has none yet."""

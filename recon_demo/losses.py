@@ -1,7 +1,8 @@
 """Training losses, named in a registry, and weighted combinations parsed from a spec.
 
-``mse`` and ``l1`` are torch's; ``ssim`` is the lecture's differentiable ``1 − SSIM`` (statistics from
-3×3 average pooling, c1 = 0.01², c2 = 0.03², a 1e-8 guard); ``fourier`` is the lecture's mean absolute
+``mse`` and ``l1`` are torch's; ``ssim`` is ``1 − SSIM`` exactly as scikit-image computes the metric (7×7
+window), made differentiable, and ``ssim_lecture`` the lecture's loss-study variant (statistics from 3×3
+average pooling, c1 = 0.01², c2 = 0.03², a 1e-8 guard); ``fourier`` is the lecture's mean absolute
 difference of orthonormal 2-D FFTs and ``fourier_hp(cutoff)`` the same above a radial cut-off (a fraction
 of the Nyquist frequency), which weighs the fine detail blur destroys; ``perceptual`` compares VGG16
 ``features[:16]`` and ``lpips`` is LPIPS used as a loss. The last two need ImageNet weights, found offline
@@ -13,7 +14,9 @@ of the Nyquist frequency), which weighs the fine detail blur destroys; ``percept
 
 from __future__ import annotations
 
+import math
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,7 +28,29 @@ from recon_demo.pretrained import PretrainedUnavailable, build_lpips_alex, build
 
 
 def ssim_loss(x_rec: torch.Tensor, x_true: torch.Tensor) -> torch.Tensor:
-    """``1 − mean SSIM map`` with the lecture's 3×3 average-pooled statistics."""
+    """``1 − SSIM`` as scikit-image computes it (7×7 uniform window, sample covariance, ``data_range=1``).
+
+    scikit-image filters with reflection and then drops a 3-pixel border before averaging; a 7×7 pooling
+    without padding gives exactly the kept pixels, so this is the metric itself, made differentiable.
+    """
+    c1, c2 = 0.01**2, 0.03**2
+    win = 7
+    cov_norm = win * win / (win * win - 1)  # scikit-image's unbiased (sample) covariance
+    pool = lambda t: F.avg_pool2d(t, win, stride=1)  # noqa: E731  (N, 1, H − 6, W − 6)
+    mu_x, mu_y = pool(x_rec), pool(x_true)
+    var_x = cov_norm * (pool(x_rec * x_rec) - mu_x**2)
+    var_y = cov_norm * (pool(x_true * x_true) - mu_y**2)
+    cov = cov_norm * (pool(x_rec * x_true) - mu_x * mu_y)
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return 1 - ssim_map.mean()
+
+
+def ssim_lecture_loss(x_rec: torch.Tensor, x_true: torch.Tensor) -> torch.Tensor:
+    """The lecture's loss-study SSIM: ``1 − mean SSIM map`` with 3×3 average-pooled statistics.
+
+    Zero-padded 3×3 pooling (stride 1), population variances, c1 = 0.01², c2 = 0.03² and a 1e-8 guard in the
+    denominator, as the lecture writes it. It differs from scikit-image's SSIM by a few hundredths.
+    """
     c1, c2 = 0.01**2, 0.03**2
     pool = lambda t: F.avg_pool2d(t, 3, stride=1, padding=1)  # noqa: E731
     mu_x, mu_y = pool(x_rec), pool(x_true)
@@ -36,10 +61,16 @@ def ssim_loss(x_rec: torch.Tensor, x_true: torch.Tensor) -> torch.Tensor:
     return 1 - ssim_map.mean()
 
 
+def _check_cutoff(cutoff: float) -> float:
+    cutoff = float(cutoff)
+    if not 0 <= cutoff < 1:
+        raise ValueError(f"the Fourier cut-off is a fraction of the Nyquist frequency in [0, 1), got {cutoff:g}")
+    return cutoff
+
+
 def fourier_loss(x_rec: torch.Tensor, x_true: torch.Tensor, cutoff: float = 0.0) -> torch.Tensor:
     """Mean ``|F(x_rec) − F(x_true)|`` (orthonormal FFT) over frequencies above ``cutoff`` × Nyquist."""
-    if not 0 <= cutoff < 1:
-        raise ValueError(f"the Fourier cut-off is a fraction of the Nyquist frequency in [0, 1), got {cutoff}")
+    cutoff = _check_cutoff(cutoff)
     diff = (torch.fft.fft2(x_rec, norm="ortho") - torch.fft.fft2(x_true, norm="ortho")).abs()  # (N, 1, H, W)
     if cutoff == 0:
         return diff.mean()
@@ -50,18 +81,24 @@ def fourier_loss(x_rec: torch.Tensor, x_true: torch.Tensor, cutoff: float = 0.0)
     return diff[..., mask].mean()
 
 
+_NETWORKS: dict[tuple[str, str], nn.Module] = {}  # the frozen ImageNet networks, one per (builder, device)
+_NETWORKS_LOCK = threading.Lock()
+
+
 class _Pretrained(nn.Module):
-    """A loss over a frozen ImageNet network, built on first use (it is large)."""
+    """A loss over a frozen ImageNet network, built on first use (it is large) and shared by every loss
+    of the same kind on the same device; it is kept out of the loss's own modules and state."""
 
     def __init__(self, build: Callable[[], nn.Module]):
         super().__init__()
         self._build = build
-        self.net: nn.Module | None = None
 
     def network(self, device: torch.device) -> nn.Module:
-        if self.net is None:
-            self.net = self._build()
-        return self.net.to(device)
+        key = (self._build.__name__, str(device))
+        with _NETWORKS_LOCK:
+            if key not in _NETWORKS:
+                _NETWORKS[key] = self._build().to(device)
+            return _NETWORKS[key]
 
 
 class PerceptualLoss(_Pretrained):
@@ -111,7 +148,14 @@ LOSSES: dict[str, LossInfo] = {
         LossInfo(
             "l1", "Mean absolute error: less forgiving of small errors, sharper edges than MSE.", lambda: _Functional(F.l1_loss)
         ),
-        LossInfo("ssim", "1 − SSIM (3×3 windows): rewards local structure and contrast.", lambda: _Functional(ssim_loss)),
+        LossInfo(
+            "ssim", "1 − SSIM (scikit-image's 7×7 window): rewards local structure and contrast.", lambda: _Functional(ssim_loss)
+        ),
+        LossInfo(
+            "ssim_lecture",
+            "The lecture's 1 − SSIM with 3×3 windows, as in its loss study.",
+            lambda: _Functional(ssim_lecture_loss),
+        ),
         LossInfo(
             "fourier",
             "Mean |FFT difference|: every frequency counts equally, fine detail included.",
@@ -120,7 +164,7 @@ LOSSES: dict[str, LossInfo] = {
         LossInfo(
             "fourier_hp",
             "Fourier loss above a cut-off (fraction of Nyquist, default 0.25): only the detail blur removes.",
-            lambda cutoff=0.25: _Functional(fourier_loss, cutoff=float(cutoff)),
+            lambda cutoff=0.25: _Functional(fourier_loss, cutoff=_check_cutoff(cutoff)),
             param="cutoff",
         ),
         LossInfo("perceptual", "Distance between VGG16 features: textures over pixels.", PerceptualLoss, pretrained=True),
@@ -135,10 +179,18 @@ def loss_status(name: str) -> tuple[bool, str]:
     if not info.pretrained:
         return True, "ready"
     try:
-        info.build().network(torch.device("cpu"))
+        info.build().network(torch.device("cpu"))  # cached: the training that follows reuses it
     except PretrainedUnavailable as err:
         return False, f"{name} loss unavailable: {err}"
     return True, "ready"
+
+
+def check_available(loss: WeightedLoss) -> None:
+    """Raise ``ValueError`` with the reason when a term of ``loss`` needs weights that are not here."""
+    for _, name, _ in loss.terms:
+        ok, reason = loss_status(name)
+        if not ok:
+            raise ValueError(reason)
 
 
 class WeightedLoss(nn.Module):
@@ -147,16 +199,20 @@ class WeightedLoss(nn.Module):
     def __init__(self, terms: list[tuple[float, str, float | None]]):
         super().__init__()
         self.terms = terms
-        self.parts = nn.ModuleList(
+        self.losses = nn.ModuleList(
             LOSSES[name].build(param) if param is not None else LOSSES[name].build() for _, name, param in terms
         )
 
-    def components(self, x_rec: torch.Tensor, x_true: torch.Tensor) -> dict[str, torch.Tensor]:
+    def parts(self, x_rec: torch.Tensor, x_true: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each term's unweighted value, keyed by its spec text (for live plots)."""
-        return {_term_text(1.0, n, p): part(x_rec, x_true) for (_, n, p), part in zip(self.terms, self.parts)}
+        return {_term_text(1.0, n, p): part(x_rec, x_true) for (_, n, p), part in zip(self.terms, self.losses)}
+
+    def total(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The weighted sum of values returned by ``parts`` (so a training step computes each term once)."""
+        return sum(w * value for (w, _, _), value in zip(self.terms, parts.values()))
 
     def forward(self, x_rec: torch.Tensor, x_true: torch.Tensor) -> torch.Tensor:
-        return sum(w * part(x_rec, x_true) for (w, _, _), part in zip(self.terms, self.parts))
+        return self.total(self.parts(x_rec, x_true))
 
     def __str__(self) -> str:
         return " + ".join(_term_text(w, n, p) for w, n, p in self.terms)
@@ -191,7 +247,15 @@ def parse_loss(spec: str) -> WeightedLoss:
         if match["param"] is not None and LOSSES[name].param is None:
             raise ValueError(f"the loss {name!r} takes no parameter (in {term!r})")
         weight = float(match["weight"]) if match["weight"] is not None else 1.0
-        if not weight > 0:
-            raise ValueError(f"the weight in {term!r} must be positive")
-        terms.append((weight, name, float(match["param"]) if match["param"] is not None else None))
+        if not (weight > 0 and math.isfinite(weight)):
+            raise ValueError(f"the weight in {term!r} must be a positive finite number")
+        param = float(match["param"]) if match["param"] is not None else None
+        if param is not None:
+            try:
+                LOSSES[name].build(param)  # the builder checks the parameter's range
+            except ValueError as err:
+                raise ValueError(f"{err} (in {term!r})") from None
+        if any(n == name and p == param for _, n, p in terms):
+            raise ValueError(f"the loss {_term_text(1.0, name, param)!r} appears twice; give it once with the summed weight")
+        terms.append((weight, name, param))
     return WeightedLoss(terms)

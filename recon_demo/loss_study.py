@@ -1,0 +1,285 @@
+"""``python -m recon_demo loss-study``: the lecture's loss study, where the training loss changes the result.
+
+The lecture's protocol: LossStudyCNN (16 filters), ``torch.manual_seed(0)`` before each configuration, Adam
+1e-3, batch 4, the first 32 training images at 256² in shuffled epochs of at most 8 batches, 10 epochs,
+measurements synthesised on the fly (motion 9 @ 20°, noise 0.01), and one fixed held-out test measurement
+on which MSE, PSNR, SSIM (and LPIPS) are reported. Its two experiments are presets, ``pure`` (MSE, L1, SSIM)
+and ``mixed`` (MSE + 0.1 Fourier, 0.5 MSE + 0.5 L1, MSE + 0.2 SSIM + 0.1 Fourier); any other loss spec can
+be added. ``LossStudy.run`` streams every configuration's training events, so the app draws all curves live.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from recon_demo.losses import parse_loss
+from recon_demo.metrics import METRICS, lpips_distance, lpips_status
+from recon_demo.models import model_info
+from recon_demo.operators import BLUR_TYPES, KERNEL_STYLES, LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec
+from recon_demo.training import TrainConfig, Trainer, TrainEvent, TrainingError
+
+# The lecture's two experiments, label → loss spec. Its SSIM loss is the 3×3 one (``ssim_lecture``).
+EXPERIMENTS: dict[str, dict[str, str]] = {
+    "pure": {"MSE": "mse", "L1": "l1", "SSIM": "ssim_lecture"},
+    "mixed": {
+        "MSE + 0.1 Fourier": "mse + 0.1*fourier",
+        "0.5 MSE + 0.5 L1": "0.5*mse + 0.5*l1",
+        "MSE + 0.2 SSIM + 0.1 Fourier": "mse + 0.2*ssim_lecture + 0.1*fourier",
+    },
+}
+# The lecture's published results (PSNR dB, SSIM) on its CT test measurement, for comparison.
+LECTURE_RESULTS: dict[str, tuple[float, float]] = {
+    "MSE": (27.070, 0.7348),
+    "L1": (27.265, 0.7773),
+    "SSIM": (27.560, 0.8161),
+    "MSE + 0.1 Fourier": (27.217, 0.7434),
+    "0.5 MSE + 0.5 L1": (27.253, 0.7872),
+    "MSE + 0.2 SSIM + 0.1 Fourier": (27.216, 0.8056),
+}
+MAX_EPOCHS = 1000
+
+
+@dataclass
+class LossStudyConfig:
+    """The loss study's protocol; the CLI flags and the app's Train tab map onto it."""
+
+    losses: dict[str, str] = field(default_factory=lambda: dict(EXPERIMENTS["pure"]))  # label → loss spec
+    model: str = "loss_study_cnn"  # registry name
+    epochs: int = 10
+    batch_size: int = 4
+    epoch_batches: int = 8  # at most this many batches per epoch
+    n_images: int = 32  # the first N training images
+    size: int = 256  # images and test measurement, side in pixels
+    lr: float = 1e-3
+    operator: OperatorSpec = LECTURE_OPERATOR
+    noise: float = LECTURE_NOISE
+    seed: int = 0  # torch.manual_seed before each configuration
+    test_image: str = "camera"  # the held-out image of the fixed test measurement
+    eval_every: int = 0  # also reconstruct the test measurement every N steps (live views); 0: at the end
+    lpips: bool = True  # report LPIPS when its weights are here
+    device: str | None = None
+
+    @property
+    def steps(self) -> int:
+        """Optimiser steps per configuration: epochs × batches per epoch."""
+        return self.epochs * min(self.epoch_batches, math.ceil(self.n_images / self.batch_size))
+
+    def train_config(self, spec: str) -> TrainConfig:
+        """The training run of one configuration."""
+        return TrainConfig(
+            model=self.model, loss=spec, steps=self.steps, batch_size=self.batch_size, patch_size=self.size,
+            lr=self.lr, operator=self.operator, noise=self.noise, data=("package", "phantoms"),
+            image_size=self.size, max_images=self.n_images, phantoms=self.n_images, sampling="epochs",
+            epoch_batches=self.epoch_batches, seed=self.seed, device=self.device, eval_every=self.eval_every,
+            val_image=self.test_image, val_size=self.size, checkpoint=None, checkpoint_every=0,
+        )  # fmt: skip
+
+    def validated(self) -> LossStudyConfig:
+        """Checks every configuration before any training; raises ``TrainingError`` naming the bad one."""
+        if not self.losses:
+            raise TrainingError("no loss to study: choose an experiment or give a loss spec")
+        if not (isinstance(self.epochs, int) and 1 <= self.epochs <= MAX_EPOCHS):
+            raise TrainingError(f"epochs must be an integer in [1, {MAX_EPOCHS}], got {self.epochs!r}")
+        if not (isinstance(self.epoch_batches, int) and self.epoch_batches >= 1):
+            raise TrainingError(f"batches per epoch must be an integer >= 1, got {self.epoch_batches!r}")
+        for label, spec in self.losses.items():
+            try:
+                self.train_config(spec).validated()
+            except TrainingError as err:
+                raise TrainingError(f"{label}: {err}") from None
+        return replace(self, losses=dict(self.losses))
+
+    def describe(self) -> str:
+        per_epoch = self.steps // self.epochs
+        return (
+            f"{model_info(self.model).display_name}, {self.epochs} epochs × {per_epoch} batches of {self.batch_size}, "
+            f"{self.n_images} training images at {self.size}², {self.operator.describe()}, noise {self.noise:g}, "
+            f"seed {self.seed}; test image {self.test_image}"
+        )
+
+
+@dataclass
+class LossResult:
+    """One configuration's outcome."""
+
+    label: str
+    spec: str  # the parsed spec, normalised
+    history: list[float]  # the loss of every step
+    metrics: dict[str, float | None]  # on the fixed test measurement
+    x_rec: np.ndarray | None  # its reconstruction
+    seconds: float  # training wall time
+    status: str  # "done" or "cancelled"
+
+
+class LossStudy:
+    """Trains one model per loss with the same seed, data and test measurement; ``results`` fills in as it runs."""
+
+    def __init__(self, cfg: LossStudyConfig):
+        self.cfg = cfg.validated()
+        self.results: dict[str, LossResult] = {}
+        self.x_true = self.y_delta = None
+        self.wall_s = 0.0
+
+    def run(self, cancel=None) -> Iterator[tuple[str, TrainEvent]]:
+        """Yield ``(label, event)`` for every step of every configuration, in order.
+
+        A cancel stops the configuration in flight (its result is marked ``cancelled``) and skips the rest.
+        """
+        start = time.perf_counter()
+        with_lpips = self.cfg.lpips and lpips_status()[0]
+        for label, spec in self.cfg.losses.items():
+            trainer = Trainer(self.cfg.train_config(spec))
+            self.x_true, self.y_delta = trainer.x_val, trainer.y_val
+            history: list[float] = []
+            for event in trainer.run(cancel):
+                if event.status != "cancelled" or event.step > len(history):
+                    history.append(event.loss)
+                yield label, event
+            metrics, x_rec = event.metrics, event.x_rec
+            if event.status == "cancelled":
+                metrics, x_rec = trainer.validate()
+            metrics["lpips"] = lpips_distance(x_rec, self.x_true) if with_lpips else None
+            self.results[label] = LossResult(
+                label, str(trainer.loss_fn), history, metrics, x_rec, trainer.elapsed, event.status
+            )
+            if event.status == "cancelled":
+                break
+        self.wall_s = time.perf_counter() - start
+
+    def to_json(self) -> dict:
+        return {
+            "protocol": {"summary": self.cfg.describe(), "steps": self.cfg.steps, "losses": self.cfg.losses},
+            "results": {
+                r.label: {
+                    "spec": r.spec, **{m: r.metrics.get(m) for m in ("mse", "psnr", "ssim", "lpips")},
+                    "seconds": round(r.seconds, 2), "status": r.status, "history": r.history,
+                    "lecture": dict(zip(("psnr", "ssim"), LECTURE_RESULTS[r.label])) if r.label in LECTURE_RESULTS else None,
+                }  # fmt: skip
+                for r in self.results.values()
+            },
+            "wall_s": round(self.wall_s, 2),
+        }
+
+    def format_table(self) -> str:
+        """The lecture's table, with its published CT numbers beside ours where the configuration is one of its."""
+        rows = [["loss", "MSE", "PSNR dB", "SSIM", "LPIPS", "lecture (CT) PSNR / SSIM", "time"]]
+        for r in self.results.values():
+            lecture = LECTURE_RESULTS.get(r.label)
+            rows.append([
+                r.label + (" (stopped)" if r.status == "cancelled" else ""),
+                METRICS["mse"].format(r.metrics["mse"]), f"{r.metrics['psnr']:.3f}", METRICS["ssim"].format(r.metrics["ssim"]),
+                METRICS["lpips"].format(r.metrics["lpips"]), f"{lecture[0]:.3f} / {lecture[1]:.4f}" if lecture else "—",
+                f"{r.seconds:.1f} s",
+            ])  # fmt: skip
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        lines = [self.cfg.describe()] + [" | ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+        lines.append(f"wall time {self.wall_s:.1f} s")
+        return "\n".join(lines)
+
+    def save_figure(self, path: str | Path) -> Path:
+        """The lecture-style figure as PNG: ground truth, measurement and each reconstruction over its loss curve."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from recon_demo.metrics import psnr, ssim
+
+        results = list(self.results.values())
+        n = 2 + len(results)
+        fig, axes = plt.subplots(2, n, figsize=(2.6 * n, 5.4), gridspec_kw={"height_ratios": [1.15, 1]}, squeeze=False)
+        panels = [("ground truth", self.x_true[0, 0].numpy()), ("measurement", self.y_delta[0, 0].numpy())]
+        panels += [(r.label, r.x_rec) for r in results]
+        for ax, (title, image) in zip(axes[0], panels):
+            ax.imshow(np.clip(image, 0, 1), cmap="gray", vmin=0, vmax=1)
+            if title != "ground truth":
+                title += f"\n{psnr(image, self.x_true):.2f} dB, SSIM {ssim(image, self.x_true):.3f}"
+            ax.set_title(title, fontsize=9)
+            ax.axis("off")
+        for ax in axes[1, :2]:
+            ax.axis("off")
+        axes[1, 0].text(0, 0.5, self.cfg.describe().replace(", ", "\n"), fontsize=7, va="center")
+        for ax, r in zip(axes[1, 2:], results):
+            ax.plot(np.arange(1, len(r.history) + 1), r.history, lw=1)
+            ax.set_title(f"loss: {r.spec}", fontsize=8)
+            ax.set_xlabel("step", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--experiment", default="pure", choices=(*EXPERIMENTS, "all", "none"),
+                        help="the lecture's preset configurations (default pure)")  # fmt: skip
+    parser.add_argument("--loss", action="append", default=[], metavar="[LABEL=]SPEC",
+                        help="another configuration, e.g. 'mse + 0.5*fourier_hp(0.3)'; repeatable")  # fmt: skip
+    parser.add_argument("--model", default="loss_study_cnn", help="registry name (default loss_study_cnn)")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--epoch-batches", type=int, default=8, help="at most N batches per epoch (default 8)")
+    parser.add_argument("--images", type=int, default=32, help="the first N training images (default 32)")
+    parser.add_argument("--size", type=int, default=256, help="image side (default 256)")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--test-image", default="camera", help="held-out image of the test measurement")
+    parser.add_argument("--blur", default="motion", choices=BLUR_TYPES)
+    parser.add_argument("--kernel-size", type=int, default=9)
+    parser.add_argument("--angle", type=float, default=20.0)
+    parser.add_argument("--variance", type=float, default=1.0)
+    parser.add_argument("--kernel-style", default="ippy", choices=KERNEL_STYLES)
+    parser.add_argument("--noise", type=float, default=LECTURE_NOISE)
+    parser.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
+    parser.add_argument("--device", help="cpu, cuda, mps (default: RECON_DEVICE or the best available)")
+    parser.add_argument("--format", default="table", choices=("table", "json"))
+    parser.add_argument("--save-figure", metavar="PNG", help="write the lecture-style figure")
+
+
+def config_from_args(args: argparse.Namespace) -> LossStudyConfig:
+    losses: dict[str, str] = {}
+    for name in EXPERIMENTS if args.experiment == "all" else [] if args.experiment == "none" else [args.experiment]:
+        losses.update(EXPERIMENTS[name])
+    for item in args.loss:
+        label, sep, spec = item.partition("=")
+        label, spec = (label.strip(), spec) if sep else (str(parse_loss(item)), item)
+        losses[label] = spec
+    return LossStudyConfig(
+        losses=losses, model=args.model, epochs=args.epochs, batch_size=args.batch_size, epoch_batches=args.epoch_batches,
+        n_images=args.images, size=args.size, lr=args.lr,
+        operator=OperatorSpec(args.blur, args.kernel_size, args.angle, args.variance, args.kernel_style),
+        noise=args.noise, seed=args.seed, test_image=args.test_image, lpips=not args.no_lpips, device=args.device,
+    ).validated()  # fmt: skip
+
+
+def main(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    try:
+        study = LossStudy(config_from_args(args))
+        total = study.cfg.steps * len(study.cfg.losses)
+        with tqdm(total=total, desc="loss study", unit="step", mininterval=0.5) as bar:
+            for label, event in study.run():
+                bar.update(1 if event.status == "running" or event.step == study.cfg.steps else 0)
+                bar.set_postfix({"config": label, "loss": f"{event.loss:.4g}"}, refresh=False)
+        if args.save_figure:
+            study.save_figure(args.save_figure)
+    except (ValueError, KeyError) as err:
+        print(f"loss-study: {err.args[0] if err.args else err}", file=sys.stderr)
+        return 2
+    print(json.dumps(study.to_json(), indent=1) if args.format == "json" else study.format_table())
+    if args.save_figure and args.format == "table":
+        print(f"figure: {args.save_figure}")
+    return 0

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recon_demo.losses import parse_loss
+from recon_demo.losses import check_available, parse_loss
 from recon_demo.metrics import METRICS, lpips_distance, lpips_status
 from recon_demo.models import model_info
 from recon_demo.operators import BLUR_TYPES, KERNEL_STYLES, LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec
@@ -91,10 +91,11 @@ class LossStudyConfig:
             raise TrainingError(f"epochs must be an integer in [1, {MAX_EPOCHS}], got {self.epochs!r}")
         if not (isinstance(self.epoch_batches, int) and self.epoch_batches >= 1):
             raise TrainingError(f"batches per epoch must be an integer >= 1, got {self.epoch_batches!r}")
+        self.train_config("mse").validated()  # everything but the losses
         for label, spec in self.losses.items():
             try:
-                self.train_config(spec).validated()
-            except TrainingError as err:
+                check_available(parse_loss(spec))  # a perceptual term without its weights fails here, not mid-study
+            except ValueError as err:
                 raise TrainingError(f"{label}: {err}") from None
         return replace(self, losses=dict(self.losses))
 

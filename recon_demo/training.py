@@ -465,7 +465,7 @@ class Trainer:
         parts = self.loss_fn.parts(x_rec.float(), x_true)
         loss = self.loss_fn.total(parts)
         if not torch.isfinite(loss):
-            raise TrainingError(f"the loss became {float(loss)} at step {self.step + 1}; try a smaller learning rate")
+            raise TrainingError(f"the loss became {float(loss.detach())} at step {self.step + 1}; try a smaller learning rate")
         if _should_stop(cancel):
             raise _Stop
         self.optimizer.zero_grad(set_to_none=True)

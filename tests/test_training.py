@@ -1,0 +1,304 @@
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from recon_demo.__main__ import main as cli
+from recon_demo.checkpoints import Manifest, load_checkpoint, read_state_dict, sha256_file
+from recon_demo.images import split_names
+from recon_demo.operators import LECTURE_OPERATOR, OperatorSpec
+from recon_demo.training import (
+    GENERAL_RANGES,
+    OperatorRanges,
+    TrainConfig,
+    Trainer,
+    TrainingError,
+    TrainingImages,
+    clean_batch,
+    measure,
+    train,
+)
+
+# A run small enough for CI: the lecture's CNN on 32² crops of a few images.
+SMALL = dict(model="cnn", steps=6, batch_size=2, patch_size=32, phantoms=2, max_images=4, val_size=64, eval_every=3)
+
+
+def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"model": "resnet"}, "unknown model 'resnet'"),
+        ({"loss": "mse + ssmi"}, "unknown loss 'ssmi'"),
+        ({"steps": 0}, r"steps must be an integer in \[1, 1000000\]"),
+        ({"batch_size": 1000}, "batch size must be an integer"),
+        ({"patch_size": 512}, r"patch size must be an integer in \[8, 256\]"),
+        ({"lr": float("nan")}, "learning rate must be in"),
+        ({"lr": 5.0}, "learning rate must be in"),
+        ({"schedule": "linear"}, "unknown schedule 'linear'"),
+        ({"sampling": "random"}, "unknown sampling 'random'"),
+        ({"noise": -0.1}, "noise level must be in"),
+        ({"noise": float("inf")}, "noise level must be in"),
+        ({"operator": OperatorSpec("motion", 8, 20.0)}, "kernel size must be an odd integer"),
+        ({"ranges": OperatorRanges(blurs=("box",))}, "blurs must be a non-empty list"),
+        ({"ranges": OperatorRanges(angle=(90.0, 10.0))}, "angle range must be"),
+        ({"ranges": OperatorRanges(noise=(-1.0, 0.1))}, "noise levels >= 0"),
+        ({"ranges": OperatorRanges(kernel_size=(3, 101))}, "kernel size must be at most 63"),
+        ({"data": ()}, "no training data"),
+        ({"val_image": "chelsea"}, "must be a held-out image"),
+        ({"max_images": 0}, "max_images must be an integer >= 1"),
+    ],
+)
+def test_config_validation_says_what_is_allowed(change, message):
+    with pytest.raises(TrainingError, match=message):
+        TrainConfig(**change).validated()
+
+
+def test_bad_model_kwargs_and_cpu_amp_are_refused():
+    with pytest.raises(TrainingError, match="bad model kwargs for cnn"):
+        Trainer(TrainConfig(**{**SMALL, "model_kwargs": {"depth": 3}}))
+    if not torch.cuda.is_available():
+        with pytest.raises(TrainingError, match="needs a CUDA device"):
+            Trainer(TrainConfig(**SMALL, amp=True, device="cpu"))
+
+
+def test_regimes():
+    assert TrainConfig().regime() == "course"
+    assert TrainConfig(ranges=GENERAL_RANGES).regime() == "general"
+    assert TrainConfig(operator=OperatorSpec("motion", 7, 45.0)).regime() == "custom"
+
+
+def test_operator_ranges_are_sampled_within_bounds_and_reproducibly():
+    draws = [GENERAL_RANGES.sample(torch.Generator().manual_seed(s)) for s in range(200)]
+    assert draws[:5] == [GENERAL_RANGES.sample(torch.Generator().manual_seed(s)) for s in range(5)]
+    assert {spec.blur for spec, _ in draws} == {"motion", "gaussian"}
+    assert {spec.style for spec, _ in draws} == {"ippy", "centered"}
+    assert {spec.kernel_size for spec, _ in draws} == set(range(3, 16, 2))
+    assert all(0 <= spec.angle <= 180 and 0.5 <= spec.variance <= 4 and 0 <= noise <= 0.05 for spec, noise in draws)
+
+
+def test_measurements_are_synthesised_per_image():
+    x = torch.rand(4, 1, 32, 32)
+    fixed = TrainConfig(noise=0.0)
+    assert torch.allclose(measure(fixed, x, torch.Generator()), LECTURE_OPERATOR.build().forward(x))
+    general = TrainConfig(ranges=OperatorRanges(noise=(0.0, 0.0)))
+    y = measure(general, x.repeat(1, 1, 1, 1)[:1].repeat(4, 1, 1, 1), torch.Generator().manual_seed(0))
+    assert not torch.allclose(y[0], y[1])  # each image drew its own operator
+
+
+def test_patches_and_epochs_sampling():
+    cfg = TrainConfig(**{**SMALL, "max_images": 6, "batch_size": 4}).validated()
+    data = TrainingImages(cfg.data, cfg.image_size, cfg.phantoms, cfg.max_images)
+    assert len(data) == 6 and data.describe()["package"] == split_names("train")[:6]
+    a = clean_batch(cfg, data, 0, torch.Generator().manual_seed(1))
+    b = clean_batch(cfg, data, 0, torch.Generator().manual_seed(1))
+    assert a.shape == (4, 1, 32, 32) and torch.equal(a, b) and 0 <= a.min() and a.max() <= 1
+    # epochs: each image once per epoch, in an order that depends on the epoch only
+    cfg = TrainConfig(**{**SMALL, "max_images": 6, "batch_size": 4, "sampling": "epochs", "patch_size": 256}).validated()
+    epoch = torch.cat([clean_batch(cfg, data, step, torch.Generator()) for step in (0, 1)])
+    assert epoch.shape == (6, 1, 256, 256)
+    seen = sorted(next(i for i in range(6) if torch.equal(t, _centre(data[i]))) for t in epoch)
+    assert seen == list(range(6))
+    assert torch.equal(clean_batch(cfg, data, 2, torch.Generator()), clean_batch(cfg, data, 2, torch.Generator().manual_seed(9)))
+
+
+def _centre(img: torch.Tensor, patch: int = 256) -> torch.Tensor:
+    _, h, w = img.shape
+    return img[:, (h - patch) // 2 : (h - patch) // 2 + patch, (w - patch) // 2 : (w - patch) // 2 + patch]
+
+
+def test_a_folder_in_the_lecture_layout_is_training_data(tmp_path):
+    rng = np.random.default_rng(0)
+    for patient in ("L067", "L096"):
+        (tmp_path / "Mayo" / "train" / patient).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 255, (80, 96), dtype=np.uint8)).save(tmp_path / "Mayo" / "train" / patient / f"{i}.png")
+    (tmp_path / "Mayo" / "train" / "notes.txt").write_text("not an image")
+    data = TrainingImages((str(tmp_path / "Mayo" / "train"),), 64)
+    assert len(data) == 4 and data.describe()["files"] == 4
+    assert data[0].shape == (1, 64, 76)
+    with pytest.raises(TrainingError, match="no folder"):
+        TrainingImages((str(tmp_path / "missing"),), 64)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TrainingError, match="no images"):
+        TrainingImages((str(tmp_path / "empty"),), 64)
+
+
+def test_events_stream_steps_and_validations():
+    events = list(train(TrainConfig(**SMALL)))
+    assert [e.step for e in events] == [1, 2, 3, 4, 5, 6]
+    assert [e.status for e in events] == ["running"] * 5 + ["done"]
+    assert [e.metrics is not None for e in events] == [False, False, True, False, False, True]
+    last = events[-1]
+    assert set(last.parts) == {"mse"} and last.loss == pytest.approx(last.parts["mse"])
+    assert last.x_rec.shape == (64, 64) and 0 <= last.x_rec.min() and last.x_rec.max() <= 1
+    assert set(last.metrics) >= {"mse", "psnr", "ssim"} and np.isfinite(last.metrics["psnr"])
+    assert all(e.elapsed > 0 for e in events) and events[-1].elapsed >= events[0].elapsed
+
+
+def test_a_combined_loss_reports_each_term():
+    event = list(train(TrainConfig(**{**SMALL, "steps": 2, "loss": "mse + 0.2*ssim + 0.1*fourier"})))[-1]
+    assert set(event.parts) == {"mse", "ssim", "fourier"}
+    assert event.loss == pytest.approx(event.parts["mse"] + 0.2 * event.parts["ssim"] + 0.1 * event.parts["fourier"], rel=1e-5)
+
+
+def test_cosine_schedule_decays_the_learning_rate():
+    events = list(train(TrainConfig(**{**SMALL, "schedule": "cosine", "eval_every": 0})))
+    lrs = [e.lr for e in events]
+    assert lrs[0] == pytest.approx(1e-3) and all(a > b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_cancel_returns_within_a_second_with_the_last_completed_step(tmp_path):
+    # The cancel arrives in the middle of step 3, inside the UNet's decoder: the run must cut into the step.
+    cfg = TrainConfig(model="unet", steps=1000, batch_size=4, patch_size=96, phantoms=2, max_images=4, val_size=64,
+                      eval_every=0, checkpoint=str(tmp_path / "unet.safetensors"), checkpoint_every=0)  # fmt: skip
+    trainer = Trainer(cfg)
+    cancel = threading.Event()
+    fired: list[float] = []
+    snapshot = {}
+
+    def cancel_mid_step(*_):
+        if trainer.step == 2 and not cancel.is_set():
+            snapshot.update(weights(trainer.model))
+            fired.append(time.perf_counter())
+            cancel.set()
+
+    trainer.model.dec2.register_forward_hook(cancel_mid_step)
+    events = list(trainer.run(cancel))
+    latency = time.perf_counter() - fired[0]
+    assert [e.step for e in events] == [1, 2, 2] and events[-1].status == "cancelled" and trainer.step == 2
+    assert latency < 1.0, f"the run took {latency:.2f} s to stop"
+    assert same_weights(snapshot, weights(trainer.model))  # the step in flight was dropped
+    assert cfg.state_path().is_file() and not (tmp_path / "unet.safetensors").exists()
+    assert Trainer(cfg, resume=True).step == 2
+
+
+def test_cancel_from_another_thread_stops_the_run():
+    cfg = TrainConfig(**{**SMALL, "steps": 100_000, "eval_every": 0})
+    cancel = threading.Event()
+    timer = threading.Timer(0.5, cancel.set)
+    timer.start()
+    events = list(train(cfg, cancel))
+    assert events[-1].status == "cancelled" and events[-1].step < 100_000
+
+
+def test_a_callable_cancels_too():
+    calls = iter(range(10_000))
+    events = list(train(TrainConfig(**{**SMALL, "steps": 50}), cancel=lambda: next(calls) > 40))
+    assert events[-1].status == "cancelled" and 0 < events[-1].step < 50
+
+
+def test_resume_reproduces_an_uninterrupted_run_on_the_cpu(tmp_path):
+    base = dict(SMALL, steps=8, device="cpu", checkpoint_every=3, schedule="cosine", loss="mse + 0.1*fourier")
+    whole = Trainer(TrainConfig(**base, checkpoint=str(tmp_path / "whole.safetensors")))
+    list(whole.run())
+    # The same run, stopped during step 5 (after the state saved at step 3), then resumed twice.
+    cfg = TrainConfig(**base, checkpoint=str(tmp_path / "parts.safetensors"))
+    calls = iter(range(10_000))
+    first = Trainer(cfg)
+    steps_seen = [e.step for e in first.run(cancel=lambda: first.step == 4 and next(calls) > 2)]
+    assert steps_seen[-1] == 4
+    second = Trainer(cfg, resume=True)
+    assert second.step == 4
+    list(second.run())
+    assert second.step == 8
+    assert same_weights(weights(whole.model), weights(second.model))
+    assert same_weights(read_state_dict(tmp_path / "whole.safetensors"), read_state_dict(tmp_path / "parts.safetensors"))
+
+
+def test_resume_refuses_another_configuration_and_a_missing_state(tmp_path):
+    cfg = TrainConfig(**SMALL, checkpoint=str(tmp_path / "a.safetensors"))
+    with pytest.raises(TrainingError, match="nothing to resume"):
+        Trainer(cfg, resume=True)
+    list(train(cfg))
+    with pytest.raises(TrainingError, match=r"another configuration \(loss: 'mse' → 'l1'\)"):
+        Trainer(TrainConfig(**{**SMALL, "loss": "l1"}, checkpoint=cfg.checkpoint), resume=True)
+    longer = Trainer(TrainConfig(**{**SMALL, "steps": 9}, checkpoint=cfg.checkpoint), resume=True)
+    assert longer.step == 6 and [e.step for e in longer.run()] == [7, 8, 9]
+    cfg.state_path().write_bytes(b"not a state")
+    with pytest.raises(TrainingError, match="cannot read the training state"):
+        Trainer(cfg, resume=True)
+
+
+def test_a_diverging_run_stops_with_a_message():
+    trainer = Trainer(TrainConfig(**SMALL))
+    trainer.loss_fn.total = lambda parts: sum(parts.values()) * float("nan")
+    with pytest.raises(TrainingError, match="the loss became nan at step 1"):
+        list(trainer.run())
+
+
+def test_training_improves_the_cnn():
+    cfg = TrainConfig(model="cnn", steps=60, batch_size=4, patch_size=48, lr=3e-3, phantoms=4, max_images=8, val_size=64,
+                      eval_every=0)  # fmt: skip
+    trainer = Trainer(cfg)
+    before = trainer.validate()[0]["psnr"]
+    after = list(trainer.run())[-1].metrics["psnr"]
+    assert after > before + 3
+
+
+def test_train_cli_writes_a_loadable_checkpoint_and_a_manifest_entry(tmp_path, capsys):
+    out = tmp_path / "weights" / "loss_study_cnn_course.safetensors"
+    args = ["train", "--model", "loss_study_cnn", "--model-kwargs", '{"n_filters": 8}', "--steps", "30", "--batch-size", "2",
+            "--patch-size", "32", "--phantoms", "2", "--max-images", "4", "--eval-every", "10", "--val-size", "64",
+            "--out", str(out)]  # fmt: skip
+    assert cli(args) == 0
+    printed = capsys.readouterr().out
+    assert "30 steps" in printed and "held-out" in printed
+    manifest = Manifest.load(out.parent)
+    entry = manifest.find("loss_study_cnn", "course")
+    assert entry is not None and entry.file == out.name and entry.sha256 == sha256_file(out)
+    assert entry.kwargs == {"n_filters": 8} and entry.recipe["steps"] == 30 and entry.recipe["loss"] == "mse"
+    assert entry.operator == LECTURE_OPERATOR.to_dict() and entry.noise == {"kind": "relative", "level": 0.01}
+    assert entry.compute["device"] == "cpu" and entry.compute["wall_s"] > 0
+    assert entry.data["held_out"] and entry.data["images"] == 4
+    held = entry.metrics
+    assert len(held["images"]) == 6 and held["model"]["n"] == 6 and np.isfinite(held["model"]["psnr"])
+    assert held["measurement"]["psnr"] == pytest.approx(24.848, abs=1e-3)  # the README's measurement row
+    assert held["command"].startswith("python -m recon_demo evaluate --models loss_study_cnn=")
+    # the engine and evaluate load it: the kwargs travel in the file's metadata
+    model = manifest.load_model("loss_study_cnn", "course")
+    assert model.conv1.out_channels == 8
+    assert load_checkpoint("loss_study_cnn", out).conv1.out_channels == 8
+    # a second run of the same model and regime replaces the entry rather than adding one
+    assert cli([*args[:5], "--steps", "2", *args[7:], "--no-manifest"]) == 0
+    assert cli([*args[:5], "--steps", "3", *args[7:]]) == 0
+    assert len(Manifest.load(out.parent).entries) == 1 and Manifest.load(out.parent).entries[0].recipe["steps"] == 3
+    assert json.loads((out.parent / "manifest.json").read_text())["version"] == 1
+
+
+def test_train_cli_general_regime_records_its_ranges(tmp_path):
+    out = tmp_path / "cnn_general.safetensors"
+    assert cli(["train", "--model", "cnn", "--regime", "general", "--steps", "3", "--batch-size", "2", "--patch-size", "32",
+                "--phantoms", "2", "--max-images", "2", "--val-size", "64", "--kernel-sizes", "3,7", "--out", str(out)]) == 0  # fmt: skip
+    entry = Manifest.load(tmp_path).find("cnn", "general")
+    assert entry.operator["kernel_size"] == [3, 7] and entry.noise == {"kind": "relative", "range": [0.0, 0.05]}
+    assert entry.trained_for() == "random operators (general model)"
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--steps", "0"], "steps must be an integer"),
+        (["--model-kwargs", "{bad"], "--model-kwargs is not JSON"),
+        (["--loss", "mse + "], "cannot read the loss term"),
+        (["--regime", "general", "--angles", "10"], "expected LOW,HIGH"),
+        (["--out", "model.pth"], "--out must end in .safetensors"),
+        (["--data", "/no/such/folder"], "no folder /no/such/folder"),
+        (["--resume", "--out", "/tmp/never-trained-here.safetensors"], "nothing to resume"),
+    ],
+)
+def test_train_cli_refuses_bad_flags_with_status_2(flags, message, capsys):
+    assert cli(["train", "--model", "cnn", "--patch-size", "32", "--phantoms", "1", *flags]) == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,398 @@
+"""The reconstruction lab: everything the app computes, as plain values (the UI only wires widgets to it).
+
+A ``Setting`` is one state of the Reconstruct tab: image, blur, noise, seed, models and weights regime. It is
+validated server-side (API callers bypass slider bounds) and travels in the page's URL
+(``?image=camera&angle=20&size=9&noise=0.01&models=cnn,unet``). ``Lab`` holds the engine and two small caches:
+working images (an upload is keyed by its content) and measurements (keyed by image and operator setting, so
+switching models does not redraw the measurement). ``Lab.run`` returns a ``LabResult``: ground truth,
+measurement, kernel, each reconstruction with its metrics and its network's first-layer activations.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import math
+import threading
+from collections import OrderedDict
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from recon_demo import images
+from recon_demo.baselines import BASELINES
+from recon_demo.checkpoints import REGIMES, ManifestEntry
+from recon_demo.engine import Engine, Reconstruction
+from recon_demo.inspect import activation_grid, capture_activations, first_conv
+from recon_demo.metrics import METRICS
+from recon_demo.models import count_parameters, list_models, model_info
+from recon_demo.operators import BLUR_TYPES, KERNEL_STYLES, LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec, add_relative_noise
+
+WORK_SIZE = 256  # every image is centre-cropped to a square and resized to this side, as the lecture's slices
+MAX_KERNEL = 31  # the app's largest kernel (the core allows 63; beyond 31 a 256² image is mostly border)
+MAX_NOISE = 0.2  # the app's largest relative noise level
+MAX_VARIANCE = 20.0
+MAX_SEED = 2**31 - 1
+BASELINE_CHOICES = ("wiener", "rl", "tv")  # the classical methods offered beside the networks
+ERROR_RANGE = 0.25  # error maps show |x_rec − x_true| from 0 to this value
+
+
+class SettingError(ValueError):
+    """A setting the lab refuses; the message says what is allowed."""
+
+
+def model_choices() -> list[str]:
+    """What the model selector offers: the seven lecture architectures, then the classical baselines."""
+    return list_models() + list(BASELINE_CHOICES)
+
+
+def choice_label(name: str) -> str:
+    return BASELINES[name].label if name in BASELINES else model_info(name).label
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One state of the Reconstruct tab; its fields are the ``/reconstruct`` API's keyword parameters."""
+
+    image: str = "camera"  # a catalogue name, or "upload:<sha1>" for an uploaded image
+    blur: str = "motion"  # "motion" or "gaussian"
+    kernel_size: int = 9  # odd, 1..MAX_KERNEL
+    angle: float = 20.0  # motion direction in degrees
+    variance: float = 1.0  # Gaussian variance
+    kernel_style: str = "ippy"  # motion kernel style: "ippy" (course) or "centered"
+    noise: float = LECTURE_NOISE  # relative noise level δ
+    seed: int = 0  # the noise draw
+    models: tuple[str, ...] = ("cnn", "unet", "wiener")  # architectures and baselines, in display order
+    regime: str = "course"  # which shipped weights: "course" or "general"
+
+    def operator(self) -> OperatorSpec:
+        return OperatorSpec(self.blur, self.kernel_size, self.angle, self.variance, self.kernel_style)
+
+    def validated(self) -> Setting:
+        """A normalised copy; raises ``SettingError`` with what is allowed."""
+
+        def number(name, value, lo, hi, integer=False):
+            try:
+                v = float(value)
+            except (TypeError, ValueError):
+                raise SettingError(f"{name} must be a number, got {value!r}") from None
+            if not math.isfinite(v) or not lo <= v <= hi or (integer and not v.is_integer()):
+                kind = "an integer" if integer else "a number"
+                raise SettingError(f"{name} must be {kind} in [{lo:g}, {hi:g}], got {value!r}")
+            return int(v) if integer else v
+
+        if self.blur not in BLUR_TYPES:
+            raise SettingError(f"blur must be one of {', '.join(BLUR_TYPES)}, got {self.blur!r}")
+        if self.kernel_style not in KERNEL_STYLES:
+            raise SettingError(f"kernel style must be one of {', '.join(KERNEL_STYLES)}, got {self.kernel_style!r}")
+        if self.regime not in REGIMES:
+            raise SettingError(f"regime must be one of {', '.join(REGIMES)}, got {self.regime!r}")
+        size = number("kernel size", self.kernel_size, 1, MAX_KERNEL, integer=True)
+        if size % 2 == 0:
+            raise SettingError(f"kernel size must be odd, got {size}")
+        models = tuple(self.models.split(",") if isinstance(self.models, str) else self.models or ())
+        models = tuple(dict.fromkeys(m.strip() for m in models if m and m.strip()))  # drop repeats, keep order
+        unknown = [m for m in models if m not in model_choices()]
+        if unknown:
+            raise SettingError(f"unknown model {', '.join(map(repr, unknown))}; choose from {', '.join(model_choices())}")
+        if not (self.image in images.catalogue() or _is_upload_key(self.image)):
+            raise SettingError(f"unknown image {self.image!r}; choose an example ({', '.join(images.catalogue())}) or upload one")
+        return replace(
+            self,
+            kernel_size=size,
+            angle=number("angle", self.angle, -360, 360),
+            variance=number("variance", self.variance, 0.05, MAX_VARIANCE),
+            noise=number("noise", self.noise, 0, MAX_NOISE),
+            seed=number("seed", self.seed, 0, MAX_SEED, integer=True),
+            models=models,
+        )
+
+    # URL parameters: short names a teacher can type
+    _QUERY = {"image": "image", "blur": "blur", "size": "kernel_size", "angle": "angle", "variance": "variance",
+              "style": "kernel_style", "noise": "noise", "seed": "seed", "models": "models", "regime": "regime"}  # fmt: skip
+
+    def to_query(self) -> dict[str, str]:
+        values = asdict(self)
+        values["models"] = ",".join(self.models)
+        return {key: f"{values[name]:g}" if isinstance(values[name], float) else str(values[name]) for key, name in self._QUERY.items()}
+
+    @classmethod
+    def from_query(cls, query: dict[str, str]) -> tuple[Setting, list[str]]:
+        """The setting a URL describes; parameters that are unknown or invalid are dropped with a warning."""
+        setting, warnings = cls(), []
+        for key, value in query.items():
+            name = cls._QUERY.get(key)
+            if name is None:
+                warnings.append(f"ignored the unknown URL parameter {key!r}")
+                continue
+            candidate = replace(setting, **{name: _parse_query_value(name, value)})
+            try:
+                candidate.validated()
+            except SettingError as err:
+                warnings.append(f"ignored {key}={value!r}: {err}")
+                continue
+            setting = candidate
+        return setting.validated(), warnings
+
+
+def _parse_query_value(name: str, value: str):
+    if name == "models":
+        return tuple(v for v in value.split(",") if v)
+    return value  # validated() converts numbers and reports bad ones
+
+
+def _is_upload_key(key: str) -> bool:
+    return key.startswith("upload:") and len(key) == len("upload:") + 40
+
+
+@dataclass
+class LabResult:
+    """What one ``Lab.run`` produced."""
+
+    setting: Setting
+    x_true: np.ndarray  # (H, W) in [0, 1]
+    y_delta: np.ndarray  # (H, W), may leave [0, 1] by the noise
+    kernel: np.ndarray  # (k, k)
+    reconstructions: list[Reconstruction]
+    activations: dict[str, np.ndarray] = field(default_factory=dict)  # name → first-layer grid in [0, 1]
+    badges: dict[str, str] = field(default_factory=dict)  # name → "trained for …" where the setting differs
+    device: str = "cpu"
+
+    def by_name(self, name: str) -> Reconstruction | None:
+        return next((r for r in self.reconstructions if r.name == name), None)
+
+
+class Lab:
+    """The app's computations, shared by every session of a server (its caches are bounded and locked)."""
+
+    def __init__(self, engine: Engine | None = None, cache_size: int = 32):
+        self.engine = engine or Engine()
+        self._images: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._measurements: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    # -- images and measurements --------------------------------------------------------------------
+
+    def add_upload(self, source: str | Path | bytes) -> str:
+        """Read an uploaded file (any common format, 16-bit, RGBA, DICOM); returns its key ``upload:<sha1>``.
+
+        Raises ``ValueError`` with a message a person can act on when the file is not a usable image.
+        """
+        data = source if isinstance(source, bytes) else Path(source).read_bytes()
+        key = "upload:" + hashlib.sha1(data).hexdigest()
+        with self._lock:
+            if key in self._images:
+                return key
+        x = working_tensor(images.open_image(data))
+        self._remember(self._images, key, x)
+        return key
+
+    def x_true(self, image: str) -> torch.Tensor:
+        """The working image (1, 1, 256, 256) of a catalogue name or upload key."""
+        with self._lock:
+            if image in self._images:
+                self._images.move_to_end(image)
+                return self._images[image]
+        if _is_upload_key(image):
+            raise SettingError("that uploaded image is no longer on the server; upload it again")
+        x = working_tensor(images.load_example(image))
+        self._remember(self._images, image, x)
+        return x
+
+    def measurement(self, setting: Setting) -> torch.Tensor:
+        """``y_delta = K x_true + e`` for the setting, cached per (image, operator, noise, seed)."""
+        key = (setting.image, setting.operator(), setting.noise, setting.seed)
+        with self._lock:
+            if key in self._measurements:
+                self._measurements.move_to_end(key)
+                return self._measurements[key]
+        x = self.x_true(setting.image)
+        y_delta = add_relative_noise(setting.operator().build().forward(x), setting.noise, torch.Generator().manual_seed(setting.seed))
+        self._remember(self._measurements, key, y_delta)
+        return y_delta
+
+    def _remember(self, cache: OrderedDict, key, value) -> None:
+        with self._lock:
+            cache[key] = value
+            cache.move_to_end(key)
+            while len(cache) > self._cache_size:
+                cache.popitem(last=False)
+
+    # -- reconstruction -----------------------------------------------------------------------------
+
+    def run(self, setting: Setting, with_lpips: bool = True, max_channels: int = 16) -> LabResult:
+        """Reconstruct the setting's measurement with each chosen model and baseline."""
+        setting = setting.validated()
+        x_true = self.x_true(setting.image)
+        y_delta = self.measurement(setting)
+        K = setting.operator().build()
+        networks = [m for m in setting.models if m not in BASELINES]
+        baselines = [m for m in setting.models if m in BASELINES]
+        captured: dict[str, dict[str, torch.Tensor]] = {}
+        with ExitStack() as stack:
+            for name in networks:
+                try:
+                    model = self.engine.model(name, regime=setting.regime)
+                except ValueError:  # no weights: the engine reports it in the result
+                    continue
+                captured[name] = stack.enter_context(capture_activations(model, [first_conv(model)]))
+            recs = self.engine.reconstruct(
+                y_delta, networks, baselines=baselines, operator=K, x_true=x_true, regime=setting.regime, with_lpips=with_lpips
+            )
+        order = {name: i for i, name in enumerate(setting.models)}
+        recs.sort(key=lambda r: order[r.name])
+        acts = {name: activation_grid(next(iter(c.values()))[0].float().cpu(), max_channels) for name, c in captured.items() if c}
+        return LabResult(
+            setting=setting,
+            x_true=x_true[0, 0].numpy(),
+            y_delta=y_delta[0, 0].numpy(),
+            kernel=K.kernel.numpy(),
+            reconstructions=recs,
+            activations=acts,
+            badges={name: text for name in networks if (text := self.badge(name, setting))},
+            device=str(self.engine.device),
+        )
+
+    def badge(self, name: str, setting: Setting) -> str | None:
+        """"trained for motion 9 @ 20°, noise 0.01" when the setting is away from what the checkpoint learned."""
+        entry = self.engine.manifest.find(name, setting.regime)
+        return None if entry is None or fits(entry, setting) else f"trained for {entry.trained_for()}"
+
+    def availability(self, regime: str) -> dict[str, str | None]:
+        """Each architecture: ``None`` when weights of ``regime`` exist, else why not."""
+        return self.engine.available(regime)
+
+
+def fits(entry: ManifestEntry, setting: Setting) -> bool:
+    """Whether ``setting`` lies within what the checkpoint was trained for (its operator, or its ranges)."""
+    op, noise = entry.operator, entry.noise
+    if entry.regime == "general":
+        def inside(key, value):
+            lo, hi = op.get(key, (value, value))
+            return lo <= value <= hi
+
+        if "range" in noise and not noise["range"][0] <= setting.noise <= noise["range"][1] + 1e-9:
+            return False
+        if setting.blur not in op.get("blurs", (setting.blur,)) or not inside("kernel_size", setting.kernel_size):
+            return False
+        if setting.blur == "motion":
+            return setting.kernel_style in op.get("styles", (setting.kernel_style,)) and inside("angle", setting.angle % 180)
+        return inside("variance", setting.variance)
+    trained = OperatorSpec(**op) if op else LECTURE_OPERATOR
+    same = trained.kernel().shape == setting.operator().kernel().shape and torch.equal(trained.kernel(), setting.operator().kernel())
+    return same and abs(setting.noise - float(noise.get("level", setting.noise))) < 1e-9
+
+
+def working_tensor(img: Image.Image | np.ndarray) -> torch.Tensor:
+    """Any picture as the lab's working image: grey, centre-cropped to a square, resized to 256²; (1, 1, 256, 256)."""
+    x = images.to_tensor(img, size=None)  # (1, 1, H, W) grey in [0, 1]
+    h, w = x.shape[-2:]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    x = x[..., top : top + side, left : left + side]
+    return images.resize(x, WORK_SIZE).clamp(0, 1).contiguous()
+
+
+# ---------------------------------------------------------------------------------------------- pictures
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """A grey float image in [0, 1] (values outside are clipped) as uint8."""
+    return (np.clip(np.nan_to_num(image), 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def psf_preview(kernel: np.ndarray, size: int = 96) -> np.ndarray:
+    """The kernel enlarged with square pixels, brightest tap white: what the blur does to one point."""
+    k = kernel / kernel.max() if kernel.max() > 0 else kernel
+    scale = max(1, size // k.shape[0])
+    return to_uint8(np.kron(k, np.ones((scale, scale))))
+
+
+def error_map(x_rec: np.ndarray, x_true: np.ndarray) -> np.ndarray:
+    """|x_rec − x_true| in the 'inferno' colour map from 0 (black) to ``ERROR_RANGE`` and above (white-yellow); RGB uint8."""
+    from matplotlib import colormaps
+
+    err = np.clip(np.abs(x_rec - x_true) / ERROR_RANGE, 0, 1)
+    return (colormaps["inferno"](err)[..., :3] * 255).astype(np.uint8)
+
+
+def kernel_spectrum(kernel: np.ndarray, size: int = WORK_SIZE) -> np.ndarray:
+    """log(1 + |FFT|) of the kernel on a size² grid, centred, scaled to [0, 1]: the frequencies the blur kills."""
+    padded = np.zeros((size, size))
+    k = kernel.shape[0]
+    padded[:k, :k] = kernel
+    mag = np.fft.fftshift(np.abs(np.fft.fft2(padded)))
+    mag = np.log1p(mag / mag.max() * 1000)
+    return mag / mag.max()
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image if image.dtype == np.uint8 else to_uint8(image)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------- tables
+
+TABLE_COLUMNS = ("model", "MSE", "PSNR (dB)", "SSIM", "LPIPS", "data consistency", "ms", "parameters")
+SORTABLE = ("psnr", "ssim", "mse", "lpips", "dc", "ms")
+
+
+def metrics_rows(result: LabResult, sort_by: str = "psnr") -> list[list]:
+    """The metrics table, best first by ``sort_by`` (each metric knows its direction); models without an image last."""
+    if sort_by not in SORTABLE:
+        raise SettingError(f"sort by one of {', '.join(SORTABLE)}, got {sort_by!r}")
+    higher = METRICS[sort_by].higher_is_better if sort_by in METRICS else False
+
+    def key(r: Reconstruction):
+        value = r.ms if sort_by == "ms" else r.metrics.get(sort_by)
+        if r.image is None or value is None:
+            return (1, 0.0)
+        return (0, -value if higher else value)
+
+    rows = [["Measurement", *_metric_cells(_measurement_metrics(result)), "", ""]]
+    for r in sorted(result.reconstructions, key=key):
+        label = r.label + (" (no weights)" if r.image is None else "") + (" ⚠" if r.name in result.badges else "")
+        params = f"{count_parameters_of(r.name):,}" if r.name not in BASELINES else "—"
+        cells = _metric_cells(r.metrics) if r.image is not None else ["—"] * 5
+        rows.append([label, *cells, f"{r.ms:.1f}" if r.image is not None else "—", params])
+    return rows
+
+
+def _measurement_metrics(result: LabResult) -> dict[str, float | None]:
+    ref = next((r for r in result.reconstructions if r.image is not None), None)
+    lpips_wanted = ref is not None and ref.metrics.get("lpips") is not None
+    from recon_demo.metrics import compute_metrics
+
+    return compute_metrics(np.clip(result.y_delta, 0, 1), result.x_true, with_lpips=lpips_wanted)
+
+
+def _metric_cells(metrics: dict[str, float | None]) -> list[str]:
+    return [METRICS[m].format(metrics.get(m)).replace(" dB", "") if metrics.get(m) is not None else "—"
+            for m in ("mse", "psnr", "ssim", "lpips", "dc")]  # fmt: skip
+
+
+_PARAMS: dict[str, int] = {}
+
+
+def count_parameters_of(name: str) -> int:
+    """The lecture's parameter count of an architecture (built once, cached)."""
+    if name not in _PARAMS:
+        from recon_demo.models import create_model
+
+        _PARAMS[name] = count_parameters(create_model(name))
+    return _PARAMS[name]
+
+
+def metrics_csv(rows: list[list]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(TABLE_COLUMNS)
+    writer.writerows(rows)
+    return out.getvalue()

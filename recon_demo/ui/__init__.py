@@ -1,0 +1,45 @@
+"""The Gradio app: one module per tab, each laying out its widgets and calling the core (``recon_demo.lab``,
+``training``, ``loss_study``, ``inspect``, ``robustness``); nothing numeric happens here. ``build_app``
+returns the Blocks without launching, so tests import it freely; ``app.py`` launches it."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from recon_demo.lab import Lab
+from recon_demo.ui import about, reconstruct, train
+
+TITLE = "recon-demo: end-to-end neural image reconstruction"
+CSS = """
+#outputs .caption-label, #activations .caption-label { white-space: normal; }
+footer { display: none !important; }
+"""
+
+
+# Two CPU cores: two inferences at a time, one training at a time (its own queue), at most 64 waiting.
+INFERENCE_CONCURRENCY = 2
+MAX_QUEUE = 64
+
+
+def queue_settings() -> dict:
+    """``Blocks.queue`` arguments for a 2-core machine (see README, "Limits")."""
+    return {"default_concurrency_limit": INFERENCE_CONCURRENCY, "max_size": MAX_QUEUE}
+
+
+def build_app(lab: Lab | None = None) -> gr.Blocks:
+    """The whole app (Reconstruct, Inspect, Train, Robustness, About), unlaunched."""
+    lab = lab or Lab()
+    with gr.Blocks(title=TITLE) as demo:
+        gr.Markdown(f"## {TITLE}\nBlur an image, add noise, and watch the lecture's networks and classical methods undo it.")
+        with gr.Tabs():
+            with gr.Tab("Reconstruct", id="reconstruct"):
+                rec = reconstruct.build(lab)
+            with gr.Tab("Train", id="train"):
+                train.build(rec)
+            with gr.Tab("About", id="about"):
+                about.build()
+        demo.load(reconstruct.from_url, None, [*rec.controls.inputs(), rec.status], api_visibility="private").then(
+            rec.run, rec.controls.inputs(), rec.run_outputs, api_visibility="private"
+        )
+    demo.css = CSS
+    return demo

@@ -1,0 +1,81 @@
+"""The About tab: what the architectures, metrics and operator are, in our own words. The tables come from
+the registries, so a new model, metric or loss shows up here by itself."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from recon_demo.lab import count_parameters_of
+from recon_demo.losses import LOSSES
+from recon_demo.metrics import METRICS
+from recon_demo.models import list_models, model_info
+
+WHEN_TO_USE = {
+    "cnn": "A baseline: three layers see only 7×7 pixels, too little to undo a 9-pixel motion blur.",
+    "rescnn": "Same size, but it only learns the correction to y_delta: easier to train, degrades more gracefully.",
+    "unet": "The strongest default: pooling widens the view to the whole image, skip connections keep the detail.",
+    "resunet": "UNet with residual blocks: deeper without training trouble; about as good as UNet here.",
+    "attunet": "UNet whose skips are gated by attention: it learns where detail matters; slightly more parameters.",
+    "unetpp": "Nested skips between every level: a quarter of UNet's parameters for similar quality.",
+    "vit": "Attention between 8×8 patches: global from the first layer, but data-hungry and quadratic in the number of patches.",
+}
+
+METRIC_TEXT = {
+    "mse": "mean squared error against the ground truth.",
+    "psnr": "10·log10(1 / MSE) in dB; +3 dB halves the MSE.",
+    "ssim": "structural similarity of local means, contrasts and correlations (7×7 windows); 1 is identical.",
+    "lpips": "a learned perceptual distance (AlexNet features); closer to what a person notices.",
+    "dc": "data consistency ‖K x_rec − y_delta‖ / ‖y_delta‖: does the reconstruction explain the measurement?",
+}
+
+
+def architectures_table() -> str:
+    rows = ["| architecture | parameters | what it is | when to use it |", "|---|---|---|---|"]
+    for name in list_models():
+        info = model_info(name)
+        rows.append(f"| {info.label} (`{name}`) | {count_parameters_of(name):,} | {info.description} | {WHEN_TO_USE.get(name, '')} |")
+    return "\n".join(rows)
+
+
+def metrics_table() -> str:
+    rows = ["| metric | better | meaning |", "|---|---|---|"]
+    for name, metric in METRICS.items():
+        rows.append(f"| {metric.label} | {'higher' if metric.higher_is_better else 'lower'} | {METRIC_TEXT.get(name, '')} |")
+    return "\n".join(rows)
+
+
+def losses_table() -> str:
+    return "\n".join(["| loss | meaning |", "|---|---|"] + [f"| `{name}` | {info.description} |" for name, info in LOSSES.items()])
+
+
+def build() -> None:
+    gr.Markdown(f"""
+### The problem
+A camera shakes or a lens is out of focus: the measurement is `y_delta = K x_true + e`. `K` blurs (a motion
+streak of a given length and angle, or a Gaussian spot); `e` is noise whose size is a fraction δ of the
+blurred image's norm, as in the lecture. Blur removes fine detail (the kernel's Fourier magnitude shows
+which frequencies vanish), so undoing it divides by almost-zero numbers and amplifies the noise: the
+problem is *ill-posed*. Classical methods (Wiener, Richardson-Lucy, TV) know `K` and regularise;
+end-to-end networks learn the inverse from examples and never see `K` at all.
+
+### The architectures (the lecture's final comparison)
+{architectures_table()}
+
+### The metrics
+{metrics_table()}
+
+### The caveat of end-to-end methods
+A network maps `y_delta` to an image it finds plausible; nothing forces `K x_rec` to match `y_delta`. Check
+the data-consistency column. Networks also degrade when the noise level or the operator differs from
+training, or when test images differ from training images: the lecture's CT-trained CNN barely helps on
+photographs. The Robustness tab shows it, and the ⚠ badge marks a checkpoint used away from its training
+operator. The *general* weights were trained over many operators to soften exactly this.
+
+### Losses (Train tab)
+{losses_table()}
+
+### Credits
+The architectures, the operator conventions and the evaluation protocol follow a university course's lecture
+notes on end-to-end reconstruction. The images come from scikit-image (and scikit-learn and pydicom when
+installed), plus phantoms generated here. Nothing is downloaded at run time.
+""")

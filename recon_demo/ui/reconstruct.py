@@ -1,0 +1,304 @@
+"""The Reconstruct tab (the first screen): image, operator and models in; reconstructions, activations and
+metrics out. Widgets are converted to a ``Setting`` and handed to the ``Lab``; nothing is computed here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from urllib.parse import urlencode
+
+import gradio as gr
+import numpy as np
+
+from recon_demo import images
+from recon_demo.lab import (
+    MAX_KERNEL,
+    MAX_NOISE,
+    MAX_VARIANCE,
+    SORTABLE,
+    TABLE_COLUMNS,
+    Lab,
+    LabResult,
+    Setting,
+    SettingError,
+    choice_label,
+    error_map,
+    metrics_csv,
+    metrics_rows,
+    model_choices,
+    png_bytes,
+    psf_preview,
+    to_uint8,
+)
+from recon_demo.metrics import METRICS
+from recon_demo.operators import BLUR_TYPES, KERNEL_STYLES
+from recon_demo.ui._files import scratch_dir
+
+UPLOAD_TYPES = [*images.IMAGE_SUFFIXES, ".dcm"]
+SORT_LABELS = {name: (METRICS[name].label if name in METRICS else "milliseconds") for name in SORTABLE}
+# Reading the URL: `?image=camera&angle=20&size=9&noise=0.01&models=cnn,unet` (see Setting.from_query).
+COPY_LINK_JS = """(query) => {
+    const link = window.location.origin + window.location.pathname + query;
+    if (navigator.clipboard) { navigator.clipboard.writeText(link).catch(() => {}); }
+    return link;
+}"""
+
+
+@dataclass
+class Controls:
+    """The widgets that make a ``Setting``, in the order of its fields."""
+
+    image: gr.Dropdown
+    blur: gr.Radio
+    kernel_size: gr.Slider
+    angle: gr.Slider
+    variance: gr.Slider
+    kernel_style: gr.Radio
+    noise: gr.Slider
+    seed: gr.Number
+    models: gr.CheckboxGroup
+    regime: gr.Radio
+
+    def inputs(self) -> list:
+        return [getattr(self, f.name) for f in fields(self)]
+
+
+def setting_from(*values) -> Setting:
+    """The validated ``Setting`` of the widgets' values; a bad value raises ``gr.Error`` with what is allowed."""
+    names = [f.name for f in fields(Controls)]
+    try:
+        return Setting(**dict(zip(names, values))).validated()
+    except (SettingError, ValueError, TypeError) as err:
+        raise gr.Error(str(err)) from None
+
+
+def image_choices(lab: Lab, current: str | None = None) -> list[tuple[str, str]]:
+    choices = [(f"{name} ({e.source}, {e.split.replace('_', '-')})", name) for name, e in images.catalogue().items()]
+    if current and current.startswith("upload:"):
+        choices.insert(0, ("your upload", current))
+    return choices
+
+
+@dataclass
+class ReconstructTab:
+    """What other tabs and the app's load event need from this one."""
+
+    controls: Controls
+    result: gr.State  # the last LabResult of the session
+    status: gr.Markdown
+    run: object  # the handler: controls' values → run_outputs
+    run_outputs: list
+
+
+def build(lab: Lab) -> ReconstructTab:
+    """Lay out the tab and wire its events."""
+    default = Setting()
+    examples = list(images.catalogue())
+    result_state = gr.State(None)
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=300):
+            image = gr.Dropdown(image_choices(lab), value=default.image, label="Image", elem_id="image")
+            gallery = gr.Gallery(
+                value=[(to_uint8(_thumbnail(name)), name) for name in examples], label="Examples: click one",
+                columns=6, height=150, allow_preview=False, show_label=True, elem_id="examples",
+            )  # fmt: skip
+            upload = gr.File(label="…or upload (PNG, JPEG, TIFF, 16-bit, RGBA, DICOM)", file_types=UPLOAD_TYPES, height=90)
+            with gr.Group():
+                blur = gr.Radio(list(BLUR_TYPES), value=default.blur, label="Blur", elem_id="blur")
+                kernel_size = gr.Slider(1, MAX_KERNEL, value=default.kernel_size, step=2, label="Kernel size", elem_id="kernel_size")
+                angle = gr.Slider(0, 180, value=default.angle, step=1, label="Motion angle (°)", elem_id="angle")
+                variance = gr.Slider(0.1, MAX_VARIANCE, value=default.variance, step=0.1, label="Gaussian variance",
+                                     visible=False, elem_id="variance")  # fmt: skip
+                kernel_style = gr.Radio(list(KERNEL_STYLES), value=default.kernel_style, label="Kernel style", elem_id="kernel_style",
+                                        info="ippy: the course library's kernel; centered: a symmetric segment")  # fmt: skip
+                noise = gr.Slider(0, MAX_NOISE, value=default.noise, step=0.001, label="Noise level δ (relative)", elem_id="noise")
+                seed = gr.Number(default.seed, precision=0, minimum=0, label="Noise seed", elem_id="seed")
+            with gr.Row():
+                lecture = gr.Button("Lecture setting", size="sm", elem_id="lecture")
+                psf = gr.Image(label="Kernel (PSF)", height=120, width=120, interactive=False, buttons=[], elem_id="psf")
+            models = gr.CheckboxGroup([(choice_label(n), n) for n in model_choices()], value=list(default.models),
+                                      label="Models and classical baselines", elem_id="models")  # fmt: skip
+            regime = gr.Radio([("course: the lecture's operator", "course"), ("general: random operators", "general")],
+                              value=default.regime, label="Weights", elem_id="regime")  # fmt: skip
+            availability = gr.Markdown(elem_id="availability")
+            with gr.Row():
+                share = gr.Button("Copy link to this setting", size="sm", elem_id="share")
+            link = gr.Textbox(label="Link", buttons=["copy"], interactive=False, elem_id="link")
+        with gr.Column(scale=2, min_width=320):
+            status = gr.Markdown(elem_id="status")
+            outputs = gr.Gallery(label="Ground truth, measurement, reconstructions", columns=4, height=320,
+                                 format="png", object_fit="contain", elem_id="outputs")  # fmt: skip
+            acts = gr.Gallery(label="What each network's first layer sees (16 channels)", columns=4, height=280, visible=False,
+                              format="png", object_fit="contain", elem_id="activations")  # fmt: skip
+            show_errors = gr.Checkbox(False, label="Show error maps |x_rec − x_true| (black 0, yellow ≥ 0.25)", elem_id="show_errors")
+            errors = gr.Gallery(label="Error maps", columns=4, height=280, format="png", visible=False, elem_id="errors")
+            with gr.Row():
+                left = gr.Dropdown(label="Compare: left", elem_id="left")
+                right = gr.Dropdown(label="right", elem_id="right")
+            compare = gr.ImageSlider(label="Before / after", type="numpy", image_mode="L", format="png", height=420, max_height=420,
+                                     elem_id="compare")  # fmt: skip
+            sort_by = gr.Dropdown([(label, name) for name, label in SORT_LABELS.items()], value="psnr", label="Sort by",
+                                  elem_id="sort_by")  # fmt: skip
+            table = gr.Dataframe(headers=list(TABLE_COLUMNS), interactive=False, wrap=True, elem_id="metrics")
+            downloads = gr.File(label="Downloads: reconstructions (PNG) and metrics (CSV)", file_count="multiple",
+                                interactive=False, elem_id="downloads")  # fmt: skip
+
+    controls = Controls(image, blur, kernel_size, angle, variance, kernel_style, noise, seed, models, regime)
+    inputs = controls.inputs()
+
+    def run(*values):
+        setting = setting_from(*values)
+        try:
+            result = lab.run(setting)
+        except (SettingError, ValueError) as err:
+            raise gr.Error(str(err)) from None
+        return _render(result, "psnr") + (result,)
+
+    run_outputs = [psf, status, availability, outputs, acts, errors, left, right, compare, table, downloads, result_state]
+
+    def rerun(trigger):
+        trigger(run, inputs=inputs, outputs=run_outputs, api_visibility="private", trigger_mode="always_last",
+                concurrency_id="reconstruct")  # fmt: skip
+
+    for slider in (kernel_size, angle, variance, noise):
+        rerun(slider.release)  # recompute on release, not on every drag tick
+    for widget in (blur, kernel_style, models, regime, image):
+        rerun(widget.input)
+    rerun(seed.submit)
+    blur.change(lambda b: (gr.update(visible=b == "motion"), gr.update(visible=b == "gaussian"), gr.update(visible=b == "motion")),
+                inputs=blur, outputs=[angle, variance, kernel_style], api_visibility="private")  # fmt: skip
+
+    def pick_example(evt: gr.SelectData):
+        return examples[evt.index]
+
+    gallery.select(pick_example, None, image, api_visibility="private").then(run, inputs, run_outputs, api_visibility="private")
+
+    def take_upload(file, current):
+        if file is None:
+            return gr.update()
+        try:
+            key = lab.add_upload(file)
+        except (ValueError, OSError) as err:
+            raise gr.Error(f"cannot use that file: {err}") from None
+        return gr.update(choices=image_choices(lab, key), value=key)
+
+    upload.upload(take_upload, [upload, image], image, api_visibility="private").then(run, inputs, run_outputs, api_visibility="private")
+
+    lecture_values = Setting()
+    lecture.click(
+        lambda: ("motion", lecture_values.kernel_size, lecture_values.angle, lecture_values.kernel_style, lecture_values.noise),
+        None, [blur, kernel_size, angle, kernel_style, noise], api_visibility="private",
+    ).then(run, inputs, run_outputs, api_visibility="private")  # fmt: skip
+
+    def toggle_errors(show, result):
+        return gr.update(visible=show, value=_error_gallery(result) if show and result else None)
+
+    show_errors.change(toggle_errors, [show_errors, result_state], errors, api_visibility="private")
+
+    def resort(key, result):
+        return metrics_rows(result, key) if result else gr.update()
+
+    sort_by.input(resort, [sort_by, result_state], table, api_visibility="private")
+
+    def pick_pair(a, b, result):
+        return _pair(result, a, b) if result else gr.update()
+
+    for side in (left, right):
+        side.input(pick_pair, [left, right, result_state], compare, api_visibility="private")
+
+    def query(*values):
+        return "?" + urlencode(setting_from(*values).to_query())
+
+    share.click(query, inputs, link, api_visibility="private").then(None, link, link, js=COPY_LINK_JS)
+    return ReconstructTab(controls, result_state, status, run, run_outputs)
+
+
+def from_url(request: gr.Request):
+    """The controls' values from the page's URL, and a note about parameters that were ignored."""
+    setting, warnings = Setting.from_query(dict(request.query_params) if request else {})
+    note = "" if not warnings else "URL: " + "; ".join(warnings)
+    return (*[getattr(setting, f.name) if f.name != "models" else list(setting.models) for f in fields(Controls)], note)
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+
+
+def _thumbnail(name: str) -> np.ndarray:
+    from recon_demo.lab import working_tensor
+
+    return working_tensor(images.load_example(name))[0, 0, ::4, ::4].numpy()
+
+
+def _render(result: LabResult, sort_by: str) -> tuple:
+    s = result.setting
+    outputs = [(to_uint8(result.x_true), "ground truth"), (to_uint8(result.y_delta), f"measurement: {s.operator().describe()}, δ {s.noise:g}")]
+    missing = []
+    for r in result.reconstructions:
+        if r.image is None:
+            reason = f"no {s.regime} weights shipped yet" if lab_reason_is_missing(r.error) else r.error
+            missing.append(f"**{r.label}**: {reason}")
+            continue
+        caption = f"{r.label}: {r.metrics['psnr']:.2f} dB, SSIM {r.metrics['ssim']:.3f}"
+        if r.name in result.badges:
+            caption += f" ⚠ {result.badges[r.name]}"
+        outputs.append((to_uint8(r.image), caption))
+    acts = [(to_uint8(grid), f"{choice_label(name)}: first layer") for name, grid in result.activations.items()]
+    names = _pair_choices(result)
+    status = f"Device: **{result.device}**. " + (" ".join(f"⚠ {choice_label(n)} is {t}." for n, t in result.badges.items()))
+    availability = "\n\n".join(missing) if missing else ""
+    rows = metrics_rows(result, sort_by)
+    return (
+        psf_preview(result.kernel),
+        status,
+        availability,
+        outputs,
+        gr.update(value=acts, visible=bool(acts)),
+        _error_gallery(result),
+        gr.update(choices=names, value=names[1][1]),
+        gr.update(choices=names, value=names[-1][1]),
+        _pair(result, names[1][1], names[-1][1]),
+        rows,
+        _downloads(result, rows),
+    )
+
+
+def lab_reason_is_missing(error: str | None) -> bool:
+    return bool(error) and error.startswith("no shipped")
+
+
+def _pair_choices(result: LabResult) -> list[tuple[str, str]]:
+    return [("ground truth", "x_true"), ("measurement", "y_delta")] + [
+        (r.label, r.name) for r in result.reconstructions if r.image is not None
+    ]
+
+
+def _image_of(result: LabResult, key: str) -> np.ndarray:
+    if key == "x_true":
+        return result.x_true
+    if key == "y_delta":
+        return result.y_delta
+    rec = result.by_name(key)
+    if rec is None or rec.image is None:
+        raise gr.Error(f"no reconstruction named {key!r} in this result")
+    return rec.image
+
+
+def _pair(result: LabResult, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
+    return to_uint8(_image_of(result, a)), to_uint8(_image_of(result, b))
+
+
+def _error_gallery(result: LabResult) -> list:
+    return [(error_map(r.image, result.x_true), f"{r.label}: |x_rec − x_true|") for r in result.reconstructions if r.image is not None]
+
+
+def _downloads(result: LabResult, rows: list[list]) -> list[str]:
+    folder = scratch_dir()
+    stem = result.setting.image.replace(":", "-")[:20]
+    files = []
+    for r in result.reconstructions:
+        if r.image is not None:
+            path = folder / f"{stem}_{r.name}.png"
+            path.write_bytes(png_bytes(r.image))
+            files.append(str(path))
+    csv_path = folder / f"{stem}_metrics.csv"
+    csv_path.write_text(metrics_csv(rows))
+    return files + [str(csv_path)]

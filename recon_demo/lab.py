@@ -18,6 +18,7 @@ import threading
 from collections import OrderedDict
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -247,6 +248,9 @@ class Lab:
             )
         order = {name: i for i, name in enumerate(setting.models)}
         recs.sort(key=lambda r: order[r.name])
+        for r in recs:
+            if r.image is None and self.engine.manifest.find(r.name, setting.regime) is None:
+                r.error = f"no {setting.regime} weights shipped yet"  # the engine's text speaks to CLI users
         acts = {name: activation_grid(next(iter(c.values()))[0].float().cpu(), max_channels) for name, c in captured.items() if c}
         return LabResult(
             setting=setting,
@@ -332,6 +336,13 @@ def kernel_spectrum(kernel: np.ndarray, size: int = WORK_SIZE) -> np.ndarray:
     return mag / mag.max()
 
 
+def overlay(image: np.ndarray, heat: np.ndarray, colour: tuple[float, float, float] = (1.0, 0.15, 0.1)) -> np.ndarray:
+    """A grey image with ``heat`` in [0, 1] laid over it in ``colour``; RGB uint8 (the receptive-field figure)."""
+    grey = np.clip(image, 0, 1)[..., None].repeat(3, axis=2) * 0.7
+    alpha = np.clip(heat, 0, 1)[..., None] ** 0.5  # square root: faint dependencies stay visible
+    return to_uint8(grey * (1 - alpha) + np.asarray(colour) * alpha)
+
+
 def png_bytes(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(image if image.dtype == np.uint8 else to_uint8(image)).save(buf, format="PNG")
@@ -378,16 +389,25 @@ def _metric_cells(metrics: dict[str, float | None]) -> list[str]:
             for m in ("mse", "psnr", "ssim", "lpips", "dc")]  # fmt: skip
 
 
-_PARAMS: dict[str, int] = {}
+_SUMMARIES: dict[str, dict[str, int | None]] = {}
 
 
-def count_parameters_of(name: str) -> int:
-    """The lecture's parameter count of an architecture (built once, cached)."""
-    if name not in _PARAMS:
+def architecture_summary(name: str) -> dict[str, int | None]:
+    """Parameters, FLOPs at 256² and the formula receptive field of an architecture (computed once, cached)."""
+    if name not in _SUMMARIES:
+        from recon_demo.inspect import summary
         from recon_demo.models import create_model
 
-        _PARAMS[name] = count_parameters(create_model(name))
-    return _PARAMS[name]
+        _SUMMARIES[name] = summary(create_model(name).eval(), WORK_SIZE, WORK_SIZE)
+    return _SUMMARIES[name]
+
+
+@cache
+def count_parameters_of(name: str) -> int:
+    """The lecture's parameter count of an architecture (built once)."""
+    from recon_demo.models import create_model
+
+    return count_parameters(create_model(name))
 
 
 def metrics_csv(rows: list[list]) -> str:

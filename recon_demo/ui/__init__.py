@@ -7,7 +7,7 @@ from __future__ import annotations
 import gradio as gr
 
 from recon_demo.lab import Lab
-from recon_demo.ui import about, reconstruct, train
+from recon_demo.ui import about, api, inspect, reconstruct, robustness, train
 
 TITLE = "recon-demo: end-to-end neural image reconstruction"
 CSS = """
@@ -34,10 +34,15 @@ def build_app(lab: Lab | None = None) -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab("Reconstruct", id="reconstruct"):
                 rec = reconstruct.build(lab)
+            with gr.Tab("Inspect", id="inspect"):
+                inspect.build(lab, rec)
             with gr.Tab("Train", id="train"):
                 train.build(rec)
+            with gr.Tab("Robustness", id="robustness"):
+                robustness.build(lab, rec)
             with gr.Tab("About", id="about"):
                 about.build()
+        api.register(lab)
         demo.load(reconstruct.from_url, None, [*rec.controls.inputs(), rec.status], api_visibility="private").then(
             rec.run, rec.controls.inputs(), rec.run_outputs, api_visibility="private"
         )

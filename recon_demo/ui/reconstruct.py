@@ -234,8 +234,7 @@ def _render(result: LabResult, sort_by: str) -> tuple:
     missing = []
     for r in result.reconstructions:
         if r.image is None:
-            reason = f"no {s.regime} weights shipped yet" if lab_reason_is_missing(r.error) else r.error
-            missing.append(f"**{r.label}**: {reason}")
+            missing.append(f"**{r.label}**: {r.error}")
             continue
         caption = f"{r.label}: {r.metrics['psnr']:.2f} dB, SSIM {r.metrics['ssim']:.3f}"
         if r.name in result.badges:
@@ -259,10 +258,6 @@ def _render(result: LabResult, sort_by: str) -> tuple:
         rows,
         _downloads(result, rows),
     )
-
-
-def lab_reason_is_missing(error: str | None) -> bool:
-    return bool(error) and error.startswith("no shipped")
 
 
 def _pair_choices(result: LabResult) -> list[tuple[str, str]]:

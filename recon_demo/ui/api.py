@@ -1,0 +1,91 @@
+"""The app's named API endpoints for ``gradio_client``: ``/reconstruct`` and ``/train``.
+
+Both validate everything server-side (an API caller bypasses the sliders) and answer a bad value with a
+``gr.Error`` that says what is allowed; the client sees it as an ``AppError`` with that message.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+
+import gradio as gr
+
+from recon_demo.lab import TABLE_COLUMNS, Lab, Setting, SettingError, metrics_rows, png_bytes
+from recon_demo.loss_study import LossStudy
+from recon_demo.training import TrainingError
+from recon_demo.ui.train import PRESETS, study_config
+
+
+def register(lab: Lab) -> None:
+    """Add the endpoints to the Blocks being built."""
+
+    def reconstruct(
+        image: str = "camera",
+        blur: str = "motion",
+        kernel_size: int = 9,
+        angle: float = 20.0,
+        variance: float = 1.0,
+        kernel_style: str = "ippy",
+        noise: float = 0.01,
+        seed: int = 0,
+        models: str = "cnn,unet,wiener",
+        regime: str = "course",
+    ) -> dict:
+        """Reconstruct an example image (a catalogue name) blurred and noised as described, with the comma-separated
+        models and baselines. Returns the setting, the device, the metrics table and each reconstruction as a
+        base64 PNG (an error text where a model has no weights)."""
+        try:
+            setting = Setting(image, blur, kernel_size, angle, variance, kernel_style, noise, seed, models, regime).validated()
+            if setting.image.startswith("upload:"):
+                raise SettingError("the API takes example images by name; upload images in the app")
+            result = lab.run(setting)
+        except (SettingError, ValueError, TypeError) as err:
+            raise gr.Error(str(err)) from None
+        return {
+            "setting": setting.to_query(),
+            "device": result.device,
+            "table": {"columns": list(TABLE_COLUMNS), "rows": metrics_rows(result)},
+            "results": [
+                {
+                    "name": r.name, "label": r.label, "metrics": r.metrics, "ms": round(r.ms, 2), "error": r.error,
+                    "png_base64": base64.b64encode(png_bytes(r.image)).decode() if r.image is not None else None,
+                }  # fmt: skip
+                for r in result.reconstructions
+            ],
+        }
+
+    def train(
+        configurations: str = "MSE,L1,SSIM",
+        custom: str = "",
+        model: str = "loss_study_cnn",
+        epochs: int = 10,
+        images: int = 32,
+        size: int = 128,
+        blur: str = "motion",
+        kernel_size: int = 9,
+        angle: float = 20.0,
+        variance: float = 1.0,
+        kernel_style: str = "ippy",
+        noise: float = 0.01,
+        test_image: str = "camera",
+    ) -> dict:
+        """The lecture's loss study: comma-separated preset labels (MSE, L1, SSIM, MSE + 0.1 Fourier, 0.5 MSE + 0.5 L1,
+        MSE + 0.2 SSIM + 0.1 Fourier) and/or one custom loss spec. Returns each configuration's metrics and loss history.
+        Bounded like the Train tab (20 epochs, 32 images, 256²); one training at a time per server."""
+        presets = [p.strip() for p in configurations.split(",") if p.strip()] if configurations else []
+        cfg = study_config(presets, custom, model, epochs, images, size, blur, kernel_size, angle, variance, kernel_style, noise,
+                           test_image)  # fmt: skip
+        study = LossStudy(cfg)
+        try:
+            for _ in study.run(threading.Event()):
+                pass
+        except TrainingError as err:
+            raise gr.Error(str(err)) from None
+        return study.to_json()
+
+    gr.api(reconstruct, api_name="reconstruct", concurrency_id="reconstruct")
+    gr.api(train, api_name="train", concurrency_limit=1, concurrency_id="train")
+
+
+__all__ = ["PRESETS", "register"]

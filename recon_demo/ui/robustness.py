@@ -1,0 +1,44 @@
+"""The Robustness tab: the lecture's warning made visible. PSNR of the chosen models as the noise level, the
+motion angle or the kernel size moves away from the setting of the Reconstruct tab, for course or general
+weights (the computation is ``recon_demo.robustness``)."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+
+from recon_demo.lab import SettingError
+from recon_demo.robustness import PARAMETERS, as_rows, sweep
+from recon_demo.ui.reconstruct import setting_from
+
+TITLES = {"noise": "noise level δ", "angle": "motion angle (°)", "kernel_size": "kernel size"}
+
+
+def build(lab, rec) -> None:
+    gr.Markdown("Networks are trained for one operator and noise level (course weights) or a range of them (general "
+                "weights). Here the measurement moves away from the Reconstruct tab's setting while each model keeps "
+                "what it learned; the classical baselines keep assuming that setting's kernel too.")  # fmt: skip
+    with gr.Row():
+        parameter = gr.Radio([(TITLES[p], p) for p in PARAMETERS], value="noise", label="Vary", elem_id="sweep_parameter")
+        regimes = gr.CheckboxGroup(["course", "general"], value=["course", "general"], label="Weights", elem_id="sweep_regimes")
+        run = gr.Button("Run the sweep", variant="primary", elem_id="sweep")
+    status = gr.Markdown(elem_id="sweep_status")
+    plot = gr.LinePlot(x="value", y="psnr", color="model", height=340, label="PSNR (dB) against the varied parameter",
+                       x_title="varied parameter (see above)", y_title="PSNR (dB)", elem_id="sweep_plot")  # fmt: skip
+
+    def do_sweep(param, weights, *values):
+        setting = setting_from(*values)
+        if not weights or any(w not in ("course", "general") for w in weights):
+            raise gr.Error("choose course and/or general weights")
+        try:
+            points = sweep(lab, setting, param, regimes=tuple(weights))
+        except (SettingError, ValueError) as err:
+            raise gr.Error(str(err)) from None
+        missing = sorted({p.model for p in points if p.psnr is None})
+        rows = as_rows(points)
+        note = f"{len(PARAMETERS[param])} values of {TITLES[param]}, {' and '.join(weights)} weights, image {setting.image}."
+        if missing:
+            note += f" No weights yet for: {', '.join(missing)}."
+        return note, pd.DataFrame(rows, columns=["value", "psnr", "model"])
+
+    run.click(do_sweep, [parameter, regimes, *rec.controls.inputs()], [status, plot], api_visibility="private")

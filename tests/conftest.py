@@ -42,3 +42,26 @@ def golden_images(tmp_path_factory, golden) -> Path:
     for file_name in golden["protocol"]["images"]:
         Image.fromarray(getattr(data, Path(file_name).stem)()).save(folder / file_name)
     return folder
+
+
+@pytest.fixture(scope="session")
+def trained_weights(tmp_path_factory) -> Path:
+    """A weights folder with a briefly trained CNN in each regime, written by the train CLI (as a user would)."""
+    from recon_demo.__main__ import main as cli
+
+    folder = tmp_path_factory.mktemp("weights")
+    common = ["--model", "cnn", "--batch-size", "4", "--patch-size", "48", "--phantoms", "4", "--max-images", "8",
+              "--val-size", "64", "--lr", "3e-3", "--eval-every", "0"]  # fmt: skip
+    assert cli(["train", *common, "--steps", "40", "--out", str(folder / "cnn_course.safetensors")]) == 0
+    assert cli(["train", *common, "--steps", "10", "--regime", "general", "--out", str(folder / "cnn_general.safetensors")]) == 0
+    return folder
+
+
+@pytest.fixture(scope="session")
+def lab(trained_weights):
+    """The app's lab on the CPU, with the trained CNNs as its shipped weights."""
+    from recon_demo.checkpoints import Manifest
+    from recon_demo.engine import Engine
+    from recon_demo.lab import Lab
+
+    return Lab(Engine("cpu", manifest=Manifest.load(trained_weights)))

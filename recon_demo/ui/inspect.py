@@ -47,6 +47,37 @@ def architectures_rows() -> list[list]:
     return rows
 
 
+def inspect_outputs(lab: Lab, name: str, layer_name: str | None, scale_kind: str, *values) -> tuple:
+    """The Inspect tab's handler: channels, notes, receptive field, spectrum, residual and the size table."""
+    setting = setting_from(*values)
+    if name not in list_models():
+        raise gr.Error(f"unknown architecture {name!r}; choose one of {', '.join(list_models())}")
+    if scale_kind not in ("shared", "channel"):
+        raise gr.Error(f"colour scale must be 'shared' or 'channel', got {scale_kind!r}")
+    try:
+        x_true = lab.x_true(setting.image)
+        y_delta = lab.measurement(setting)
+    except (SettingError, ValueError) as err:
+        raise gr.Error(str(err)) from None
+    net, note_text = network(lab, name, setting.regime)
+    layers = conv_layers(net)
+    layer_name = layer_name if layer_name in layers else layers[0]
+    act = activations(net, y_delta, layer_name)
+    rf = empirical_receptive_field(net, y_delta)
+    h, w = receptive_field_extent(rf, threshold=1e-3)
+    formula = architecture_summary(name)["receptive_field"]
+    text = f"**{model_info(name).label}**, layer `{layer_name}`: {act.shape[0]} channels of {act.shape[1]}×{act.shape[2]}.\n\n"
+    text += f"Measured receptive field of the centre pixel: {h}×{w} pixels (gradient above 0.1 % of its peak)."
+    if formula:
+        text += f" The lecture's formula gives {formula}×{formula} for this plain chain of convolutions."
+    image = y_delta[0, 0].numpy()
+    return (
+        channel_images(act, scale_kind), note_text, text, overlay(image, rf),
+        to_uint8(kernel_spectrum(setting.operator().kernel().numpy())),
+        to_uint8(np.abs(x_true[0, 0].numpy() - image) * 4), architectures_rows(),
+    )  # fmt: skip
+
+
 def build(lab: Lab, rec) -> None:
     names = list_models()
     with gr.Row(equal_height=False):
@@ -75,29 +106,7 @@ def build(lab: Lab, rec) -> None:
     model.input(pick_model, model, layer, api_visibility="private")
 
     def inspect(name, layer_name, scale_kind, *values):
-        setting = setting_from(*values)
-        try:
-            x_true = lab.x_true(setting.image)
-            y_delta = lab.measurement(setting)
-        except (SettingError, ValueError) as err:
-            raise gr.Error(str(err)) from None
-        net, note_text = network(lab, name, setting.regime)
-        layers = conv_layers(net)
-        layer_name = layer_name if layer_name in layers else layers[0]
-        act = activations(net, y_delta, layer_name)
-        rf = empirical_receptive_field(net, y_delta)
-        h, w = receptive_field_extent(rf, threshold=1e-3)
-        formula = architecture_summary(name)["receptive_field"]
-        text = f"**{model_info(name).label}**, layer `{layer_name}`: {act.shape[0]} channels of {act.shape[1]}×{act.shape[2]}.\n\n"
-        text += f"Measured receptive field of the centre pixel: {h}×{w} pixels (gradient above 0.1 % of its peak)."
-        if formula:
-            text += f" The lecture's formula gives {formula}×{formula} for this plain chain of convolutions."
-        image = y_delta[0, 0].numpy()
-        return (
-            channel_images(act, scale_kind), note_text, text, overlay(image, rf),
-            to_uint8(kernel_spectrum(setting.operator().kernel().numpy())),
-            to_uint8(np.abs(x_true[0, 0].numpy() - image) * 4), architectures_rows(),
-        )  # fmt: skip
+        return inspect_outputs(lab, name, layer_name, scale_kind, *values)
 
     show.click(inspect, [model, layer, scale, *rec.controls.inputs()], [channels, note, rf_text, rf_map, spectrum, residual, table],
                api_visibility="private")  # fmt: skip

@@ -146,12 +146,7 @@ def build(lab: Lab) -> ReconstructTab:
     inputs = controls.inputs()
 
     def run(*values):
-        setting = setting_from(*values)
-        try:
-            result = lab.run(setting)
-        except (SettingError, ValueError) as err:
-            raise gr.Error(str(err)) from None
-        return _render(result, "psnr") + (result,)
+        return render_setting(lab, *values)
 
     run_outputs = [psf, status, availability, outputs, acts, errors, left, right, compare, table, downloads, result_state]
 
@@ -210,6 +205,16 @@ def build(lab: Lab) -> ReconstructTab:
 
     share.click(query, inputs, link, api_visibility="private").then(None, link, link, js=COPY_LINK_JS)
     return ReconstructTab(controls, result_state, status, run, run_outputs)
+
+
+def render_setting(lab: Lab, *values) -> tuple:
+    """The Reconstruct tab's handler: the controls' values in, every output panel (and the result state) out."""
+    setting = setting_from(*values)
+    try:
+        result = lab.run(setting)
+    except (SettingError, ValueError) as err:
+        raise gr.Error(str(err)) from None
+    return _render(result, "psnr") + (result,)
 
 
 def from_url(request: gr.Request):

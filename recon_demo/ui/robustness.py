@@ -14,6 +14,23 @@ from recon_demo.ui.reconstruct import setting_from
 TITLES = {"noise": "noise level δ", "angle": "motion angle (°)", "kernel_size": "kernel size"}
 
 
+def sweep_outputs(lab, param: str, weights: list[str], *values) -> tuple:
+    """The Robustness tab's handler: a note and the PSNR curves' data."""
+    setting = setting_from(*values)
+    if not weights or any(w not in ("course", "general") for w in weights):
+        raise gr.Error("choose course and/or general weights")
+    try:
+        points = sweep(lab, setting, param, regimes=tuple(weights))
+    except (SettingError, ValueError) as err:
+        raise gr.Error(str(err)) from None
+    missing = sorted({p.model for p in points if p.psnr is None})
+    rows = as_rows(points)
+    note = f"{len(PARAMETERS[param])} values of {TITLES[param]}, {' and '.join(weights)} weights, image {setting.image}."
+    if missing:
+        note += f" No weights yet for: {', '.join(missing)}."
+    return note, pd.DataFrame(rows, columns=["value", "psnr", "model"])
+
+
 def build(lab, rec) -> None:
     gr.Markdown("Networks are trained for one operator and noise level (course weights) or a range of them (general "
                 "weights). Here the measurement moves away from the Reconstruct tab's setting while each model keeps "
@@ -27,18 +44,6 @@ def build(lab, rec) -> None:
                        x_title="varied parameter (see above)", y_title="PSNR (dB)", elem_id="sweep_plot")  # fmt: skip
 
     def do_sweep(param, weights, *values):
-        setting = setting_from(*values)
-        if not weights or any(w not in ("course", "general") for w in weights):
-            raise gr.Error("choose course and/or general weights")
-        try:
-            points = sweep(lab, setting, param, regimes=tuple(weights))
-        except (SettingError, ValueError) as err:
-            raise gr.Error(str(err)) from None
-        missing = sorted({p.model for p in points if p.psnr is None})
-        rows = as_rows(points)
-        note = f"{len(PARAMETERS[param])} values of {TITLES[param]}, {' and '.join(weights)} weights, image {setting.image}."
-        if missing:
-            note += f" No weights yet for: {', '.join(missing)}."
-        return note, pd.DataFrame(rows, columns=["value", "psnr", "model"])
+        return sweep_outputs(lab, param, weights, *values)
 
     run.click(do_sweep, [parameter, regimes, *rec.controls.inputs()], [status, plot], api_visibility="private")

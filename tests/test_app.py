@@ -1,0 +1,158 @@
+"""The app: it builds without launching, each tab's handler works with real models on a small image, and the
+named API endpoints answer through gradio_client on a loopback server."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import fields
+from types import SimpleNamespace
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+import pytest
+
+from recon_demo.inspect import conv_layers
+from recon_demo.lab import Setting
+from recon_demo.models import create_model
+from recon_demo.ui import build_app, queue_settings
+from recon_demo.ui.inspect import inspect_outputs
+from recon_demo.ui.reconstruct import Controls, from_url, render_setting
+from recon_demo.ui.robustness import sweep_outputs
+from recon_demo.ui.train import curves, run_study, study_config
+
+
+def values(**change) -> list:
+    setting = Setting(**{"image": "moon", "models": ("cnn", "wiener"), **change})
+    return [list(getattr(setting, f.name)) if f.name == "models" else getattr(setting, f.name) for f in fields(Controls)]
+
+
+@pytest.fixture(scope="module")
+def app(lab):
+    return build_app(lab)
+
+
+def test_the_blocks_build_without_launching(app):
+    assert isinstance(app, gr.Blocks) and not app.is_running
+    config = app.get_config_file()
+    tabs = [c["props"].get("label") for c in config["components"] if c.get("type") == "tabitem"]
+    assert tabs == ["Reconstruct", "Inspect", "Train", "Robustness", "About"]
+    named = {d.get("api_name") for d in config["dependencies"] if d.get("api_visibility", "public") == "public"}
+    assert {"reconstruct", "train"} <= named
+    assert queue_settings() == {"default_concurrency_limit": 2, "max_size": 64}
+
+
+def test_reconstruct_handler_fills_every_panel(lab):
+    psf, status, availability, outputs, acts, errors, left, right, compare, table, downloads, result = render_setting(
+        lab, *values(models=["cnn", "rescnn", "tv"])
+    )
+    assert psf.dtype == np.uint8 and "Device: **cpu**" in status
+    assert "ResCNN**: no course weights shipped yet" in availability
+    assert [caption.split(":")[0] for _, caption in outputs] == ["ground truth", "measurement", "CNN", "TV"]
+    assert acts["visible"] and [c for _, c in acts["value"]] == ["CNN: first layer"]
+    assert len(errors) == 2 and errors[0][0].shape == (256, 256, 3)
+    assert [v for _, v in left["choices"]] == ["x_true", "y_delta", "cnn", "tv"] and right["value"] == "tv"
+    assert compare[0].shape == compare[1].shape == (256, 256)
+    assert table[0][0] == "Measurement" and any(row[0] == "CNN" and float(row[2]) > 0 for row in table)
+    assert sorted(p.rsplit("_", 1)[-1] for p in downloads) == ["cnn.png", "metrics.csv", "tv.png"]
+    assert result.setting.models == ("cnn", "rescnn", "tv")
+
+
+def test_reconstruct_handler_refuses_bad_values_with_a_message(lab):
+    with pytest.raises(gr.Error, match="kernel size must be odd"):
+        render_setting(lab, *values(kernel_size=8))
+    with pytest.raises(gr.Error, match="noise must be a number"):
+        render_setting(lab, *values(noise=float("nan")))
+
+
+def test_the_url_sets_the_controls():
+    request = SimpleNamespace(query_params={"image": "moon", "angle": "45", "size": "7", "models": "cnn,tv", "noise": "x"})
+    *controls, note = from_url(request)
+    named = dict(zip([f.name for f in fields(Controls)], controls))
+    assert named["image"] == "moon" and named["angle"] == 45 and named["kernel_size"] == 7 and named["models"] == ["cnn", "tv"]
+    assert "ignored noise='x'" in note
+
+
+def test_train_handler_streams_curves_and_ends_with_a_table(lab):
+    cfg = study_config(["MSE", "SSIM"], "mse + 0.1*fourier", "loss_study_cnn", 2, 8, 64, "motion", 9, 20, 1, "ippy", 0.01, "moon")
+    assert list(cfg.losses) == ["MSE", "SSIM", "mse + 0.1*fourier"] and cfg.test_image == "moon" and cfg.steps == 4
+    updates = list(run_study(cfg, threading.Event()))
+    plot, gallery, status, table, figure = updates[-1]
+    assert status.startswith("Done: 3 configurations")
+    assert set(plot["configuration"]) == {"MSE", "SSIM", "mse + 0.1*fourier"} and len(plot) == 12
+    assert [row[0] for row in table] == ["MSE", "SSIM", "mse + 0.1*fourier"] and table[0][5] == "27.070 / 0.7348"
+    assert figure.endswith(".png") and [c for _, c in gallery][:2] == ["ground truth", "measurement"]
+
+
+def test_train_handler_stops_and_says_so():
+    cfg = study_config(["MSE", "L1"], "", "loss_study_cnn", 20, 8, 64, "motion", 9, 20, 1, "ippy", 0.01, "camera")
+    cancel = threading.Event()
+    cancel.set()
+    *_, (plot, gallery, status, table, figure) = run_study(cfg, cancel)
+    assert status.startswith("Stopped") and len(table) == 1 and "(stopped)" in table[0][0]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((["MSE"], "", "loss_study_cnn", 200, 8, 64), r"epochs must be an integer in \[1, 20\]"),
+        ((["MSE"], "", "loss_study_cnn", 2, 8, 512), r"size must be an integer in \[64, 256\]"),
+        ((["MSE"], "", "loss_study_cnn", 2, 8, 96), "size must be one of 64, 128, 256"),
+        ((["MSE"], "", "unet", 2, 8, 64), "model must be one of"),
+        ((["Best"], "", "loss_study_cnn", 2, 8, 64), "unknown preset Best"),
+        (([], "mse + nope", "loss_study_cnn", 2, 8, 64), "unknown loss 'nope'"),
+        (([], "", "loss_study_cnn", 2, 8, 64), "no loss to study"),
+    ],
+)
+def test_train_handler_bounds_what_clients_send(args, message):
+    with pytest.raises(gr.Error, match=message):
+        study_config(*args, "motion", 9, 20, 1, "ippy", 0.01, "camera")
+
+
+def test_curves_keep_a_place_for_configurations_not_started():
+    frame = curves({"MSE": [2.0, 1.0]}, ["MSE", "L1"])
+    assert list(frame["relative_loss"][:2]) == [1.0, 0.5] and frame["relative_loss"].isna().sum() == 1
+
+
+def test_inspect_handler(lab):
+    channels, note, text, rf_map, spectrum, residual, table = inspect_outputs(lab, "cnn", None, "channel", *values())
+    assert len(channels) == 32 and note == "" and "conv1" in text and "lecture's formula gives 7×7" in text
+    assert rf_map.shape == (256, 256, 3) and spectrum.shape == residual.shape == (256, 256) and len(table) == 7
+    deeper = conv_layers(create_model("unet"))[3]
+    _, note, text, *_ = inspect_outputs(lab, "unet", deeper, "shared", *values())
+    assert "no course weights yet" in note and f"layer `{deeper}`" in text
+    with pytest.raises(gr.Error, match="unknown architecture"):
+        inspect_outputs(lab, "resnet", None, "shared", *values())
+
+
+def test_robustness_handler(lab):
+    note, frame = sweep_outputs(lab, "noise", ["course", "general"], *values(models=["cnn", "rescnn", "wiener"]))
+    assert isinstance(frame, pd.DataFrame) and set(frame["model"]) == {"CNN (course)", "CNN (general)", "Wiener"}
+    assert "No weights yet for: ResCNN (course), ResCNN (general)" in note
+    with pytest.raises(gr.Error, match="choose course and/or general"):
+        sweep_outputs(lab, "noise", [], *values())
+
+
+@pytest.fixture(scope="module")
+def server(app):
+    app.queue(**queue_settings()).launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    yield app.local_url
+    app.close()
+
+
+def test_api_through_gradio_client(server):
+    from gradio_client import Client
+
+    client = Client(server, verbose=False)
+    out = client.predict(image="moon", angle=30, models="cnn,wiener", api_name="/reconstruct")
+    assert out["setting"]["angle"] == "30" and out["device"] == "cpu"
+    assert [r["name"] for r in out["results"]] == ["cnn", "wiener"] and all(r["png_base64"] for r in out["results"])
+    assert out["results"][0]["metrics"]["psnr"] > 15
+    with pytest.raises(Exception, match="kernel size must be odd"):
+        client.predict(kernel_size=4, api_name="/reconstruct")
+    with pytest.raises(Exception, match="unknown model 'resnet'"):
+        client.predict(models="resnet", api_name="/reconstruct")
+    study = client.predict(configurations="MSE,SSIM", epochs=1, images=4, size=64, api_name="/train")
+    assert list(study["results"]) == ["MSE", "SSIM"] and len(study["results"]["MSE"]["history"]) == 1
+    with pytest.raises(Exception, match="epochs must be an integer"):
+        client.predict(epochs=10_000, api_name="/train")

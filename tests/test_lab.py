@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from recon_demo.checkpoints import ManifestEntry
+from recon_demo.lab import (
+    MAX_KERNEL,
+    Setting,
+    SettingError,
+    error_map,
+    fits,
+    kernel_spectrum,
+    metrics_csv,
+    metrics_rows,
+    model_choices,
+    overlay,
+    psf_preview,
+    working_tensor,
+)
+from recon_demo.operators import LECTURE_OPERATOR
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"kernel_size": 8}, "kernel size must be odd"),
+        ({"kernel_size": MAX_KERNEL + 2}, r"kernel size must be an integer in \[1, 31\]"),
+        ({"kernel_size": 0}, "kernel size must be an integer"),
+        ({"kernel_size": 2.5}, "kernel size must be an integer"),
+        ({"angle": float("nan")}, "angle must be a number"),
+        ({"angle": "east"}, "angle must be a number"),
+        ({"noise": -0.01}, r"noise must be a number in \[0, 0.2\]"),
+        ({"noise": float("inf")}, "noise must be a number"),
+        ({"variance": 0}, "variance must be a number"),
+        ({"seed": -1}, "seed must be an integer"),
+        ({"blur": "box"}, "blur must be one of motion, gaussian"),
+        ({"kernel_style": "round"}, "kernel style must be one of"),
+        ({"regime": "mayo"}, "regime must be one of course, general"),
+        ({"models": ("cnn", "resnet50")}, "unknown model 'resnet50'"),
+        ({"image": "../../etc/passwd"}, "unknown image"),
+        ({"image": "upload:short"}, "unknown image"),
+    ],
+)
+def test_settings_are_validated_with_what_is_allowed(change, message):
+    with pytest.raises(SettingError, match=message):
+        Setting(**change).validated()
+
+
+def test_a_setting_travels_in_the_url():
+    setting = Setting(image="moon", angle=45, kernel_size=7, noise=0.02, models=("unet", "cnn", "tv"), regime="general")
+    query = setting.to_query()
+    assert query["size"] == "7" and query["models"] == "unet,cnn,tv" and query["noise"] == "0.02"
+    again, warnings = Setting.from_query(query)
+    assert again == setting.validated() and warnings == []
+    partial, warnings = Setting.from_query({"image": "camera", "angle": "20", "size": "9", "noise": "0.01", "models": "cnn,unet"})
+    assert partial.models == ("cnn", "unet") and partial.kernel_size == 9 and warnings == []
+    bad, warnings = Setting.from_query({"size": "8", "noise": "lots", "models": "cnn,nope", "colour": "red", "angle": "30"})
+    assert bad.kernel_size == 9 and bad.noise == Setting().noise and bad.models == Setting().models and bad.angle == 30
+    assert len(warnings) == 4 and any("unknown URL parameter 'colour'" in w for w in warnings)
+
+
+def test_models_as_a_comma_string_and_repeats_are_normalised():
+    assert Setting(models="cnn, unet,cnn,,tv").validated().models == ("cnn", "unet", "tv")
+    assert model_choices()[-3:] == ["wiener", "rl", "tv"]
+
+
+def test_run_gives_images_metrics_activations_and_sorted_rows(lab):
+    result = lab.run(Setting(image="moon", models=("tv", "cnn", "rescnn", "wiener")))
+    assert [r.name for r in result.reconstructions] == ["tv", "cnn", "rescnn", "wiener"]
+    by = {r.name: r for r in result.reconstructions}
+    assert by["rescnn"].image is None and by["rescnn"].error == "no course weights shipped yet"
+    for name in ("tv", "cnn", "wiener"):
+        r = by[name]
+        assert r.image.shape == (256, 256) and np.isfinite(r.metrics["psnr"]) and r.metrics["dc"] >= 0
+    assert list(result.activations) == ["cnn"] and result.activations["cnn"].ndim == 2  # a 4×4 grid of 16 channels
+    assert result.badges == {} and result.kernel.shape == (9, 9) and result.device == "cpu"
+    rows = metrics_rows(result, "psnr")
+    assert rows[0][0] == "Measurement" and rows[-1][0] == "ResCNN (no weights)"
+    psnrs = [float(r[2]) for r in rows[1:-1]]
+    assert psnrs == sorted(psnrs, reverse=True)
+    mses = [float(r[1]) for r in metrics_rows(result, "mse")[1:-1]]
+    assert mses == sorted(mses)  # lower is better: ascending
+    assert metrics_csv(rows).splitlines()[0].startswith("model,MSE,PSNR (dB),SSIM,LPIPS")
+    with pytest.raises(SettingError, match="sort by one of"):
+        metrics_rows(result, "beauty")
+
+
+def test_switching_models_reuses_the_measurement(lab):
+    a = lab.measurement(Setting(image="coffee", models=("cnn",)))
+    b = lab.measurement(Setting(image="coffee", models=("tv", "wiener")))
+    c = lab.measurement(Setting(image="coffee", seed=1))
+    assert a is b and not np.allclose(a, c)
+
+
+def test_a_badge_marks_a_model_away_from_its_training_operator(lab):
+    assert lab.run(Setting(models=("cnn",))).badges == {}
+    moved = lab.run(Setting(models=("cnn",), angle=45))
+    assert moved.badges == {"cnn": "trained for motion 9 @ 20°, noise 0.01"}
+    assert lab.run(Setting(models=("cnn",), angle=45, regime="general")).badges == {}  # within the general ranges
+
+
+def test_fits_follows_the_general_ranges():
+    entry = ManifestEntry("cnn", "general", "f", "0", operator={"blurs": ["motion"], "kernel_size": [3, 7], "angle": [0, 180],
+                          "styles": ["ippy"], "variance": [0.5, 4]}, noise={"kind": "relative", "range": [0, 0.05]})  # fmt: skip
+    assert fits(entry, Setting(kernel_size=7, angle=200, noise=0.05))
+    assert not fits(entry, Setting(kernel_size=9))
+    assert not fits(entry, Setting(kernel_size=5, noise=0.06))
+    assert not fits(entry, Setting(blur="gaussian", kernel_size=5))
+    course = ManifestEntry("cnn", "course", "f", "0", operator=LECTURE_OPERATOR.to_dict(), noise={"level": 0.01})
+    assert fits(course, Setting(angle=20.0)) and not fits(course, Setting(noise=0.02)) and not fits(course, Setting(kernel_style="centered"))
+
+
+def _png(array: np.ndarray, mode: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array, mode=mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_uploads_of_any_common_kind_become_a_working_image(lab):
+    rng = np.random.default_rng(0)
+    sixteen = _png(rng.integers(0, 65535, (300, 200), dtype=np.uint16))
+    rgba = _png(rng.integers(0, 255, (64, 64, 4), dtype=np.uint8))
+    for data in (sixteen, rgba):
+        key = lab.add_upload(data)
+        assert key.startswith("upload:") and lab.add_upload(data) == key  # the same file is read once
+        x = lab.x_true(key)
+        assert x.shape == (1, 1, 256, 256) and 0 <= float(x.min()) and float(x.max()) <= 1
+        result = lab.run(Setting(image=key, models=("wiener",)))
+        assert result.reconstructions[0].image is not None
+    for bad, message in ((b"", "empty"), (b"not an image at all", "not a readable image"), (sixteen[:100], "not a readable image")):
+        with pytest.raises(ValueError, match=message):
+            lab.add_upload(bad)
+    with pytest.raises(SettingError, match="upload it again"):
+        lab.x_true("upload:" + "0" * 40)
+
+
+def test_pictures():
+    assert working_tensor(np.zeros((40, 100), dtype=np.float32)).shape == (1, 1, 256, 256)
+    kernel = LECTURE_OPERATOR.kernel().numpy()
+    preview = psf_preview(kernel)
+    assert preview.dtype == np.uint8 and preview.shape[0] >= 90 and preview.max() == 255
+    err = error_map(np.zeros((8, 8)), np.full((8, 8), 0.5))
+    assert err.shape == (8, 8, 3) and err.dtype == np.uint8
+    spectrum = kernel_spectrum(kernel)
+    assert spectrum.shape == (256, 256) and spectrum.max() == pytest.approx(1) and spectrum.min() < 0.5  # zeros of the blur
+    assert overlay(np.zeros((8, 8)), np.ones((8, 8))).shape == (8, 8, 3)

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import pytest
+
+from recon_demo.lab import Setting, SettingError
+from recon_demo.robustness import as_rows, sweep
+
+
+def test_noise_sweep_degrades_every_method(lab):
+    points = sweep(lab, Setting(image="camera", models=("cnn", "wiener")), "noise", (0.0, 0.05), regimes=("course", "general"))
+    scores = {(p.model, p.value): p.psnr for p in points}
+    assert set(scores) == {(m, v) for m in ("CNN (course)", "CNN (general)", "Wiener") for v in (0.0, 0.05)}
+    assert all(scores[(m, 0.0)] > scores[(m, 0.05)] for m in ("CNN (course)", "Wiener"))
+
+
+def test_baselines_suffer_an_operator_mismatch(lab):
+    points = sweep(lab, Setting(image="camera", models=("tv",)), "angle", (20.0, 90.0))
+    at = {p.value: p.psnr for p in points}
+    assert at[20.0] > at[90.0] + 3  # TV assumes the 20° kernel while the blur is at 90°
+
+
+def test_models_without_weights_are_left_out_of_the_plot(lab):
+    points = sweep(lab, Setting(models=("rescnn", "wiener")), "kernel_size", (7, 9))
+    assert any(p.psnr is None for p in points)
+    assert {row[2] for row in as_rows(points)} == {"Wiener"}
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"parameter": "colour"}, "sweep one of noise, angle, kernel_size"),
+        ({"parameter": "noise", "values": tuple(range(20))}, "1 to 12 values"),
+        ({"parameter": "kernel_size", "values": (8,)}, "kernel size must be odd"),
+    ],
+)
+def test_bad_sweeps_are_refused(lab, kwargs, message):
+    with pytest.raises(SettingError, match=message):
+        sweep(lab, Setting(models=("wiener",)), **kwargs)

@@ -156,3 +156,14 @@ def test_api_through_gradio_client(server):
     assert list(study["results"]) == ["MSE", "SSIM"] and len(study["results"]["MSE"]["history"]) == 1
     with pytest.raises(Exception, match="epochs must be an integer"):
         client.predict(epochs=10_000, api_name="/train")
+
+
+def test_the_core_never_imports_gradio():
+    import subprocess
+    import sys
+
+    core = ["operators", "models", "checkpoints", "metrics", "losses", "training", "loss_study", "inspect", "engine",
+            "baselines", "images", "lab", "robustness", "evaluate", "runtime", "__main__"]  # fmt: skip
+    code = "import sys\n" + "".join(f"import recon_demo.{m}\n" for m in core) + "print('gradio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"

@@ -12,7 +12,7 @@ from recon_demo.ui import about, api, inspect, reconstruct, robustness, train
 TITLE = "recon-demo: end-to-end neural image reconstruction"
 CSS = """
 #outputs .caption-label, #activations .caption-label { white-space: normal; }
-footer { display: none !important; }
+@media (max-width: 700px) { #results_col { order: -1; } }  /* phones: results above the controls */
 """
 
 

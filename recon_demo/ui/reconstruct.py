@@ -95,7 +95,7 @@ def build(lab: Lab) -> ReconstructTab:
     examples = list(images.catalogue())
     result_state = gr.State(None)
     with gr.Row(equal_height=False):
-        with gr.Column(scale=1, min_width=300):
+        with gr.Column(scale=1, min_width=300, elem_id="controls_col"):
             image = gr.Dropdown(image_choices(lab), value=default.image, label="Image", elem_id="image")
             gallery = gr.Gallery(
                 value=[(to_uint8(_thumbnail(name)), name) for name in examples], label="Examples: click one",
@@ -123,7 +123,7 @@ def build(lab: Lab) -> ReconstructTab:
             with gr.Row():
                 share = gr.Button("Copy link to this setting", size="sm", elem_id="share")
             link = gr.Textbox(label="Link", buttons=["copy"], interactive=False, elem_id="link")
-        with gr.Column(scale=2, min_width=320):
+        with gr.Column(scale=2, min_width=320, elem_id="results_col"):
             status = gr.Markdown(elem_id="status")
             outputs = gr.Gallery(label="Ground truth, measurement, reconstructions", columns=4, height=320,
                                  format="png", object_fit="contain", elem_id="outputs")  # fmt: skip

@@ -1,0 +1,164 @@
+"""End to end in a real browser: Debian's Chromium driven by Playwright against `python app.py` on loopback.
+
+Open the page, pick an example, select two models, move a slider, and see reconstructions and a metrics table
+with numbers; then run a 20-step training and see its curve. Screenshots go to ``RECON_ARTIFACTS`` (default
+``test-artifacts/``). The time from slider release to updated panels is printed, not asserted. Without
+Chromium or Playwright the tests skip and say why (`.ci/run` installs both).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--no-first-run"]  # fmt: skip
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = Path(os.environ.get("RECON_ARTIFACTS", ROOT / "test-artifacts"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (as .ci/run does)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("the Python package playwright is not installed (pip install -r requirements-dev.txt)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(trained_weights, browser):
+    port = _free_port()
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "RECON_WEIGHTS_DIR": str(trained_weights), "RECON_DEVICE": "cpu",
+           "GRADIO_ANALYTICS_ENABLED": "False"}  # fmt: skip
+    log = open(ARTIFACTS.mkdir(parents=True, exist_ok=True) or ARTIFACTS / "app.log", "w")
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"app.py exited with {proc.returncode}; see {ARTIFACTS / 'app.log'}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("app.py did not start within 90 s")
+    yield f"http://127.0.0.1:{port}/"
+    proc.terminate()
+    proc.wait(timeout=20)
+    log.close()
+
+
+CAPTIONS = "[...document.querySelectorAll('#outputs .caption-label')].map(e => e.innerText)"
+
+
+def _captions(page) -> list[str]:
+    return page.locator("#outputs .caption-label").all_inner_texts()
+
+
+def test_compare_models_in_the_browser(browser, app_url):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(app_url)
+    page.wait_for_function("document.querySelectorAll('#outputs .caption-label').length >= 3", timeout=60_000)
+    # pick an example from the gallery
+    page.locator("#examples").get_by_text("moon", exact=True).click()
+    page.wait_for_function("document.querySelector('#image input').value.startsWith('moon')", timeout=30_000)
+    # select two models, TV and Richardson-Lucy, beside CNN (trained here); drop UNet and Wiener: three models
+    models = page.locator("#models")
+    for label, on in (("CNN", True), ("Richardson-Lucy", True), ("TV", True), ("UNet", False), ("Wiener", False)):
+        box = models.get_by_label(label, exact=True)
+        if box.is_checked() != on:
+            box.click()
+            page.wait_for_timeout(300)
+    page.wait_for_function(
+        f"{CAPTIONS}.map(c => c.split(':')[0]).join('|') === 'ground truth|measurement|CNN|Richardson-Lucy|TV'", timeout=60_000
+    )
+    # move the angle slider with the mouse (press and release on its track); time release → updated panels
+    track = page.locator("#angle input[type=range]")
+    track.scroll_into_view_if_needed()
+    bb = track.bounding_box()
+    page.mouse.move(bb["x"] + bb["width"] * 0.3, bb["y"] + bb["height"] / 2)
+    page.mouse.down()
+    released = time.perf_counter()
+    page.mouse.up()
+    page.wait_for_function("document.querySelector('#angle input[type=number]').value !== '20'", timeout=10_000)
+    angle = page.locator("#angle input[type=number]").input_value()
+    page.wait_for_function(f"{CAPTIONS}.some(c => c.includes('@ {angle}°'))", timeout=60_000)
+    latency = time.perf_counter() - released
+    print(f"\nslider release → updated panels (CNN, Richardson-Lucy, TV; angle {angle}°): {latency * 1000:.0f} ms")
+    captions = _captions(page)
+    assert [c.split(":")[0] for c in captions] == ["ground truth", "measurement", "CNN", "Richardson-Lucy", "TV"], captions
+    assert all(re.search(r"\d+\.\d+ dB", c) for c in captions[2:]), captions
+    table = page.locator("#metrics").inner_text()
+    assert all(name in table for name in ("Measurement", "CNN", "Richardson-Lucy", "TV"))
+    assert re.search(r"CNN.*?\d+\.\d{3}", table, re.S), table
+    assert page.locator("#psf img").count() == 1
+    page.screenshot(path=str(ARTIFACTS / "reconstruct.png"), full_page=True)
+    # the error maps and the link to this setting
+    page.locator("#show_errors input").check()
+    page.wait_for_function("document.querySelectorAll('#errors img').length >= 2", timeout=30_000)
+    page.locator("#share").click()
+    page.wait_for_function("document.querySelector('#link textarea, #link input').value.includes('image=moon')", timeout=30_000)
+    link = page.locator("#link textarea, #link input").first.input_value()
+    assert f"angle={angle}" in link and "models=cnn%2Crl%2Ctv" in link
+    page.close()
+
+
+def test_the_link_restores_a_setting(browser, app_url):
+    page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
+    page.goto(app_url + "?image=coffee&angle=45&size=7&noise=0.02&models=cnn,wiener")
+    page.wait_for_function(f"{CAPTIONS}.some(c => c.includes('motion 7 @ 45°'))", timeout=60_000)
+    assert [c.split(":")[0] for c in _captions(page)] == ["ground truth", "measurement", "CNN", "Wiener"]
+    page.screenshot(path=str(ARTIFACTS / "phone.png"), full_page=True)
+    page.close()
+
+
+def test_train_twenty_steps_and_see_the_curve(browser, app_url):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(app_url)
+    page.get_by_role("tab", name="Train").click()
+    for elem, value in (("#n_images", "8"), ("#epochs", "10")):  # 10 epochs × 2 batches of 4 = 20 steps
+        box = page.locator(f"{elem} input[type=number]")
+        box.fill(value)
+        box.press("Enter")
+    page.locator("#size").get_by_label("64").check()
+    page.locator("#train").click()
+    page.wait_for_function("document.querySelector('#train_status').innerText.startsWith('Done')", timeout=120_000)
+    assert "3 configurations" in page.locator("#train_status").inner_text()
+    table = page.locator("#train_table").inner_text()
+    assert all(label in table for label in ("MSE", "L1", "SSIM")) and "27.070 / 0.7348" in table
+    page.wait_for_function("document.querySelector('#curves svg, #curves canvas') !== null", timeout=30_000)
+    assert page.locator("#train_recs img").count() >= 5  # ground truth, measurement, three reconstructions
+    page.screenshot(path=str(ARTIFACTS / "train.png"), full_page=True)
+    page.close()
+
+
+def test_artifacts_are_kept():
+    shots = sorted(p.name for p in ARTIFACTS.glob("*.png")) if ARTIFACTS.exists() else []
+    if shutil.which("chromium") is None and not CHROMIUM.exists():
+        pytest.skip("no browser, no screenshots")
+    assert {"reconstruct.png", "train.png", "phone.png"} <= set(shots)

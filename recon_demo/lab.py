@@ -2,9 +2,10 @@
 
 A ``Setting`` is one state of the Reconstruct tab: image, blur, noise, seed, models and weights regime. It is
 validated server-side (API callers bypass slider bounds) and travels in the page's URL
-(``?image=camera&angle=20&size=9&noise=0.01&models=cnn,unet``). ``Lab`` holds the engine and two small caches:
+(``?image=camera&angle=20&size=9&noise=0.01&models=cnn,unet``). ``Lab`` holds the engine and three small caches:
 working images (an upload is keyed by its content) and measurements (keyed by image and operator setting, so
-switching models does not redraw the measurement). ``Lab.run`` returns a ``LabResult``: ground truth,
+switching models does not redraw the measurement), and reconstructions (keyed by measurement and model, so
+adding a model to the selection runs that model alone). ``Lab.run`` returns a ``LabResult``: ground truth,
 measurement, kernel, each reconstruction with its metrics and its network's first-layer activations.
 """
 
@@ -160,6 +161,7 @@ class LabResult:
     y_delta: np.ndarray  # (H, W), may leave [0, 1] by the noise
     kernel: np.ndarray  # (k, k)
     reconstructions: list[Reconstruction]
+    measurement_metrics: dict[str, float | None] = field(default_factory=dict)  # y_delta clamped, against x_true
     activations: dict[str, np.ndarray] = field(default_factory=dict)  # name → first-layer grid in [0, 1]
     badges: dict[str, str] = field(default_factory=dict)  # name → "trained for …" where the setting differs
     device: str = "cpu"
@@ -175,6 +177,7 @@ class Lab:
         self.engine = engine or Engine()
         self._images: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._measurements: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._reconstructions: OrderedDict[tuple, tuple[Reconstruction, np.ndarray | None]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
@@ -233,8 +236,15 @@ class Lab:
         x_true = self.x_true(setting.image)
         y_delta = self.measurement(setting)
         K = setting.operator().build()
-        networks = [m for m in setting.models if m not in BASELINES]
-        baselines = [m for m in setting.models if m in BASELINES]
+        # Only what this measurement has not been reconstructed with yet is computed: adding a model to the
+        # selection runs that model alone.
+        measurement_key = (setting.image, setting.operator(), setting.noise, setting.seed, setting.regime, with_lpips)
+        wanted = (*setting.models, "input")  # "input": the measurement itself, the table's first row
+        with self._lock:
+            done = {m: self._reconstructions[(measurement_key, m)] for m in wanted if (measurement_key, m) in self._reconstructions}
+        todo = [m for m in wanted if m not in done]
+        networks = [m for m in todo if m not in BASELINES]
+        baselines = [m for m in todo if m in BASELINES]
         captured: dict[str, dict[str, torch.Tensor]] = {}
         with ExitStack() as stack:
             for name in networks:
@@ -246,18 +256,22 @@ class Lab:
             recs = self.engine.reconstruct(
                 y_delta, networks, baselines=baselines, operator=K, x_true=x_true, regime=setting.regime, with_lpips=with_lpips
             )
-        order = {name: i for i, name in enumerate(setting.models)}
-        recs.sort(key=lambda r: order[r.name])
         for r in recs:
             if r.image is None and self.engine.manifest.find(r.name, setting.regime) is None:
                 r.error = f"no {setting.regime} weights shipped yet"  # the engine's text speaks to CLI users
-        acts = {name: activation_grid(next(iter(c.values()))[0].float().cpu(), max_channels) for name, c in captured.items() if c}
+            grid = captured.get(r.name)
+            act = activation_grid(next(iter(grid.values()))[0].float().cpu(), max_channels) if grid else None
+            done[r.name] = (r, act)
+            self._remember(self._reconstructions, (measurement_key, r.name), (r, act))
+        recs = [done[m][0] for m in setting.models]
+        acts = {m: done[m][1] for m in setting.models if done[m][1] is not None}
         return LabResult(
             setting=setting,
             x_true=x_true[0, 0].numpy(),
             y_delta=y_delta[0, 0].numpy(),
             kernel=K.kernel.numpy(),
             reconstructions=recs,
+            measurement_metrics=done["input"][0].metrics,
             activations=acts,
             badges={name: text for name in networks if (text := self.badge(name, setting))},
             device=str(self.engine.device),
@@ -367,21 +381,13 @@ def metrics_rows(result: LabResult, sort_by: str = "psnr") -> list[list]:
             return (1, 0.0)
         return (0, -value if higher else value)
 
-    rows = [["Measurement", *_metric_cells(_measurement_metrics(result)), "", ""]]
+    rows = [["Measurement", *_metric_cells(result.measurement_metrics), "", ""]]
     for r in sorted(result.reconstructions, key=key):
         label = r.label + (" (no weights)" if r.image is None else "") + (" ⚠" if r.name in result.badges else "")
         params = f"{count_parameters_of(r.name):,}" if r.name not in BASELINES else "—"
         cells = _metric_cells(r.metrics) if r.image is not None else ["—"] * 5
         rows.append([label, *cells, f"{r.ms:.1f}" if r.image is not None else "—", params])
     return rows
-
-
-def _measurement_metrics(result: LabResult) -> dict[str, float | None]:
-    ref = next((r for r in result.reconstructions if r.image is not None), None)
-    lpips_wanted = ref is not None and ref.metrics.get("lpips") is not None
-    from recon_demo.metrics import compute_metrics
-
-    return compute_metrics(np.clip(result.y_delta, 0, 1), result.x_true, with_lpips=lpips_wanted)
 
 
 def _metric_cells(metrics: dict[str, float | None]) -> list[str]:

@@ -73,3 +73,19 @@ def test_unknown_names_are_refused(measurement):
         engine.reconstruct(measurement[1], ["resnet"])
     with pytest.raises(KeyError, match="unknown baseline"):
         engine.reconstruct(measurement[1], baselines=["bm3d"], operator=measurement[2])
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_engine_matches_the_plain_lecture_loop(name):
+    # channels-last layout and inference mode must not change the answer (the bench reports the same check)
+    torch.manual_seed(0)
+    plain = create_model(name).eval()
+    engine = Engine("cpu", manifest=Manifest([], "."))
+    prepared = engine.prepare(create_model(name))
+    prepared.load_state_dict(plain.state_dict())
+    y = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        expected = plain(y).clamp(0, 1)
+    out, ms = engine.forward(prepared, y)
+    assert out.is_contiguous() and ms > 0
+    assert (out - expected).abs().max() < 1e-4

@@ -4,6 +4,7 @@ metrics out. Widgets are converted to a ``Setting`` and handed to the ``Lab``; n
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from functools import cache
 from urllib.parse import urlencode
 
 import gradio as gr
@@ -98,9 +99,9 @@ def build(lab: Lab) -> ReconstructTab:
         with gr.Column(scale=1, min_width=300, elem_id="controls_col"):
             image = gr.Dropdown(image_choices(lab), value=default.image, label="Image", elem_id="image")
             gallery = gr.Gallery(
-                value=[(to_uint8(_thumbnail(name)), name) for name in examples], label="Examples: click one",
-                columns=6, height=150, allow_preview=False, show_label=True, elem_id="examples",
-            )  # fmt: skip
+                value=thumbnails, label="Examples: click one", columns=6, height=150, allow_preview=False, show_label=True,
+                elem_id="examples",
+            )  # fmt: skip  (a callable: filled when a page opens, so the server listens sooner)
             upload = gr.File(label="…or upload (PNG, JPEG, TIFF, 16-bit, RGBA, DICOM)", file_types=UPLOAD_TYPES, height=90)
             with gr.Group():
                 blur = gr.Radio(list(BLUR_TYPES), value=default.blur, label="Blur", elem_id="blur")
@@ -227,10 +228,12 @@ def from_url(request: gr.Request):
 # ---------------------------------------------------------------------------------------------- rendering
 
 
-def _thumbnail(name: str) -> np.ndarray:
+@cache
+def thumbnails() -> list[tuple[np.ndarray, str]]:
+    """The example catalogue as 64² thumbnails with their names (made once, on the first page view)."""
     from recon_demo.lab import working_tensor
 
-    return working_tensor(images.load_example(name))[0, 0, ::4, ::4].numpy()
+    return [(to_uint8(working_tensor(images.load_example(name))[0, 0, ::4, ::4].numpy()), name) for name in images.catalogue()]
 
 
 def _render(result: LabResult, sort_by: str) -> tuple:

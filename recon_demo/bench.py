@@ -1,0 +1,248 @@
+"""``python -m recon_demo bench``: how fast the engine is, against a plain lecture-style loop and the machine.
+
+Everything is measured in one run, on the same 256² input:
+- per model, the median of ``--repeats`` timed runs for the engine and for a plain lecture-style loop (each
+  model built as in the lecture, fp32, NCHW, called one after another under ``torch.no_grad()``), the model's
+  FLOPs (``torch.utils.flop_counter``), and the largest difference between their outputs;
+- the totals for all seven and their ratio (``speedup``);
+- the machine's limit: SGEMM throughput on the same run, and ``efficiency`` = (all seven's FLOPs ÷ the engine's
+  time) ÷ SGEMM throughput;
+- the app: cold start (``python app.py`` started until its first reconstruction is served through
+  ``gradio_client``) and the round trip of ``/reconstruct`` for three models (a new noise seed each time, so
+  nothing is cached);
+- training: the loss study's steps per second and wall time.
+Speed does not depend on weight values: the shipped checkpoints are used where they exist, randomly initialised
+ones otherwise (the JSON says which). ``--quick`` (for CI, under a minute) repeats less, skips the app, and
+trains a small study. Nothing is asserted here; ``--format json`` gives the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from recon_demo.checkpoints import Manifest, ManifestEntry, save_checkpoint
+from recon_demo.engine import Engine, select_device
+from recon_demo.inspect import count_flops
+from recon_demo.models import create_model, list_models
+
+ROUNDTRIP_MODELS = ("unet", "rescnn", "wiener")  # three models through the app, two networks and a baseline
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _median_ms(fn, repeats: int, device: torch.device) -> float:
+    fn()  # warm-up: weights in cache, oneDNN / cuDNN primitives chosen
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def sgemm_gflops(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
+    """Single-precision matrix-multiply throughput: the best of ``repeats`` n×n products."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    best = min(_median_ms(lambda: a @ b, 1, device) for _ in range(repeats))
+    return 2 * n**3 / (best / 1000) / 1e9
+
+
+def weights_dir(folder: Path) -> tuple[Path, str]:
+    """The shipped weights when every architecture has them, else random checkpoints written to ``folder``."""
+    shipped = Manifest.load()
+    if all(shipped.find(name) for name in list_models()):
+        return shipped.weights_dir, "shipped"
+    manifest = Manifest([], folder)
+    torch.manual_seed(0)
+    for name in list_models():
+        path = folder / f"{name}.safetensors"
+        manifest.upsert(ManifestEntry(name, "course", path.name, save_checkpoint(create_model(name), path)))
+    return folder, "random (no shipped weights yet; speed does not depend on them)"
+
+
+def models_section(engine: Engine, repeats: int) -> dict:
+    """Engine against the plain loop, model by model, with FLOPs and the outputs' agreement."""
+    torch.manual_seed(0)
+    y = torch.rand(1, 1, 256, 256)
+    per_model, max_diff = {}, 0.0
+    for name in list_models():
+        plain = engine.manifest.load_model(name).to(engine.device).eval()  # the lecture's way: NCHW, fp32
+        prepared = engine.model(name)
+        x = y.to(engine.device)
+
+        def lecture_call(model=plain, x=x):
+            with torch.no_grad():
+                return model(x)
+
+        lecture_ms = _median_ms(lecture_call, repeats, engine.device)
+        engine_ms = _median_ms(lambda model=prepared: engine.forward(model, y), repeats, engine.device)
+        diff = float((engine.forward(prepared, y)[0] - lecture_call().clamp(0, 1).cpu()).abs().max())
+        max_diff = max(max_diff, diff)
+        per_model[name] = {
+            "ms": round(engine_ms, 1),
+            "lecture_ms": round(lecture_ms, 1),
+            "gflop": round(count_flops(plain) / 1e9, 2),
+            "max_abs_diff": diff,
+        }
+    engine_all = sum(m["ms"] for m in per_model.values())
+    lecture_all = sum(m["lecture_ms"] for m in per_model.values())
+    return {
+        "engine_all_ms": round(engine_all, 1),
+        "lecture_loop_all_ms": round(lecture_all, 1),
+        "speedup": round(lecture_all / engine_all, 3),
+        "gflop_all": round(sum(m["gflop"] for m in per_model.values()), 2),
+        "max_abs_diff": max_diff,
+        "per_model": per_model,
+    }
+
+
+def autocast_section(engine: Engine, repeats: int) -> dict:
+    """On CUDA: all seven with bf16 autocast, and the PSNR change it causes on a real image."""
+    from recon_demo.images import load_example, protocol_tensor
+    from recon_demo.metrics import psnr
+    from recon_demo.operators import LECTURE_NOISE, LECTURE_OPERATOR, add_relative_noise
+
+    x_true = protocol_tensor(load_example("camera"))
+    y = add_relative_noise(LECTURE_OPERATOR.build().forward(x_true), LECTURE_NOISE, torch.Generator().manual_seed(0))
+    out, worst = {}, 0.0
+    for name in list_models():
+        model = engine.model(name)
+
+        def amp_call(model=model):
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                return engine.forward(model, y)
+
+        out[name] = round(_median_ms(amp_call, repeats, engine.device), 2)
+        worst = max(worst, abs(psnr(amp_call()[0], x_true) - psnr(engine.forward(model, y)[0], x_true)))
+    return {"autocast_all_ms": round(sum(out.values()), 2), "autocast_per_model_ms": out, "autocast_max_psnr_change_db": worst}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def app_section(weights: Path, repeats: int) -> dict:
+    """Cold start of ``python app.py`` to its first served reconstruction, then the /reconstruct round trip."""
+    from gradio_client import Client
+
+    port = _free_port()
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "RECON_WEIGHTS_DIR": str(weights), "GRADIO_ANALYTICS_ENABLED": "False"}
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while True:  # wait until the server listens, then connect once
+            if proc.poll() is not None or time.perf_counter() - start > 120:
+                raise RuntimeError("app.py did not start")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        models = ",".join(ROUNDTRIP_MODELS)
+        client.predict(models=models, seed=0, api_name="/reconstruct")
+        cold = time.perf_counter() - start
+        times = []
+        for seed in range(1, repeats + 1):
+            t = time.perf_counter()
+            client.predict(models=models, seed=seed, angle=20 + seed, api_name="/reconstruct")
+            times.append((time.perf_counter() - t) * 1000)
+        return {"cold_start_s": round(cold, 2), "roundtrip_ms": round(statistics.median(times), 1), "roundtrip_models": models}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def training_section(quick: bool, device: str | None) -> dict:
+    from recon_demo.loss_study import EXPERIMENTS, LossStudy, LossStudyConfig
+
+    cfg = LossStudyConfig(losses=dict(EXPERIMENTS["pure"]), lpips=False, device=device)
+    if quick:
+        cfg.epochs, cfg.size = 2, 128
+    study = LossStudy(cfg)
+    for _ in study.run():
+        pass
+    steps = cfg.steps * len(cfg.losses)
+    return {
+        "loss_study_s": round(study.wall_s, 2),
+        "loss_study_scale": f"{len(cfg.losses)} × {cfg.steps} steps at {cfg.size}²",
+        "train_steps_per_s": round(steps / sum(r.seconds for r in study.results.values()), 2),
+    }
+
+
+def run_bench(quick: bool = False, device: str | None = None, repeats: int | None = None, app: bool | None = None) -> dict:
+    device_t = select_device(device)
+    repeats = repeats or (3 if quick else 15)
+    with tempfile.TemporaryDirectory() as tmp:
+        weights, source = weights_dir(Path(tmp))
+        engine = Engine(device_t, manifest=Manifest.load(weights))
+        report = {"device": str(device_t), "threads": torch.get_num_threads(), "torch": torch.__version__, "weights": source,
+                  "quick": quick, "repeats": repeats}  # fmt: skip
+        # The app first, while this process is idle: its cold start shares the two cores with nothing else.
+        if app if app is not None else not quick:
+            report.update(app_section(weights, 10))
+        else:
+            report.update({"cold_start_s": None, "roundtrip_ms": None})
+        report["sgemm_gflops"] = round(sgemm_gflops(device_t), 1)
+        report.update(models_section(engine, repeats))
+        achieved = report["gflop_all"] / (report["engine_all_ms"] / 1000)
+        report["achieved_gflops"] = round(achieved, 1)
+        report["efficiency"] = round(achieved / report["sgemm_gflops"], 3)
+        if device_t.type == "cuda":
+            report.update(autocast_section(engine, repeats))
+        report.update(training_section(quick, device))
+    return report
+
+
+def format_report(r: dict) -> str:
+    lines = [f"device {r['device']} ({r['threads']} threads, torch {r['torch']}), weights: {r['weights']}",
+             f"{'model':<10} {'engine ms':>10} {'lecture ms':>11} {'GFLOP':>7} {'max |diff|':>11}"]  # fmt: skip
+    for name, m in r["per_model"].items():
+        lines.append(f"{name:<10} {m['ms']:>10.1f} {m['lecture_ms']:>11.1f} {m['gflop']:>7.2f} {m['max_abs_diff']:>11.1e}")
+    lines.append(f"{'all seven':<10} {r['engine_all_ms']:>10.1f} {r['lecture_loop_all_ms']:>11.1f} {r['gflop_all']:>7.2f}")
+    lines.append(f"speed-up {r['speedup']}×; SGEMM {r['sgemm_gflops']} GFLOP/s; engine {r['achieved_gflops']} GFLOP/s, "
+                 f"efficiency {r['efficiency']}")  # fmt: skip
+    if r.get("autocast_all_ms") is not None:
+        lines.append(f"bf16 autocast: all seven {r['autocast_all_ms']} ms, PSNR change ≤ {r['autocast_max_psnr_change_db']:.4f} dB")
+    if r["cold_start_s"] is not None:
+        lines.append(f"app: cold start {r['cold_start_s']} s; /reconstruct round trip ({r['roundtrip_models']}) {r['roundtrip_ms']} ms")
+    lines.append(f"loss study ({r['loss_study_scale']}): {r['loss_study_s']} s, {r['train_steps_per_s']} steps/s")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="a short run for CI (under a minute): no app, a small study")
+    parser.add_argument("--repeats", type=int, help="timed runs per model (default 15; quick 3)")
+    parser.add_argument("--no-app", action="store_true", help="skip the cold start and round-trip measurements")
+    parser.add_argument("--device", help="cpu, cuda, mps (default: RECON_DEVICE or the best available)")
+    parser.add_argument("--format", default="table", choices=("table", "json"))
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.repeats is not None and not 1 <= args.repeats <= 1000:
+        print(f"bench: --repeats must be in [1, 1000], got {args.repeats}", file=sys.stderr)
+        return 2
+    try:
+        report = run_bench(args.quick, args.device, args.repeats, app=False if args.no_app else None)
+    except (ValueError, RuntimeError) as err:
+        print(f"bench: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=1) if args.format == "json" else format_report(report))
+    return 0

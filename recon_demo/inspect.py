@@ -68,22 +68,27 @@ def activations(model: nn.Module, y_delta: torch.Tensor, layer: str | None = Non
     return captured[layer][0].float().cpu()
 
 
+def scale_channels(act: torch.Tensor, scale: str = "shared") -> np.ndarray:
+    """Channels (C, H, W) mapped to [0, 1]: with one min-max for all (``"shared"``: strengths comparable across
+    channels) or each on its own (``"channel"``: every pattern visible)."""
+    if scale not in ("shared", "channel"):
+        raise ValueError(f"scale must be 'shared' or 'channel', got {scale!r}")
+    a = act.float().cpu().numpy()
+    if scale == "shared":
+        lo, hi = a.min(), a.max()
+        return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+    lo = a.min(axis=(1, 2), keepdims=True)
+    hi = a.max(axis=(1, 2), keepdims=True)
+    return np.where(hi > lo, (a - lo) / np.where(hi > lo, hi - lo, 1), 0)
+
+
 def activation_grid(act: torch.Tensor, max_channels: int = 16, scale: str = "shared", pad: int = 2) -> np.ndarray:
     """Channels of an activation (C, H, W) tiled in a near-square grey grid in [0, 1], as the lecture's 4×4 figure.
 
     ``scale="shared"`` maps all channels with one min-max (strengths comparable across channels);
     ``"channel"`` stretches each channel on its own (every pattern visible). Gaps are white.
     """
-    if scale not in ("shared", "channel"):
-        raise ValueError(f"scale must be 'shared' or 'channel', got {scale!r}")
-    a = act[:max_channels].float().numpy()  # (C, H, W)
-    if scale == "shared":
-        lo, hi = a.min(), a.max()
-        a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
-    else:
-        lo = a.min(axis=(1, 2), keepdims=True)
-        hi = a.max(axis=(1, 2), keepdims=True)
-        a = np.where(hi > lo, (a - lo) / np.where(hi > lo, hi - lo, 1), 0)
+    a = scale_channels(act[:max_channels], scale)
     c, h, w = a.shape
     cols = math.ceil(math.sqrt(c))
     rows = math.ceil(c / cols)

@@ -357,6 +357,11 @@ def overlay(image: np.ndarray, heat: np.ndarray, colour: tuple[float, float, flo
     return to_uint8(grey * (1 - alpha) + np.asarray(colour) * alpha)
 
 
+def residual_map(x_true: np.ndarray, y_delta: np.ndarray, gain: float = 4.0) -> np.ndarray:
+    """|x_true − y_delta| × ``gain`` as a grey image in [0, 1]: the residual a ResCNN learns, made visible."""
+    return np.clip(np.abs(x_true - y_delta) * gain, 0, 1)
+
+
 def png_bytes(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(image if image.dtype == np.uint8 else to_uint8(image)).save(buf, format="PNG")

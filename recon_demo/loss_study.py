@@ -127,6 +127,7 @@ class LossStudy:
     def __init__(self, cfg: LossStudyConfig):
         self.cfg = cfg.validated()
         self.results: dict[str, LossResult] = {}
+        self.histories: dict[str, list[float]] = {}  # each configuration's loss per step, filled in as it trains
         self.x_true = self.y_delta = None
         self.wall_s = 0.0
 
@@ -140,7 +141,7 @@ class LossStudy:
         for label, spec in self.cfg.losses.items():
             trainer = Trainer(self.cfg.train_config(spec))
             self.x_true, self.y_delta = trainer.x_val, trainer.y_val
-            history: list[float] = []
+            history = self.histories[label] = []
             for event in trainer.run(cancel):
                 if event.status != "cancelled" or event.step > len(history):
                     history.append(event.loss)
@@ -156,6 +157,10 @@ class LossStudy:
                 break
         self.wall_s = time.perf_counter() - start
 
+    def relative_histories(self) -> dict[str, list[float]]:
+        """Each configuration's loss divided by its first value, so losses of different scales share one plot."""
+        return {label: [v / h[0] if h[0] else v for v in h] for label, h in self.histories.items() if h}
+
     def to_json(self) -> dict:
         return {
             "protocol": {"summary": self.cfg.describe(), "steps": self.cfg.steps, "losses": self.cfg.losses},
@@ -170,9 +175,11 @@ class LossStudy:
             "wall_s": round(self.wall_s, 2),
         }
 
-    def format_table(self) -> str:
-        """The lecture's table, with its published CT numbers beside ours where the configuration is one of its."""
-        rows = [["loss", "MSE", "PSNR dB", "SSIM", "LPIPS", "lecture (CT) PSNR / SSIM", "time"]]
+    TABLE_COLUMNS = ("loss", "MSE", "PSNR dB", "SSIM", "LPIPS", "lecture (CT) PSNR / SSIM", "time")
+
+    def table_rows(self) -> list[list[str]]:
+        """One row per finished configuration, with the lecture's published CT numbers where it is one of its."""
+        rows = []
         for r in self.results.values():
             lecture = LECTURE_RESULTS.get(r.label)
             rows.append([
@@ -181,6 +188,11 @@ class LossStudy:
                 METRICS["lpips"].format(r.metrics["lpips"]), f"{lecture[0]:.3f} / {lecture[1]:.4f}" if lecture else "—",
                 f"{r.seconds:.1f} s",
             ])  # fmt: skip
+        return rows
+
+    def format_table(self) -> str:
+        """The lecture's table as text."""
+        rows = [list(self.TABLE_COLUMNS), *self.table_rows()]
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         lines = [self.cfg.describe()] + [" | ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
         lines.append(f"wall time {self.wall_s:.1f} s")

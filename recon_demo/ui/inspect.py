@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from recon_demo.checkpoints import CheckpointError
-from recon_demo.inspect import activations, conv_layers, empirical_receptive_field, receptive_field_extent
-from recon_demo.lab import Lab, SettingError, architecture_summary, kernel_spectrum, overlay, to_uint8
+from recon_demo.inspect import activations, conv_layers, empirical_receptive_field, receptive_field_extent, scale_channels
+from recon_demo.lab import Lab, SettingError, architecture_summary, kernel_spectrum, overlay, residual_map, to_uint8
 from recon_demo.models import create_model, list_models, model_info
 from recon_demo.ui.reconstruct import setting_from
 
@@ -28,14 +28,7 @@ def network(lab: Lab, name: str, regime: str) -> tuple[torch.nn.Module, str]:
 
 def channel_images(act: torch.Tensor, scale: str) -> list[tuple[np.ndarray, str]]:
     """Each channel (C, H, W) as an image, with a shared or per-channel colour scale."""
-    a = act[:MAX_CHANNELS].numpy()
-    if scale == "shared":
-        lo, hi = float(a.min()), float(a.max())
-        a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
-    else:
-        lo, hi = a.min(axis=(1, 2), keepdims=True), a.max(axis=(1, 2), keepdims=True)
-        a = np.where(hi > lo, (a - lo) / np.where(hi > lo, hi - lo, 1), 0)
-    return [(to_uint8(c), f"channel {i}") for i, c in enumerate(a)]
+    return [(to_uint8(c), f"channel {i}") for i, c in enumerate(scale_channels(act[:MAX_CHANNELS], scale))]
 
 
 def architectures_rows() -> list[list]:
@@ -74,7 +67,7 @@ def inspect_outputs(lab: Lab, name: str, layer_name: str | None, scale_kind: str
     return (
         channel_images(act, scale_kind), note_text, text, overlay(image, rf),
         to_uint8(kernel_spectrum(setting.operator().kernel().numpy())),
-        to_uint8(np.abs(x_true[0, 0].numpy() - image) * 4), architectures_rows(),
+        to_uint8(residual_map(x_true[0, 0].numpy(), image)), architectures_rows(),
     )  # fmt: skip
 
 

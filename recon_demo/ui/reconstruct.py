@@ -72,7 +72,7 @@ def setting_from(*values) -> Setting:
         raise gr.Error(str(err)) from None
 
 
-def image_choices(lab: Lab, current: str | None = None) -> list[tuple[str, str]]:
+def image_choices(current: str | None = None) -> list[tuple[str, str]]:
     choices = [(f"{name} ({e.source}, {e.split.replace('_', '-')})", name) for name, e in images.catalogue().items()]
     if current and current.startswith("upload:"):
         choices.insert(0, ("your upload", current))
@@ -97,7 +97,7 @@ def build(lab: Lab) -> ReconstructTab:
     result_state = gr.State(None)
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=300, elem_id="controls_col"):
-            image = gr.Dropdown(image_choices(lab), value=default.image, label="Image", elem_id="image")
+            image = gr.Dropdown(image_choices(), value=default.image, label="Image", elem_id="image")
             gallery = gr.Gallery(
                 value=thumbnails, label="Examples: click one", columns=6, height=150, allow_preview=False, show_label=True,
                 elem_id="examples",
@@ -175,7 +175,7 @@ def build(lab: Lab) -> ReconstructTab:
             key = lab.add_upload(file)
         except (ValueError, OSError) as err:
             raise gr.Error(f"cannot use that file: {err}") from None
-        return gr.update(choices=image_choices(lab, key), value=key)
+        return gr.update(choices=image_choices(key), value=key)
 
     upload.upload(take_upload, [upload, image], image, api_visibility="private").then(run, inputs, run_outputs, api_visibility="private")
 

@@ -13,9 +13,8 @@ import pandas as pd
 
 from recon_demo import images
 from recon_demo.lab import to_uint8
-from recon_demo.loss_study import EXPERIMENTS, LECTURE_RESULTS, LossStudy, LossStudyConfig
+from recon_demo.loss_study import EXPERIMENTS, LossStudy, LossStudyConfig
 from recon_demo.losses import LOSSES, parse_loss
-from recon_demo.metrics import METRICS
 from recon_demo.models import list_models, model_info
 from recon_demo.operators import OperatorSpec
 from recon_demo.training import TrainingError
@@ -28,7 +27,6 @@ MAX_IMAGES = 32
 SIZES = (64, 128, 256)
 MAX_CONFIGS = 7
 UPDATE_EVERY_S = 0.4  # how often the page is redrawn while training
-TABLE_COLUMNS = ["loss", "MSE", "PSNR (dB)", "SSIM", "LPIPS", "lecture (CT) PSNR / SSIM", "seconds"]
 
 _CANCELS: dict[str, threading.Event] = {}  # session → its running study's stop flag
 _CANCELS_LOCK = threading.Lock()
@@ -69,55 +67,36 @@ def _integer(name: str, value, lo: int, hi: int) -> int:
     return int(v)
 
 
-def curves(histories: dict[str, list[float]], labels: list[str]) -> pd.DataFrame:
-    """Each configuration's loss divided by its first value, so losses of different scales share one plot.
+def curves(relative: dict[str, list[float]], labels: list[str]) -> pd.DataFrame:
+    """The plot's data: (step, loss relative to its first value, configuration) rows.
 
     Configurations not started yet get one empty (NaN) row: gradio's streamed line plot fixes its colours at
     the first update and would never draw a configuration that appears later.
     """
-    rows = [
-        (step, value / h[0] if h[0] else value, label)
-        for label, h in histories.items()
-        for step, value in enumerate(h, start=1)
-    ]
-    rows += [(1, float("nan"), label) for label in labels if label not in histories]
+    rows = [(step, value, label) for label, values in relative.items() for step, value in enumerate(values, start=1)]
+    rows += [(1, float("nan"), label) for label in labels if label not in relative]
     return pd.DataFrame(rows, columns=["step", "relative_loss", "configuration"])
-
-
-def results_table(study: LossStudy) -> list[list]:
-    rows = []
-    for r in study.results.values():
-        lecture = LECTURE_RESULTS.get(r.label)
-        rows.append([
-            r.label + (" (stopped)" if r.status == "cancelled" else ""), METRICS["mse"].format(r.metrics["mse"]),
-            f"{r.metrics['psnr']:.3f}", METRICS["ssim"].format(r.metrics["ssim"]), METRICS["lpips"].format(r.metrics["lpips"]),
-            f"{lecture[0]:.3f} / {lecture[1]:.4f}" if lecture else "—", f"{r.seconds:.1f}",
-        ])  # fmt: skip
-    return rows
 
 
 def run_study(cfg: LossStudyConfig, cancel: threading.Event):
     """Yield (curves, reconstructions, status, table, figure) while ``cfg`` trains; the last has the table and figure."""
     study = LossStudy(cfg)
-    histories: dict[str, list[float]] = {}
     latest: dict[str, object] = {}
     shown = 0.0
     start = time.perf_counter()
     for label, event in study.run(cancel):
-        if event.status != "cancelled" or event.step > len(histories.get(label, [])):
-            histories.setdefault(label, []).append(event.loss)
         if event.x_rec is not None:
             latest[label] = event.x_rec
         now = time.perf_counter()
         if now - shown >= UPDATE_EVERY_S:
             shown = now
             status = f"Training **{label}**: step {event.step} of {cfg.steps} ({now - start:.0f} s)"
-            yield curves(histories, list(cfg.losses)), _gallery(study, latest), status, gr.update(), gr.update()
+            yield curves(study.relative_histories(), list(cfg.losses)), _gallery(study, latest), status, gr.update(), gr.update()
     stopped = any(r.status == "cancelled" for r in study.results.values())
     figure = study.save_figure(scratch_dir() / "loss_study.png")
     status = (f"Stopped after {study.wall_s:.1f} s." if stopped else f"Done: {len(study.results)} configurations in {study.wall_s:.1f} s.")
     latest.update({r.label: r.x_rec for r in study.results.values()})
-    yield curves(histories, list(cfg.losses)), _gallery(study, latest), status, results_table(study), str(figure)
+    yield curves(study.relative_histories(), list(cfg.losses)), _gallery(study, latest), status, study.table_rows(), str(figure)
 
 
 def _gallery(study: LossStudy, latest: dict) -> list:
@@ -155,7 +134,7 @@ def build(rec) -> None:
                                elem_id="curves")  # fmt: skip
             recs = gr.Gallery(label="Reconstructions of the test measurement", columns=4, height=300, format="png",
                               elem_id="train_recs")  # fmt: skip
-            table = gr.Dataframe(headers=TABLE_COLUMNS, interactive=False, wrap=True, elem_id="train_table")
+            table = gr.Dataframe(headers=list(LossStudy.TABLE_COLUMNS), interactive=False, wrap=True, elem_id="train_table")
             figure = gr.File(label="The lecture-style figure (PNG)", interactive=False, elem_id="figure")
 
     c = rec.controls

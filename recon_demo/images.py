@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms import functional as TF
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
@@ -189,7 +189,11 @@ def open_image(source: str | Path | bytes | Image.Image) -> Image.Image:
         img.load()
     except ValueError:
         raise
-    except (OSError, SyntaxError, Image.DecompressionBombError, EOFError) as err:
+    except Image.DecompressionBombError:  # PIL's own guard, for sizes far beyond ours
+        raise ValueError(f"the image is far too large; the limit is {MAX_PIXELS:,} pixels") from None
+    except UnidentifiedImageError:
+        raise ValueError("not a readable image: the file is in no image format known here") from None
+    except (OSError, SyntaxError, EOFError) as err:
         raise ValueError(f"not a readable image ({type(err).__name__}: {err})") from None
     return img
 

@@ -29,7 +29,8 @@ def queue_settings() -> dict:
 def build_app(lab: Lab | None = None) -> gr.Blocks:
     """The whole app (Reconstruct, Inspect, Train, Robustness, About), unlaunched."""
     lab = lab or Lab()
-    with gr.Blocks(title=TITLE) as demo:
+    # Uploads and the files gradio caches for outputs are deleted after an hour (checked hourly).
+    with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"## {TITLE}\nBlur an image, add noise, and watch the lecture's networks and classical methods undo it.")
         with gr.Tabs():
             with gr.Tab("Reconstruct", id="reconstruct"):

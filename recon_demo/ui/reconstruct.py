@@ -4,7 +4,7 @@ metrics out. Widgets are converted to a ``Setting`` and handed to the ``Lab``; n
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from functools import cache
+from functools import cache, partial
 from urllib.parse import urlencode
 
 import gradio as gr
@@ -168,16 +168,7 @@ def build(lab: Lab) -> ReconstructTab:
 
     gallery.select(pick_example, None, image, api_visibility="private").then(run, inputs, run_outputs, api_visibility="private")
 
-    def take_upload(file, current):
-        if file is None:
-            return gr.update()
-        try:
-            key = lab.add_upload(file)
-        except (ValueError, OSError) as err:
-            raise gr.Error(f"cannot use that file: {err}") from None
-        return gr.update(choices=image_choices(key), value=key)
-
-    upload.upload(take_upload, [upload, image], image, api_visibility="private").then(run, inputs, run_outputs, api_visibility="private")
+    upload.upload(partial(accept_upload, lab), upload, image, api_visibility="private").then(run, inputs, run_outputs, api_visibility="private")
 
     lecture_values = Setting()
     lecture.click(
@@ -206,6 +197,17 @@ def build(lab: Lab) -> ReconstructTab:
 
     share.click(query, inputs, link, api_visibility="private").then(None, link, link, js=COPY_LINK_JS)
     return ReconstructTab(controls, result_state, status, run, run_outputs)
+
+
+def accept_upload(lab: Lab, file) -> dict:
+    """The upload handler: the file becomes the chosen image, or ``gr.Error`` says why it cannot."""
+    if file is None:
+        return gr.update()
+    try:
+        key = lab.add_upload(file)
+    except (ValueError, OSError) as err:
+        raise gr.Error(f"cannot use that file: {err}") from None
+    return gr.update(choices=image_choices(key), value=key)
 
 
 def render_setting(lab: Lab, *values) -> tuple:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +65,7 @@ class Reconstruction:
 # Convolutions run in channels-last (NHWC) memory layout: measured on this 2-core CPU, all seven architectures
 # at 256² went from 0.75 to 0.55 s (`python -m recon_demo bench`), with outputs equal to 2e-7.
 MEMORY_FORMAT = torch.channels_last
+MAX_FILE_MODELS = 16  # models loaded from checkpoint files (uploads) kept at once; shipped ones always stay
 
 
 class Engine:
@@ -72,7 +74,7 @@ class Engine:
     def __init__(self, device: str | torch.device | None = None, manifest: Manifest | None = None):
         self.device = device if isinstance(device, torch.device) else select_device(device)
         self.manifest = manifest if manifest is not None else Manifest.load()
-        self._models: dict[tuple[str, str, str], nn.Module] = {}
+        self._models: OrderedDict[tuple[str, str, str], nn.Module] = OrderedDict()
         self._lock = threading.Lock()
 
     def model(self, name: str, checkpoint: str | Path | None = None, regime: str = "course") -> nn.Module:
@@ -88,6 +90,10 @@ class Engine:
             if key not in self._models:
                 model = load_checkpoint(name, checkpoint) if checkpoint else self.manifest.load_model(name, regime)
                 self._models[key] = self.prepare(model)
+                uploaded = [k for k in self._models if k[1].startswith("file:")]
+                for old in uploaded[: max(0, len(uploaded) - MAX_FILE_MODELS)]:  # the oldest files' models go first
+                    del self._models[old]
+            self._models.move_to_end(key)
             return self._models[key]
 
     def prepare(self, model: nn.Module) -> nn.Module:
@@ -118,6 +124,7 @@ class Engine:
         operator: Blur | None = None,
         x_true: torch.Tensor | None = None,
         checkpoints: dict[str, str | Path] | None = None,
+        architectures: dict[str, str] | None = None,
         regime: str = "course",
         with_lpips: bool = False,
     ) -> list[Reconstruction]:
@@ -125,14 +132,17 @@ class Engine:
 
         Metrics against ``x_true`` are filled in when it is given, data consistency when ``operator`` is.
         A model without weights yields a ``Reconstruction`` whose ``error`` says so; the others still run.
-        Baselines need the ``operator`` (they are given its kernel).
+        Baselines need the ``operator`` (they are given its kernel). ``architectures`` maps a result name to the
+        registry name it is built as (a student's checkpoint ``own:cnn:…`` is a ``cnn``); by default they are equal.
         """
         checkpoints = checkpoints or {}
+        architectures = architectures or {}
         results: list[Reconstruction] = []
         for name in models:
-            label = model_info(name).label
+            arch = architectures.get(name, name)
+            label = model_info(arch).label + (" (your checkpoint)" if arch != name else "")
             try:
-                model = self.model(name, checkpoints.get(name), regime)
+                model = self.model(arch, checkpoints.get(name), regime)
             except CheckpointError as err:
                 results.append(Reconstruction(name, label, None, error=str(err)))
                 continue

@@ -15,6 +15,7 @@ import csv
 import hashlib
 import io
 import math
+import tempfile
 import threading
 from collections import OrderedDict
 from contextlib import ExitStack
@@ -28,8 +29,8 @@ from PIL import Image
 
 from recon_demo import images
 from recon_demo.baselines import BASELINES
-from recon_demo.checkpoints import REGIMES, ManifestEntry
-from recon_demo.engine import Engine, Reconstruction
+from recon_demo.checkpoints import REGIMES, CheckpointError, ManifestEntry
+from recon_demo.engine import MAX_FILE_MODELS, Engine, Reconstruction
 from recon_demo.inspect import activation_grid, capture_activations, first_conv
 from recon_demo.metrics import METRICS
 from recon_demo.models import count_parameters, list_models, model_info
@@ -42,6 +43,8 @@ MAX_VARIANCE = 20.0
 MAX_SEED = 2**31 - 1
 BASELINE_CHOICES = ("wiener", "rl", "tv")  # the classical methods offered beside the networks
 ERROR_RANGE = 0.25  # error maps show |x_rec − x_true| from 0 to this value
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
+MAX_UPLOAD_CHECKPOINT = 32_000_000  # bytes; the largest lecture model is about 8 MB in fp32
 
 
 class SettingError(ValueError):
@@ -54,6 +57,8 @@ def model_choices() -> list[str]:
 
 
 def choice_label(name: str) -> str:
+    if is_own_checkpoint(name):
+        return f"{model_info(architecture_of(name)).label} (your checkpoint)"
     return BASELINES[name].label if name in BASELINES else model_info(name).label
 
 
@@ -99,7 +104,7 @@ class Setting:
             raise SettingError(f"kernel size must be odd, got {size}")
         models = tuple(self.models.split(",") if isinstance(self.models, str) else self.models or ())
         models = tuple(dict.fromkeys(m.strip() for m in models if m and m.strip()))  # drop repeats, keep order
-        unknown = [m for m in models if m not in model_choices()]
+        unknown = [m for m in models if m not in model_choices() and not is_own_checkpoint(m)]
         if unknown:
             raise SettingError(f"unknown model {', '.join(map(repr, unknown))}; choose from {', '.join(model_choices())}")
         if not (self.image in images.catalogue() or _is_upload_key(self.image)):
@@ -148,6 +153,17 @@ def _parse_query_value(name: str, value: str):
     return value  # validated() converts numbers and reports bad ones
 
 
+def is_own_checkpoint(key: str) -> bool:
+    """``own:<architecture>:<sha1>``: a checkpoint a user uploaded for one of the lecture's architectures."""
+    parts = key.split(":")
+    return len(parts) == 3 and parts[0] == "own" and parts[1] in list_models() and len(parts[2]) == 40
+
+
+def architecture_of(name: str) -> str:
+    """The registry name a model choice is built as (itself, or an uploaded checkpoint's architecture)."""
+    return name.split(":")[1] if is_own_checkpoint(name) else name
+
+
 def _is_upload_key(key: str) -> bool:
     return key.startswith("upload:") and len(key) == len("upload:") + 40
 
@@ -178,6 +194,8 @@ class Lab:
         self._images: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._measurements: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self._reconstructions: OrderedDict[tuple, tuple[Reconstruction, np.ndarray | None]] = OrderedDict()
+        self._checkpoints: OrderedDict[str, Path] = OrderedDict()  # own:<arch>:<sha1> → the file
+        self._checkpoint_dir = Path(tempfile.mkdtemp(prefix="recon-demo-checkpoints-"))
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
@@ -195,6 +213,37 @@ class Lab:
                 return key
         x = working_tensor(images.open_image(data))
         self._remember(self._images, key, x)
+        return key
+
+    def add_checkpoint(self, architecture: str, source: str | Path, filename: str | None = None) -> str:
+        """A user's checkpoint for a lecture architecture (say, the lecture's own ``CNN.pth``); returns its key.
+
+        Only tensors are read (``weights_only`` or safetensors), files above ``MAX_UPLOAD_CHECKPOINT`` bytes are
+        refused unread, and every key and shape is checked against the architecture: ``SettingError`` names the
+        mismatch. A pickle that would run code is refused without running it.
+        """
+        if architecture not in list_models():
+            raise SettingError(f"unknown architecture {architecture!r}; choose one of {', '.join(list_models())}")
+        path = Path(source)
+        suffix = Path(filename or path.name).suffix.lower()
+        if suffix not in CHECKPOINT_SUFFIXES:
+            raise SettingError(f"a checkpoint is a {', '.join(CHECKPOINT_SUFFIXES)} file, not {suffix or 'a file without suffix'}")
+        size = path.stat().st_size
+        if size > MAX_UPLOAD_CHECKPOINT:
+            raise SettingError(f"the checkpoint is {size / 1e6:.1f} MB; uploads are limited to {MAX_UPLOAD_CHECKPOINT / 1e6:.0f} MB")
+        data = path.read_bytes()
+        key = f"own:{architecture}:{hashlib.sha1(data).hexdigest()}"
+        stored = self._checkpoint_dir / f"{key.split(':')[2]}{suffix}"
+        stored.write_bytes(data)
+        try:
+            self.engine.model(architecture, checkpoint=stored)  # reads it safely and checks every key and shape
+        except CheckpointError as err:
+            stored.unlink(missing_ok=True)
+            raise SettingError(str(err).replace(stored.name, Path(filename or path.name).name)) from None
+        with self._lock:
+            self._checkpoints[key] = stored
+            while len(self._checkpoints) > MAX_FILE_MODELS:
+                self._checkpoints.popitem(last=False)[1].unlink(missing_ok=True)
         return key
 
     def x_true(self, image: str) -> torch.Tensor:
@@ -245,19 +294,21 @@ class Lab:
         todo = [m for m in wanted if m not in done]
         networks = [m for m in todo if m not in BASELINES]
         baselines = [m for m in todo if m in BASELINES]
+        own = {m: self._checkpoint_file(m) for m in networks if is_own_checkpoint(m)}
         captured: dict[str, dict[str, torch.Tensor]] = {}
         with ExitStack() as stack:
             for name in networks:
                 try:
-                    model = self.engine.model(name, regime=setting.regime)
+                    model = self.engine.model(architecture_of(name), own.get(name), regime=setting.regime)
                 except ValueError:  # no weights: the engine reports it in the result
                     continue
                 captured[name] = stack.enter_context(capture_activations(model, [first_conv(model)]))
             recs = self.engine.reconstruct(
-                y_delta, networks, baselines=baselines, operator=K, x_true=x_true, regime=setting.regime, with_lpips=with_lpips
-            )
+                y_delta, networks, baselines=baselines, operator=K, x_true=x_true, regime=setting.regime,
+                with_lpips=with_lpips, checkpoints=own, architectures={m: architecture_of(m) for m in own},
+            )  # fmt: skip
         for r in recs:
-            if r.image is None and self.engine.manifest.find(r.name, setting.regime) is None:
+            if r.image is None and not is_own_checkpoint(r.name) and self.engine.manifest.find(r.name, setting.regime) is None:
                 r.error = f"no {setting.regime} weights shipped yet"  # the engine's text speaks to CLI users
             grid = captured.get(r.name)
             act = activation_grid(next(iter(grid.values()))[0].float().cpu(), max_channels) if grid else None
@@ -273,9 +324,15 @@ class Lab:
             reconstructions=recs,
             measurement_metrics=done["input"][0].metrics,
             activations=acts,
-            badges={name: text for name in networks if (text := self.badge(name, setting))},
+            badges={name: text for name in setting.models if name not in BASELINES and (text := self.badge(name, setting))},
             device=str(self.engine.device),
         )
+
+    def _checkpoint_file(self, key: str) -> Path:
+        with self._lock:
+            if key not in self._checkpoints:
+                raise SettingError("that uploaded checkpoint is no longer on the server; upload it again")
+            return self._checkpoints[key]
 
     def badge(self, name: str, setting: Setting) -> str | None:
         """"trained for motion 9 @ 20°, noise 0.01" when the setting is away from what the checkpoint learned."""
@@ -389,7 +446,7 @@ def metrics_rows(result: LabResult, sort_by: str = "psnr") -> list[list]:
     rows = [["Measurement", *_metric_cells(result.measurement_metrics), "", ""]]
     for r in sorted(result.reconstructions, key=key):
         label = r.label + (" (no weights)" if r.image is None else "") + (" ⚠" if r.name in result.badges else "")
-        params = f"{count_parameters_of(r.name):,}" if r.name not in BASELINES else "—"
+        params = f"{count_parameters_of(architecture_of(r.name)):,}" if r.name not in BASELINES else "—"
         cells = _metric_cells(r.metrics) if r.image is not None else ["—"] * 5
         rows.append([label, *cells, f"{r.ms:.1f}" if r.image is not None else "—", params])
     return rows

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from recon_demo.lab import Lab, Setting
+from recon_demo.lab import Lab, Setting, SettingError
 from recon_demo.ui.reconstruct import accept_upload, render_setting
 
 RNG = np.random.default_rng(0)
@@ -170,3 +170,83 @@ def test_the_server_serves_no_local_file(server, path):
             assert err.code in (403, 404), err.code
             continue
         assert b"root:" not in body and b"import" not in body and b"checkpoints" not in body, (prefix, path, body[:200])
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+
+from recon_demo.ui.reconstruct import accept_checkpoint  # noqa: E402
+
+
+class _RunsCode:
+    """Unpickling this object would create the marker file: a checkpoint that tries to run code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_the_lectures_own_checkpoint_can_be_uploaded(fresh_lab, course_dir):
+    update, message = accept_checkpoint(fresh_lab, "cnn", str(course_dir / "CNN.pth"), ["wiener"])
+    key = update["value"][-1]
+    assert key.startswith("own:cnn:") and update["value"] == ["wiener", key] and "every key and shape fits" in message
+    assert (key, "CNN (your checkpoint)") in [(v, label) for label, v in update["choices"]]
+    result = fresh_lab.run(Setting(image="camera", models=("wiener", key)))
+    mine = result.by_name(key)
+    # the same numbers as the engine gives the file directly
+    direct = fresh_lab.engine.reconstruct(fresh_lab.measurement(Setting(image="camera")), ["cnn"],
+                                          checkpoints={"cnn": course_dir / "CNN.pth"})[0]  # fmt: skip
+    assert mine.label == "CNN (your checkpoint)" and np.array_equal(mine.image, direct.image)
+    assert key in result.activations
+
+
+def test_a_pickle_that_would_run_code_is_refused_and_nothing_runs(fresh_lab, tmp_path):
+    import pickle
+
+    marker = tmp_path / "ran.txt"
+    evil = tmp_path / "CNN.pth"
+    evil.write_bytes(pickle.dumps({"conv1.weight": _RunsCode(marker)}))
+    with pytest.raises(gr.Error, match="not a tensor checkpoint that can be read safely"):
+        accept_checkpoint(fresh_lab, "cnn", str(evil), [])
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "name, data, arch, message",
+    [
+        ("model.txt", b"hello", "cnn", r"a checkpoint is a \.pth, \.pt, \.safetensors file, not \.txt"),
+        ("model.pth", b"", "cnn", "not a tensor checkpoint"),
+        ("model.pth", b"\x00" * 100, "cnn", "not a tensor checkpoint"),
+        ("model.safetensors", b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ", "cnn", "does not fit SimpleCNN"),
+        ("model.pth", None, "resnet", "unknown architecture 'resnet'"),
+    ],
+)
+def test_bad_checkpoints_give_a_clear_message(fresh_lab, tmp_path, name, data, arch, message):
+    path = tmp_path / name
+    path.write_bytes(data if data is not None else b"x")
+    with pytest.raises(gr.Error, match=message):
+        accept_checkpoint(fresh_lab, arch, str(path), [])
+
+
+def test_a_checkpoint_of_another_architecture_names_the_mismatch(fresh_lab, tmp_path):
+    import torch
+
+    from recon_demo.models import create_model
+
+    torch.save(create_model("rescnn", n_filters=8).state_dict(), tmp_path / "small.pth")
+    with pytest.raises(gr.Error, match=r"does not fit SimpleCNN \(cnn\): wrong shapes conv1.bias \(8,\) \(expected \(32,\)\)"):
+        accept_checkpoint(fresh_lab, "cnn", str(tmp_path / "small.pth"), [])
+
+
+def test_an_oversized_checkpoint_is_refused_unread(fresh_lab, tmp_path):
+    big = tmp_path / "big.pth"
+    with open(big, "wb") as f:
+        f.truncate(40 * 1024 * 1024)  # sparse: 40 MB declared, nothing written
+    with pytest.raises(gr.Error, match="uploads are limited to 32 MB"):
+        accept_checkpoint(fresh_lab, "cnn", str(big), [])
+
+
+def test_a_forgotten_checkpoint_says_so(fresh_lab):
+    with pytest.raises(SettingError, match="no longer on the server"):
+        fresh_lab.run(Setting(models=("own:cnn:" + "0" * 40,)))

@@ -12,8 +12,10 @@ import numpy as np
 
 from recon_demo import images
 from recon_demo.lab import (
+    CHECKPOINT_SUFFIXES,
     MAX_KERNEL,
     MAX_NOISE,
+    MAX_UPLOAD_CHECKPOINT,
     MAX_VARIANCE,
     SORTABLE,
     TABLE_COLUMNS,
@@ -23,6 +25,7 @@ from recon_demo.lab import (
     SettingError,
     choice_label,
     error_map,
+    is_own_checkpoint,
     metrics_csv,
     metrics_rows,
     model_choices,
@@ -31,6 +34,7 @@ from recon_demo.lab import (
     to_uint8,
 )
 from recon_demo.metrics import METRICS
+from recon_demo.models import list_models, model_info
 from recon_demo.operators import BLUR_TYPES, KERNEL_STYLES
 from recon_demo.ui._files import scratch_dir
 
@@ -118,6 +122,13 @@ def build(lab: Lab) -> ReconstructTab:
                 psf = gr.Image(label="Kernel (PSF)", height=120, width=120, interactive=False, buttons=[], elem_id="psf")
             models = gr.CheckboxGroup([(choice_label(n), n) for n in model_choices()], value=list(default.models),
                                       label="Models and classical baselines", elem_id="models")  # fmt: skip
+            with gr.Accordion("Your own checkpoint (e.g. the lecture's CNN.pth)", open=False, elem_id="own"):
+                own_arch = gr.Dropdown([(model_info(n).label, n) for n in list_models()], value="cnn", label="Architecture",
+                                       elem_id="own_arch")  # fmt: skip
+                own_file = gr.File(label=f"Checkpoint ({', '.join(CHECKPOINT_SUFFIXES)}; tensors only, at most "
+                                   f"{MAX_UPLOAD_CHECKPOINT / 1e6:.0f} MB)", file_types=list(CHECKPOINT_SUFFIXES), height=90,
+                                   elem_id="own_file")  # fmt: skip
+                own_status = gr.Markdown(elem_id="own_status")
             regime = gr.Radio([("course: the lecture's operator", "course"), ("general: random operators", "general")],
                               value=default.regime, label="Weights", elem_id="regime")  # fmt: skip
             availability = gr.Markdown(elem_id="availability")
@@ -170,6 +181,9 @@ def build(lab: Lab) -> ReconstructTab:
 
     upload.upload(partial(accept_upload, lab), upload, image, api_visibility="private").then(run, inputs, run_outputs, api_visibility="private")
 
+    own_file.upload(partial(accept_checkpoint, lab), [own_arch, own_file, models], [models, own_status],
+                    api_visibility="private").then(run, inputs, run_outputs, api_visibility="private")  # fmt: skip
+
     lecture_values = Setting()
     lecture.click(
         lambda: ("motion", lecture_values.kernel_size, lecture_values.angle, lecture_values.kernel_style, lecture_values.noise),
@@ -208,6 +222,20 @@ def accept_upload(lab: Lab, file) -> dict:
     except (ValueError, OSError) as err:
         raise gr.Error(f"cannot use that file: {err}") from None
     return gr.update(choices=image_choices(key), value=key)
+
+
+def accept_checkpoint(lab: Lab, architecture: str, file, selected: list[str] | None) -> tuple:
+    """The checkpoint handler: a valid file joins the model selection, selected; ``gr.Error`` names what is wrong."""
+    if file is None:
+        return gr.update(), ""
+    path = file if isinstance(file, str) else getattr(file, "name", file)
+    try:
+        key = lab.add_checkpoint(architecture, path)
+    except (SettingError, ValueError, OSError) as err:
+        raise gr.Error(f"cannot use that checkpoint: {err}") from None
+    selected = [m for m in selected or [] if m != key] + [key]
+    choices = [(choice_label(n), n) for n in model_choices()] + [(choice_label(m), m) for m in selected if is_own_checkpoint(m)]
+    return gr.update(choices=choices, value=selected), f"Loaded as **{choice_label(key)}**: every key and shape fits."
 
 
 def render_setting(lab: Lab, *values) -> tuple:

@@ -2,10 +2,10 @@
 override both); the same file runs unchanged as a Hugging Face Space. All of the app lives in recon_demo.ui."""
 
 from recon_demo.runtime import tune_allocator
-from recon_demo.ui import build_app, queue_settings
+from recon_demo.ui import build_app, launch_settings, queue_settings
 
 demo = build_app()
 
 if __name__ == "__main__":
     tune_allocator()
-    demo.queue(**queue_settings()).launch()
+    demo.queue(**queue_settings()).launch(**launch_settings())

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._proc import cpu_over
+
 pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -49,7 +51,7 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def app_url(trained_weights, browser):
+def app_server(trained_weights, browser):
     port = _free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "RECON_WEIGHTS_DIR": str(trained_weights), "RECON_DEVICE": "cpu",
            "GRADIO_ANALYTICS_ENABLED": "False"}  # fmt: skip
@@ -67,13 +69,18 @@ def app_url(trained_weights, browser):
     else:
         proc.kill()
         pytest.fail("app.py did not start within 90 s")
-    yield f"http://127.0.0.1:{port}/"
+    yield f"http://127.0.0.1:{port}/", proc.pid
     proc.terminate()
     proc.wait(timeout=20)
     log.close()
 
 
 CAPTIONS = "[...document.querySelectorAll('#outputs .caption-label')].map(e => e.innerText)"
+
+
+@pytest.fixture(scope="module")
+def app_url(app_server) -> str:
+    return app_server[0]
 
 
 def _captions(page) -> list[str]:
@@ -155,6 +162,23 @@ def test_train_twenty_steps_and_see_the_curve(browser, app_url):
     assert page.locator("#train_recs img").count() >= 5  # ground truth, measurement, three reconstructions
     page.screenshot(path=str(ARTIFACTS / "train.png"), full_page=True)
     page.close()
+
+
+def test_closing_the_page_stops_its_training(browser, app_server):
+    url, pid = app_server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    page.get_by_role("tab", name="Train").click()
+    page.locator("#epochs input[type=number]").fill("20")
+    page.locator("#epochs input[type=number]").press("Enter")
+    page.locator("#train").click()
+    page.wait_for_function("document.querySelector('#train_status').innerText.startsWith('Training')", timeout=60_000)
+    busy = cpu_over(pid, 1.0)
+    page.close()  # the student closes the tab mid-training
+    time.sleep(2.0)
+    idle = cpu_over(pid, 2.0)
+    print(f"\nserver CPU while training {busy:.2f} s/s; after the page closed {idle / 2:.2f} s/s")
+    assert busy > 0.8 and idle < 0.5
 
 
 def test_artifacts_are_kept():

@@ -16,14 +16,21 @@ CSS = """
 """
 
 
-# Two CPU cores: two inferences at a time, one training at a time (its own queue), at most 64 waiting.
+# Two CPU cores: two inferences at a time, one training at a time (its own queue), at most 64 waiting; past
+# that, gradio answers "the queue is full, try again". Uploads above 50 MB are refused before they are stored.
 INFERENCE_CONCURRENCY = 2
 MAX_QUEUE = 64
+MAX_UPLOAD = "50mb"
 
 
 def queue_settings() -> dict:
     """``Blocks.queue`` arguments for a 2-core machine (see README, "Limits")."""
     return {"default_concurrency_limit": INFERENCE_CONCURRENCY, "max_size": MAX_QUEUE}
+
+
+def launch_settings() -> dict:
+    """``Blocks.launch`` arguments (the address comes from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT)."""
+    return {"max_file_size": MAX_UPLOAD}
 
 
 def build_app(lab: Lab | None = None) -> gr.Blocks:

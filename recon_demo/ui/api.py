@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
+from collections.abc import Iterator
 
 import gradio as gr
 
@@ -69,20 +71,26 @@ def register(lab: Lab) -> None:
         kernel_style: str = "ippy",
         noise: float = 0.01,
         test_image: str = "camera",
-    ) -> dict:
+    ) -> Iterator[dict]:
         """The lecture's loss study: comma-separated preset labels (MSE, L1, SSIM, MSE + 0.1 Fourier, 0.5 MSE + 0.5 L1,
-        MSE + 0.2 SSIM + 0.1 Fourier) and/or one custom loss spec. Returns each configuration's metrics and loss history.
-        Bounded like the Train tab (20 epochs, 32 images, 256²); one training at a time per server."""
+        MSE + 0.2 SSIM + 0.1 Fourier) and/or one custom loss spec. Streams progress about once a second and ends
+        with each configuration's metrics and loss history (what ``predict`` returns). Bounded like the Train tab
+        (20 epochs, 32 images, 256²); one training at a time per server. A client that goes away stops the run."""
         presets = [p.strip() for p in configurations.split(",") if p.strip()] if configurations else []
         cfg = study_config(presets, custom, model, epochs, images, size, blur, kernel_size, angle, variance, kernel_style, noise,
                            test_image)  # fmt: skip
         study = LossStudy(cfg)
+        shown = time.perf_counter()
         try:
-            for _ in study.run(threading.Event()):
-                pass
+            # Training happens only while this generator is advanced: when the client disconnects, gradio stops
+            # advancing it, and the run stops within one step.
+            for label, event in study.run(threading.Event()):
+                if time.perf_counter() - shown >= 1.0:
+                    shown = time.perf_counter()
+                    yield {"status": "training", "configuration": label, "step": event.step, "steps": cfg.steps}
         except TrainingError as err:
             raise gr.Error(str(err)) from None
-        return study.to_json()
+        yield study.to_json()
 
     gr.api(reconstruct, api_name="reconstruct", concurrency_id="reconstruct")
     gr.api(train, api_name="train", concurrency_limit=1, concurrency_id="train")

@@ -1,0 +1,144 @@
+"""A full classroom at once, on loopback: concurrent gradio_client clients reconstructing while others train.
+
+CI runs a small configuration (6 clients × 3 reconstructions + 1 training, then 60 more requests for the
+memory check). ``RECON_LOAD=full`` runs the issue's: 30 clients × 5 reconstructions + 3 trainings, then 200
+requests. Every request must succeed; p50 / p95 latency and the server's peak memory are printed; the memory
+after the second half of the extra requests must not have grown past the first half's (no leak). Every loop
+is bounded in count and time, and only 127.0.0.1 is contacted.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests._proc import cpu_over, memory_mb
+
+pytestmark = pytest.mark.load
+
+ROOT = Path(__file__).resolve().parents[1]
+FULL = os.environ.get("RECON_LOAD") == "full"
+CLIENTS, PER_CLIENT, TRAININGS, EXTRA = (30, 5, 3, 200) if FULL else (6, 3, 1, 60)
+DEADLINE_S = 600
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(trained_weights):
+    if not Path("/proc/self/status").exists():
+        pytest.skip("the memory figures need /proc (Linux)")
+    port = _free_port()
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "RECON_WEIGHTS_DIR": str(trained_weights), "RECON_DEVICE": "cpu",
+           "GRADIO_ANALYTICS_ENABLED": "False"}  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 90
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail("app.py did not start")
+            time.sleep(0.2)
+    yield f"http://127.0.0.1:{port}/", proc.pid
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def _reconstruct(url: str, client_id: int, n: int) -> list[float]:
+    from gradio_client import Client
+
+    client = Client(url, verbose=False)
+    models = ("cnn,wiener", "cnn,tv", "cnn,rl,wiener")[client_id % 3]
+    times = []
+    for i in range(n):
+        start = time.perf_counter()
+        out = client.predict(image=("camera", "moon", "coffee")[i % 3], angle=10 + client_id, seed=client_id * 100 + i,
+                             models=models, api_name="/reconstruct")  # fmt: skip
+        assert all(r["png_base64"] for r in out["results"]), out
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _train(url: str) -> float:
+    from gradio_client import Client
+
+    start = time.perf_counter()
+    study = Client(url, verbose=False).predict(configurations="MSE,SSIM", epochs=2, images=8, size=64, api_name="/train")
+    assert list(study["results"]) == ["MSE", "SSIM"]
+    return time.perf_counter() - start
+
+
+def test_a_classroom_at_once(server):
+    url, pid = server
+    _reconstruct(url, 0, 1)  # warm-up: weights loaded, LPIPS built
+    start = time.perf_counter()
+    with ThreadPoolExecutor(CLIENTS + TRAININGS) as pool:
+        trainings = [pool.submit(_train, url) for _ in range(TRAININGS)]
+        clients = [pool.submit(_reconstruct, url, c, PER_CLIENT) for c in range(CLIENTS)]
+        latencies = [t for f in clients for t in f.result(timeout=DEADLINE_S)]
+        train_times = [f.result(timeout=DEADLINE_S) for f in trainings]
+    wall = time.perf_counter() - start
+    assert len(latencies) == CLIENTS * PER_CLIENT  # every request succeeded (a failure raises above)
+    p50, p95 = statistics.median(latencies), statistics.quantiles(latencies, n=20)[-1]
+    rss, peak = memory_mb(pid)
+    print(f"\nload: {CLIENTS} clients × {PER_CLIENT} reconstructions + {TRAININGS} trainings in {wall:.1f} s; "
+          f"0 failed; latency p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms; trainings {max(train_times):.1f} s at most; "
+          f"server RSS {rss:.0f} MB, peak {peak:.0f} MB")  # fmt: skip
+
+
+def test_memory_returns_to_its_level(server):
+    url, pid = server
+    from gradio_client import Client
+
+    client = Client(url, verbose=False)
+    levels = []
+    lock = threading.Lock()
+    for half in range(2):
+        for i in range(EXTRA // 2):
+            seed = 10_000 + half * EXTRA + i  # new measurements each time: the caches fill and must stay bounded
+            client.predict(image=("camera", "moon")[i % 2], seed=seed, models="cnn,wiener", api_name="/reconstruct")
+        with lock:
+            levels.append(memory_mb(pid)[0])
+    first, second = levels
+    print(f"\nmemory after {EXTRA // 2} more requests: {first:.0f} MB; after {EXTRA}: {second:.0f} MB")
+    assert second - first < 60, f"the server grew by {second - first:.0f} MB over the second {EXTRA // 2} requests"
+
+
+CLIENT_THAT_LEAVES = """
+import sys
+from gradio_client import Client
+Client(sys.argv[1], verbose=False).predict(configurations="MSE,L1,SSIM", epochs=20, images=32, size=256, api_name="/train")
+"""
+
+
+def test_a_client_that_goes_away_stops_its_training(server):
+    url, pid = server
+    client = subprocess.Popen([sys.executable, "-c", CLIENT_THAT_LEAVES, url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while cpu_over(pid, 1.0) < 0.8:  # wait until the server trains (a busy core or two)
+            assert time.time() < deadline, "the training never started"
+        busy = cpu_over(pid, 1.0)
+    finally:
+        client.kill()  # the client vanishes mid-training: its connection drops
+        client.wait()
+    time.sleep(2.0)  # the server notices the closed stream at its next message (one step, or a heartbeat)
+    idle = cpu_over(pid, 2.0)
+    print(f"\nserver CPU while training {busy:.2f} s/s; after the client left {idle / 2:.2f} s/s")
+    assert idle < 0.5, f"the server still used {idle:.2f} CPU seconds in 2 s after the client left"

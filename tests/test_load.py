@@ -142,3 +142,32 @@ def test_a_client_that_goes_away_stops_its_training(server):
     idle = cpu_over(pid, 2.0)
     print(f"\nserver CPU while training {busy:.2f} s/s; after the client left {idle / 2:.2f} s/s")
     assert idle < 0.5, f"the server still used {idle:.2f} CPU seconds in 2 s after the client left"
+
+
+def test_past_the_queue_bound_clients_are_told_to_try_again(lab):
+    from gradio_client import Client
+
+    from recon_demo.ui import build_app
+
+    app = build_app(lab)
+    app.queue(default_concurrency_limit=1, max_size=1).launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    try:
+        clients = [Client(app.local_url, verbose=False) for _ in range(7)]
+        start = threading.Barrier(6)
+
+        def call(seed: int, together: bool = True) -> str:
+            if together:
+                start.wait(timeout=30)  # all six arrive at once: one runs, one waits, the rest find the queue full
+            try:
+                clients[seed].predict(models="cnn,tv,rl", seed=seed, api_name="/reconstruct")
+                return "ok"
+            except Exception as err:  # the refusal arrives as an error carrying the queue's message
+                return str(err)
+
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(call, range(6)))
+        refused = [a for a in answers if a != "ok"]
+        assert "ok" in answers and refused and all("queue is full" in a.lower() for a in refused), answers
+        assert call(6, together=False) == "ok"  # the server is still there
+    finally:
+        app.close()

@@ -50,13 +50,22 @@ def capture_activations(model: nn.Module, layer_names: list[str]) -> Iterator[di
         for name in layer_names:
 
             def hook(_module, _inputs, output, name=name):
-                captured[name] = output.detach()
+                captured[name] = output.detach().clone()  # a copy: an in-place ReLU after the layer would overwrite it
 
             handles.append(modules[name].register_forward_hook(hook))
         yield captured
     finally:
         for handle in handles:
             handle.remove()
+
+
+def first_layer_output(model: nn.Module, y_delta: torch.Tensor) -> torch.Tensor:
+    """The first convolution applied to ``y_delta``: (C, H, W). Every lecture architecture feeds its input straight
+    to that layer (the UNets and the ViT pad first only when a side is not a multiple of 8), so for such inputs this
+    is the hooked activation, computed without a hook, which a model shared between threads cannot safely carry."""
+    conv = dict(model.named_modules())[first_conv(model)]
+    with torch.inference_mode():
+        return conv(y_delta.to(conv.weight.device, conv.weight.dtype))[0].float().cpu()
 
 
 def activations(model: nn.Module, y_delta: torch.Tensor, layer: str | None = None) -> torch.Tensor:

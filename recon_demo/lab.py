@@ -18,7 +18,6 @@ import math
 import tempfile
 import threading
 from collections import OrderedDict
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from functools import cache
 from pathlib import Path
@@ -31,7 +30,7 @@ from recon_demo import images
 from recon_demo.baselines import BASELINES
 from recon_demo.checkpoints import REGIMES, CheckpointError, ManifestEntry
 from recon_demo.engine import MAX_FILE_MODELS, Engine, Reconstruction
-from recon_demo.inspect import activation_grid, capture_activations, first_conv
+from recon_demo.inspect import activation_grid, first_layer_output
 from recon_demo.metrics import METRICS
 from recon_demo.models import count_parameters, list_models, model_info
 from recon_demo.operators import BLUR_TYPES, KERNEL_STYLES, LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec, add_relative_noise
@@ -295,23 +294,17 @@ class Lab:
         networks = [m for m in todo if m not in BASELINES]
         baselines = [m for m in todo if m in BASELINES]
         own = {m: self._checkpoint_file(m) for m in networks if is_own_checkpoint(m)}
-        captured: dict[str, dict[str, torch.Tensor]] = {}
-        with ExitStack() as stack:
-            for name in networks:
-                try:
-                    model = self.engine.model(architecture_of(name), own.get(name), regime=setting.regime)
-                except ValueError:  # no weights: the engine reports it in the result
-                    continue
-                captured[name] = stack.enter_context(capture_activations(model, [first_conv(model)]))
-            recs = self.engine.reconstruct(
-                y_delta, networks, baselines=baselines, operator=K, x_true=x_true, regime=setting.regime,
-                with_lpips=with_lpips, checkpoints=own, architectures={m: architecture_of(m) for m in own},
-            )  # fmt: skip
+        recs = self.engine.reconstruct(
+            y_delta, networks, baselines=baselines, operator=K, x_true=x_true, regime=setting.regime,
+            with_lpips=with_lpips, checkpoints=own, architectures={m: architecture_of(m) for m in own},
+        )  # fmt: skip
         for r in recs:
             if r.image is None and not is_own_checkpoint(r.name) and self.engine.manifest.find(r.name, setting.regime) is None:
                 r.error = f"no {setting.regime} weights shipped yet"  # the engine's text speaks to CLI users
-            grid = captured.get(r.name)
-            act = activation_grid(next(iter(grid.values()))[0].float().cpu(), max_channels) if grid else None
+            act = None
+            if r.image is not None and r.name not in BASELINES:  # the model is in the engine's cache now
+                model = self.engine.model(architecture_of(r.name), own.get(r.name), regime=setting.regime)
+                act = activation_grid(first_layer_output(model, y_delta), max_channels)
             done[r.name] = (r, act)
             self._remember(self._reconstructions, (measurement_key, r.name), (r, act))
         recs = [done[m][0] for m in setting.models]

@@ -79,3 +79,14 @@ def test_flops_and_summary():
     # three 3×3 convolutions at 256²: 2 · 256² · 9 · (1·32 + 32·32 + 32·1) multiply-adds
     assert cnn["flops"] == 2 * 256 * 256 * 9 * (32 + 32 * 32 + 32)
     assert ins.count_flops(create_model("unet"), 64, 64) * 16 == ins.count_flops(create_model("unet"), 256, 256)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_first_layer_output_is_the_hooked_activation(name):
+    # the lab computes it without a hook (models are shared between requests); both must be the conv's own output,
+    # before any in-place ReLU that follows it
+    model = create_model(name).eval()
+    y = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    direct = ins.first_layer_output(model, y)
+    assert torch.allclose(direct, ins.activations(model, y), atol=1e-6)
+    assert float(direct.min()) < 0  # pre-activation: negative values survive

@@ -5,6 +5,8 @@ magnitude and the residual |x_true − y_delta| that residual networks learn."""
 
 from __future__ import annotations
 
+import copy
+
 import gradio as gr
 import numpy as np
 import torch
@@ -53,6 +55,7 @@ def inspect_outputs(lab: Lab, name: str, layer_name: str | None, scale_kind: str
     except (SettingError, ValueError) as err:
         raise gr.Error(str(err)) from None
     net, note_text = network(lab, name, setting.regime)
+    net = copy.deepcopy(net)  # hooks and gradients on a private copy: the engine's model is shared between requests
     layers = conv_layers(net)
     layer_name = layer_name if layer_name in layers else layers[0]
     act = activations(net, y_delta, layer_name)

@@ -69,7 +69,8 @@ A network maps `y_delta` to an image it finds plausible; nothing forces `K x_rec
 the data-consistency column. Networks also degrade when the noise level or the operator differs from
 training, or when test images differ from training images: the lecture's CT-trained CNN barely helps on
 photographs. The Robustness tab shows it, and the ⚠ badge marks a checkpoint used away from its training
-operator. The *general* weights were trained over many operators to soften exactly this.
+operator. *General* weights, trained over many random operators, are meant to soften exactly this; the
+Reconstruct tab says which architectures have them yet.
 
 ### Losses (Train tab)
 {losses_table()}

@@ -70,7 +70,6 @@ def test_baselines_on_the_default_held_out_images(capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--models", "cnn"], "no shipped course checkpoint for cnn yet; pass cnn=PATH"),
         (["--models", "resnet=x.pth"], "unknown model 'resnet'"),
         (["--models", "cnn=/nonexistent/CNN.pth"], "no checkpoint file"),
         (["--baselines", "input", "--kernel-size", "8"], "odd integer"),
@@ -86,3 +85,9 @@ def test_baselines_on_the_default_held_out_images(capsys):
 def test_bad_arguments_give_a_clear_message(argv, message, capsys):
     assert main(["evaluate", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_model_without_shipped_weights_says_so(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr("recon_demo.checkpoints.WEIGHTS_DIR", tmp_path)  # a weights folder with no manifest
+    assert main(["evaluate", "--models", "cnn"]) == 2
+    assert "no shipped course checkpoint for cnn yet; pass cnn=PATH" in capsys.readouterr().err

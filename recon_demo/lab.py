@@ -30,9 +30,9 @@ from recon_demo import images
 from recon_demo.baselines import BASELINES
 from recon_demo.checkpoints import REGIMES, CheckpointError, ManifestEntry
 from recon_demo.engine import MAX_FILE_MODELS, Engine, Reconstruction
-from recon_demo.inspect import activation_grid, first_layer_output
+from recon_demo.inspect import activation_grid, first_layer_output, summary
 from recon_demo.metrics import METRICS
-from recon_demo.models import count_parameters, list_models, model_info
+from recon_demo.models import count_parameters, create_model, list_models, model_info
 from recon_demo.operators import BLUR_TYPES, KERNEL_STYLES, LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec, add_relative_noise
 
 WORK_SIZE = 256  # every image is centre-cropped to a square and resized to this side, as the lecture's slices
@@ -61,6 +61,18 @@ def choice_label(name: str) -> str:
     return BASELINES[name].label if name in BASELINES else model_info(name).label
 
 
+def check_number(name: str, value, lo: float, hi: float, integer: bool = False) -> float | int:
+    """``value`` as a finite number (an integer when asked) in [lo, hi]; ``SettingError`` says what is allowed."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise SettingError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(v) or not lo <= v <= hi or (integer and not v.is_integer()):
+        kind = "an integer" if integer else "a number"
+        raise SettingError(f"{name} must be {kind} in [{lo:g}, {hi:g}], got {value!r}")
+    return int(v) if integer else v
+
+
 @dataclass(frozen=True)
 class Setting:
     """One state of the Reconstruct tab; its fields are the ``/reconstruct`` API's keyword parameters."""
@@ -82,23 +94,13 @@ class Setting:
     def validated(self) -> Setting:
         """A normalised copy; raises ``SettingError`` with what is allowed."""
 
-        def number(name, value, lo, hi, integer=False):
-            try:
-                v = float(value)
-            except (TypeError, ValueError):
-                raise SettingError(f"{name} must be a number, got {value!r}") from None
-            if not math.isfinite(v) or not lo <= v <= hi or (integer and not v.is_integer()):
-                kind = "an integer" if integer else "a number"
-                raise SettingError(f"{name} must be {kind} in [{lo:g}, {hi:g}], got {value!r}")
-            return int(v) if integer else v
-
         if self.blur not in BLUR_TYPES:
             raise SettingError(f"blur must be one of {', '.join(BLUR_TYPES)}, got {self.blur!r}")
         if self.kernel_style not in KERNEL_STYLES:
             raise SettingError(f"kernel style must be one of {', '.join(KERNEL_STYLES)}, got {self.kernel_style!r}")
         if self.regime not in REGIMES:
             raise SettingError(f"regime must be one of {', '.join(REGIMES)}, got {self.regime!r}")
-        size = number("kernel size", self.kernel_size, 1, MAX_KERNEL, integer=True)
+        size = check_number("kernel size", self.kernel_size, 1, MAX_KERNEL, integer=True)
         if size % 2 == 0:
             raise SettingError(f"kernel size must be odd, got {size}")
         models = tuple(self.models.split(",") if isinstance(self.models, str) else self.models or ())
@@ -111,10 +113,10 @@ class Setting:
         return replace(
             self,
             kernel_size=size,
-            angle=number("angle", self.angle, -360, 360),
-            variance=number("variance", self.variance, 0.05, MAX_VARIANCE),
-            noise=number("noise", self.noise, 0, MAX_NOISE),
-            seed=number("seed", self.seed, 0, MAX_SEED, integer=True),
+            angle=check_number("angle", self.angle, -360, 360),
+            variance=check_number("variance", self.variance, 0.05, MAX_VARIANCE),
+            noise=check_number("noise", self.noise, 0, MAX_NOISE),
+            seed=check_number("seed", self.seed, 0, MAX_SEED, integer=True),
             models=models,
         )
 
@@ -456,9 +458,6 @@ _SUMMARIES: dict[str, dict[str, int | None]] = {}
 def architecture_summary(name: str) -> dict[str, int | None]:
     """Parameters, FLOPs at 256² and the formula receptive field of an architecture (computed once, cached)."""
     if name not in _SUMMARIES:
-        from recon_demo.inspect import summary
-        from recon_demo.models import create_model
-
         _SUMMARIES[name] = summary(create_model(name).eval(), WORK_SIZE, WORK_SIZE)
     return _SUMMARIES[name]
 
@@ -466,8 +465,6 @@ def architecture_summary(name: str) -> dict[str, int | None]:
 @cache
 def count_parameters_of(name: str) -> int:
     """The lecture's parameter count of an architecture (built once)."""
-    from recon_demo.models import create_model
-
     return count_parameters(create_model(name))
 
 

@@ -22,6 +22,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -674,10 +677,6 @@ def config_from_args(args) -> TrainConfig:
 
 
 def main(args) -> int:
-    import signal
-    import sys
-    import threading
-
     from tqdm import tqdm
 
     start = time.perf_counter()

@@ -44,8 +44,9 @@ def test_the_blocks_build_without_launching(app):
 
 def test_reconstruct_handler_fills_every_panel(lab):
     psf, status, availability, outputs, acts, errors, left, right, compare, table, downloads, result = render_setting(
-        lab, *values(models=["cnn", "rescnn", "tv"])
+        lab, *values(models=["cnn", "rescnn", "tv"]), show_errors=True
     )
+    assert render_setting(lab, *values(models=["cnn", "rescnn", "tv"]))[5] is None  # no error maps while they are hidden
     assert psf.dtype == np.uint8 and "Device: **cpu**" in status
     assert "ResCNN**: no course weights shipped yet" in availability
     assert [caption.split(":")[0] for _, caption in outputs] == ["ground truth", "measurement", "CNN", "TV"]
@@ -167,3 +168,11 @@ def test_the_core_never_imports_gradio():
     code = "import sys\n" + "".join(f"import recon_demo.{m}\n" for m in core) + "print('gradio' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+def test_train_handler_validates_the_operator_as_the_reconstruct_tab_does():
+    for kernel_size, message in ((9.5, "kernel size must be an integer"), (8, "kernel size must be odd"), (33, "kernel size must be")):
+        with pytest.raises(gr.Error, match=message):
+            study_config(["MSE"], "", "loss_study_cnn", 2, 8, 64, "motion", kernel_size, 20, 1, "ippy", 0.01, "camera")
+    with pytest.raises(gr.Error, match=r"noise must be a number in \[0, 0.2\]"):
+        study_config(["MSE"], "", "loss_study_cnn", 2, 8, 64, "motion", 9, 20, 1, "ippy", 0.5, "camera")

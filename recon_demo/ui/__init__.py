@@ -52,7 +52,7 @@ def build_app(lab: Lab | None = None) -> gr.Blocks:
                 about.build()
         api.register(lab)
         demo.load(reconstruct.from_url, None, [*rec.controls.inputs(), rec.status], api_visibility="private").then(
-            rec.run, rec.controls.inputs(), rec.run_outputs, api_visibility="private"
+            rec.run, rec.run_inputs, rec.run_outputs, api_visibility="private"
         )
     demo.css = CSS
     return demo

@@ -32,6 +32,7 @@ from recon_demo.lab import (
     png_bytes,
     psf_preview,
     to_uint8,
+    working_tensor,
 )
 from recon_demo.metrics import METRICS
 from recon_demo.models import list_models, model_info
@@ -90,7 +91,8 @@ class ReconstructTab:
     controls: Controls
     result: gr.State  # the last LabResult of the session
     status: gr.Markdown
-    run: object  # the handler: controls' values → run_outputs
+    run: object  # the handler: run_inputs' values → run_outputs
+    run_inputs: list  # the controls, then the error-map checkbox
     run_outputs: list
 
 
@@ -157,13 +159,16 @@ def build(lab: Lab) -> ReconstructTab:
     controls = Controls(image, blur, kernel_size, angle, variance, kernel_style, noise, seed, models, regime)
     inputs = controls.inputs()
 
+    run_inputs = [*inputs, show_errors]  # the error maps are made only while they are shown
+
     def run(*values):
-        return render_setting(lab, *values)
+        *setting_values, show = values
+        return render_setting(lab, *setting_values, show_errors=bool(show))
 
     run_outputs = [psf, status, availability, outputs, acts, errors, left, right, compare, table, downloads, result_state]
 
     def rerun(trigger):
-        trigger(run, inputs=inputs, outputs=run_outputs, api_visibility="private", trigger_mode="always_last",
+        trigger(run, inputs=run_inputs, outputs=run_outputs, api_visibility="private", trigger_mode="always_last",
                 concurrency_id="reconstruct")  # fmt: skip
 
     for slider in (kernel_size, angle, variance, noise):
@@ -177,18 +182,18 @@ def build(lab: Lab) -> ReconstructTab:
     def pick_example(evt: gr.SelectData):
         return examples[evt.index]
 
-    gallery.select(pick_example, None, image, api_visibility="private").then(run, inputs, run_outputs, api_visibility="private")
+    gallery.select(pick_example, None, image, api_visibility="private").then(run, run_inputs, run_outputs, api_visibility="private")
 
-    upload.upload(partial(accept_upload, lab), upload, image, api_visibility="private").then(run, inputs, run_outputs, api_visibility="private")
+    upload.upload(partial(accept_upload, lab), upload, image, api_visibility="private").then(run, run_inputs, run_outputs, api_visibility="private")
 
     own_file.upload(partial(accept_checkpoint, lab), [own_arch, own_file, models], [models, own_status],
-                    api_visibility="private").then(run, inputs, run_outputs, api_visibility="private")  # fmt: skip
+                    api_visibility="private").then(run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
 
     lecture_values = Setting()
     lecture.click(
         lambda: ("motion", lecture_values.kernel_size, lecture_values.angle, lecture_values.kernel_style, lecture_values.noise),
         None, [blur, kernel_size, angle, kernel_style, noise], api_visibility="private",
-    ).then(run, inputs, run_outputs, api_visibility="private")  # fmt: skip
+    ).then(run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
 
     def toggle_errors(show, result):
         return gr.update(visible=show, value=_error_gallery(result) if show and result else None)
@@ -210,7 +215,7 @@ def build(lab: Lab) -> ReconstructTab:
         return "?" + urlencode(setting_from(*values).to_query())
 
     share.click(query, inputs, link, api_visibility="private").then(None, link, link, js=COPY_LINK_JS)
-    return ReconstructTab(controls, result_state, status, run, run_outputs)
+    return ReconstructTab(controls, result_state, status, run, run_inputs, run_outputs)
 
 
 def accept_upload(lab: Lab, file) -> dict:
@@ -238,14 +243,17 @@ def accept_checkpoint(lab: Lab, architecture: str, file, selected: list[str] | N
     return gr.update(choices=choices, value=selected), f"Loaded as **{choice_label(key)}**: every key and shape fits."
 
 
-def render_setting(lab: Lab, *values) -> tuple:
-    """The Reconstruct tab's handler: the controls' values in, every output panel (and the result state) out."""
+def render_setting(lab: Lab, *values, show_errors: bool = False) -> tuple:
+    """The Reconstruct tab's handler: the controls' values in, every output panel (and the result state) out.
+
+    The error maps are made only when ``show_errors`` (the checkbox is on); otherwise their panel is cleared.
+    """
     setting = setting_from(*values)
     try:
         result = lab.run(setting)
     except (SettingError, ValueError) as err:
         raise gr.Error(str(err)) from None
-    return _render(result, "psnr") + (result,)
+    return _render(result, "psnr", show_errors) + (result,)
 
 
 def from_url(request: gr.Request):
@@ -261,12 +269,10 @@ def from_url(request: gr.Request):
 @cache
 def thumbnails() -> list[tuple[np.ndarray, str]]:
     """The example catalogue as 64² thumbnails with their names (made once, on the first page view)."""
-    from recon_demo.lab import working_tensor
-
     return [(to_uint8(working_tensor(images.load_example(name))[0, 0, ::4, ::4].numpy()), name) for name in images.catalogue()]
 
 
-def _render(result: LabResult, sort_by: str) -> tuple:
+def _render(result: LabResult, sort_by: str, show_errors: bool) -> tuple:
     s = result.setting
     outputs = [(to_uint8(result.x_true), "ground truth"), (to_uint8(result.y_delta), f"measurement: {s.operator().describe()}, δ {s.noise:g}")]
     missing = []
@@ -289,7 +295,7 @@ def _render(result: LabResult, sort_by: str) -> tuple:
         availability,
         outputs,
         gr.update(value=acts, visible=bool(acts)),
-        _error_gallery(result),
+        _error_gallery(result) if show_errors else None,
         gr.update(choices=names, value=names[1][1]),
         gr.update(choices=names, value=names[-1][1]),
         _pair(result, names[1][1], names[-1][1]),

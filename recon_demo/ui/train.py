@@ -12,11 +12,10 @@ import gradio as gr
 import pandas as pd
 
 from recon_demo import images
-from recon_demo.lab import to_uint8
+from recon_demo.lab import Setting, check_number, to_uint8
 from recon_demo.loss_study import EXPERIMENTS, LossStudy, LossStudyConfig
 from recon_demo.losses import LOSSES, parse_loss
 from recon_demo.models import list_models, model_info
-from recon_demo.operators import OperatorSpec
 from recon_demo.training import TrainingError
 from recon_demo.ui._files import scratch_dir
 
@@ -46,25 +45,18 @@ def study_config(presets, custom, model, epochs, n_images, size, blur, kernel_si
             raise TrainingError(f"at most {MAX_CONFIGS} configurations at once, got {len(losses)}")
         if model not in MODELS:
             raise TrainingError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
-        epochs, n_images, size = _integer("epochs", epochs, 1, MAX_EPOCHS), _integer("images", n_images, 4, MAX_IMAGES), _integer("size", size, 64, 256)
+        epochs = check_number("epochs", epochs, 1, MAX_EPOCHS, integer=True)
+        n_images = check_number("images", n_images, 4, MAX_IMAGES, integer=True)
+        size = check_number("size", size, 64, 256, integer=True)
         if size not in SIZES:
             raise TrainingError(f"size must be one of {', '.join(map(str, SIZES))}, got {size}")
         held_out = image if image in images.catalogue() and images.catalogue()[image].split == "held_out" else "camera"
-        operator = OperatorSpec(blur, int(float(kernel_size)), float(angle), float(variance), kernel_style)
-        return LossStudyConfig(losses=losses, model=model, epochs=epochs, n_images=n_images, size=size, operator=operator,
-                               noise=float(noise), test_image=held_out, eval_every=4).validated()  # fmt: skip
+        # the operator is validated as the Reconstruct tab's, with the same bounds
+        setting = Setting(held_out, blur, kernel_size, angle, variance, kernel_style, noise).validated()
+        return LossStudyConfig(losses=losses, model=model, epochs=epochs, n_images=n_images, size=size,
+                               operator=setting.operator(), noise=setting.noise, test_image=held_out, eval_every=4).validated()  # fmt: skip
     except (TrainingError, ValueError, TypeError) as err:
         raise gr.Error(str(err)) from None
-
-
-def _integer(name: str, value, lo: int, hi: int) -> int:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TrainingError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}") from None
-    if not (v.is_integer() and lo <= v <= hi):
-        raise TrainingError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
-    return int(v)
 
 
 def curves(relative: dict[str, list[float]], labels: list[str]) -> pd.DataFrame:

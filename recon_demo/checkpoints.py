@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from recon_demo.models import create_model, model_info
 WEIGHTS_DIR = Path(os.environ.get("RECON_WEIGHTS_DIR", Path(__file__).resolve().parent.parent / "weights"))
 MAX_CHECKPOINT_BYTES = 64 * 1024 * 1024  # the largest lecture model in fp32 is about 8 MB
 REGIMES = ("course", "general")  # the shipped ones; a run at another fixed operator is recorded as "custom"
+_CT_REGIME = re.compile(r"ct-\d+")  # CT checkpoints: ct-60 was trained at 60 angles
 _DESCRIPTION = (
     "Checkpoints trained by `python -m recon_demo train`; see README. "
     "Entries: model, regime, file, sha256, kwargs, operator, noise, recipe, data, compute, metrics."
@@ -161,6 +163,7 @@ class ManifestEntry:
     data: dict = field(default_factory=dict)  # training images and phantoms
     compute: dict = field(default_factory=dict)  # device, wall time
     metrics: dict = field(default_factory=dict)  # held-out metrics measured by `evaluate`
+    task: str = "deblur"  # "deblur" or "ct" (then regime is ct-<angles> and operator the CT geometry)
 
     def path(self, weights_dir: Path | None = None) -> Path:
         return (weights_dir or WEIGHTS_DIR) / self.file
@@ -168,6 +171,8 @@ class ManifestEntry:
     def trained_for(self) -> str:
         """A caption such as ``motion 9 @ 20°, noise 0.01`` for badges."""
         op = self.operator
+        if self.task == "ct":
+            return f"CT, {op.get('angles')} angles, sinogram noise {self.noise.get('level'):g}"
         if self.regime == "general" or not op:
             return "random operators (general model)"
         if op.get("blur") == "gaussian":
@@ -210,8 +215,8 @@ class Manifest:
 
     def find(self, model: str, regime: str = "course") -> ManifestEntry | None:
         """The shipped checkpoint of ``model`` in ``regime``, or ``None`` when it has none yet."""
-        if regime not in REGIMES:
-            raise ValueError(f"unknown regime {regime!r}; choose one of {', '.join(REGIMES)}")
+        if regime not in REGIMES and not _CT_REGIME.fullmatch(regime):
+            raise ValueError(f"unknown regime {regime!r}; choose one of {', '.join(REGIMES)} or ct-<angles>")
         return next((e for e in self.entries if e.model == model and e.regime == regime), None)
 
     def load_model(self, model: str, regime: str = "course") -> nn.Module:

@@ -6,6 +6,9 @@ Images are read in sorted name order with PIL ``convert("L")``, ``ToTensor`` and
 the same ``y_delta``; outputs are clamped to [0, 1]; MSE, PSNR, SSIM (and LPIPS) are computed per image
 and averaged. The table mirrors the lecture's; ``--format json`` gives
 ``{"protocol": ..., "results": {NAME: {"mse", "psnr", "ssim", "lpips", "n"}}, "per_image": ...}``.
+
+``--task ct`` runs the same protocol on sinograms (``recon_demo.ct``): ``--angles``, ``--noise`` relative
+on the sinogram, CT models and the ``fbp``/``sirt`` baselines, and a data-consistency column ``dc``.
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from recon_demo import images
+from recon_demo import ct, images
 from recon_demo.baselines import BASELINES
 from recon_demo.checkpoints import REGIMES, CheckpointError
 from recon_demo.engine import Engine
 from recon_demo.metrics import METRICS, lpips_status
 from recon_demo.models import list_models, model_info
 from recon_demo.operators import OperatorSpec, add_relative_noise
+from recon_demo.tomography import FILTERS, LECTURE_ANGLES, CTSpec
 
 REPORTED = ("mse", "psnr", "ssim", "lpips")
 MAX_SIZE = 2048  # the shorter side after Resize; beyond it the UNets need more memory than a laptop has
@@ -148,18 +152,22 @@ def _mean(values: list[float | None]) -> float | None:
     return None if not values or any(v is None for v in values) else float(np.mean(values))
 
 
-def label(name: str) -> str:
+def label(name: str, task: str = "deblur") -> str:
+    if task == "ct":
+        return ct.label(name)
     return BASELINES[name].label if name in BASELINES else model_info(name).label
 
 
 def format_table(result: dict) -> str:
     """The lecture's layout: ``CNN | MSE: 0.000340 | PSNR: 34.696 dB | SSIM: 0.9277 | LPIPS: 0.0598``."""
     p = result["protocol"]
+    task = p.get("task", "deblur")
     lines = [f"{len(p['images'])} images, {p['summary']}"]
-    width = max(len(label(n)) for n in result["results"])
+    width = max(len(label(n, task)) for n in result["results"])
+    columns = REPORTED + (("dc",) if task == "ct" else ())
     for name, r in result["results"].items():
-        cells = [f"{label(name):<{width}}"] + [
-            f"{METRICS[m].label}: {METRICS[m].format(r[m])}" for m in REPORTED if m != "lpips" or r[m] is not None
+        cells = [f"{label(name, task):<{width}}"] + [
+            f"{METRICS[m].label}: {METRICS[m].format(r[m])}" for m in columns if m != "lpips" or r[m] is not None
         ]
         lines.append(" | ".join(cells))
     lines += result["notes"]
@@ -167,6 +175,7 @@ def format_table(result: dict) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", default="deblur", choices=("deblur", "ct"), help="deblur (default) or ct (sinograms)")
     parser.add_argument("--models", help="comma list: registry names (shipped weights), NAME=PATH for a checkpoint, or 'all'")
     parser.add_argument("--regime", default="course", choices=REGIMES, help="which shipped checkpoints plain names select")
     parser.add_argument("--images", help="folder of images (default: the held-out package images)")
@@ -179,7 +188,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kernel-style", default="ippy", choices=("ippy", "centered"), help="motion kernel style")
     parser.add_argument("--noise", type=float, default=0.01, help="relative noise level δ (default 0.01)")
     parser.add_argument("--seed", type=int, default=123, help="torch.manual_seed before the loop (default 123)")
-    parser.add_argument("--baselines", help=f"comma list of {', '.join(BASELINES)}")
+    parser.add_argument("--baselines", help=f"comma list of {', '.join(BASELINES)} (ct: {', '.join(ct.CT_BASELINES)})")
+    parser.add_argument("--angles", type=int, default=LECTURE_ANGLES, help=f"ct: projection angles in [0, 180°) (default {LECTURE_ANGLES})")
+    parser.add_argument("--fbp-filter", default="ramp", choices=FILTERS, help="ct: the FBP window (default ramp)")
     parser.add_argument("--lpips", action="store_true", help="also compute LPIPS (AlexNet)")
     parser.add_argument("--device", help="cpu, cuda, mps (default: RECON_DEVICE or the best available)")
     parser.add_argument("--format", default="table", choices=("table", "json"))
@@ -209,10 +220,35 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
     )
 
 
+def ct_config_from_args(args: argparse.Namespace) -> ct.CTEvalConfig:
+    """The CT evaluation the flags describe (``--task ct``); the blur's flags are ignored."""
+    if not 8 <= args.size <= 512:
+        raise ValueError(f"--size must be between 8 and 512 for ct, got {args.size}")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {args.limit}")
+    if not 0 <= args.noise < 10 or args.noise != args.noise:
+        raise ValueError(f"--noise must be in [0, 10), got {args.noise}")
+    spec = CTSpec(args.angles, args.size, args.fbp_filter)
+    spec.build()  # validates the geometry before any work
+    return ct.CTEvalConfig(
+        models=ct.parse_models(args.models),
+        baselines=ct.parse_baselines(args.baselines),
+        images=args.images,
+        limit=args.limit,
+        spec=spec,
+        noise=args.noise,
+        seed=args.seed,
+        lpips=args.lpips,
+        device=args.device,
+    )
+
+
 def main(args: argparse.Namespace) -> int:
     try:
-        cfg = config_from_args(args)
-        result = run_evaluation(cfg)
+        if args.task == "ct":
+            result = ct.run_evaluation(ct_config_from_args(args))
+        else:
+            result = run_evaluation(config_from_args(args))
     except (ValueError, KeyError, FileNotFoundError, CheckpointError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"evaluate: {message}", file=sys.stderr)

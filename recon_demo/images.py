@@ -236,6 +236,18 @@ def to_tensor(img: Image.Image | np.ndarray, size: int | None = 256) -> torch.Te
     return resize(x, size).clamp(0, 1) if size else x
 
 
-def protocol_tensor(img: Image.Image, size: int = 256) -> torch.Tensor:
-    """The evaluation protocol's reading: PIL ``convert("L")``, ``ToTensor``, ``Resize(size)``; (1, 1, H, W)."""
-    return resize(TF.to_tensor(img.convert("L")), size)[None]
+def protocol_tensor(img: Image.Image, size: int = 256, square: bool = False) -> torch.Tensor:
+    """The evaluation protocol's reading: PIL ``convert("L")``, ``ToTensor``, ``Resize(size)``; (1, 1, H, W).
+
+    ``square=True`` then takes the central ``size``² crop (``CenterCrop(size)``), as CT's n×n geometry needs.
+    """
+    x = resize(TF.to_tensor(img.convert("L")), size)[None]
+    return center_square(x) if square else x
+
+
+def center_square(x: torch.Tensor) -> torch.Tensor:
+    """The central square crop of a (N, C, H, W) tensor, of side ``min(H, W)``."""
+    h, w = x.shape[-2:]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    return x[..., top : top + side, left : left + side]

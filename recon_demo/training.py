@@ -7,7 +7,8 @@ schedule, the operator or ranges of operators, data, seed, device). ``Trainer.ru
 The CLI draws them as a progress bar, the UI as live plots.
 
 Measurements are synthesised on the fly, ``y_delta = K x_true + e`` with the lecture's relative noise per
-image, from clean training images that are never stored blurred: the training split of the package images,
+image (for ``task="ct"``: the sinogram ``A x_true + e`` of a whole image, whose filtered back-projection is
+the network's input, cropped with its target), from clean training images that are never stored blurred: the training split of the package images,
 procedural phantoms and any folder of user images. A ``cancel`` (a ``threading.Event`` or a callable) is
 polled before every module's forward pass and around the backward pass, so a run stops within a fraction of
 a step and keeps the model as of its last completed step.
@@ -43,7 +44,9 @@ from recon_demo.metrics import compute_metrics
 from recon_demo.models import create_model, model_info
 from recon_demo.operators import BLUR_TYPES, KERNEL_STYLES, LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec, add_relative_noise
 from recon_demo.runtime import tune_allocator
+from recon_demo.tomography import CT_NOISE, FILTERS, LECTURE_ANGLES, check_geometry, radon_operator
 
+TASKS = ("deblur", "ct")
 SCHEDULES = ("constant", "cosine")
 SAMPLINGS = ("patches", "epochs")
 DATA_SOURCES = ("package", "phantoms")  # besides folders of images
@@ -109,6 +112,7 @@ GENERAL_RANGES = OperatorRanges()  # the shipped general models' regime
 class TrainConfig:
     """One training run; the ``train`` CLI's flags map onto these fields one to one."""
 
+    task: str = "deblur"  # "deblur" (a blur K) or "ct" (a sinogram; the model refines its FBP)
     model: str = "unet"  # registry name
     model_kwargs: dict = field(default_factory=dict)  # constructor arguments, e.g. {"n_filters": 16}
     loss: str = "mse"  # a loss spec such as "mse + 0.2*ssim + 0.1*fourier"
@@ -120,6 +124,8 @@ class TrainConfig:
     operator: OperatorSpec = LECTURE_OPERATOR  # the fixed blur, when ranges is None
     noise: float = LECTURE_NOISE  # the fixed relative noise level, when ranges is None
     ranges: OperatorRanges | None = None  # random operators (a general model) instead of the fixed one
+    angles: int = LECTURE_ANGLES  # ct: projection angles in [0, π)
+    ct_filter: str = "ramp"  # ct: the FBP window that makes the network's input
     data: tuple[str, ...] = DATA_SOURCES  # "package", "phantoms" and folders of images (searched recursively)
     image_size: int = 256  # training images are resized to this shorter side before cropping
     max_images: int | None = None  # the first N training images only (the loss study's 32)
@@ -148,6 +154,9 @@ class TrainConfig:
             self.operator.kernel()
             if self.ranges is not None:
                 self.ranges.validate()
+            if self.task == "ct":
+                check_geometry(self.image_size, self.angles)
+                check_geometry(self.val_size, self.angles)
         except (KeyError, ValueError) as err:
             raise TrainingError(err.args[0] if err.args else str(err)) from None
         need(
@@ -155,6 +164,9 @@ class TrainConfig:
             f"noise level must be in [0, 10), got {self.noise!r}",
         )
         need(isinstance(self.model_kwargs, dict), f"model kwargs must be a mapping, got {self.model_kwargs!r}")
+        need(self.task in TASKS, f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
+        need(self.ct_filter in FILTERS, f"unknown FBP filter {self.ct_filter!r}; choose one of {', '.join(FILTERS)}")
+        need(self.task != "ct" or self.ranges is None, "random blur operators (the general regime) are for deblurring, not CT")
         for name, value, lo, hi in (("steps", self.steps, 1, MAX_STEPS), ("batch size", self.batch_size, 1, MAX_BATCH),
                                     ("image size", self.image_size, 8, MAX_IMAGE_SIZE),
                                     ("patch size", self.patch_size, 8, self.image_size),
@@ -181,7 +193,13 @@ class TrainConfig:
         return json.loads(json.dumps(asdict(self)))
 
     def regime(self) -> str:
-        """``general`` (random operators), ``course`` (the lecture's setting) or ``custom`` (another fixed one)."""
+        """``general`` (random operators), ``course`` (the lecture's setting), ``ct-<angles>`` (CT at 256², the
+        ramp filter and noise 0.01) or ``custom`` (another fixed setting)."""
+        if self.task == "ct":
+            from recon_demo.ct import ct_regime
+
+            standard = (self.noise, self.ct_filter, self.image_size, self.val_size) == (CT_NOISE, "ramp", 256, 256)
+            return ct_regime(self.angles) if standard else "custom"
         if self.ranges is not None:
             return "general"
         return "course" if self.operator == LECTURE_OPERATOR and self.noise == LECTURE_NOISE else "custom"
@@ -337,11 +355,37 @@ def measure(cfg: TrainConfig, x_true: torch.Tensor, generator: torch.Generator) 
     return torch.cat(out)
 
 
+def ct_batch(
+    cfg: TrainConfig, data: TrainingImages, step: int, generator: torch.Generator, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """CT training pairs ``(x_true, x_fbp)``, (B, 1, P, P) on ``device``.
+
+    Whole ``image_size``² images (with their flips and rotations) are projected, noised and
+    back-projected, so that the FBP's streaks are those of the full geometry; then the same random
+    ``patch_size``² crop is taken from each image and its FBP.
+    """
+    full = clean_batch(replace(cfg, patch_size=cfg.image_size), data, step, generator).to(device)  # (B, 1, n, n)
+    radon = radon_operator(cfg.image_size, cfg.angles)
+    y_delta = add_relative_noise(radon.forward(full), cfg.noise, generator)
+    x_fbp = radon.fbp(y_delta, cfg.ct_filter)
+    if cfg.patch_size == cfg.image_size:
+        return full, x_fbp
+    pairs = [_random_patch(torch.cat([x, f]), cfg.patch_size, generator) for x, f in zip(full, x_fbp)]  # (2, P, P) each
+    both = torch.stack(pairs)  # (B, 2, P, P)
+    return both[:, :1], both[:, 1:]
+
+
 def validation_pair(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """The fixed held-out measurement ``(x_true, y_delta)``: ``val_image`` with the config's fixed operator
-    (the lecture's for a general model) and noise drawn from ``seed``; the same in every run of that seed."""
+    """The fixed held-out pair ``(x_true, network input)``: ``val_image`` with the config's fixed operator
+    (the lecture's for a general model; for CT the FBP of its sinogram) and noise drawn from ``seed``; the
+    same in every run of that seed."""
+    generator = torch.Generator().manual_seed(cfg.seed)
+    if cfg.task == "ct":
+        x_true = images.protocol_tensor(images.load_example(cfg.val_image), cfg.val_size, square=True)
+        radon = radon_operator(cfg.val_size, cfg.angles)
+        return x_true, radon.fbp(add_relative_noise(radon.forward(x_true), cfg.noise, generator), cfg.ct_filter)
     x_true = images.protocol_tensor(images.load_example(cfg.val_image), cfg.val_size)
-    y_delta = add_relative_noise(cfg.operator.build().forward(x_true), cfg.noise, torch.Generator().manual_seed(cfg.seed))
+    y_delta = add_relative_noise(cfg.operator.build().forward(x_true), cfg.noise, generator)
     return x_true, y_delta
 
 
@@ -461,8 +505,11 @@ class Trainer:
         return compute_metrics(image, self.x_val), image
 
     def _train_step(self, cancel) -> tuple[float, dict[str, float]]:
-        x_true = clean_batch(self.cfg, self.data, self.step, self.generator).to(self.device)
-        y_delta = measure(self.cfg, x_true, self.generator)
+        if self.cfg.task == "ct":
+            x_true, y_delta = ct_batch(self.cfg, self.data, self.step, self.generator, self.device)
+        else:
+            x_true = clean_batch(self.cfg, self.data, self.step, self.generator).to(self.device)
+            y_delta = measure(self.cfg, x_true, self.generator)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp):
             x_rec = self.model(y_delta)
         parts = self.loss_fn.parts(x_rec.float(), x_true)
@@ -542,9 +589,12 @@ def train(cfg: TrainConfig, cancel=None, resume: bool = False) -> Iterator[Train
 
 def heldout_metrics(cfg: TrainConfig, checkpoint: str | Path) -> dict:
     """The ``evaluate`` protocol on the held-out images for a trained checkpoint, with the command that
-    reproduces it: at the run's fixed operator, or at the lecture's for a general model."""
+    reproduces it: at the run's fixed operator, or at the lecture's for a general model. For CT, against
+    FBP at the run's angles and noise (``"fbp"`` takes the place of ``"measurement"``)."""
     from recon_demo.evaluate import EvalConfig, run_evaluation
 
+    if cfg.task == "ct":
+        return _ct_heldout_metrics(cfg, checkpoint)
     op = cfg.operator
     result = run_evaluation(
         EvalConfig(models=[(cfg.model, str(checkpoint))], baselines=["input"], operator=op, noise=cfg.noise, lpips=True)
@@ -560,10 +610,35 @@ def heldout_metrics(cfg: TrainConfig, checkpoint: str | Path) -> dict:
     }
 
 
+def _ct_heldout_metrics(cfg: TrainConfig, checkpoint: str | Path) -> dict:
+    from recon_demo import ct
+    from recon_demo.tomography import CTSpec
+
+    spec = CTSpec(cfg.angles, cfg.val_size, cfg.ct_filter)
+    result = ct.run_evaluation(
+        ct.CTEvalConfig(models=[(cfg.model, str(checkpoint))], baselines=["fbp"], spec=spec, noise=cfg.noise, lpips=True)
+    )
+    flags = f"--angles {cfg.angles} --noise {cfg.noise:g}"
+    flags += f" --fbp-filter {cfg.ct_filter}" if cfg.ct_filter != "ramp" else ""
+    flags += f" --size {cfg.val_size}" if cfg.val_size != 256 else ""
+    return {
+        "command": f"python -m recon_demo evaluate --task ct --models {cfg.model}={checkpoint} --baselines fbp {flags} --lpips",
+        "protocol": result["protocol"]["summary"],
+        "images": result["protocol"]["images"],
+        "model": result["results"][cfg.model],
+        "fbp": result["results"]["fbp"],
+    }
+
+
 def manifest_entry(trainer: Trainer, checkpoint: Path, sha256: str, manifest_dir: Path, wall_s: float) -> ManifestEntry:
     """The manifest's description of a finished run: what, trained how, on what, where, and how good."""
     cfg = trainer.cfg
-    if cfg.ranges is None:
+    if cfg.task == "ct":
+        from recon_demo.tomography import CTSpec
+
+        operator = CTSpec(cfg.angles, cfg.image_size, cfg.ct_filter).to_dict()
+        noise = {"kind": "relative", "level": cfg.noise, "on": "sinogram"}
+    elif cfg.ranges is None:
         operator, noise = cfg.operator.to_dict(), {"kind": "relative", "level": cfg.noise}
     else:
         ranges = asdict(cfg.ranges)
@@ -588,6 +663,7 @@ def manifest_entry(trainer: Trainer, checkpoint: Path, sha256: str, manifest_dir
             "torch": torch.__version__, "threads": torch.get_num_threads(),
         },  # fmt: skip
         metrics=heldout_metrics(cfg, checkpoint),
+        task=cfg.task,
     )
 
 
@@ -603,6 +679,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def add_arguments(parser) -> None:
+    parser.add_argument("--task", default="deblur", choices=TASKS, help="deblur (a blur) or ct (sinograms; refine the FBP)")
     g = parser.add_argument_group("model and loss")
     g.add_argument("--model", default="unet", help="registry name (default unet)")
     g.add_argument("--model-kwargs", default="{}", help='constructor arguments as JSON, e.g. \'{"n_filters": 16}\'')
@@ -626,7 +703,9 @@ def add_arguments(parser) -> None:
     g.add_argument("--noise", type=float, default=LECTURE_NOISE, help="relative noise level δ")
     g.add_argument("--blurs", default=",".join(GENERAL_RANGES.blurs), help="general: blur types")
     g.add_argument("--kernel-sizes", default="3,15", help="general: odd kernel sizes LOW,HIGH")
-    g.add_argument("--angles", default="0,180", help="general: motion angles LOW,HIGH (degrees)")
+    g.add_argument("--angles", help="general: motion angles LOW,HIGH in degrees (default 0,180); "
+                   f"ct: the number of projection angles (default {LECTURE_ANGLES})")
+    g.add_argument("--fbp-filter", default="ramp", choices=FILTERS, help="ct: the FBP window of the network's input")
     g.add_argument("--styles", default=",".join(GENERAL_RANGES.styles), help="general: motion kernel styles")
     g.add_argument("--variances", default="0.5,4", help="general: Gaussian variances LOW,HIGH")
     g.add_argument("--noises", default="0,0.05", help="general: relative noise levels LOW,HIGH")
@@ -655,13 +734,22 @@ def config_from_args(args) -> TrainConfig:
     except json.JSONDecodeError as err:
         raise ValueError(f"--model-kwargs is not JSON ({err})") from None
     ranges = None
-    if args.regime == "general":
+    angles = LECTURE_ANGLES
+    if args.task == "ct":
+        if args.regime == "general":
+            raise ValueError("--regime general (random blurs) is for deblurring, not --task ct")
+        if args.angles is not None:
+            try:
+                angles = int(args.angles)
+            except ValueError:
+                raise ValueError(f"--angles for ct is a number of angles, got {args.angles!r}") from None
+    elif args.regime == "general":
         ranges = OperatorRanges(
-            blurs=_names(args.blurs), kernel_size=_pair(args.kernel_sizes, int), angle=_pair(args.angles),
+            blurs=_names(args.blurs), kernel_size=_pair(args.kernel_sizes, int), angle=_pair(args.angles or "0,180"),
             styles=_names(args.styles), variance=_pair(args.variances), noise=_pair(args.noises),
         )  # fmt: skip
     cfg = TrainConfig(
-        model=args.model, model_kwargs=kwargs, loss=args.loss, steps=args.steps, batch_size=args.batch_size,
+        task=args.task, angles=angles, ct_filter=args.fbp_filter, model=args.model, model_kwargs=kwargs, loss=args.loss, steps=args.steps, batch_size=args.batch_size,
         patch_size=args.patch_size, lr=args.lr, schedule=args.schedule,
         operator=OperatorSpec(args.blur, args.kernel_size, args.angle, args.variance, args.kernel_style),
         noise=args.noise, ranges=ranges, data=_names(args.data), image_size=args.image_size,
@@ -719,6 +807,7 @@ def main(args) -> int:
         entry = manifest_entry(trainer, checkpoint, sha256_file(checkpoint), manifest_dir, time.perf_counter() - start)
         manifest.upsert(entry)
         held = entry.metrics
+        reference = "fbp" if cfg.task == "ct" else "measurement"
         print(f"held-out ({held['protocol']}, {len(held['images'])} images): PSNR {held['model']['psnr']:.3f} dB "
-              f"(measurement {held['measurement']['psnr']:.3f} dB); manifest: {manifest.path}")  # fmt: skip
+              f"({reference} {held[reference]['psnr']:.3f} dB); manifest: {manifest.path}")  # fmt: skip
     return 0

@@ -16,6 +16,7 @@ LECTURE_PARAMETERS = {
     "unetpp": 517_121,
     "vit": 1_249_089,
     "loss_study_cnn": 2_625,
+    "fbp_resunet": 2_011_777,  # the Residual UNet; the FBP before it has no parameters
 }
 ALL = list_models(group=None)
 
@@ -53,6 +54,16 @@ def test_info_has_words_for_the_ui(name):
 def test_unknown_model_names_the_known_ones():
     with pytest.raises(KeyError, match="known models: cnn"):
         create_model("resnet50")
+
+
+def test_ct_refiner_is_the_residual_unet_learning_a_correction():
+    assert list_models("ct") == ["fbp_resunet"]
+    refiner = create_model("fbp_resunet").eval()
+    plain = create_model("resunet").eval()
+    plain.load_state_dict(refiner.state_dict())  # the same weights fit both: only the global skip differs
+    x = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        torch.testing.assert_close(refiner(x), plain(x) + x)
 
 
 def test_kwargs_override_the_lecture_defaults():

@@ -1,12 +1,13 @@
 """The shipped checkpoints: each manifest entry's file matches its sha256, loads in the engine, improves on the
-measurement by at least 1 dB on two held-out images at its training operator, and `evaluate` reproduces the
-held-out metrics the manifest records."""
+measurement by at least 1 dB on two held-out images at its training operator (a CT one: on FBP, by 3 dB at 60
+angles), and `evaluate` reproduces the held-out metrics the manifest records."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from recon_demo import ct
 from recon_demo.checkpoints import Manifest, sha256_file
 from recon_demo.engine import Engine
 from recon_demo.evaluate import EvalConfig, run_evaluation
@@ -14,17 +15,28 @@ from recon_demo.images import load_example, protocol_tensor
 from recon_demo.metrics import psnr
 from recon_demo.models import list_models
 from recon_demo.operators import LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec, add_relative_noise
+from recon_demo.tomography import CTSpec
 
 MANIFEST = Manifest.load()
-ENTRIES = {f"{e.model}-{e.regime}": e for e in MANIFEST.entries}
+ENTRIES = {f"{e.model}-{e.regime}": e for e in MANIFEST.entries if e.task == "deblur"}
+CT_ENTRIES = {f"{e.model}-{e.regime}": e for e in MANIFEST.entries if e.task == "ct"}
 
 
 def test_the_manifest_describes_lecture_architectures_in_known_regimes():
     assert ENTRIES, "weights/manifest.json lists no checkpoint"
     for entry in MANIFEST.entries:
-        assert entry.model in list_models() and entry.regime in ("course", "general")
         assert entry.recipe["steps"] > 0 and entry.compute["device"] and entry.compute["wall_s"] > 0
-        assert entry.data["held_out"] and set(entry.metrics) >= {"command", "protocol", "model", "measurement"}
+        assert entry.data["held_out"] and set(entry.metrics) >= {"command", "protocol", "model"}
+        if entry.task == "ct":
+            assert entry.model in list_models("ct") and entry.regime == ct.ct_regime(entry.operator["angles"])
+            assert "fbp" in entry.metrics
+        else:
+            assert entry.model in list_models() and entry.regime in ("course", "general")
+            assert "measurement" in entry.metrics
+
+
+def test_ct_checkpoints_ship_for_sparse_and_very_sparse_views():
+    assert {e.operator["angles"] for e in CT_ENTRIES.values()} >= {60, 20}
 
 
 def _operator(entry) -> tuple[OperatorSpec, float]:
@@ -56,3 +68,31 @@ def test_evaluate_reproduces_the_recorded_held_out_metrics(key):
     for metric in ("mse", "psnr", "ssim"):
         assert result["results"][entry.model][metric] == pytest.approx(entry.metrics["model"][metric], abs=1e-4)
         assert result["results"]["input"][metric] == pytest.approx(entry.metrics["measurement"][metric], abs=1e-4)
+
+
+@pytest.mark.parametrize("key", CT_ENTRIES)
+def test_a_shipped_ct_checkpoint_improves_on_fbp(key):
+    entry = CT_ENTRIES[key]
+    assert sha256_file(entry.path(MANIFEST.weights_dir)) == entry.sha256
+    engine = Engine("cpu", manifest=MANIFEST)
+    model = engine.model(entry.model, regime=entry.regime)
+    spec = CTSpec(entry.operator["angles"], entry.operator["size"], entry.operator["filter"])
+    radon = spec.build()
+    margin = 3 if spec.angles == 60 else 1  # the issue's floor at 60 angles
+    for i, name in enumerate(("camera", "coffee")):
+        x_true = protocol_tensor(load_example(name), spec.size, square=True)
+        y_delta = ct.measure(x_true, radon, entry.noise["level"], torch.Generator().manual_seed(i))
+        x_fbp = radon.fbp(y_delta, spec.filter)
+        x_rec = ct.refine(engine, model, x_fbp)
+        assert psnr(x_rec, x_true) > psnr(x_fbp.clamp(0, 1), x_true) + margin, name
+
+
+@pytest.mark.parametrize("key", CT_ENTRIES)
+def test_evaluate_reproduces_the_recorded_ct_metrics(key):
+    entry = CT_ENTRIES[key]
+    spec = CTSpec(entry.operator["angles"], entry.operator["size"], entry.operator["filter"])
+    cfg = ct.CTEvalConfig(models=[(entry.model, None)], baselines=["fbp"], spec=spec, noise=entry.noise["level"], device="cpu")
+    result = ct.run_evaluation(cfg, Engine("cpu", manifest=MANIFEST))
+    for metric in ("mse", "psnr", "ssim"):
+        assert result["results"][entry.model][metric] == pytest.approx(entry.metrics["model"][metric], abs=1e-4)
+        assert result["results"]["fbp"][metric] == pytest.approx(entry.metrics["fbp"][metric], abs=1e-4)

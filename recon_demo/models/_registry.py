@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 
-GROUPS = ("reconstruction", "loss_study")
+GROUPS = ("reconstruction", "loss_study", "ct")
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class ModelInfo:
     label: str  # the lecture's label in its results table: "CNN", "Residual UNet", ...
     display_name: str  # the class a student finds in the lecture: "SimpleCNN", "ResidualUNet", ...
     description: str  # one line for tooltips and --help
-    group: str  # "reconstruction" (the seven lecture architectures) or "loss_study"
+    group: str  # "reconstruction" (the seven lecture architectures), "loss_study" or "ct" (FBP refiners)
     factory: Callable[..., nn.Module]
 
 

@@ -5,6 +5,9 @@ convolutions with skip connections, and a 1×1 output convolution; no global res
 activation. ``block="residual"`` swaps every DoubleConv for a ResidualDoubleConv; ``attention=True``
 gates each skip connection with the decoder's features before concatenation. Inputs of any H×W ≥ 8 are
 reflect-padded to a multiple of 8 and cropped back.
+
+For computed tomography, ``fbp_resunet`` is the Residual UNet with a global skip (``global_residual``):
+it refines a filtered back-projection by learning the correction ``x_true − x_fbp``.
 """
 
 from __future__ import annotations
@@ -98,8 +101,17 @@ class Up(nn.Module):
 class UNet(nn.Module):
     """UNet(base_ch=32) of the lecture; see the module docstring for the two variants."""
 
-    def __init__(self, in_ch: int = 1, out_ch: int = 1, base_ch: int = 32, block: str = "double", attention: bool = False):
+    def __init__(
+        self,
+        in_ch: int = 1,
+        out_ch: int = 1,
+        base_ch: int = 32,
+        block: str = "double",
+        attention: bool = False,
+        global_residual: bool = False,
+    ):
         super().__init__()
+        self.global_residual = global_residual  # output x + UNet(x): learn the correction (no parameters)
         if block not in BLOCKS:
             raise ValueError(f"unknown block {block!r}; choose one of {', '.join(BLOCKS)}")
         Block = BLOCKS[block]
@@ -120,7 +132,8 @@ class UNet(nn.Module):
         e3 = self.enc3(e2)  # (N, 4c, H/4, W/4)
         b = self.bottleneck(e3)  # (N, 8c, H/8, W/8)
         d = self.dec1(self.dec2(self.dec3(b, e3), e2), e1)  # (N, c, H, W)
-        return crop_to(self.out_conv(d), size)
+        out = crop_to(self.out_conv(d), size)
+        return out + crop_to(x, size) if self.global_residual else out
 
 
 @register_model(
@@ -151,3 +164,14 @@ def residual_unet(**kwargs) -> UNet:
 )
 def attention_unet(**kwargs) -> UNet:
     return UNet(attention=True, **kwargs)
+
+
+@register_model(
+    "fbp_resunet",
+    label="FBP + Residual UNet",
+    display_name="ResidualUNet",
+    description="CT: the Residual UNet refining a filtered back-projection, learning the correction (x_fbp + UNet(x_fbp)).",
+    group="ct",
+)
+def fbp_residual_unet(**kwargs) -> UNet:
+    return UNet(block="residual", **({"global_residual": True} | kwargs))

@@ -1,13 +1,14 @@
 """The Gradio app: one module per tab, each laying out its widgets and calling the core (``recon_demo.lab``,
-``training``, ``loss_study``, ``inspect``, ``robustness``); nothing numeric happens here. ``build_app``
+``training``, ``loss_study``, ``inspect``, ``robustness``, ``ct_lab``); nothing numeric happens here. ``build_app``
 returns the Blocks without launching, so tests import it freely; ``app.py`` launches it."""
 
 from __future__ import annotations
 
 import gradio as gr
 
+from recon_demo.ct_lab import CTLab
 from recon_demo.lab import Lab
-from recon_demo.ui import about, api, inspect, reconstruct, robustness, train
+from recon_demo.ui import about, api, ct, inspect, reconstruct, robustness, train
 
 TITLE = "recon-demo: end-to-end neural image reconstruction"
 CSS = """
@@ -34,7 +35,7 @@ def launch_settings() -> dict:
 
 
 def build_app(lab: Lab | None = None) -> gr.Blocks:
-    """The whole app (Reconstruct, Inspect, Train, Robustness, About), unlaunched."""
+    """The whole app (Reconstruct, Inspect, Train, Robustness, CT, About), unlaunched."""
     lab = lab or Lab()
     # Uploads and the files gradio caches for outputs are deleted after an hour (checked hourly).
     with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as demo:
@@ -48,6 +49,8 @@ def build_app(lab: Lab | None = None) -> gr.Blocks:
                 train.build(rec)
             with gr.Tab("Robustness", id="robustness"):
                 robustness.build(lab, rec)
+            with gr.Tab("CT", id="ct"):
+                ct.build(CTLab(lab))
             with gr.Tab("About", id="about"):
                 about.build()
         api.register(lab)

@@ -1,0 +1,158 @@
+"""The CT tab's computations: one image, its noisy sinogram, and FBP, SIRT and the learned refinement of it.
+
+``CTSetting`` is what the tab's controls say (image, number of angles, noise, FBP window, seed);
+``CTLab.run`` measures and reconstructs, with every method's metrics against the true image and its data
+consistency ``||A x_rec − y_delta|| / ||y_delta||``, now measured in the sinogram's domain. Images come from
+the app's ``Lab`` (the catalogue and the session's uploads, 256² squares). The learned model is the shipped
+CT checkpoint trained for the chosen number of angles or, when there is none, for the nearest one, with a
+note saying so: a network trained for 60 views meets 45 as an operator it has never seen.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from recon_demo.checkpoints import CheckpointError
+from recon_demo.ct import CT_BASELINES, ct_regime, measure, refine, regime_angles
+from recon_demo.lab import MAX_NOISE, MAX_SEED, Lab, SettingError, check_number
+from recon_demo.metrics import METRICS, compute_metrics
+from recon_demo.models import list_models, model_info
+from recon_demo.tomography import CT_NOISE, FILTERS, LECTURE_ANGLES, radon_operator
+
+MAX_ANGLES = 180  # the tab's slider; the core allows 360 at 256²
+CT_TABLE_COLUMNS = ("method", "MSE", "PSNR (dB)", "SSIM", "LPIPS", "data consistency (sinogram)", "ms")
+
+
+@dataclass(frozen=True)
+class CTSetting:
+    """The CT tab's controls, one field each."""
+
+    image: str = "phantom-0"  # catalogue name or upload key
+    angles: int = LECTURE_ANGLES  # projections in [0, 180°)
+    noise: float = CT_NOISE  # relative Gaussian noise on the sinogram
+    filter: str = "ramp"  # the FBP window
+    seed: int = 0  # the noise's seed
+
+    def validated(self) -> CTSetting:
+        """A copy with normalised values; ``SettingError`` says what is allowed."""
+        if not isinstance(self.image, str) or not self.image:
+            raise SettingError("choose an image")
+        if self.filter not in FILTERS:
+            raise SettingError(f"unknown FBP filter {self.filter!r}; choose one of {', '.join(FILTERS)}")
+        return CTSetting(
+            self.image,
+            check_number("number of angles", self.angles, 1, MAX_ANGLES, integer=True),
+            check_number("noise level", self.noise, 0, MAX_NOISE),
+            self.filter,
+            check_number("seed", self.seed, 0, MAX_SEED, integer=True),
+        )
+
+
+@dataclass
+class CTReconstruction:
+    name: str  # "fbp", "sirt" or a CT model's registry name
+    label: str
+    image: np.ndarray  # (256, 256) in [0, 1]
+    metrics: dict[str, float | None]
+    ms: float
+
+
+@dataclass
+class CTResult:
+    setting: CTSetting
+    x_true: np.ndarray  # (256, 256)
+    sinogram: np.ndarray  # (angles, bins): y_delta
+    reconstructions: list[CTReconstruction]
+    notes: list[str] = field(default_factory=list)
+
+
+class CTLab:
+    """CT for the app, on top of a ``Lab`` (its images, its engine); results are cached per setting."""
+
+    def __init__(self, lab: Lab, cache_size: int = 8):
+        self.lab = lab
+        self._results: OrderedDict[CTSetting, CTResult] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def shipped_angles(self, model: str) -> list[int]:
+        """The angle counts that ``model`` has shipped CT checkpoints for."""
+        manifest = self.lab.engine.manifest
+        return sorted(a for e in manifest.entries if e.model == model and (a := regime_angles(e.regime)) is not None)
+
+    def learned(self, model: str, angles: int) -> tuple[torch.nn.Module | None, str | None]:
+        """The shipped CT checkpoint for ``angles`` (else the nearest), and a note when it is not an exact fit."""
+        available = self.shipped_angles(model)
+        if not available:
+            return None, f"{model_info(model).label}: no shipped CT weights yet (train them with `train --task ct`)."
+        nearest = min(available, key=lambda a: (abs(a - angles), -a))
+        try:
+            network = self.lab.engine.model(model, regime=ct_regime(nearest))
+        except CheckpointError as err:
+            return None, f"{model_info(model).label}: {err}"
+        note = None
+        if nearest != angles:
+            note = (f"{model_info(model).label} was trained for {nearest} angles and sees {angles} here: "
+                    "an operator it has never met, so expect it to do worse than at its own setting.")  # fmt: skip
+        return network, note
+
+    def run(self, setting: CTSetting, with_lpips: bool = True) -> CTResult:
+        """Measure and reconstruct with FBP, SIRT and every CT model."""
+        setting = setting.validated()
+        with self._lock:
+            if setting in self._results:
+                self._results.move_to_end(setting)
+                return self._results[setting]
+        x_true = self.lab.x_true(setting.image)  # (1, 1, 256, 256)
+        radon = radon_operator(x_true.shape[-1], setting.angles)
+        y_delta = measure(x_true, radon, setting.noise, torch.Generator().manual_seed(setting.seed))
+        recs, notes = [], []
+
+        def add(name: str, label: str, fn) -> None:
+            start = time.perf_counter()
+            x_rec = fn()
+            ms = (time.perf_counter() - start) * 1000
+            metrics = compute_metrics(x_rec[0, 0].numpy(), x_true, y_delta=y_delta, operator=radon, with_lpips=with_lpips)
+            recs.append(CTReconstruction(name, label, x_rec[0, 0].numpy(), metrics, ms))
+
+        for name, baseline in CT_BASELINES.items():
+            add(name, baseline.label, lambda b=baseline: b(radon, y_delta, setting.filter))
+        x_fbp = radon.fbp(y_delta, setting.filter)
+        for model in list_models("ct"):
+            network, note = self.learned(model, setting.angles)
+            if note:
+                notes.append(note)
+            if network is not None:
+                add(model, model_info(model).label, lambda n=network: refine(self.lab.engine, n, x_fbp))
+        result = CTResult(setting, x_true[0, 0].numpy(), y_delta[0, 0].numpy(), recs, notes)
+        with self._lock:
+            self._results[setting] = result
+            while len(self._results) > self._cache_size:
+                self._results.popitem(last=False)
+        return result
+
+
+def ct_rows(result: CTResult) -> list[list[str]]:
+    """The metrics table, best PSNR first."""
+    rows = []
+    for r in sorted(result.reconstructions, key=lambda r: -r.metrics["psnr"]):
+        cells = [METRICS[m].format(r.metrics.get(m)).replace(" dB", "") if r.metrics.get(m) is not None else "—"
+                 for m in ("mse", "psnr", "ssim", "lpips", "dc")]  # fmt: skip
+        rows.append([r.label, *cells, f"{r.ms:.0f}"])
+    return rows
+
+
+def sinogram_picture(sinogram: np.ndarray, width: int = 360) -> np.ndarray:
+    """The sinogram as an 8-bit picture in the textbook's orientation: detector bins down, angles across
+    (0° to 180°, each angle a column stretched to fill ``width``), scaled from its minimum to its maximum."""
+    y = np.asarray(sinogram, dtype=np.float64).T  # (bins, angles)
+    lo, hi = float(y.min()), float(y.max())
+    y = (y - lo) / (hi - lo) if hi > lo else np.zeros_like(y)
+    columns = np.minimum((np.arange(width) * y.shape[1]) // width, y.shape[1] - 1)
+    return np.round(y[:, columns] * 255).astype(np.uint8)

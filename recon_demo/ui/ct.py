@@ -1,0 +1,69 @@
+"""The CT tab: the lecture's cross-domain problem. An image becomes a sinogram over a chosen number of angles,
+with noise; FBP, SIRT and the learned refinement of FBP bring it back, side by side with the same metrics
+(data consistency now measured on the sinogram). The computation is ``recon_demo.ct_lab``."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import gradio as gr
+import pandas as pd
+
+from recon_demo.ct_lab import CT_TABLE_COLUMNS, MAX_ANGLES, CTLab, CTSetting, ct_rows, sinogram_picture
+from recon_demo.lab import MAX_NOISE, SettingError, to_uint8
+from recon_demo.tomography import FILTERS
+from recon_demo.ui.reconstruct import UPLOAD_TYPES, accept_upload, image_choices
+
+
+def ct_outputs(ct_lab: CTLab, image: str, angles, noise, filter: str, seed) -> tuple:
+    """The CT tab's handler: a status line, the sinogram, the pictures with captions, the metrics table."""
+    try:
+        result = ct_lab.run(CTSetting(image, angles, noise, filter, seed))
+    except (SettingError, ValueError, KeyError) as err:
+        raise gr.Error(str(err.args[0] if isinstance(err, KeyError) and err.args else err)) from None
+    s = result.setting
+    pictures = [(to_uint8(result.x_true), "ground truth")]
+    for r in result.reconstructions:
+        pictures.append((to_uint8(r.image), f"{r.label}: {r.metrics['psnr']:.2f} dB"))
+    status = (f"{s.angles} angles over 180°, {result.sinogram.shape[1]} detector bins, sinogram noise δ {s.noise:g}, "
+              f"FBP window {s.filter}.")  # fmt: skip
+    if result.notes:
+        status += "\n\n" + "\n\n".join(f"⚠ {n}" for n in result.notes)
+    table = pd.DataFrame(ct_rows(result), columns=list(CT_TABLE_COLUMNS))
+    return status, sinogram_picture(result.sinogram), pictures, table
+
+
+def build(ct_lab: CTLab) -> None:
+    default = CTSetting()
+    gr.Markdown("In computed tomography the measurement is a **sinogram**: each column is one projection of the image "
+                "(the sums along parallel rays) at one angle. It does not live in the image's domain, so the networks "
+                "here refine a crude reconstruction, the filtered back-projection (FBP). Fewer angles: more streaks.")  # fmt: skip
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=300):
+            image = gr.Dropdown(image_choices(), value=default.image, label="Image", elem_id="ct_image")
+            upload = gr.File(label="…or upload an image", file_types=UPLOAD_TYPES, height=90)
+            angles = gr.Slider(1, MAX_ANGLES, value=default.angles, step=1, label="Number of angles (over 180°)", elem_id="ct_angles")
+            noise = gr.Slider(0, MAX_NOISE, value=default.noise, step=0.001, label="Noise level δ (relative, on the sinogram)",
+                              elem_id="ct_noise")  # fmt: skip
+            window = gr.Radio(list(FILTERS), value=default.filter, label="FBP filter", elem_id="ct_filter",
+                              info="ramp: sharpest and noisiest; the windows trade detail for less noise")  # fmt: skip
+            seed = gr.Number(default.seed, precision=0, label="Noise seed", elem_id="ct_seed")
+            run = gr.Button("Reconstruct", variant="primary", elem_id="ct_run")
+        with gr.Column(scale=2, min_width=300):
+            status = gr.Markdown(elem_id="ct_status")
+            sinogram = gr.Image(label="Sinogram y_delta (detector bins down, angles 0° → 180° across)", type="numpy",
+                                height=260, elem_id="ct_sinogram")  # fmt: skip
+            pictures = gr.Gallery(label="Ground truth and reconstructions", columns=4, height="auto", object_fit="contain",
+                                  elem_id="ct_outputs")  # fmt: skip
+            table = gr.Dataframe(headers=list(CT_TABLE_COLUMNS), label="Metrics (data consistency: ||A x_rec − y_delta|| / ||y_delta||)",
+                                 interactive=False, wrap=True, elem_id="ct_metrics")  # fmt: skip
+    inputs = [image, angles, noise, window, seed]
+    outputs = [status, sinogram, pictures, table]
+    handler = partial(ct_outputs, ct_lab)
+    run.click(handler, inputs, outputs, api_visibility="private")
+    for control in (angles, noise):  # a slider recomputes once let go, not at every step of a drag
+        control.release(handler, inputs, outputs, api_visibility="private")
+    window.change(handler, inputs, outputs, api_visibility="private")
+    upload.upload(partial(accept_upload, ct_lab.lab), upload, image, api_visibility="private").then(
+        handler, inputs, outputs, api_visibility="private"
+    )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,15 @@ from recon_demo.operators import OperatorSpec, add_relative_noise
 from recon_demo.tomography import FILTERS, LECTURE_ANGLES, CTSpec
 
 REPORTED = ("mse", "psnr", "ssim", "lpips")
+# Five (operator, noise) settings inside the general regime's ranges and away from the lecture's (motion 9 @ 20°,
+# ippy, δ 0.01): a general checkpoint must beat the measurement and Wiener at each (`--off-course`).
+OFF_COURSE: tuple[tuple[OperatorSpec, float], ...] = (
+    (OperatorSpec("motion", 5, 70.0, 1.0, "centered"), 0.02),
+    (OperatorSpec("motion", 13, 135.0, 1.0, "ippy"), 0.005),
+    (OperatorSpec("motion", 7, 0.0, 1.0, "centered"), 0.03),
+    (OperatorSpec("gaussian", 9, 0.0, 2.0, "ippy"), 0.01),
+    (OperatorSpec("gaussian", 13, 0.0, 3.5, "ippy"), 0.04),
+)
 MAX_SIZE = 2048  # the shorter side after Resize; beyond it the UNets need more memory than a laptop has
 
 
@@ -192,6 +201,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--angles", type=int, default=LECTURE_ANGLES, help=f"ct: projection angles in [0, 180°) (default {LECTURE_ANGLES})")
     parser.add_argument("--fbp-filter", default="ramp", choices=FILTERS, help="ct: the FBP window (default ramp)")
     parser.add_argument("--lpips", action="store_true", help="also compute LPIPS (AlexNet)")
+    parser.add_argument("--off-course", action="store_true",
+                        help="run at the five off-course settings of the general regime instead of --operator/--noise")
     parser.add_argument("--device", help="cpu, cuda, mps (default: RECON_DEVICE or the best available)")
     parser.add_argument("--format", default="table", choices=("table", "json"))
 
@@ -247,6 +258,14 @@ def main(args: argparse.Namespace) -> int:
     try:
         if args.task == "ct":
             result = ct.run_evaluation(ct_config_from_args(args))
+        elif args.off_course:
+            cfg = config_from_args(args)
+            results = [run_evaluation(replace(cfg, operator=op, noise=noise)) for op, noise in OFF_COURSE]
+            if args.format == "json":
+                print(json.dumps({"off_course": results}, indent=1))
+            else:
+                print("\n\n".join(format_table(r) for r in results))
+            return 0
         else:
             result = run_evaluation(config_from_args(args))
     except (ValueError, KeyError, FileNotFoundError, CheckpointError) as err:

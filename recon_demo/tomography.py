@@ -139,6 +139,7 @@ class Radon:
         self.size, self.n_angles = check_geometry(size, n_angles)
         self.bins = detector_bins(self.size)
         self._matrices: dict[tuple[str, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._lock = threading.Lock()  # two requests for a new geometry build its matrices once
 
     @property
     def sinogram_shape(self) -> tuple[int, int]:
@@ -146,11 +147,12 @@ class Radon:
 
     def _pair(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         key = (str(t.device), t.dtype)
-        if key not in self._matrices:
-            base = self._matrices.get(("cpu", torch.float32)) or _system_matrices(self.size, self.n_angles, self.bins)
-            self._matrices[("cpu", torch.float32)] = base
-            self._matrices[key] = tuple(m.to(device=t.device, dtype=t.dtype) for m in base)
-        return self._matrices[key]
+        with self._lock:
+            if key not in self._matrices:
+                base = self._matrices.get(("cpu", torch.float32)) or _system_matrices(self.size, self.n_angles, self.bins)
+                self._matrices[("cpu", torch.float32)] = base
+                self._matrices[key] = tuple(m.to(device=t.device, dtype=t.dtype) for m in base)
+            return self._matrices[key]
 
     def _check(self, t: torch.Tensor, shape: tuple[int, int], what: str) -> None:
         if t.ndim != 4 or t.shape[1] != 1 or tuple(t.shape[2:]) != shape:

@@ -51,9 +51,24 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def app_server(trained_weights, browser):
+def weights_dir(trained_weights, tmp_path_factory) -> Path:
+    """The briefly trained CNNs, and the shipped CT checkpoints as they are."""
+    from recon_demo.checkpoints import Manifest
+
+    folder = tmp_path_factory.mktemp("browser-weights")
+    manifest = Manifest.load(folder)
+    for source in (Manifest.load(trained_weights), Manifest.load()):
+        for entry in source.entries:
+            if source.weights_dir == trained_weights or entry.task == "ct":
+                shutil.copy(entry.path(source.weights_dir), folder / entry.file)
+                manifest.upsert(entry)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def app_server(weights_dir, browser):
     port = _free_port()
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "RECON_WEIGHTS_DIR": str(trained_weights), "RECON_DEVICE": "cpu",
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "RECON_WEIGHTS_DIR": str(weights_dir), "RECON_DEVICE": "cpu",
            "GRADIO_ANALYTICS_ENABLED": "False"}  # fmt: skip
     log = open(ARTIFACTS.mkdir(parents=True, exist_ok=True) or ARTIFACTS / "app.log", "w")
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -135,6 +150,23 @@ def test_compare_models_in_the_browser(browser, app_url):
     page.close()
 
 
+def test_ct_tab_shows_the_sinogram_and_three_reconstructions(browser, app_url):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(app_url)
+    page.get_by_role("tab", name="CT").click()
+    page.locator("#ct_run").click()
+    page.wait_for_function("document.querySelector('#ct_metrics').innerText.includes('SIRT')", timeout=90_000)
+    table = page.locator("#ct_metrics").inner_text()
+    assert all(name in table for name in ("FBP", "SIRT", "FBP + Residual UNet")), table
+    assert re.search(r"FBP \+ Residual UNet.*?\d+\.\d{3}", table, re.S), table
+    assert page.locator("#ct_sinogram img").count() == 1
+    captions = page.locator("#ct_outputs .caption-label").all_inner_texts()
+    assert [c.split(":")[0] for c in captions] == ["ground truth", "FBP", "SIRT", "FBP + Residual UNet"], captions
+    assert "60 angles" in page.locator("#ct_status").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "ct.png"), full_page=True)
+    page.close()
+
+
 def test_the_link_restores_a_setting(browser, app_url):
     page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
     page.goto(app_url + "?image=coffee&angle=45&size=7&noise=0.02&models=cnn,wiener")
@@ -185,4 +217,4 @@ def test_artifacts_are_kept():
     shots = sorted(p.name for p in ARTIFACTS.glob("*.png")) if ARTIFACTS.exists() else []
     if shutil.which("chromium") is None and not CHROMIUM.exists():
         pytest.skip("no browser, no screenshots")
-    assert {"reconstruct.png", "train.png", "phone.png"} <= set(shots)
+    assert {"reconstruct.png", "train.png", "phone.png", "ct.png"} <= set(shots)

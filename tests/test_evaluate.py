@@ -91,3 +91,18 @@ def test_a_model_without_shipped_weights_says_so(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr("recon_demo.checkpoints.WEIGHTS_DIR", tmp_path)  # a weights folder with no manifest
     assert main(["evaluate", "--models", "cnn"]) == 2
     assert "no shipped course checkpoint for cnn yet; pass cnn=PATH" in capsys.readouterr().err
+
+
+def test_off_course_runs_the_five_settings_of_the_general_check(capsys):
+    from recon_demo.evaluate import OFF_COURSE
+    from recon_demo.training import GENERAL_RANGES
+
+    for op, noise in OFF_COURSE:  # inside the general regime's ranges, away from the lecture's setting
+        assert op.blur in GENERAL_RANGES.blurs and GENERAL_RANGES.noise[0] <= noise <= GENERAL_RANGES.noise[1]
+        assert GENERAL_RANGES.kernel_size[0] <= op.kernel_size <= GENERAL_RANGES.kernel_size[1]
+        assert (op.blur, op.kernel_size, op.angle, noise) != ("motion", 9, 20.0, 0.01)
+    assert main(["evaluate", "--baselines", "input,wiener", "--limit", "1", "--off-course", "--format", "json"]) == 0
+    results = json.loads(capsys.readouterr().out)["off_course"]
+    assert [r["protocol"]["noise"] for r in results] == [noise for _, noise in OFF_COURSE]
+    assert [r["protocol"]["kernel_size"] for r in results] == [op.kernel_size for op, _ in OFF_COURSE]
+    assert all(set(r["results"]) == {"input", "wiener"} for r in results)

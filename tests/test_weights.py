@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from recon_demo import ct
+from recon_demo.baselines import BASELINES
 from recon_demo.checkpoints import Manifest, sha256_file
 from recon_demo.engine import Engine
-from recon_demo.evaluate import EvalConfig, run_evaluation
+from recon_demo.evaluate import OFF_COURSE, EvalConfig, run_evaluation
 from recon_demo.images import load_example, protocol_tensor
 from recon_demo.metrics import psnr
 from recon_demo.models import list_models
@@ -20,6 +21,7 @@ from recon_demo.tomography import CTSpec
 MANIFEST = Manifest.load()
 ENTRIES = {f"{e.model}-{e.regime}": e for e in MANIFEST.entries if e.task == "deblur"}
 CT_ENTRIES = {f"{e.model}-{e.regime}": e for e in MANIFEST.entries if e.task == "ct"}
+GENERAL = {key: e for key, e in ENTRIES.items() if e.regime == "general"}
 
 
 def test_the_manifest_describes_lecture_architectures_in_known_regimes():
@@ -68,6 +70,30 @@ def test_evaluate_reproduces_the_recorded_held_out_metrics(key):
     for metric in ("mse", "psnr", "ssim"):
         assert result["results"][entry.model][metric] == pytest.approx(entry.metrics["model"][metric], abs=1e-4)
         assert result["results"]["input"][metric] == pytest.approx(entry.metrics["measurement"][metric], abs=1e-4)
+
+
+@pytest.mark.parametrize("key", GENERAL)
+def test_a_general_checkpoint_beats_the_measurement_and_wiener_off_course(key):
+    entry = GENERAL[key]
+    engine = Engine("cpu", manifest=MANIFEST)
+    model = engine.model(entry.model, regime="general")
+    for op, noise in OFF_COURSE:
+        K = op.build()
+        for i, name in enumerate(("camera", "coffee")):
+            x_true = protocol_tensor(load_example(name))
+            y_delta = add_relative_noise(K.forward(x_true), noise, torch.Generator().manual_seed(i))
+            got = psnr(engine.forward(model, y_delta)[0], x_true)
+            wiener = BASELINES["wiener"](y_delta[0, 0].numpy(), K.kernel.numpy())
+            assert got > psnr(y_delta.clamp(0, 1), x_true), (op.describe(), noise, name)
+            assert got > psnr(wiener, x_true), (op.describe(), noise, name)
+
+
+@pytest.mark.parametrize("key", GENERAL)
+def test_a_general_checkpoint_stays_within_1_5_db_of_its_course_sibling(key):
+    entry = GENERAL[key]
+    course = MANIFEST.find(entry.model, "course")
+    assert course is not None, f"{entry.model} has general weights but no course weights to compare with"
+    assert entry.metrics["model"]["psnr"] >= course.metrics["model"]["psnr"] - 1.5
 
 
 @pytest.mark.parametrize("key", CT_ENTRIES)

@@ -72,6 +72,15 @@ photographs. The Robustness tab shows it, and the ⚠ badge marks a checkpoint u
 operator. *General* weights, trained over many random operators, are meant to soften exactly this; the
 Reconstruct tab says which architectures have them yet.
 
+### Computed tomography (CT tab)
+In CT the measurement is a sinogram `y_delta = A x_true + e`: for each angle, the sums of the image along
+parallel rays (the Radon transform `A`). It does not live in the image's domain, so a network cannot simply
+"clean it up". The classical inverse is filtered back-projection (FBP): sharpen each projection with a ramp
+filter and smear it back across the image. With few angles FBP leaves streaks; SIRT iterates
+`x ← x + C Aᵀ R (y − A x)` to fit the data instead. The learned model here takes the lecture's second
+route: "first a crude reconstruction, then a learned refinement", a Residual UNet that corrects the FBP.
+Data consistency is then measured on the sinogram, `‖A x_rec − y_delta‖ / ‖y_delta‖`.
+
 ### Losses (Train tab)
 {losses_table()}
 

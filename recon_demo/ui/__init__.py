@@ -49,8 +49,8 @@ def build_app(lab: Lab | None = None) -> gr.Blocks:
                 train.build(rec)
             with gr.Tab("Robustness", id="robustness"):
                 robustness.build(lab, rec)
-            with gr.Tab("CT", id="ct"):
-                ct.build(CTLab(lab))
+            with gr.Tab("CT", id="ct") as ct_tab:
+                ct.build(CTLab(lab), ct_tab)
             with gr.Tab("About", id="about"):
                 about.build()
         api.register(lab)

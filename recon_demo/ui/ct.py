@@ -33,7 +33,8 @@ def ct_outputs(ct_lab: CTLab, image: str, angles, noise, filter: str, seed) -> t
     return status, sinogram_picture(result.sinogram), pictures, table
 
 
-def build(ct_lab: CTLab) -> None:
+def build(ct_lab: CTLab, tab: gr.Tab | None = None) -> None:
+    """Lay out the tab; with ``tab``, opening it shows the default setting at once."""
     default = CTSetting()
     gr.Markdown("In computed tomography the measurement is a **sinogram**: each column is one projection of the image "
                 "(the sums along parallel rays) at one angle. It does not live in the image's domain, so the networks "
@@ -53,7 +54,7 @@ def build(ct_lab: CTLab) -> None:
             status = gr.Markdown(elem_id="ct_status")
             sinogram = gr.Image(label="Sinogram y_delta (detector bins down, angles 0° → 180° across)", type="numpy",
                                 height=260, elem_id="ct_sinogram")  # fmt: skip
-            pictures = gr.Gallery(label="Ground truth and reconstructions", columns=4, height="auto", object_fit="contain",
+            pictures = gr.Gallery(label="Ground truth and reconstructions", columns=4, height=300, object_fit="contain",
                                   elem_id="ct_outputs")  # fmt: skip
             table = gr.Dataframe(headers=list(CT_TABLE_COLUMNS), label="Metrics (data consistency: ||A x_rec − y_delta|| / ||y_delta||)",
                                  interactive=False, wrap=True, elem_id="ct_metrics")  # fmt: skip
@@ -64,6 +65,8 @@ def build(ct_lab: CTLab) -> None:
     for control in (angles, noise):  # a slider recomputes once let go, not at every step of a drag
         control.release(handler, inputs, outputs, api_visibility="private")
     window.change(handler, inputs, outputs, api_visibility="private")
+    if tab is not None:
+        tab.select(handler, inputs, outputs, api_visibility="private")  # results are cached: reopening is free
     upload.upload(partial(accept_upload, ct_lab.lab), upload, image, api_visibility="private").then(
         handler, inputs, outputs, api_visibility="private"
     )

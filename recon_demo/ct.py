@@ -6,26 +6,20 @@ image's domain, so a network does not see it directly: the learned models (regis
 the filtered back-projection, "first a crude reconstruction, then a learned refinement". Shipped ones sit
 in the weights manifest under the regime ``ct-<angles>``.
 
-``run_evaluation`` is the blur protocol of ``evaluate`` with the sinogram in place of the blur: images in
-sorted name order, ``torch.manual_seed(seed)`` once, per image ``y_delta = A x + e / ||e|| · ||A x|| · δ``
-with ``e = torch.randn_like(A x)``, every model and baseline on the same ``y_delta``, outputs clamped to
-[0, 1], MSE, PSNR, SSIM (and LPIPS) averaged, results keyed by model and baseline name.
+``evaluate --task ct`` (``evaluate.run_ct_evaluation``) runs the blur's protocol on these pieces.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from recon_demo import images
-from recon_demo.metrics import METRICS, data_consistency, lpips_status
 from recon_demo.models import list_models, model_info
 from recon_demo.operators import add_relative_noise
-from recon_demo.tomography import CT_NOISE, LECTURE_ANGLES, CTSpec, Radon, sirt
+from recon_demo.tomography import CT_NOISE, LECTURE_ANGLES, Radon, sirt
 
 # SIRT's stopping point, tuned on the held-out images at 60 angles and δ = 0.01 (its best case): 26.42 dB at 50
 # iterations, 25.96 at 100, 24.76 at 200, as more iterations fit the noise. (At 20 angles 30 would be best,
@@ -117,90 +111,15 @@ def refine(engine, model: torch.nn.Module, x_fbp: torch.Tensor) -> torch.Tensor:
     return engine.forward(model, x_fbp)[0]
 
 
-@dataclass
-class CTEvalConfig:
-    """One CT evaluation; ``evaluate --task ct`` maps its flags onto it."""
-
-    models: list[tuple[str, str | None]] = field(default_factory=list)  # CT registry names, with a file or shipped
-    baselines: list[str] = field(default_factory=list)  # names from CT_BASELINES
-    images: str | None = None  # folder; None: the held-out package images
-    limit: int | None = None
-    spec: CTSpec = field(default_factory=CTSpec)  # angles, size (the square images' side), FBP filter
-    noise: float = CT_NOISE  # relative noise on the sinogram
-    seed: int = 123
-    lpips: bool = False
-    device: str | None = None
-
-
-def run_evaluation(cfg: CTEvalConfig, engine=None) -> dict:
-    """The CT protocol; the JSON layout is the blur protocol's."""
-    from recon_demo.engine import Engine
-    from recon_demo.evaluate import load_images
-
-    if not cfg.models and not cfg.baselines:
-        raise ValueError("nothing to evaluate: give --models and/or --baselines")
-    radon = cfg.spec.build()
-    engine = engine or Engine(cfg.device)
-    regime = ct_regime(cfg.spec.angles)
-    networks = {name: engine.model(name, path, regime) for name, path in cfg.models}  # fail early
-    with_lpips, notes = cfg.lpips, []
-    if with_lpips:
-        ok, reason = lpips_status()
-        if not ok:
-            with_lpips = False
-            notes.append(reason)
-    per_image: dict[str, dict[str, dict[str, float | None]]] = {}
-    torch.manual_seed(cfg.seed)
-    for file_name, img in load_images(cfg.images, cfg.limit):
-        x_true = images.protocol_tensor(img, cfg.spec.size, square=True)  # (1, 1, n, n) on the CPU
-        y_delta = measure(x_true, radon, cfg.noise)  # the global RNG, seeded once above
-        x_fbp = radon.fbp(y_delta, cfg.spec.filter)
-        outputs: dict[str, torch.Tensor] = {name: refine(engine, model, x_fbp) for name, model in networks.items()}
-        for name in cfg.baselines:
-            outputs[name] = CT_BASELINES[name](radon, y_delta, cfg.spec.filter)
-        row = {}
-        for name, x_rec in outputs.items():
-            image = x_rec[0, 0].numpy()
-            row[name] = {m: METRICS[m].fn(image, x_true) for m in ("mse", "psnr", "ssim")}
-            row[name]["lpips"] = METRICS["lpips"].fn(image, x_true) if with_lpips else None
-            row[name]["dc"] = data_consistency(x_rec, y_delta, radon)
-        per_image[file_name] = row
-    results = {}
-    for name in list(networks) + list(cfg.baselines):
-        rows = [per_image[f][name] for f in per_image]
-        results[name] = {m: _mean([r[m] for r in rows]) for m in ("mse", "psnr", "ssim", "lpips", "dc")} | {"n": len(rows)}
-    protocol = {
-        "task": "ct",
-        "images": list(per_image),
-        "images_dir": cfg.images or "held-out package images",
-        "size": cfg.spec.size,
-        **{k: v for k, v in cfg.spec.to_dict().items() if k != "size"},
-        "summary": f"{cfg.spec.describe()}, sinogram noise {cfg.noise:g}, seed {cfg.seed}",
-        "noise": cfg.noise,
-        "seed": cfg.seed,
-        "lpips": with_lpips,
-        "regime": regime,
-        "checkpoints": {name: path or f"shipped ({regime})" for name, path in cfg.models},
-        "device": str(engine.device),
-    }
-    return {"protocol": protocol, "results": results, "per_image": per_image, "notes": notes}
-
-
-def _mean(values: list[float | None]) -> float | None:
-    return None if not values or any(v is None for v in values) else float(np.mean(values))
-
-
 __all__ = [
     "CT_BASELINES",
     "CT_NOISE",
     "LECTURE_ANGLES",
     "CTBaseline",
-    "CTEvalConfig",
     "ct_regime",
     "measure",
     "parse_baselines",
     "parse_models",
     "refine",
     "regime_angles",
-    "run_evaluation",
 ]

@@ -27,10 +27,10 @@ from recon_demo import ct, images
 from recon_demo.baselines import BASELINES
 from recon_demo.checkpoints import REGIMES, CheckpointError
 from recon_demo.engine import Engine
-from recon_demo.metrics import METRICS, lpips_status
+from recon_demo.metrics import METRICS, data_consistency, lpips_status
 from recon_demo.models import list_models, model_info
 from recon_demo.operators import OperatorSpec, add_relative_noise
-from recon_demo.tomography import FILTERS, LECTURE_ANGLES, CTSpec
+from recon_demo.tomography import CT_NOISE, FILTERS, LECTURE_ANGLES, CTSpec
 
 REPORTED = ("mse", "psnr", "ssim", "lpips")
 # Five (operator, noise) settings inside the general regime's ranges and away from the lecture's (motion 9 @ 20°,
@@ -109,13 +109,7 @@ def run_evaluation(cfg: EvalConfig, engine: Engine | None = None) -> dict:
     K = cfg.operator.build()
     kernel = K.kernel.numpy()
     networks = {name: engine.model(name, path, cfg.regime) for name, path in cfg.models}  # fail early
-    with_lpips = cfg.lpips
-    notes = []
-    if with_lpips:
-        ok, reason = lpips_status()
-        if not ok:
-            with_lpips = False
-            notes.append(reason)
+    with_lpips, notes = _lpips_or_note(cfg.lpips)
     per_image: dict[str, dict[str, dict[str, float | None]]] = {}
     torch.manual_seed(cfg.seed)
     for file_name, img in load_images(cfg.images, cfg.limit):
@@ -132,11 +126,7 @@ def run_evaluation(cfg: EvalConfig, engine: Engine | None = None) -> dict:
             row[name] = {m: METRICS[m].fn(x_rec, x_true) for m in ("mse", "psnr", "ssim")}
             row[name]["lpips"] = METRICS["lpips"].fn(x_rec, x_true) if with_lpips else None
         per_image[file_name] = row
-    names = list(networks) + list(cfg.baselines)
-    results = {}
-    for name in names:
-        rows = [per_image[f][name] for f in per_image]
-        results[name] = {m: _mean([r[m] for r in rows]) for m in REPORTED} | {"n": len(rows)}
+    results = _averages(per_image, list(networks) + list(cfg.baselines), REPORTED)
     protocol = {
         "images": list(per_image),
         "images_dir": cfg.images or "held-out package images",
@@ -157,8 +147,85 @@ def run_evaluation(cfg: EvalConfig, engine: Engine | None = None) -> dict:
     return {"protocol": protocol, "results": results, "per_image": per_image, "notes": notes}
 
 
+def _lpips_or_note(asked: bool) -> tuple[bool, list[str]]:
+    """Whether LPIPS will be computed, and the note saying why not when it was asked but is unavailable."""
+    if not asked:
+        return False, []
+    ok, reason = lpips_status()
+    return (True, []) if ok else (False, [reason])
+
+
+def _averages(per_image: dict[str, dict[str, dict]], names: list[str], metrics: tuple[str, ...]) -> dict[str, dict]:
+    """Each name's metrics averaged over the images (``None`` when any image lacks one), with ``n``."""
+    results = {}
+    for name in names:
+        rows = [per_image[f][name] for f in per_image]
+        results[name] = {m: _mean([r[m] for r in rows]) for m in metrics} | {"n": len(rows)}
+    return results
+
+
 def _mean(values: list[float | None]) -> float | None:
     return None if not values or any(v is None for v in values) else float(np.mean(values))
+
+
+@dataclass
+class CTEvalConfig:
+    """One CT evaluation; ``evaluate --task ct`` maps its flags onto it."""
+
+    models: list[tuple[str, str | None]] = field(default_factory=list)  # CT registry names, with a file or shipped
+    baselines: list[str] = field(default_factory=list)  # names from ct.CT_BASELINES
+    images: str | None = None  # folder; None: the held-out package images
+    limit: int | None = None
+    spec: CTSpec = field(default_factory=CTSpec)  # angles, size (the square images' side), FBP filter
+    noise: float = CT_NOISE  # relative noise on the sinogram
+    seed: int = 123
+    lpips: bool = False
+    device: str | None = None
+
+
+def run_ct_evaluation(cfg: CTEvalConfig, engine: Engine | None = None) -> dict:
+    """The protocol with the sinogram in place of the blur: ``y_delta = A x + e/||e||·||A x||·δ`` with
+    ``e = torch.randn_like(A x)``, images ``Resize(size)`` then their central square, a ``dc`` column
+    (data consistency on the sinogram); the JSON layout is the blur's."""
+    if not cfg.models and not cfg.baselines:
+        raise ValueError("nothing to evaluate: give --models and/or --baselines")
+    radon = cfg.spec.build()
+    engine = engine or Engine(cfg.device)
+    regime = ct.ct_regime(cfg.spec.angles)
+    networks = {name: engine.model(name, path, regime) for name, path in cfg.models}  # fail early
+    with_lpips, notes = _lpips_or_note(cfg.lpips)
+    per_image: dict[str, dict[str, dict[str, float | None]]] = {}
+    torch.manual_seed(cfg.seed)
+    for file_name, img in load_images(cfg.images, cfg.limit):
+        x_true = images.protocol_tensor(img, cfg.spec.size, square=True)  # (1, 1, n, n) on the CPU
+        y_delta = ct.measure(x_true, radon, cfg.noise)  # the global RNG, seeded once above
+        x_fbp = radon.fbp(y_delta, cfg.spec.filter)
+        outputs = {name: ct.refine(engine, model, x_fbp) for name, model in networks.items()}
+        for name in cfg.baselines:
+            outputs[name] = ct.CT_BASELINES[name](radon, y_delta, cfg.spec.filter)
+        row = {}
+        for name, x_rec in outputs.items():
+            image = x_rec[0, 0].numpy()
+            row[name] = {m: METRICS[m].fn(image, x_true) for m in ("mse", "psnr", "ssim")}
+            row[name]["lpips"] = METRICS["lpips"].fn(image, x_true) if with_lpips else None
+            row[name]["dc"] = data_consistency(x_rec, y_delta, radon)
+        per_image[file_name] = row
+    protocol = {
+        "task": "ct",
+        "images": list(per_image),
+        "images_dir": cfg.images or "held-out package images",
+        "size": cfg.spec.size,
+        **{k: v for k, v in cfg.spec.to_dict().items() if k != "size"},
+        "summary": f"{cfg.spec.describe()}, sinogram noise {cfg.noise:g}, seed {cfg.seed}",
+        "noise": cfg.noise,
+        "seed": cfg.seed,
+        "lpips": with_lpips,
+        "regime": regime,
+        "checkpoints": {name: path or f"shipped ({regime})" for name, path in cfg.models},
+        "device": str(engine.device),
+    }
+    results = _averages(per_image, list(networks) + list(cfg.baselines), (*REPORTED, "dc"))
+    return {"protocol": protocol, "results": results, "per_image": per_image, "notes": notes}
 
 
 def label(name: str, task: str = "deblur") -> str:
@@ -207,13 +274,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", default="table", choices=("table", "json"))
 
 
-def config_from_args(args: argparse.Namespace) -> EvalConfig:
-    if not 8 <= args.size <= MAX_SIZE:
-        raise ValueError(f"--size must be between 8 and {MAX_SIZE}, got {args.size}")
+def _check_protocol_args(args: argparse.Namespace, max_size: int, task: str = "") -> None:
+    if not 8 <= args.size <= max_size:
+        raise ValueError(f"--size must be between 8 and {max_size}{task}, got {args.size}")
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be at least 1, got {args.limit}")
     if not 0 <= args.noise < 10 or args.noise != args.noise:
         raise ValueError(f"--noise must be in [0, 10), got {args.noise}")
+
+
+def config_from_args(args: argparse.Namespace) -> EvalConfig:
+    _check_protocol_args(args, MAX_SIZE)
     operator = OperatorSpec(args.operator, args.kernel_size, args.angle, args.variance, args.kernel_style)
     operator.kernel()  # validates the operator before any work
     return EvalConfig(
@@ -231,17 +302,12 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
     )
 
 
-def ct_config_from_args(args: argparse.Namespace) -> ct.CTEvalConfig:
+def ct_config_from_args(args: argparse.Namespace) -> CTEvalConfig:
     """The CT evaluation the flags describe (``--task ct``); the blur's flags are ignored."""
-    if not 8 <= args.size <= 512:
-        raise ValueError(f"--size must be between 8 and 512 for ct, got {args.size}")
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be at least 1, got {args.limit}")
-    if not 0 <= args.noise < 10 or args.noise != args.noise:
-        raise ValueError(f"--noise must be in [0, 10), got {args.noise}")
+    _check_protocol_args(args, 512, " for ct")
     spec = CTSpec(args.angles, args.size, args.fbp_filter)
     spec.build()  # validates the geometry before any work
-    return ct.CTEvalConfig(
+    return CTEvalConfig(
         models=ct.parse_models(args.models),
         baselines=ct.parse_baselines(args.baselines),
         images=args.images,
@@ -257,7 +323,7 @@ def ct_config_from_args(args: argparse.Namespace) -> ct.CTEvalConfig:
 def main(args: argparse.Namespace) -> int:
     try:
         if args.task == "ct":
-            result = ct.run_evaluation(ct_config_from_args(args))
+            result = run_ct_evaluation(ct_config_from_args(args))
         elif args.off_course:
             cfg = config_from_args(args)
             results = [run_evaluation(replace(cfg, operator=op, noise=noise)) for op, noise in OFF_COURSE]

@@ -601,32 +601,35 @@ def heldout_metrics(cfg: TrainConfig, checkpoint: str | Path) -> dict:
     )
     flags = f"--operator {op.blur} --kernel-size {op.kernel_size} --noise {cfg.noise:g}"
     flags += f" --variance {op.variance:g}" if op.blur == "gaussian" else f" --angle {op.angle:g} --kernel-style {op.style}"
-    return {
-        "command": f"python -m recon_demo evaluate --models {cfg.model}={checkpoint} --baselines input {flags} --lpips",
-        "protocol": result["protocol"]["summary"],
-        "images": result["protocol"]["images"],
-        "model": result["results"][cfg.model],
-        "measurement": result["results"]["input"],
-    }
+    command = f"python -m recon_demo evaluate --models {cfg.model}={checkpoint} --baselines input {flags} --lpips"
+    return _metrics_record(result, command, cfg.model, ("measurement", "input"))
 
 
 def _ct_heldout_metrics(cfg: TrainConfig, checkpoint: str | Path) -> dict:
-    from recon_demo import ct
+    from recon_demo.evaluate import CTEvalConfig, run_ct_evaluation
     from recon_demo.tomography import CTSpec
 
     spec = CTSpec(cfg.angles, cfg.val_size, cfg.ct_filter)
-    result = ct.run_evaluation(
-        ct.CTEvalConfig(models=[(cfg.model, str(checkpoint))], baselines=["fbp"], spec=spec, noise=cfg.noise, lpips=True)
+    result = run_ct_evaluation(
+        CTEvalConfig(models=[(cfg.model, str(checkpoint))], baselines=["fbp"], spec=spec, noise=cfg.noise, lpips=True)
     )
     flags = f"--angles {cfg.angles} --noise {cfg.noise:g}"
     flags += f" --fbp-filter {cfg.ct_filter}" if cfg.ct_filter != "ramp" else ""
     flags += f" --size {cfg.val_size}" if cfg.val_size != 256 else ""
+    command = f"python -m recon_demo evaluate --task ct --models {cfg.model}={checkpoint} --baselines fbp {flags} --lpips"
+    return _metrics_record(result, command, cfg.model, ("fbp", "fbp"))
+
+
+def _metrics_record(result: dict, command: str, model: str, reference: tuple[str, str]) -> dict:
+    """The manifest's ``metrics``: the command, protocol, images, the model's averages and the reference's
+    (``reference`` = (key in the record, name in the result))."""
+    key, name = reference
     return {
-        "command": f"python -m recon_demo evaluate --task ct --models {cfg.model}={checkpoint} --baselines fbp {flags} --lpips",
+        "command": command,
         "protocol": result["protocol"]["summary"],
         "images": result["protocol"]["images"],
-        "model": result["results"][cfg.model],
-        "fbp": result["results"]["fbp"],
+        "model": result["results"][model],
+        key: result["results"][name],
     }
 
 

@@ -437,6 +437,8 @@ class Trainer:
         self.x_val, self.y_val = validation_pair(cfg)
         self.step = 0
         self.elapsed = 0.0
+        self.segments = [[cfg.steps, 0]]  # (the run's --steps, the step it started from): more than one after a
+        # resume with another --steps, whose cosine schedule then jumps to its value at that step of the new length
         if resume:
             self._load_state()
 
@@ -451,6 +453,7 @@ class Trainer:
         except Exception as err:  # a damaged or foreign file: say so, never unpickle code
             raise TrainingError(f"cannot read the training state {path} ({type(err).__name__}: {err})") from None
         saved = json.loads(state["config"])
+        saved = TrainConfig().to_dict() | saved  # a field added since the state was written has its default
         current = self.cfg.to_dict()
         changed = sorted(k for k in current if k not in _RESUMABLE_CHANGES and saved.get(k) != current[k])
         if changed:
@@ -463,6 +466,9 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.step = int(state["step"])
         self.elapsed = float(state["elapsed"])
+        self.segments = json.loads(state.get("segments", "null")) or [[saved["steps"], 0]]
+        if self.segments[-1][0] != self.cfg.steps:  # resumed with another length: the schedule changes from here
+            self.segments.append([self.cfg.steps, self.step])
 
     def save_state(self, generator_state: torch.Tensor | None = None) -> Path | None:
         """Write the resumable state (atomically) beside the checkpoint; ``None`` when the run has no checkpoint."""
@@ -478,6 +484,7 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "step": self.step,
             "elapsed": self.elapsed,
+            "segments": json.dumps(self.segments),
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -659,7 +666,7 @@ def manifest_entry(trainer: Trainer, checkpoint: Path, sha256: str, manifest_dir
             "loss": cfg.loss, "optimizer": "Adam", "lr": cfg.lr, "schedule": cfg.schedule, "steps": trainer.step,
             "batch_size": cfg.batch_size, "patch_size": cfg.patch_size, "sampling": cfg.sampling, "seed": cfg.seed,
             "amp": cfg.amp,
-        },  # fmt: skip
+        } | ({"segments": trainer.segments} if len(trainer.segments) > 1 else {}),  # fmt: skip
         data={"sources": list(cfg.data), **trainer.data.describe(), "held_out": "never used (see README)"},
         compute={
             "device": str(trainer.device), "wall_s": round(trainer.elapsed, 1), "cli_wall_s": round(wall_s, 1),

@@ -227,9 +227,25 @@ def test_resume_refuses_another_configuration_and_a_missing_state(tmp_path):
         Trainer(TrainConfig(**{**SMALL, "loss": "l1"}, checkpoint=cfg.checkpoint), resume=True)
     longer = Trainer(TrainConfig(**{**SMALL, "steps": 9}, checkpoint=cfg.checkpoint), resume=True)
     assert longer.step == 6 and [e.step for e in longer.run()] == [7, 8, 9]
+    assert longer.segments == [[6, 0], [9, 6]]  # what the manifest's recipe records of a lengthened run
+    assert Trainer(TrainConfig(**{**SMALL, "steps": 9}, checkpoint=cfg.checkpoint), resume=True).segments == [[6, 0], [9, 6]]
     cfg.state_path().write_bytes(b"not a state")
     with pytest.raises(TrainingError, match="cannot read the training state"):
         Trainer(cfg, resume=True)
+
+
+def test_a_state_written_before_a_config_field_existed_resumes(tmp_path):
+    cfg = TrainConfig(**SMALL, checkpoint=str(tmp_path / "old.safetensors"))
+    list(train(cfg))
+    state = torch.load(cfg.state_path(), weights_only=True)
+    config = json.loads(state["config"])
+    for field in ("task", "angles", "ct_filter"):  # the fields the CT task added
+        del config[field]
+    state["config"] = json.dumps(config)
+    del state["segments"]
+    torch.save(state, cfg.state_path())
+    resumed = Trainer(TrainConfig(**{**SMALL, "steps": 7}, checkpoint=cfg.checkpoint), resume=True)
+    assert resumed.step == 6 and resumed.segments == [[6, 0], [7, 6]]
 
 
 def test_a_diverging_run_stops_with_a_message():
@@ -302,3 +318,17 @@ def test_train_cli_general_regime_records_its_ranges(tmp_path):
 def test_train_cli_refuses_bad_flags_with_status_2(flags, message, capsys):
     assert cli(["train", "--model", "cnn", "--patch-size", "32", "--phantoms", "1", *flags]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_ct_batches_crop_the_fbp_where_they_crop_the_image():
+    from recon_demo.training import ct_batch
+
+    cfg = TrainConfig(**{**SMALL, "task": "ct", "angles": 90, "noise": 0.0, "image_size": 64, "patch_size": 32, "batch_size": 3})
+    data = TrainingImages(cfg.data, cfg.image_size, cfg.phantoms, cfg.max_images)
+    x_true, x_fbp = ct_batch(cfg, data, 0, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert x_true.shape == x_fbp.shape == (3, 1, 32, 32)
+    for x, f in zip(x_true, x_fbp):  # a noiseless FBP over 90 angles is close to its image, crop for crop
+        assert float(torch.corrcoef(torch.stack([x.flatten(), f.flatten()]))[0, 1]) > 0.9
+    with pytest.raises(TrainingError, match="for deblurring, not CT"):
+        TrainConfig(**{**SMALL, "task": "ct"}, ranges=GENERAL_RANGES).validated()
+    assert TrainConfig(task="ct", angles=20).regime() == "ct-20" and TrainConfig(task="ct", noise=0.02).regime() == "custom"

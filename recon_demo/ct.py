@@ -77,14 +77,6 @@ CT_BASELINES: dict[str, CTBaseline] = {
 }
 
 
-def parse_baselines(spec: str | None) -> list[str]:
-    names = [s.strip() for s in (spec or "").split(",") if s.strip()]
-    for name in names:
-        if name not in CT_BASELINES:
-            raise KeyError(f"unknown CT baseline {name!r}; known CT baselines: {', '.join(CT_BASELINES)}")
-    return names
-
-
 def parse_models(spec: str | None) -> list[tuple[str, str | None]]:
     """``"fbp_resunet=FILE"`` or ``"all"`` (every CT model of the registry) → (name, path or None) pairs."""
     items: list[tuple[str, str | None]] = []
@@ -118,7 +110,6 @@ __all__ = [
     "CTBaseline",
     "ct_regime",
     "measure",
-    "parse_baselines",
     "parse_models",
     "refine",
     "regime_angles",

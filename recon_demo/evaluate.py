@@ -79,11 +79,12 @@ def parse_models(spec: str | None) -> list[tuple[str, str | None]]:
     return items
 
 
-def parse_baselines(spec: str | None) -> list[str]:
+def parse_baselines(spec: str | None, registry: dict = BASELINES, kind: str = "baseline") -> list[str]:
+    """``"wiener, tv"`` → ``["wiener", "tv"]``, each checked against ``registry`` (CT's: ``ct.CT_BASELINES``)."""
     names = [s.strip() for s in (spec or "").split(",") if s.strip()]
     for name in names:
-        if name not in BASELINES:
-            raise KeyError(f"unknown baseline {name!r}; known baselines: {', '.join(BASELINES)}")
+        if name not in registry:
+            raise KeyError(f"unknown {kind} {name!r}; known {kind}s: {', '.join(registry)}")
     return names
 
 
@@ -309,7 +310,7 @@ def ct_config_from_args(args: argparse.Namespace) -> CTEvalConfig:
     spec.build()  # validates the geometry before any work
     return CTEvalConfig(
         models=ct.parse_models(args.models),
-        baselines=ct.parse_baselines(args.baselines),
+        baselines=parse_baselines(args.baselines, ct.CT_BASELINES, "CT baseline"),
         images=args.images,
         limit=args.limit,
         spec=spec,

@@ -13,6 +13,7 @@ from recon_demo.__main__ import main as cli
 from recon_demo.checkpoints import Manifest
 from recon_demo.ct_lab import CT_TABLE_COLUMNS, CTLab, CTSetting, sinogram_picture
 from recon_demo.engine import Engine
+from recon_demo.evaluate import parse_baselines
 from recon_demo.lab import Lab, SettingError
 from recon_demo.tomography import detector_bins
 from recon_demo.ui.ct import ct_outputs
@@ -23,9 +24,9 @@ def test_ct_models_and_baselines_are_parsed_from_their_registries():
     assert ct.parse_models("fbp_resunet=w.safetensors") == [("fbp_resunet", "w.safetensors")]
     with pytest.raises(KeyError, match="not a CT model"):
         ct.parse_models("unet")
-    assert ct.parse_baselines("fbp, sirt") == ["fbp", "sirt"]
+    assert parse_baselines("fbp, sirt", ct.CT_BASELINES, "CT baseline") == ["fbp", "sirt"]
     with pytest.raises(KeyError, match="known CT baselines: fbp, sirt"):
-        ct.parse_baselines("wiener")
+        parse_baselines("wiener", ct.CT_BASELINES, "CT baseline")
     assert ct.ct_regime(60) == "ct-60" and ct.regime_angles("ct-20") == 20 and ct.regime_angles("course") is None
 
 

@@ -14,19 +14,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
+from recon_demo.ct import regime_angles
 from recon_demo.models import create_model, model_info
 
 WEIGHTS_DIR = Path(os.environ.get("RECON_WEIGHTS_DIR", Path(__file__).resolve().parent.parent / "weights"))
 MAX_CHECKPOINT_BYTES = 64 * 1024 * 1024  # the largest lecture model in fp32 is about 8 MB
 REGIMES = ("course", "general")  # the shipped ones; a run at another fixed operator is recorded as "custom"
-_CT_REGIME = re.compile(r"ct-\d+")  # CT checkpoints: ct-60 was trained at 60 angles
 _DESCRIPTION = (
     "Checkpoints trained by `python -m recon_demo train`; see README. "
     "Entries: model, regime, file, sha256, kwargs, operator, noise, recipe, data, compute, metrics."
@@ -215,7 +214,7 @@ class Manifest:
 
     def find(self, model: str, regime: str = "course") -> ManifestEntry | None:
         """The shipped checkpoint of ``model`` in ``regime``, or ``None`` when it has none yet."""
-        if regime not in REGIMES and not _CT_REGIME.fullmatch(regime):
+        if regime not in REGIMES and regime_angles(regime) is None:
             raise ValueError(f"unknown regime {regime!r}; choose one of {', '.join(REGIMES)} or ct-<angles>")
         return next((e for e in self.entries if e.model == model and e.regime == regime), None)
 

@@ -77,7 +77,7 @@ class CTLab:
 
     def __init__(self, lab: Lab, cache_size: int = 8):
         self.lab = lab
-        self._results: OrderedDict[CTSetting, CTResult] = OrderedDict()
+        self._results: OrderedDict[tuple[CTSetting, bool], CTResult] = OrderedDict()  # (setting, with LPIPS)
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
@@ -105,10 +105,11 @@ class CTLab:
     def run(self, setting: CTSetting, with_lpips: bool = True) -> CTResult:
         """Measure and reconstruct with FBP, SIRT and every CT model."""
         setting = setting.validated()
+        key = (setting, with_lpips)
         with self._lock:
-            if setting in self._results:
-                self._results.move_to_end(setting)
-                return self._results[setting]
+            if key in self._results:
+                self._results.move_to_end(key)
+                return self._results[key]
         x_true = self.lab.x_true(setting.image)  # (1, 1, 256, 256)
         radon = radon_operator(x_true.shape[-1], setting.angles)
         y_delta = measure(x_true, radon, setting.noise, torch.Generator().manual_seed(setting.seed))
@@ -132,7 +133,7 @@ class CTLab:
                 add(model, model_info(model).label, lambda n=network: refine(self.lab.engine, n, x_fbp))
         result = CTResult(setting, x_true[0, 0].numpy(), y_delta[0, 0].numpy(), recs, notes)
         with self._lock:
-            self._results[setting] = result
+            self._results[key] = result
             while len(self._results) > self._cache_size:
                 self._results.popitem(last=False)
         return result

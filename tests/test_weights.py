@@ -117,3 +117,17 @@ def test_evaluate_reproduces_the_recorded_ct_metrics(key):
     for metric in ("mse", "psnr", "ssim"):
         assert result["results"][entry.model][metric] == pytest.approx(entry.metrics["model"][metric], abs=1e-4)
         assert result["results"]["fbp"][metric] == pytest.approx(entry.metrics["fbp"][metric], abs=1e-4)
+
+
+def test_course_checkpoints_keep_the_lecture_ordering_and_beat_the_best_wiener_by_2_db():
+    course = {e.model: e.metrics["model"]["psnr"] for e in ENTRIES.values() if e.regime == "course"}
+    assert "cnn" in course
+    if "rescnn" in course:
+        assert course["rescnn"] >= course["cnn"]
+    for name in ("unet", "resunet", "attunet", "unetpp"):
+        if name in course:
+            assert course[name] >= course["cnn"] + 2, name
+    # Wiener at its best balance on these images (0.02; see baselines.py) at the lecture setting
+    wiener = run_evaluation(EvalConfig(baselines=["wiener"], device="cpu"))["results"]["wiener"]["psnr"]
+    assert wiener == pytest.approx(26.635, abs=1e-3)
+    assert min(course.values()) >= wiener + 2

@@ -20,8 +20,8 @@ import torch
 
 from recon_demo.checkpoints import CheckpointError
 from recon_demo.ct import CT_BASELINES, ct_regime, measure, refine, regime_angles
-from recon_demo.lab import MAX_NOISE, MAX_SEED, Lab, SettingError, check_number
-from recon_demo.metrics import METRICS, compute_metrics
+from recon_demo.lab import MAX_NOISE, MAX_SEED, Lab, SettingError, check_number, metric_cells
+from recon_demo.metrics import compute_metrics
 from recon_demo.models import list_models, model_info
 from recon_demo.tomography import CT_NOISE, FILTERS, LECTURE_ANGLES, radon_operator
 
@@ -143,9 +143,7 @@ def ct_rows(result: CTResult) -> list[list[str]]:
     """The metrics table, best PSNR first."""
     rows = []
     for r in sorted(result.reconstructions, key=lambda r: -r.metrics["psnr"]):
-        cells = [METRICS[m].format(r.metrics.get(m)).replace(" dB", "") if r.metrics.get(m) is not None else "—"
-                 for m in ("mse", "psnr", "ssim", "lpips", "dc")]  # fmt: skip
-        rows.append([r.label, *cells, f"{r.ms:.0f}"])
+        rows.append([r.label, *metric_cells(r.metrics), f"{r.ms:.0f}"])
     return rows
 
 

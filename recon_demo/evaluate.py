@@ -124,8 +124,7 @@ def run_evaluation(cfg: EvalConfig, engine: Engine | None = None) -> dict:
             outputs[name] = BASELINES[name](y_delta[0, 0].numpy(), kernel)
         row = {}
         for name, x_rec in outputs.items():
-            row[name] = {m: METRICS[m].fn(x_rec, x_true) for m in ("mse", "psnr", "ssim")}
-            row[name]["lpips"] = METRICS["lpips"].fn(x_rec, x_true) if with_lpips else None
+            row[name] = _image_metrics(x_rec, x_true, with_lpips)
         per_image[file_name] = row
     results = _averages(per_image, list(networks) + list(cfg.baselines), REPORTED)
     protocol = {
@@ -154,6 +153,13 @@ def _lpips_or_note(asked: bool) -> tuple[bool, list[str]]:
         return False, []
     ok, reason = lpips_status()
     return (True, []) if ok else (False, [reason])
+
+
+def _image_metrics(x_rec: np.ndarray, x_true: torch.Tensor, with_lpips: bool) -> dict[str, float | None]:
+    """One image's MSE, PSNR, SSIM and (when asked) LPIPS against the truth."""
+    row = {m: METRICS[m].fn(x_rec, x_true) for m in ("mse", "psnr", "ssim")}
+    row["lpips"] = METRICS["lpips"].fn(x_rec, x_true) if with_lpips else None
+    return row
 
 
 def _averages(per_image: dict[str, dict[str, dict]], names: list[str], metrics: tuple[str, ...]) -> dict[str, dict]:
@@ -207,8 +213,7 @@ def run_ct_evaluation(cfg: CTEvalConfig, engine: Engine | None = None) -> dict:
         row = {}
         for name, x_rec in outputs.items():
             image = x_rec[0, 0].numpy()
-            row[name] = {m: METRICS[m].fn(image, x_true) for m in ("mse", "psnr", "ssim")}
-            row[name]["lpips"] = METRICS["lpips"].fn(image, x_true) if with_lpips else None
+            row[name] = _image_metrics(image, x_true, with_lpips)
             row[name]["dc"] = data_consistency(x_rec, y_delta, radon)
         per_image[file_name] = row
     protocol = {

@@ -438,16 +438,17 @@ def metrics_rows(result: LabResult, sort_by: str = "psnr") -> list[list]:
             return (1, 0.0)
         return (0, -value if higher else value)
 
-    rows = [["Measurement", *_metric_cells(result.measurement_metrics), "", ""]]
+    rows = [["Measurement", *metric_cells(result.measurement_metrics), "", ""]]
     for r in sorted(result.reconstructions, key=key):
         label = r.label + (" (no weights)" if r.image is None else "") + (" ⚠" if r.name in result.badges else "")
         params = f"{count_parameters_of(architecture_of(r.name)):,}" if r.name not in BASELINES else "—"
-        cells = _metric_cells(r.metrics) if r.image is not None else ["—"] * 5
+        cells = metric_cells(r.metrics) if r.image is not None else ["—"] * 5
         rows.append([label, *cells, f"{r.ms:.1f}" if r.image is not None else "—", params])
     return rows
 
 
-def _metric_cells(metrics: dict[str, float | None]) -> list[str]:
+def metric_cells(metrics: dict[str, float | None]) -> list[str]:
+    """MSE, PSNR, SSIM, LPIPS and data consistency as table cells ("—" where missing); the CT table's too."""
     return [METRICS[m].format(metrics.get(m)).replace(" dB", "") if metrics.get(m) is not None else "—"
             for m in ("mse", "psnr", "ssim", "lpips", "dc")]  # fmt: skip
 

@@ -47,18 +47,16 @@ def projection_angles(n_angles: int) -> torch.Tensor:
 
 def check_geometry(size: int, n_angles: int) -> tuple[int, int]:
     """Validated ``(size, n_angles)``; ``ValueError`` with what is allowed otherwise."""
-    for name, value, hi in (("image size", size, MAX_SIZE), ("number of angles", n_angles, MAX_ANGLES)):
+    for name, value, lo, hi in (("image size", size, 8, MAX_SIZE), ("number of angles", n_angles, 1, MAX_ANGLES)):
         try:
             as_float = float(value)
         except (TypeError, ValueError):
             raise ValueError(f"{name} must be an integer, got {value!r}") from None
         if isinstance(value, bool) or not math.isfinite(as_float) or not as_float.is_integer():
             raise ValueError(f"{name} must be an integer, got {value!r}")
-        if not 1 <= as_float <= hi:
-            raise ValueError(f"{name} must be between {1 if name != 'image size' else 8} and {hi}, got {int(as_float)}")
+        if not lo <= as_float <= hi:
+            raise ValueError(f"{name} must be between {lo} and {hi}, got {int(as_float)}")
     size, n_angles = int(size), int(n_angles)
-    if size < 8:
-        raise ValueError(f"image size must be between 8 and {MAX_SIZE}, got {size}")
     if size * size * n_angles > MAX_ENTRIES:
         raise ValueError(
             f"{n_angles} angles of a {size}² image is too large for this machine; "

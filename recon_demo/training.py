@@ -8,8 +8,8 @@ The CLI draws them as a progress bar, the UI as live plots.
 
 Measurements are synthesised on the fly, ``y_delta = K x_true + e`` with the lecture's relative noise per
 image (for ``task="ct"``: the sinogram ``A x_true + e`` of a whole image, whose filtered back-projection is
-the network's input, cropped with its target), from clean training images that are never stored blurred: the training split of the package images,
-procedural phantoms and any folder of user images. A ``cancel`` (a ``threading.Event`` or a callable) is
+the network's input, cropped with its target), from clean training images that are never stored blurred:
+the training split of the package images, procedural phantoms and any folder of user images. A ``cancel`` (a ``threading.Event`` or a callable) is
 polled before every module's forward pass and around the backward pass, so a run stops within a fraction of
 a step and keeps the model as of its last completed step.
 
@@ -38,13 +38,14 @@ import torch.nn as nn
 
 from recon_demo import images
 from recon_demo.checkpoints import ManifestEntry, save_checkpoint
+from recon_demo.ct import ct_regime
 from recon_demo.engine import select_device
 from recon_demo.losses import WeightedLoss, check_available, parse_loss
 from recon_demo.metrics import compute_metrics
 from recon_demo.models import create_model, model_info
 from recon_demo.operators import BLUR_TYPES, KERNEL_STYLES, LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec, add_relative_noise
 from recon_demo.runtime import tune_allocator
-from recon_demo.tomography import CT_NOISE, FILTERS, LECTURE_ANGLES, check_geometry, radon_operator
+from recon_demo.tomography import CT_NOISE, FILTERS, LECTURE_ANGLES, CTSpec, check_geometry, radon_operator
 
 TASKS = ("deblur", "ct")
 SCHEDULES = ("constant", "cosine")
@@ -196,8 +197,6 @@ class TrainConfig:
         """``general`` (random operators), ``course`` (the lecture's setting), ``ct-<angles>`` (CT at 256², the
         ramp filter and noise 0.01) or ``custom`` (another fixed setting)."""
         if self.task == "ct":
-            from recon_demo.ct import ct_regime
-
             standard = (self.noise, self.ct_filter, self.image_size, self.val_size) == (CT_NOISE, "ramp", 256, 256)
             return ct_regime(self.angles) if standard else "custom"
         if self.ranges is not None:
@@ -614,7 +613,6 @@ def heldout_metrics(cfg: TrainConfig, checkpoint: str | Path) -> dict:
 
 def _ct_heldout_metrics(cfg: TrainConfig, checkpoint: str | Path) -> dict:
     from recon_demo.evaluate import CTEvalConfig, run_ct_evaluation
-    from recon_demo.tomography import CTSpec
 
     spec = CTSpec(cfg.angles, cfg.val_size, cfg.ct_filter)
     result = run_ct_evaluation(
@@ -644,8 +642,6 @@ def manifest_entry(trainer: Trainer, checkpoint: Path, sha256: str, manifest_dir
     """The manifest's description of a finished run: what, trained how, on what, where, and how good."""
     cfg = trainer.cfg
     if cfg.task == "ct":
-        from recon_demo.tomography import CTSpec
-
         operator = CTSpec(cfg.angles, cfg.image_size, cfg.ct_filter).to_dict()
         noise = {"kind": "relative", "level": cfg.noise, "on": "sinogram"}
     elif cfg.ranges is None:

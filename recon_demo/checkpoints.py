@@ -218,6 +218,10 @@ class Manifest:
             raise ValueError(f"unknown regime {regime!r}; choose one of {', '.join(REGIMES)} or ct-<angles>")
         return next((e for e in self.entries if e.model == model and e.regime == regime), None)
 
+    def shipped(self, regime: str = "course") -> list[str]:
+        """The models with a checkpoint in ``regime``, in manifest order."""
+        return [e.model for e in self.entries if e.regime == regime and self.find(e.model, regime) is e]
+
     def load_model(self, model: str, regime: str = "course") -> nn.Module:
         """Build ``model`` with its shipped weights of ``regime``, checking the file's sha256 first."""
         entry = self.find(model, regime)

@@ -4,8 +4,9 @@ Images are read in sorted name order with PIL ``convert("L")``, ``ToTensor`` and
 ``torch.manual_seed(seed)`` is called once before the loop; for each image, on the CPU, ``y = K x`` and
 ``y_delta = y + e / ||e|| · ||y|| · noise`` with ``e = torch.randn_like(y)``. Every model and baseline sees
 the same ``y_delta``; outputs are clamped to [0, 1]; MSE, PSNR, SSIM (and LPIPS) are computed per image
-and averaged. The table mirrors the lecture's; ``--format json`` gives
-``{"protocol": ..., "results": {NAME: {"mse", "psnr", "ssim", "lpips", "n"}}, "per_image": ...}``.
+and averaged. The table mirrors the lecture's; ``--format markdown`` adds each network's parameters and the
+median milliseconds per image (the README's results tables); ``--format json`` gives
+``{"protocol": ..., "results": {NAME: {"mse", "psnr", "ssim", "lpips", "n", "ms", "params"}}, "per_image": ...}``.
 
 ``--task ct`` runs the same protocol on sinograms (``recon_demo.ct``): ``--angles``, ``--noise`` relative
 on the sinogram, CT models and the ``fbp``/``sirt`` baselines, and a data-consistency column ``dc``.
@@ -16,7 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +28,10 @@ from PIL import Image
 
 from recon_demo import ct, images
 from recon_demo.baselines import BASELINES
-from recon_demo.checkpoints import REGIMES, CheckpointError
+from recon_demo.checkpoints import REGIMES, CheckpointError, Manifest
 from recon_demo.engine import Engine
 from recon_demo.metrics import METRICS, data_consistency, lpips_status
-from recon_demo.models import list_models, model_info
+from recon_demo.models import count_parameters, list_models, model_info
 from recon_demo.operators import OperatorSpec, add_relative_noise
 from recon_demo.tomography import CT_NOISE, FILTERS, LECTURE_ANGLES, CTSpec
 
@@ -60,10 +63,12 @@ class EvalConfig:
     lpips: bool = False  # also compute LPIPS
     regime: str = "course"  # which shipped checkpoints `name` (without =PATH) selects
     device: str | None = None
+    unshipped: list[str] = field(default_factory=list)  # architectures "all" left out: no weights in the regime
 
 
-def parse_models(spec: str | None) -> list[tuple[str, str | None]]:
-    """``"cnn=CNN.pth,unet"`` → ``[("cnn", "CNN.pth"), ("unet", None)]``; ``"all"`` names the seven."""
+def parse_models(spec: str | None, shipped: list[str] | None = None) -> list[tuple[str, str | None]]:
+    """``"cnn=CNN.pth,unet"`` → ``[("cnn", "CNN.pth"), ("unet", None)]``; ``"all"`` names the seven
+    architectures, or, given ``shipped``, those of them with weights in the regime."""
     if not spec:
         return []
     items: list[tuple[str, str | None]] = []
@@ -71,7 +76,7 @@ def parse_models(spec: str | None) -> list[tuple[str, str | None]]:
         if not item:
             continue
         if item == "all":
-            items += [(name, None) for name in list_models()]
+            items += [(name, None) for name in list_models() if shipped is None or name in shipped]
             continue
         name, _, path = item.partition("=")
         model_info(name.strip())  # unknown names fail here with the known ones
@@ -111,7 +116,10 @@ def run_evaluation(cfg: EvalConfig, engine: Engine | None = None) -> dict:
     kernel = K.kernel.numpy()
     networks = {name: engine.model(name, path, cfg.regime) for name, path in cfg.models}  # fail early
     with_lpips, notes = _lpips_or_note(cfg.lpips)
+    if cfg.unshipped:
+        notes.append(f"no {cfg.regime} weights yet, so left out of 'all': {', '.join(map(label, cfg.unshipped))}")
     per_image: dict[str, dict[str, dict[str, float | None]]] = {}
+    ms: dict[str, list[float]] = {name: [] for name in [*networks, *cfg.baselines]}
     torch.manual_seed(cfg.seed)
     for file_name, img in load_images(cfg.images, cfg.limit):
         x_true = images.protocol_tensor(img, cfg.size)  # (1, 1, H, W) on the CPU
@@ -119,14 +127,19 @@ def run_evaluation(cfg: EvalConfig, engine: Engine | None = None) -> dict:
         y_delta = add_relative_noise(y, cfg.noise)  # the global RNG, seeded once above
         outputs: dict[str, np.ndarray] = {}
         for name, model in networks.items():
-            outputs[name] = engine.forward(model, y_delta)[0][0, 0].numpy()
+            out, elapsed = engine.forward(model, y_delta)
+            outputs[name] = out[0, 0].numpy()
+            ms[name].append(elapsed)
         for name in cfg.baselines:
+            start = time.perf_counter()
             outputs[name] = BASELINES[name](y_delta[0, 0].numpy(), kernel)
+            ms[name].append((time.perf_counter() - start) * 1000)
         row = {}
         for name, x_rec in outputs.items():
             row[name] = _image_metrics(x_rec, x_true, with_lpips)
         per_image[file_name] = row
     results = _averages(per_image, list(networks) + list(cfg.baselines), REPORTED)
+    _add_cost(results, ms, networks)
     protocol = {
         "images": list(per_image),
         "images_dir": cfg.images or "held-out package images",
@@ -171,6 +184,14 @@ def _averages(per_image: dict[str, dict[str, dict]], names: list[str], metrics: 
     return results
 
 
+def _add_cost(results: dict[str, dict], ms: dict[str, list[float]], networks: dict[str, torch.nn.Module]) -> None:
+    """Each result's median ms per image (the median, so the first call's warm-up does not count) and, for
+    networks, its parameters."""
+    for name, r in results.items():
+        r["ms"] = float(np.median(ms[name])) if ms[name] else None
+        r["params"] = count_parameters(networks[name]) if name in networks else None
+
+
 def _mean(values: list[float | None]) -> float | None:
     return None if not values or any(v is None for v in values) else float(np.mean(values))
 
@@ -202,14 +223,20 @@ def run_ct_evaluation(cfg: CTEvalConfig, engine: Engine | None = None) -> dict:
     networks = {name: engine.model(name, path, regime) for name, path in cfg.models}  # fail early
     with_lpips, notes = _lpips_or_note(cfg.lpips)
     per_image: dict[str, dict[str, dict[str, float | None]]] = {}
+    ms: dict[str, list[float]] = {name: [] for name in [*networks, *cfg.baselines]}
     torch.manual_seed(cfg.seed)
     for file_name, img in load_images(cfg.images, cfg.limit):
         x_true = images.protocol_tensor(img, cfg.spec.size, square=True)  # (1, 1, n, n) on the CPU
         y_delta = ct.measure(x_true, radon, cfg.noise)  # the global RNG, seeded once above
+        start = time.perf_counter()
         x_fbp = radon.fbp(y_delta, cfg.spec.filter)
-        outputs = {name: ct.refine(engine, model, x_fbp) for name, model in networks.items()}
-        for name in cfg.baselines:
-            outputs[name] = ct.CT_BASELINES[name](radon, y_delta, cfg.spec.filter)
+        fbp_ms = (time.perf_counter() - start) * 1000  # part of every network's time: each refines this FBP
+        outputs = {}
+        for name, run in [*((n, partial(ct.refine, engine, m, x_fbp)) for n, m in networks.items()),
+                          *((n, partial(ct.CT_BASELINES[n], radon, y_delta, cfg.spec.filter)) for n in cfg.baselines)]:
+            start = time.perf_counter()
+            outputs[name] = run()
+            ms[name].append((time.perf_counter() - start) * 1000 + (fbp_ms if name in networks else 0.0))
         row = {}
         for name, x_rec in outputs.items():
             image = x_rec[0, 0].numpy()
@@ -231,6 +258,7 @@ def run_ct_evaluation(cfg: CTEvalConfig, engine: Engine | None = None) -> dict:
         "device": str(engine.device),
     }
     results = _averages(per_image, list(networks) + list(cfg.baselines), (*REPORTED, "dc"))
+    _add_cost(results, ms, networks)
     return {"protocol": protocol, "results": results, "per_image": per_image, "notes": notes}
 
 
@@ -256,6 +284,29 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def format_markdown(result: dict) -> str:
+    """The README's results table: the lecture's columns, then parameters and median ms per image."""
+    p = result["protocol"]
+    task = p.get("task", "deblur")
+    columns = REPORTED + (("dc",) if task == "ct" else ())
+    lines = [
+        f"{len(p['images'])} images, {p['summary']}, {p['size']}² on {p['device']}",
+        "",
+        "| model | " + " | ".join(METRICS[m].label for m in columns) + " | parameters | ms per image |",
+        "|---" * (len(columns) + 3) + "|",
+    ]
+    for name, r in result["results"].items():
+        cells = [label(name, task)] + [METRICS[m].format(r[m]) if r[m] is not None else "—" for m in columns]
+        cells.append(f"{r['params']:,}" if r.get("params") is not None else "")
+        cells.append(f"{r['ms']:.1f}" if r.get("ms") is not None else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += result["notes"]
+    return "\n".join(lines)
+
+
+FORMATS = {"table": format_table, "markdown": format_markdown}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default="deblur", choices=("deblur", "ct"), help="deblur (default) or ct (sinograms)")
     parser.add_argument("--models", help="comma list: registry names (shipped weights), NAME=PATH for a checkpoint, or 'all'")
@@ -277,7 +328,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--off-course", action="store_true",
                         help="run at the five off-course settings of the general regime instead of --operator/--noise")
     parser.add_argument("--device", help="cpu, cuda, mps (default: RECON_DEVICE or the best available)")
-    parser.add_argument("--format", default="table", choices=("table", "json"))
+    parser.add_argument("--format", default="table", choices=("table", "markdown", "json"),
+                        help="the lecture's table, the README's (with parameters and ms per image), or JSON")
 
 
 def _check_protocol_args(args: argparse.Namespace, max_size: int, task: str = "") -> None:
@@ -293,8 +345,12 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
     _check_protocol_args(args, MAX_SIZE)
     operator = OperatorSpec(args.operator, args.kernel_size, args.angle, args.variance, args.kernel_style)
     operator.kernel()  # validates the operator before any work
+    shipped = Manifest.load().shipped(args.regime)
+    asks_all = "all" in [s.strip() for s in (args.models or "").split(",")]
+    if asks_all and not shipped and not args.baselines:
+        raise ValueError(f"no {args.regime} weights are shipped yet, so 'all' selects no model")
     return EvalConfig(
-        models=parse_models(args.models),
+        models=parse_models(args.models, shipped),
         baselines=parse_baselines(args.baselines),
         images=args.images,
         limit=args.limit,
@@ -305,6 +361,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         lpips=args.lpips,
         regime=args.regime,
         device=args.device,
+        unshipped=[name for name in list_models() if name not in shipped] if asks_all else [],
     )
 
 
@@ -336,7 +393,7 @@ def main(args: argparse.Namespace) -> int:
             if args.format == "json":
                 print(json.dumps({"off_course": results}, indent=1))
             else:
-                print("\n\n".join(format_table(r) for r in results))
+                print("\n\n".join(FORMATS[args.format](r) for r in results))
             return 0
         else:
             result = run_evaluation(config_from_args(args))
@@ -344,5 +401,5 @@ def main(args: argparse.Namespace) -> int:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"evaluate: {message}", file=sys.stderr)
         return 2
-    print(json.dumps(result, indent=1) if args.format == "json" else format_table(result))
+    print(json.dumps(result, indent=1) if args.format == "json" else FORMATS[args.format](result))
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import gradio as gr
 import numpy as np
@@ -77,6 +78,13 @@ def test_train_ct_writes_a_checkpoint_that_evaluate_reads(tmp_path, capsys):
                 "--baselines", "fbp", "--format", "json"]) == 0  # fmt: skip
     result = json.loads(capsys.readouterr().out)
     assert result["results"]["fbp_resunet"]["psnr"] == pytest.approx(entry.metrics["model"]["psnr"], abs=1e-4)
+    assert cli(["evaluate", "--task", "ct", "--angles", "12", "--size", "64", "--models", f"fbp_resunet={out}",
+                "--baselines", "fbp", "--limit", "1", "--format", "markdown"]) == 0  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == "| model | MSE | PSNR | SSIM | LPIPS | Data consistency | parameters | ms per image |"
+    params = result["results"]["fbp_resunet"]["params"]
+    assert lines[4].startswith("| FBP + Residual UNet |") and re.search(rf"\| {params:,} \| \d+\.\d \|$", lines[4])
+    assert lines[5].startswith("| FBP |") and "|  |" in lines[5]  # a baseline has no parameters
 
 
 def test_train_ct_refuses_the_general_regime_and_a_bad_angle_count(capsys):

@@ -106,3 +106,41 @@ def test_off_course_runs_the_five_settings_of_the_general_check(capsys):
     assert [r["protocol"]["noise"] for r in results] == [noise for _, noise in OFF_COURSE]
     assert [r["protocol"]["kernel_size"] for r in results] == [op.kernel_size for op, _ in OFF_COURSE]
     assert all(set(r["results"]) == {"input", "wiener"} for r in results)
+
+
+@pytest.fixture
+def cnn_only_weights(tmp_path, monkeypatch):
+    """A weights folder shipping the course CNN alone."""
+    import shutil
+
+    from recon_demo.checkpoints import WEIGHTS_DIR
+
+    manifest = json.loads((WEIGHTS_DIR / "manifest.json").read_text())
+    manifest["checkpoints"] = [e for e in manifest["checkpoints"] if (e["model"], e["regime"]) == ("cnn", "course")]
+    shutil.copy(WEIGHTS_DIR / manifest["checkpoints"][0]["file"], tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setattr("recon_demo.checkpoints.WEIGHTS_DIR", tmp_path)
+    return tmp_path
+
+
+def test_all_selects_the_shipped_checkpoints_of_the_regime(cnn_only_weights, capsys):
+    argv = ["evaluate", "--models", "all", "--baselines", "input", "--limit", "2"]
+    assert main([*argv, "--format", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert list(result["results"]) == ["cnn", "input"]
+    assert result["protocol"]["checkpoints"] == {"cnn": "shipped (course)"}
+    assert result["notes"] == ["no course weights yet, so left out of 'all': ResCNN, UNet, Residual UNet, "
+                               "Attention UNet, UNet++, ViT"]  # fmt: skip
+    assert result["results"]["cnn"]["params"] == 9857 and result["results"]["input"]["params"] is None
+    assert result["results"]["cnn"]["ms"] > 0 and result["results"]["input"]["ms"] > 0
+    assert result["results"]["cnn"]["psnr"] > result["results"]["input"]["psnr"]
+
+    assert main([*argv, "--format", "markdown"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "2 images, motion 9 @ 20° (ippy), noise 0.01, seed 123, 256² on cpu"
+    assert lines[2] == "| model | MSE | PSNR | SSIM | LPIPS | parameters | ms per image |"
+    assert re.fullmatch(r"\| CNN \| \d\.\d{6} \| \d+\.\d{3} dB \| \d\.\d{4} \| — \| 9,857 \| \d+\.\d \|", lines[4])
+    assert re.fullmatch(r"\| Measurement \| .* \|  \| \d+\.\d \|", lines[5])
+
+    assert main(["evaluate", "--models", "all", "--regime", "general"]) == 2
+    assert "no general weights are shipped yet, so 'all' selects no model" in capsys.readouterr().err

@@ -135,7 +135,7 @@ class TrainConfig:
     epoch_batches: int | None = None  # "epochs": at most this many batches per epoch (the lecture's 8)
     seed: int = 0  # torch.manual_seed before the model is built; the data and noise generator's seed
     device: str | None = None  # cpu, cuda, mps; None: RECON_DEVICE or the best available
-    amp: bool = False  # bf16 autocast (CUDA only)
+    amp: bool = False  # bf16 autocast (CUDA, or the CPU: twice as fast on one with AVX512-BF16)
     eval_every: int = 50  # validate every N steps (0: only at the end)
     val_image: str = "camera"  # the held-out image of the fixed validation measurement
     val_size: int = 256  # its Resize side
@@ -417,8 +417,8 @@ class Trainer:
             self.device = select_device(cfg.device)
         except (ValueError, RuntimeError) as err:
             raise TrainingError(str(err)) from None
-        if cfg.amp and self.device.type != "cuda":
-            raise TrainingError("mixed precision (amp) needs a CUDA device")
+        if cfg.amp and self.device.type not in ("cuda", "cpu"):
+            raise TrainingError(f"mixed precision (amp) runs on CUDA or the CPU, not on {self.device.type}")
         self.loss_fn: WeightedLoss = parse_loss(cfg.loss)
         try:
             check_available(self.loss_fn)
@@ -438,6 +438,7 @@ class Trainer:
         self.elapsed = 0.0
         self.segments = [[cfg.steps, 0]]  # (the run's --steps, the step it started from): more than one after a
         # resume with another --steps, whose cosine schedule then jumps to its value at that step of the new length
+        self.precision = [[0, _precision(cfg)]]  # (from step, "fp32" or "bf16"): a resume may switch --amp
         if resume:
             self._load_state()
 
@@ -468,6 +469,9 @@ class Trainer:
         self.segments = json.loads(state.get("segments", "null")) or [[saved["steps"], 0]]
         if self.segments[-1][0] != self.cfg.steps:  # resumed with another length: the schedule changes from here
             self.segments.append([self.cfg.steps, self.step])
+        self.precision = json.loads(state.get("precision", "null")) or [[0, _precision(TrainConfig(amp=saved["amp"]))]]
+        if self.precision[-1][1] != _precision(self.cfg):  # resumed with --amp switched
+            self.precision.append([self.step, _precision(self.cfg)])
 
     def save_state(self, generator_state: torch.Tensor | None = None) -> Path | None:
         """Write the resumable state (atomically) beside the checkpoint; ``None`` when the run has no checkpoint."""
@@ -484,6 +488,7 @@ class Trainer:
             "step": self.step,
             "elapsed": self.elapsed,
             "segments": json.dumps(self.segments),
+            "precision": json.dumps(self.precision),
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -585,6 +590,10 @@ class Trainer:
         yield last  # a cancelled run returns at once, without a final validation
 
 
+def _precision(cfg: TrainConfig) -> str:
+    return "bf16" if cfg.amp else "fp32"
+
+
 def train(cfg: TrainConfig, cancel=None, resume: bool = False) -> Iterator[TrainEvent]:
     """``Trainer(cfg, resume).run(cancel)``: the events of one run."""
     return Trainer(cfg, resume).run(cancel)
@@ -662,7 +671,8 @@ def manifest_entry(trainer: Trainer, checkpoint: Path, sha256: str, manifest_dir
             "loss": cfg.loss, "optimizer": "Adam", "lr": cfg.lr, "schedule": cfg.schedule, "steps": trainer.step,
             "batch_size": cfg.batch_size, "patch_size": cfg.patch_size, "sampling": cfg.sampling, "seed": cfg.seed,
             "amp": cfg.amp,
-        } | ({"segments": trainer.segments} if len(trainer.segments) > 1 else {}),  # fmt: skip
+        } | ({"segments": trainer.segments} if len(trainer.segments) > 1 else {})
+          | ({"precision": trainer.precision} if len(trainer.precision) > 1 else {}),  # fmt: skip
         data={"sources": list(cfg.data), **trainer.data.describe(), "held_out": "never used (see README)"},
         compute={
             "device": str(trainer.device), "wall_s": round(trainer.elapsed, 1), "cli_wall_s": round(wall_s, 1),
@@ -698,7 +708,8 @@ def add_arguments(parser) -> None:
     g.add_argument("--schedule", default="constant", choices=SCHEDULES)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", help="cpu, cuda, mps (default: RECON_DEVICE or the best available)")
-    g.add_argument("--amp", action="store_true", help="bf16 mixed precision (CUDA only)")
+    g.add_argument("--amp", action="store_true",
+                   help="bf16 autocast: on CUDA, or on a CPU with bf16 instructions (measured 2x faster here)")
     g = parser.add_argument_group("operator: course (the lecture's, fixed) or general (random per image)")
     g.add_argument("--regime", default="course", choices=("course", "general"))
     g.add_argument("--blur", default="motion", choices=BLUR_TYPES, help="fixed blur (and the validation's)")

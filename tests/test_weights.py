@@ -131,3 +131,10 @@ def test_course_checkpoints_keep_the_lecture_ordering_and_beat_the_best_wiener_b
     wiener = run_evaluation(EvalConfig(baselines=["wiener"], device="cpu"))["results"]["wiener"]["psnr"]
     assert wiener == pytest.approx(26.635, abs=1e-3)
     assert min(course.values()) >= wiener + 2
+
+
+def test_every_shipped_file_is_listed_and_all_stay_under_80_mb():
+    files = {e.file for e in MANIFEST.entries}
+    on_disk = {p.name for p in MANIFEST.weights_dir.glob("*.safetensors")}
+    assert on_disk == files, "a weights file the manifest does not list, or a listed one missing"
+    assert sum((MANIFEST.weights_dir / f).stat().st_size for f in files) < 80 * 1000 * 1000

@@ -184,7 +184,23 @@ def training_section(quick: bool, device: str | None) -> dict:
         "loss_study_s": round(study.wall_s, 2),
         "loss_study_scale": f"{len(cfg.losses)} × {cfg.steps} steps at {cfg.size}²",
         "train_steps_per_s": round(steps / sum(r.seconds for r in study.results.values()), 2),
-    }
+    } | amp_section(quick, device)
+
+
+def amp_section(quick: bool, device: str | None) -> dict:
+    """The training CLI's step, fp32 against ``--amp`` (bf16 autocast), for the recipe of the shipped UNets:
+    a UNet on 8 crops of 96² (quick: 64²). The first steps warm up and are not counted."""
+    from recon_demo.training import TrainConfig, Trainer
+
+    warm, timed = (1, 3) if quick else (3, 12)
+    ms = {}
+    for amp in (False, True):
+        cfg = TrainConfig(model="unet", steps=warm + timed, batch_size=8, patch_size=64 if quick else 96, phantoms=4,
+                          max_images=4, eval_every=0, device=device, amp=amp)  # fmt: skip
+        elapsed = [event.elapsed for event in Trainer(cfg).run()]
+        ms["bf16" if amp else "fp32"] = round((elapsed[-1] - elapsed[warm - 1]) / timed * 1000, 1)
+    return {"train_step_ms": ms, "train_step_scale": f"unet, 8 × {cfg.patch_size}²",
+            "amp_speedup": round(ms["fp32"] / ms["bf16"], 2)}  # fmt: skip
 
 
 def run_bench(quick: bool = False, device: str | None = None, repeats: int | None = None, app: bool | None = None) -> dict:
@@ -224,6 +240,9 @@ def format_report(r: dict) -> str:
     if r["cold_start_s"] is not None:
         lines.append(f"app: cold start {r['cold_start_s']} s; /reconstruct round trip ({r['roundtrip_models']}) {r['roundtrip_ms']} ms")
     lines.append(f"loss study ({r['loss_study_scale']}): {r['loss_study_s']} s, {r['train_steps_per_s']} steps/s")
+    step = r["train_step_ms"]
+    lines.append(f"train step ({r['train_step_scale']}): fp32 {step['fp32']} ms, --amp (bf16) {step['bf16']} ms, "
+                 f"{r['amp_speedup']}× faster")  # fmt: skip
     return "\n".join(lines)
 
 

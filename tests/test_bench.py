@@ -21,6 +21,8 @@ def test_quick_bench_reports_every_figure(capsys):
     assert 88 < report["gflop_all"] < 90  # the seven architectures' FLOPs at 256² (the issue's 89.5 with its counter)
     assert report["sgemm_gflops"] > 0 and report["efficiency"] > 0 and report["train_steps_per_s"] > 0
     assert report["cold_start_s"] is None and report["roundtrip_ms"] is None  # the app is measured in full mode only
+    assert set(report["train_step_ms"]) == {"fp32", "bf16"} and all(ms > 0 for ms in report["train_step_ms"].values())
+    assert report["amp_speedup"] == round(report["train_step_ms"]["fp32"] / report["train_step_ms"]["bf16"], 2)
 
 
 def test_bench_refuses_bad_flags(capsys):

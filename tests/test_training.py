@@ -102,6 +102,12 @@ def test_operator_ranges_are_sampled_within_bounds_and_reproducibly():
     assert {spec.style for spec, _ in draws} == {"ippy", "centered"}
     assert {spec.kernel_size for spec, _ in draws} == set(range(3, 16, 2))
     assert all(0 <= spec.angle <= 180 and 0.5 <= spec.variance <= 4 and 0 <= noise <= 0.05 for spec, noise in draws)
+    lecture = sum((spec, noise) == (LECTURE_OPERATOR, 0.01) for spec, noise in draws)
+    assert 30 <= lecture <= 70  # one draw in four is the lecture's setting (50 expected of 200)
+    assert not any(spec == LECTURE_OPERATOR for spec, _ in (OperatorRanges().sample(torch.Generator().manual_seed(s))
+                                                         for s in range(200)))  # fmt: skip
+    with pytest.raises(TrainingError, match=r"share of the draws must be in \[0, 1\]"):
+        OperatorRanges(lecture_share=1.5).validate()
 
 
 def test_measurements_are_synthesised_per_image():

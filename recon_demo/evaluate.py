@@ -304,6 +304,24 @@ def format_markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def format_off_course_markdown(results: list[dict]) -> str:
+    """The off-course check at a glance: one row per setting, each method's PSNR (dB), the best in bold."""
+    names = list(results[0]["results"])
+    lines = [
+        f"{len(results[0]['protocol']['images'])} images, seed {results[0]['protocol']['seed']}, PSNR dB",
+        "",
+        "| setting | " + " | ".join(label(n) for n in names) + " |",
+        "|---" * (len(names) + 1) + "|",
+    ]
+    for r in results:
+        psnrs = {n: r["results"][n]["psnr"] for n in names}
+        best = max(psnrs.values())
+        cells = [f"**{v:.2f}**" if v == best else f"{v:.2f}" for v in psnrs.values()]
+        setting = r["protocol"]["summary"].rsplit(", seed", 1)[0]
+        lines.append(f"| {setting} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + sorted({note for r in results for note in r["notes"]}))
+
+
 FORMATS = {"table": format_table, "markdown": format_markdown}
 
 
@@ -392,8 +410,10 @@ def main(args: argparse.Namespace) -> int:
             results = [run_evaluation(replace(cfg, operator=op, noise=noise)) for op, noise in OFF_COURSE]
             if args.format == "json":
                 print(json.dumps({"off_course": results}, indent=1))
+            elif args.format == "markdown":
+                print(format_off_course_markdown(results))
             else:
-                print("\n\n".join(FORMATS[args.format](r) for r in results))
+                print("\n\n".join(format_table(r) for r in results))
             return 0
         else:
             result = run_evaluation(config_from_args(args))

@@ -144,3 +144,14 @@ def test_all_selects_the_shipped_checkpoints_of_the_regime(cnn_only_weights, cap
 
     assert main(["evaluate", "--models", "all", "--regime", "general"]) == 2
     assert "no general weights are shipped yet, so 'all' selects no model" in capsys.readouterr().err
+
+
+def test_off_course_markdown_gives_one_row_per_setting_with_the_best_in_bold(capsys):
+    from recon_demo.evaluate import OFF_COURSE
+
+    assert main(["evaluate", "--baselines", "input,wiener", "--limit", "1", "--off-course", "--format", "markdown"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[2] == "| setting | Measurement | Wiener |"
+    rows = lines[4:]
+    assert [row.split(" | ")[0] for row in rows] == [f"| {op.describe()}, noise {noise:g}" for op, noise in OFF_COURSE]
+    assert all(row.count("**") == 2 and re.fullmatch(r"\| .* \| \**\d+\.\d\d\** \| \**\d+\.\d\d\** \|", row) for row in rows)

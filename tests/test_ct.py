@@ -81,7 +81,7 @@ def test_train_ct_writes_a_checkpoint_that_evaluate_reads(tmp_path, capsys):
     assert cli(["evaluate", "--task", "ct", "--angles", "12", "--size", "64", "--models", f"fbp_resunet={out}",
                 "--baselines", "fbp", "--limit", "1", "--format", "markdown"]) == 0  # fmt: skip
     lines = capsys.readouterr().out.splitlines()
-    assert lines[2] == "| model | MSE | PSNR | SSIM | LPIPS | Data consistency | parameters | ms per image |"
+    assert lines[2] == "| model | MSE | PSNR | SSIM | LPIPS | Data consistency | parameters | ms per 256² |"
     params = result["results"]["fbp_resunet"]["params"]
     assert lines[4].startswith("| FBP + Residual UNet |") and re.search(rf"\| {params:,} \| \d+\.\d \|$", lines[4])
     assert lines[5].startswith("| FBP |") and "|  |" in lines[5]  # a baseline has no parameters

@@ -138,7 +138,7 @@ def test_all_selects_the_shipped_checkpoints_of_the_regime(cnn_only_weights, cap
     assert main([*argv, "--format", "markdown"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == "2 images, motion 9 @ 20° (ippy), noise 0.01, seed 123, 256² on cpu"
-    assert lines[2] == "| model | MSE | PSNR | SSIM | LPIPS | parameters | ms per image |"
+    assert lines[2] == "| model | MSE | PSNR | SSIM | LPIPS | parameters | ms per 256² |"
     assert re.fullmatch(r"\| CNN \| \d\.\d{6} \| \d+\.\d{3} dB \| \d\.\d{4} \| — \| 9,857 \| \d+\.\d \|", lines[4])
     assert re.fullmatch(r"\| Measurement \| .* \|  \| \d+\.\d \|", lines[5])
 

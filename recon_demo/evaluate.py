@@ -128,7 +128,7 @@ def run_evaluation(cfg: EvalConfig, engine: Engine | None = None) -> dict:
         y = K.forward(x_true)
         y_delta = add_relative_noise(y, cfg.noise)  # the global RNG, seeded once above
         outputs: dict[str, np.ndarray] = {}
-        per_256 = PIXELS_256 / x_true[0, 0].numel()  # Resize(256) keeps the aspect: 256×384 for a 2:3 image
+        per_256 = PIXELS_256 / x_true.numel()  # Resize(256) keeps the aspect: 256×384 for a 2:3 image
         for name, model in networks.items():
             if (name, y_delta.shape) not in warm:  # a new shape: the backend picks its kernels on the first call
                 engine.forward(model, y_delta)

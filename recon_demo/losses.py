@@ -4,8 +4,9 @@
 window), made differentiable, and ``ssim_lecture`` the lecture's loss-study variant (statistics from 3×3
 average pooling, c1 = 0.01², c2 = 0.03², a 1e-8 guard); ``fourier`` is the lecture's mean absolute
 difference of orthonormal 2-D FFTs and ``fourier_hp(cutoff)`` the same above a radial cut-off (a fraction
-of the Nyquist frequency), which weighs the fine detail blur destroys; ``perceptual`` compares VGG16
-``features[:16]`` and ``lpips`` is LPIPS used as a loss. The last two need ImageNet weights, found offline
+of the Nyquist frequency), which weighs the fine detail blur destroys; ``psnr`` is each image's shortfall
+from 50 dB PSNR, averaged, so that an image under a strong blur does not outweigh one under a mild blur;
+``perceptual`` compares VGG16 ``features[:16]`` and ``lpips`` is LPIPS used as a loss. The last two need ImageNet weights, found offline
 (see ``pretrained``); without them they are reported unavailable with the reason.
 
 ``parse_loss("mse + 0.2*ssim + 0.1*fourier")`` builds a weighted sum; a malformed spec raises
@@ -79,6 +80,17 @@ def fourier_loss(x_rec: torch.Tensor, x_true: torch.Tensor, cutoff: float = 0.0)
     fx = torch.fft.fftfreq(w, device=x_rec.device).abs()[None, :] * 2
     mask = (fy**2 + fx**2).sqrt() >= cutoff  # (H, W)
     return diff[..., mask].mean()
+
+
+def psnr_loss(x_rec: torch.Tensor, x_true: torch.Tensor, ceiling: float = 50.0) -> torch.Tensor:
+    """How many dB each image's PSNR falls short of ``ceiling``, averaged over the batch.
+
+    ``10·log10(1 + MSE_i / 10^(−ceiling/10))`` is ``ceiling − PSNR_i`` wherever PSNR_i is well below the ceiling,
+    and stays positive. Under MSE an image with a strong blur or heavy noise (a large error) outweighs an easy
+    one by orders of magnitude; in dB each counts the same, as in the mean PSNR that the tables report.
+    """
+    mse = (x_rec - x_true).pow(2).flatten(1).mean(1)  # (N,)
+    return (10 * torch.log10(1 + mse * 10 ** (ceiling / 10))).mean()
 
 
 _NETWORKS: dict[tuple[str, str], nn.Module] = {}  # the frozen ImageNet networks, one per (builder, device)
@@ -166,6 +178,11 @@ LOSSES: dict[str, LossInfo] = {
             "Fourier loss above a cut-off (fraction of Nyquist, default 0.25): only the detail blur removes.",
             lambda cutoff=0.25: _Functional(fourier_loss, cutoff=_check_cutoff(cutoff)),
             param="cutoff",
+        ),
+        LossInfo(
+            "psnr",
+            "50 dB − PSNR of each image, averaged: hard and easy images count the same (for general models).",
+            lambda: _Functional(psnr_loss),
         ),
         LossInfo("perceptual", "Distance between VGG16 features: textures over pixels.", PerceptualLoss, pretrained=True),
         LossInfo("lpips", "LPIPS as a loss: a learned perceptual distance.", LPIPSLoss, pretrained=True),

@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 
 from recon_demo import images
-from recon_demo.checkpoints import ManifestEntry, save_checkpoint
+from recon_demo.checkpoints import CheckpointError, ManifestEntry, load_state, read_state_dict, save_checkpoint, sha256_file
 from recon_demo.ct import ct_regime
 from recon_demo.engine import select_device
 from recon_demo.losses import WeightedLoss, check_available, parse_loss
@@ -149,6 +149,7 @@ class TrainConfig:
     val_size: int = 256  # its Resize side
     checkpoint: str | None = None  # the final weights (.safetensors); the resumable state goes beside it
     checkpoint_every: int = 100  # save the resumable state every N steps (0: only on cancel and at the end)
+    init: str | None = None  # start from these weights of the same architecture (say, a general model from its course sibling)
 
     def validated(self) -> TrainConfig:
         """A copy with normalised values; raises ``TrainingError`` saying what is allowed."""
@@ -189,6 +190,7 @@ class TrainConfig:
         need(isinstance(self.lr, (int, float)) and 0 < self.lr <= 1, f"learning rate must be in (0, 1], got {self.lr!r}")
         need(self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         need(self.sampling in SAMPLINGS, f"unknown sampling {self.sampling!r}; choose one of {', '.join(SAMPLINGS)}")
+        need(self.init is None or Path(self.init).is_file(), f"no checkpoint to start from at {self.init}")
         need(bool(self.data), f"no training data: give one or more of {', '.join(DATA_SOURCES)} or a folder")
         need(self.val_image in images.catalogue(), f"unknown validation image {self.val_image!r}")
         need(
@@ -437,6 +439,11 @@ class Trainer:
             self.model: nn.Module = create_model(cfg.model, **cfg.model_kwargs).to(self.device)
         except TypeError as err:
             raise TrainingError(f"bad model kwargs for {cfg.model}: {err}") from None
+        if cfg.init is not None:  # a warm start; a resume then replaces these weights with the saved ones
+            try:
+                load_state(self.model, read_state_dict(cfg.init), cfg.model)
+            except CheckpointError as err:
+                raise TrainingError(f"cannot start from {cfg.init}: {err}") from None
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(cfg))
         self.generator = torch.Generator().manual_seed(cfg.seed)  # crops, flips, operators and noise
@@ -680,7 +687,8 @@ def manifest_entry(trainer: Trainer, checkpoint: Path, sha256: str, manifest_dir
             "batch_size": cfg.batch_size, "patch_size": cfg.patch_size, "sampling": cfg.sampling, "seed": cfg.seed,
             "amp": cfg.amp,
         } | ({"segments": trainer.segments} if len(trainer.segments) > 1 else {})
-          | ({"precision": trainer.precision} if len(trainer.precision) > 1 else {}),  # fmt: skip
+          | ({"precision": trainer.precision} if len(trainer.precision) > 1 else {})
+          | ({"init": os.path.relpath(cfg.init, manifest_dir), "init_sha256": sha256_file(cfg.init)} if cfg.init else {}),  # fmt: skip
         data={"sources": list(cfg.data), **trainer.data.describe(), "held_out": "never used (see README)"},
         compute={
             "device": str(trainer.device), "wall_s": round(trainer.elapsed, 1), "cli_wall_s": round(wall_s, 1),
@@ -750,6 +758,8 @@ def add_arguments(parser) -> None:
     g.add_argument("--out", help="checkpoint path (.safetensors); default runs/MODEL_REGIME.safetensors")
     g.add_argument("--checkpoint-every", type=int, default=100, help="save the resumable state every N steps")
     g.add_argument("--resume", action="store_true", help="continue from OUT's saved state (OUT.state.pt)")
+    g.add_argument("--init", help="start from the weights of this checkpoint of the same architecture (a warm start, "
+                   "e.g. weights/unet_course.safetensors for a general UNet); recorded in the manifest")
     g.add_argument("--manifest-dir", help="folder whose manifest.json gets the entry (default: OUT's folder)")
     g.add_argument("--no-manifest", action="store_true", help="write no manifest entry (and skip the held-out evaluation)")
 
@@ -783,7 +793,7 @@ def config_from_args(args) -> TrainConfig:
         noise=args.noise, ranges=ranges, data=_names(args.data), image_size=args.image_size,
         max_images=args.max_images, phantoms=args.phantoms, sampling=args.sampling, epoch_batches=args.epoch_batches,
         seed=args.seed, device=args.device, amp=args.amp, eval_every=args.eval_every, val_image=args.val_image,
-        val_size=args.val_size, checkpoint=args.out, checkpoint_every=args.checkpoint_every,
+        val_size=args.val_size, checkpoint=args.out, checkpoint_every=args.checkpoint_every, init=args.init,
     )  # fmt: skip
     if cfg.checkpoint is None:
         cfg.checkpoint = str(Path("runs") / f"{cfg.model}_{cfg.validated().regime()}.safetensors")
@@ -828,7 +838,7 @@ def main(args) -> int:
     checkpoint = Path(cfg.checkpoint)
     print(f"weights: {checkpoint}")
     if not args.no_manifest:
-        from recon_demo.checkpoints import Manifest, sha256_file
+        from recon_demo.checkpoints import Manifest
 
         manifest_dir = Path(args.manifest_dir) if args.manifest_dir else checkpoint.parent
         manifest = Manifest.load(manifest_dir)

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from recon_demo.images import load_example, to_tensor
-from recon_demo.losses import LOSSES, fourier_loss, loss_status, parse_loss, ssim_lecture_loss, ssim_loss
-from recon_demo.metrics import ssim
+from recon_demo.losses import LOSSES, fourier_loss, loss_status, parse_loss, psnr_loss, ssim_lecture_loss, ssim_loss
+from recon_demo.metrics import psnr, ssim
 from recon_demo.operators import OperatorSpec, add_relative_noise
 
 
@@ -46,6 +48,27 @@ def test_every_loss_decreases_on_a_tiny_problem(name):
         opt.step()
         values.append(float(loss.detach()))
     assert sum(values[-5:]) < 0.95 * sum(values[:5]), values
+
+
+def test_psnr_loss_is_each_images_shortfall_from_50_db_averaged(pair):
+    y, x = pair
+    mild = add_relative_noise(x, 0.01, torch.Generator().manual_seed(0)).clamp(0, 1)
+    hard = y.clamp(0, 1)
+    assert psnr(mild, x) - psnr(hard, x) > 15  # images of very different difficulty
+
+    def shortfall(p: float) -> float:  # 10·log10(1 + MSE / 1e-5), written with the PSNR
+        return 10 * math.log10(1 + 10 ** ((50 - p) / 10))
+
+    expected = (shortfall(psnr(mild, x)) + shortfall(psnr(hard, x))) / 2
+    assert float(psnr_loss(torch.cat([mild, hard]), torch.cat([x, x]))) == pytest.approx(expected, abs=1e-3)
+    assert shortfall(psnr(hard, x)) == pytest.approx(50 - psnr(hard, x), abs=0.01)  # well below 50 dB: 50 − PSNR
+    # the gradient is that of the mean PSNR: the mild image's pixels pull as hard as the badly blurred image's
+    batch = torch.cat([mild, hard]).requires_grad_(True)
+    psnr_loss(batch, torch.cat([x, x])).backward()
+    g_mild, g_hard = batch.grad[0].norm(), batch.grad[1].norm()
+    batch.grad = None
+    torch.nn.functional.mse_loss(batch, torch.cat([x, x])).backward()
+    assert g_mild / g_hard > 10 * batch.grad[0].norm() / batch.grad[1].norm()
 
 
 @pytest.mark.parametrize("image", ["camera", "moon", "coffee", "astronaut", "grass", "clock"])

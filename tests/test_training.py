@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -324,9 +325,26 @@ def test_train_cli_general_regime_records_its_ranges(tmp_path):
     assert entry.trained_for() == "random operators (general model)"
 
 
+def test_init_starts_from_a_checkpoint_and_the_manifest_names_it(tmp_path):
+    first = tmp_path / "cnn_course.safetensors"
+    assert cli(["train", "--model", "cnn", "--steps", "3", "--batch-size", "2", "--patch-size", "32", "--phantoms", "2",
+                "--max-images", "2", "--val-size", "64", "--out", str(first), "--no-manifest"]) == 0  # fmt: skip
+    cfg = TrainConfig(**{**SMALL, "steps": 1}, init=str(first))
+    assert same_weights(weights(Trainer(cfg).model), read_state_dict(first))  # before any step: the file's weights
+    assert not same_weights(weights(Trainer(replace(cfg, init=None)).model), read_state_dict(first))
+    out = tmp_path / "cnn_general.safetensors"
+    assert cli(["train", "--model", "cnn", "--regime", "general", "--init", str(first), "--steps", "2", "--batch-size", "2",
+                "--patch-size", "32", "--phantoms", "2", "--max-images", "2", "--val-size", "64", "--out", str(out)]) == 0  # fmt: skip
+    recipe = Manifest.load(tmp_path).find("cnn", "general").recipe
+    assert recipe["init"] == first.name and recipe["init_sha256"] == sha256_file(first)
+    with pytest.raises(TrainingError, match="cannot start from .* wrong shapes"):  # another architecture's are refused
+        Trainer(TrainConfig(**{**SMALL, "model": "loss_study_cnn"}, init=str(first)))
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
+        (["--init", "/no/such/weights.safetensors"], "no checkpoint to start from"),
         (["--steps", "0"], "steps must be an integer"),
         (["--model-kwargs", "{bad"], "--model-kwargs is not JSON"),
         (["--loss", "mse + "], "cannot read the loss term"),

@@ -6,8 +6,9 @@ average pooling, c1 = 0.01², c2 = 0.03², a 1e-8 guard); ``fourier`` is the lec
 difference of orthonormal 2-D FFTs and ``fourier_hp(cutoff)`` the same above a radial cut-off (a fraction
 of the Nyquist frequency), which weighs the fine detail blur destroys; ``psnr`` is each image's shortfall
 from 50 dB PSNR, averaged, so that an image under a strong blur does not outweigh one under a mild blur;
-``perceptual`` compares VGG16 ``features[:16]`` and ``lpips`` is LPIPS used as a loss. The last two need ImageNet weights, found offline
-(see ``pretrained``); without them they are reported unavailable with the reason.
+``perceptual`` compares VGG16 ``features[:16]`` and ``lpips`` is LPIPS used as a loss. The last two need
+ImageNet weights, found offline (see ``pretrained``); without them they are reported unavailable with the
+reason.
 
 ``parse_loss("mse + 0.2*ssim + 0.1*fourier")`` builds a weighted sum; a malformed spec raises
 ``ValueError`` naming the bad term.
@@ -181,7 +182,7 @@ LOSSES: dict[str, LossInfo] = {
         ),
         LossInfo(
             "psnr",
-            "50 dB − PSNR of each image, averaged: hard and easy images count the same (for general models).",
+            "50 dB − PSNR of each image, averaged: hard and easy images count the same, as in a mean PSNR.",
             lambda: _Functional(psnr_loss),
         ),
         LossInfo("perceptual", "Distance between VGG16 features: textures over pixels.", PerceptualLoss, pretrained=True),

@@ -36,6 +36,10 @@ def test_the_manifest_describes_lecture_architectures_in_known_regimes():
             assert "measurement" in entry.metrics
 
 
+def test_every_lecture_architecture_ships_in_both_regimes():
+    assert sorted(ENTRIES) == sorted(f"{m}-{r}" for m in list_models() for r in ("course", "general"))  # 7 × 2 = 14
+
+
 def test_ct_checkpoints_ship_for_sparse_and_very_sparse_views():
     assert {e.operator["angles"] for e in CT_ENTRIES.values()} >= {60, 20}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sys
 import time
@@ -26,6 +27,8 @@ from recon_demo.metrics import METRICS, lpips_distance, lpips_status
 from recon_demo.models import model_info
 from recon_demo.operators import BLUR_TYPES, KERNEL_STYLES, LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec
 from recon_demo.training import TrainConfig, Trainer, TrainEvent, TrainingError
+
+_log = logging.getLogger(__name__)
 
 # The lecture's two experiments, label → loss spec. Its SSIM loss is the 3×3 one (``ssim_lecture``).
 EXPERIMENTS: dict[str, dict[str, str]] = {
@@ -138,24 +141,31 @@ class LossStudy:
         """
         start = time.perf_counter()
         with_lpips = self.cfg.lpips and lpips_status()[0]
-        for label, spec in self.cfg.losses.items():
-            trainer = Trainer(self.cfg.train_config(spec))
-            self.x_true, self.y_delta = trainer.x_val, trainer.y_val
-            history = self.histories[label] = []
-            for event in trainer.run(cancel):
-                if event.status != "cancelled" or event.step > len(history):
-                    history.append(event.loss)
-                yield label, event
-            metrics, x_rec = event.metrics, event.x_rec
-            if event.status == "cancelled":
-                metrics, x_rec = trainer.validate()
-            metrics["lpips"] = lpips_distance(x_rec, self.x_true) if with_lpips else None
-            self.results[label] = LossResult(
-                label, str(trainer.loss_fn), history, metrics, x_rec, trainer.elapsed, event.status
-            )
-            if event.status == "cancelled":
-                break
-        self.wall_s = time.perf_counter() - start
+        outcome = "abandoned"  # what the log says if the consumer drops this generator (a client went away)
+        _log.info("loss study started: %d configurations × %d steps", len(self.cfg.losses), self.cfg.steps)
+        try:
+            for label, spec in self.cfg.losses.items():
+                trainer = Trainer(self.cfg.train_config(spec))
+                self.x_true, self.y_delta = trainer.x_val, trainer.y_val
+                history = self.histories[label] = []
+                for event in trainer.run(cancel):
+                    if event.status != "cancelled" or event.step > len(history):
+                        history.append(event.loss)
+                    yield label, event
+                metrics, x_rec = event.metrics, event.x_rec
+                if event.status == "cancelled":
+                    metrics, x_rec = trainer.validate()
+                metrics["lpips"] = lpips_distance(x_rec, self.x_true) if with_lpips else None
+                self.results[label] = LossResult(
+                    label, str(trainer.loss_fn), history, metrics, x_rec, trainer.elapsed, event.status
+                )
+                if event.status == "cancelled":
+                    break
+            outcome = "cancelled" if any(r.status == "cancelled" for r in self.results.values()) else "done"
+        finally:
+            self.wall_s = time.perf_counter() - start
+            steps = sum(len(h) for h in self.histories.values())
+            _log.info("loss study %s after %d steps in %.1f s", outcome, steps, self.wall_s)
 
     def relative_histories(self) -> dict[str, list[float]]:
         """Each configuration's loss divided by its first value, so losses of different scales share one plot."""

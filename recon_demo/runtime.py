@@ -6,12 +6,16 @@ step at 256² allocates and frees activations of several MiB many times, so on t
 loss study's time went to page faults (``sys`` time). Raising the mmap threshold to its maximum and the
 trim threshold to 256 MiB keeps those blocks in the heap: the lecture-style loss-study loop went from 0.145
 to 0.086 s a step here. Elsewhere than glibc (macOS, Windows, musl) it does nothing.
+
+``log_to_stderr``: the project's own log lines (``recon_demo.*`` loggers: a training that starts, ends or is
+abandoned by its client) on stderr, one line each, without turning on the INFO chatter of other libraries.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import sys
 
 _M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's malloc.h
@@ -34,3 +38,14 @@ def tune_allocator() -> bool:
                 return False
             _tuned = bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
     return _tuned
+
+
+def log_to_stderr(level: int = logging.INFO) -> None:
+    """Send ``recon_demo.*`` log records at ``level`` and above to stderr (once, however often it is called)."""
+    logger = logging.getLogger("recon_demo")
+    logger.setLevel(level)
+    if not any(getattr(h, "_recon_demo", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+        handler._recon_demo = True
+        logger.addHandler(handler)

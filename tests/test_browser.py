@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests._proc import cpu_over
+from tests._proc import cpu_over, log_size, wait_for_line
 
 pytestmark = pytest.mark.browser
 
@@ -196,7 +196,10 @@ def test_train_twenty_steps_and_see_the_curve(browser, app_url):
 
 
 def test_closing_the_page_stops_its_training(browser, app_server):
+    # What is checked is what the server reports: the study it started ends as "abandoned" once the page is
+    # gone. CPU time is printed, and only bounded generously: a loaded machine gives an idle server less CPU.
     url, pid = app_server
+    log, start = ARTIFACTS / "app.log", log_size(ARTIFACTS / "app.log")
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(url)
     page.get_by_role("tab", name="Train").click()
@@ -204,12 +207,13 @@ def test_closing_the_page_stops_its_training(browser, app_server):
     page.locator("#epochs input[type=number]").press("Enter")
     page.locator("#train").click()
     page.wait_for_function("document.querySelector('#train_status').innerText.startsWith('Training')", timeout=60_000)
-    busy = cpu_over(pid, 1.0)
+    wait_for_line(log, r"loss study started", 30, start)
     page.close()  # the student closes the tab mid-training
-    time.sleep(2.0)
+    ended = wait_for_line(log, r"loss study (abandoned|cancelled|done)", 60, start)
+    assert "abandoned" in ended, ended  # 20 epochs at the default size: far from done when the page closed
     idle = cpu_over(pid, 2.0)
-    print(f"\nserver CPU while training {busy:.2f} s/s; after the page closed {idle / 2:.2f} s/s")
-    assert busy > 0.8 and idle < 0.5
+    print(f"\n{ended.split(': ', 1)[1]}; afterwards the server used {idle / 2:.2f} CPU s/s")
+    assert idle < 1.0, f"the server still used {idle:.2f} CPU seconds in 2 s after its training ended"
 
 
 def test_artifacts_are_kept():

@@ -1,4 +1,7 @@
-"""``python -m recon_demo COMMAND``: the project's command-line tools."""
+"""``python -m recon_demo COMMAND``: the project's command-line tools.
+
+Every command shows its progress on stderr (``recon_demo.progress``; ``--quiet`` turns it off) and stops
+on Ctrl-C with one line and exit status 130."""
 
 from __future__ import annotations
 
@@ -20,10 +23,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recon_demo", description="recon-demo command-line tools")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_text) in COMMANDS.items():
-        module.add_arguments(sub.add_parser(name, help=help_text, description=module.__doc__.split("\n\n")[0]))
+        command = sub.add_parser(name, help=help_text, description=module.__doc__.split("\n\n")[0])
+        module.add_arguments(command)
+        command.add_argument("--quiet", action="store_true", help="no progress on stderr (the result alone, on stdout)")
     args = parser.parse_args(argv)
     tune_allocator()
-    return COMMANDS[args.command][0].main(args)
+    try:
+        return COMMANDS[args.command][0].main(args)
+    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback (train saves its state and says how to resume)
+        print(f"\n{args.command}: interrupted; nothing was written", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

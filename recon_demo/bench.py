@@ -35,6 +35,7 @@ from recon_demo.checkpoints import Manifest, ManifestEntry, save_checkpoint
 from recon_demo.engine import Engine, select_device
 from recon_demo.inspect import count_flops
 from recon_demo.models import create_model, list_models
+from recon_demo.progress import CLIProgress, Report, no_progress
 
 ROUNDTRIP_MODELS = ("unet", "rescnn", "wiener")  # three models through the app, two networks and a baseline
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,8 +76,9 @@ def weights_dir(folder: Path) -> tuple[Path, str]:
     return folder, "random (no shipped weights yet; speed does not depend on them)"
 
 
-def models_section(engine: Engine, repeats: int) -> dict:
-    """Engine against the plain loop, model by model, with FLOPs and the outputs' agreement."""
+def models_section(engine: Engine, repeats: int, report=lambda name: None) -> dict:
+    """Engine against the plain loop, model by model, with FLOPs and the outputs' agreement; ``report(name)``
+    after each model."""
     torch.manual_seed(0)
     y = torch.rand(1, 1, 256, 256)
     per_model, max_diff = {}, 0.0
@@ -99,6 +101,7 @@ def models_section(engine: Engine, repeats: int) -> dict:
             "gflop": round(count_flops(plain) / 1e9, 2),
             "max_abs_diff": diff,
         }
+        report(name)
     engine_all = sum(m["ms"] for m in per_model.values())
     lecture_all = sum(m["lecture_ms"] for m in per_model.values())
     return {
@@ -170,7 +173,7 @@ def app_section(weights: Path, repeats: int) -> dict:
         proc.wait(timeout=30)
 
 
-def training_section(quick: bool, device: str | None) -> dict:
+def training_section(quick: bool, device: str | None, report=lambda what: None) -> dict:
     from recon_demo.loss_study import EXPERIMENTS, LossStudy, LossStudyConfig
 
     cfg = LossStudyConfig(losses=dict(EXPERIMENTS["pure"]), lpips=False, device=device)
@@ -179,6 +182,7 @@ def training_section(quick: bool, device: str | None) -> dict:
     study = LossStudy(cfg)
     for _ in study.run():
         pass
+    report("loss study")
     steps = cfg.steps * len(cfg.losses)
     return {
         "loss_study_s": round(study.wall_s, 2),
@@ -203,27 +207,42 @@ def amp_section(quick: bool, device: str | None) -> dict:
             "amp_speedup": round(ms["fp32"] / ms["bf16"], 2)}  # fmt: skip
 
 
-def run_bench(quick: bool = False, device: str | None = None, repeats: int | None = None, app: bool | None = None) -> dict:
+def run_bench(quick: bool = False, device: str | None = None, repeats: int | None = None, app: bool | None = None,
+              progress: Report = no_progress) -> dict:  # fmt: skip
+    """Every measurement of the module's docstring; ``progress`` hears of each part done (the app, SGEMM, each
+    model, bf16 autocast on CUDA, the loss study, the training step)."""
     device_t = select_device(device)
     repeats = repeats or (3 if quick else 15)
+    with_app = app if app is not None else not quick
+    parts = [*(["app"] if with_app else []), "SGEMM", *list_models(), *(["autocast"] if device_t.type == "cuda" else []),
+             "loss study", "training step"]  # fmt: skip
+    done = iter(range(1, len(parts) + 1))
+
+    def finished(what: str) -> None:
+        progress(next(done), len(parts), what)
+
     with tempfile.TemporaryDirectory() as tmp:
         weights, source = weights_dir(Path(tmp))
         engine = Engine(device_t, manifest=Manifest.load(weights))
         report = {"device": str(device_t), "threads": torch.get_num_threads(), "torch": torch.__version__, "weights": source,
                   "quick": quick, "repeats": repeats}  # fmt: skip
         # The app first, while this process is idle: its cold start shares the two cores with nothing else.
-        if app if app is not None else not quick:
+        if with_app:
             report.update(app_section(weights, 10))
+            finished("app")
         else:
             report.update({"cold_start_s": None, "roundtrip_ms": None})
         report["sgemm_gflops"] = round(sgemm_gflops(device_t), 1)
-        report.update(models_section(engine, repeats))
+        finished("SGEMM")
+        report.update(models_section(engine, repeats, finished))
         achieved = report["gflop_all"] / (report["engine_all_ms"] / 1000)
         report["achieved_gflops"] = round(achieved, 1)
         report["efficiency"] = round(achieved / report["sgemm_gflops"], 3)
         if device_t.type == "cuda":
             report.update(autocast_section(engine, repeats))
-        report.update(training_section(quick, device))
+            finished("autocast")
+        report.update(training_section(quick, device, finished))
+        finished("training step")
     return report
 
 
@@ -259,7 +278,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"bench: --repeats must be in [1, 1000], got {args.repeats}", file=sys.stderr)
         return 2
     try:
-        report = run_bench(args.quick, args.device, args.repeats, app=False if args.no_app else None)
+        with CLIProgress("bench", args.quiet).phase("measuring", 0) as phase:
+            report = run_bench(args.quick, args.device, args.repeats, app=False if args.no_app else None, progress=phase)
     except (ValueError, RuntimeError) as err:
         print(f"bench: {err}", file=sys.stderr)
         return 2

@@ -23,7 +23,8 @@ from recon_demo.ct import CT_BASELINES, ct_regime, measure, refine, regime_angle
 from recon_demo.lab import MAX_NOISE, MAX_SEED, Lab, SettingError, check_number, metric_cells
 from recon_demo.metrics import compute_metrics
 from recon_demo.models import list_models, model_info
-from recon_demo.tomography import CT_NOISE, FILTERS, LECTURE_ANGLES, radon_operator
+from recon_demo.progress import Report, no_progress
+from recon_demo.tomography import CT_NOISE, FILTERS, LECTURE_ANGLES, is_built, radon_operator
 
 MAX_ANGLES = 180  # the tab's slider; the core allows 360 at 256²
 CT_TABLE_COLUMNS = ("method", "MSE", "PSNR (dB)", "SSIM", "LPIPS", "data consistency (sinogram)", "ms")
@@ -102,8 +103,9 @@ class CTLab:
                     "an operator it has never met, so expect it to do worse than at its own setting.")  # fmt: skip
         return network, note
 
-    def run(self, setting: CTSetting, with_lpips: bool = True) -> CTResult:
-        """Measure and reconstruct with FBP, SIRT and every CT model."""
+    def run(self, setting: CTSetting, with_lpips: bool = True, report: Report = no_progress) -> CTResult:
+        """Measure and reconstruct with FBP, SIRT and every CT model; ``report`` hears of the projection matrix's
+        first build for a geometry (seconds at 256²) and of each method done."""
         setting = setting.validated()
         key = (setting, with_lpips)
         with self._lock:
@@ -111,7 +113,11 @@ class CTLab:
                 self._results.move_to_end(key)
                 return self._results[key]
         x_true = self.lab.x_true(setting.image)  # (1, 1, 256, 256)
+        total = len(CT_BASELINES) + len(list_models("ct")) + 1
+        if not is_built(x_true.shape[-1], setting.angles):
+            report(0, total, f"building the projection matrix for {setting.angles} angles…")
         radon = radon_operator(x_true.shape[-1], setting.angles)
+        report(1, total, "measuring the sinogram")
         y_delta = measure(x_true, radon, setting.noise, torch.Generator().manual_seed(setting.seed))
         recs, notes = [], []
 
@@ -121,6 +127,7 @@ class CTLab:
             ms = (time.perf_counter() - start) * 1000
             metrics = compute_metrics(x_rec[0, 0].numpy(), x_true, y_delta=y_delta, operator=radon, with_lpips=with_lpips)
             recs.append(CTReconstruction(name, label, x_rec[0, 0].numpy(), metrics, ms))
+            report(1 + len(recs), total, label)
 
         for name, baseline in CT_BASELINES.items():
             add(name, baseline.label, lambda b=baseline: b(radon, y_delta, setting.filter))
@@ -131,6 +138,7 @@ class CTLab:
                 notes.append(note)
             if network is not None:
                 add(model, model_info(model).label, lambda n=network: refine(self.lab.engine, n, x_fbp))
+        report(total, total, "done")
         result = CTResult(setting, x_true[0, 0].numpy(), y_delta[0, 0].numpy(), recs, notes)
         with self._lock:
             self._results[key] = result

@@ -24,6 +24,7 @@ from recon_demo.checkpoints import CheckpointError, Manifest, load_checkpoint
 from recon_demo.metrics import compute_metrics
 from recon_demo.models import list_models, model_info
 from recon_demo.operators import Blur
+from recon_demo.progress import Report, no_progress
 
 
 def select_device(requested: str | None = None) -> torch.device:
@@ -127,6 +128,7 @@ class Engine:
         architectures: dict[str, str] | None = None,
         regime: str = "course",
         with_lpips: bool = False,
+        report: Report = no_progress,
     ) -> list[Reconstruction]:
         """Reconstruct one measurement (1, 1, H, W) with every named model and baseline.
 
@@ -134,10 +136,12 @@ class Engine:
         A model without weights yields a ``Reconstruction`` whose ``error`` says so; the others still run.
         Baselines need the ``operator`` (they are given its kernel). ``architectures`` maps a result name to the
         registry name it is built as (a student's checkpoint ``own:cnn:…`` is a ``cnn``); by default they are equal.
+        ``report`` hears of each method done.
         """
         checkpoints = checkpoints or {}
         architectures = architectures or {}
         results: list[Reconstruction] = []
+        total = len(models) + len(baselines)
         for name in models:
             arch = architectures.get(name, name)
             label = model_info(arch).label + (" (your checkpoint)" if arch != name else "")
@@ -145,9 +149,11 @@ class Engine:
                 model = self.model(arch, checkpoints.get(name), regime)
             except CheckpointError as err:
                 results.append(Reconstruction(name, label, None, error=str(err)))
+                report(len(results), total, label)
                 continue
             out, ms = self.forward(model, y_delta)
             results.append(Reconstruction(name, label, out[0, 0].numpy(), ms))
+            report(len(results), total, label)
         for name in baselines:
             if name not in BASELINES:
                 raise KeyError(f"unknown baseline {name!r}; known baselines: {', '.join(BASELINES)}")
@@ -156,6 +162,7 @@ class Engine:
             start = time.perf_counter()
             image = BASELINES[name](y_delta[0, 0].cpu().numpy(), operator.kernel.numpy())
             results.append(Reconstruction(name, BASELINES[name].label, image, (time.perf_counter() - start) * 1000))
+            report(len(results), total, BASELINES[name].label)
         for r in results:
             if r.image is not None:
                 r.metrics = compute_metrics(r.image, x_true, y_delta=y_delta, operator=operator, with_lpips=with_lpips)

@@ -33,6 +33,7 @@ from recon_demo.engine import Engine
 from recon_demo.metrics import METRICS, data_consistency, lpips_status
 from recon_demo.models import count_parameters, list_models, model_info
 from recon_demo.operators import OperatorSpec, add_relative_noise
+from recon_demo.progress import CLIProgress, Report, no_progress
 from recon_demo.tomography import CT_NOISE, FILTERS, LECTURE_ANGLES, CTSpec
 
 REPORTED = ("mse", "psnr", "ssim", "lpips")
@@ -108,8 +109,8 @@ def load_images(folder: str | None, limit: int | None) -> list[tuple[str, Image.
     return [(p.name, images.open_image(p)) for p in files[: limit or None]]  # read only what is used
 
 
-def run_evaluation(cfg: EvalConfig, engine: Engine | None = None) -> dict:
-    """Run the protocol; returns the JSON-ready result."""
+def run_evaluation(cfg: EvalConfig, engine: Engine | None = None, report: Report = no_progress) -> dict:
+    """Run the protocol; returns the JSON-ready result. ``report`` hears of each image × method done."""
     if not cfg.models and not cfg.baselines:
         raise ValueError("nothing to evaluate: give --models and/or --baselines")
     engine = engine or Engine(cfg.device)
@@ -123,7 +124,9 @@ def run_evaluation(cfg: EvalConfig, engine: Engine | None = None) -> dict:
     ms: dict[str, list[float]] = {name: [] for name in [*networks, *cfg.baselines]}
     warm: set[tuple[str, torch.Size]] = set()
     torch.manual_seed(cfg.seed)
-    for file_name, img in load_images(cfg.images, cfg.limit):
+    loaded = load_images(cfg.images, cfg.limit)
+    total, done = len(loaded) * len(ms), 0
+    for file_name, img in loaded:
         x_true = images.protocol_tensor(img, cfg.size)  # (1, 1, H, W) on the CPU
         y = K.forward(x_true)
         y_delta = add_relative_noise(y, cfg.noise)  # the global RNG, seeded once above
@@ -136,10 +139,14 @@ def run_evaluation(cfg: EvalConfig, engine: Engine | None = None) -> dict:
             out, elapsed = engine.forward(model, y_delta)
             outputs[name] = out[0, 0].numpy()
             ms[name].append(elapsed * per_256)
+            done += 1
+            report(done, total, f"{file_name}, {label(name)}")
         for name in cfg.baselines:
             start = time.perf_counter()
             outputs[name] = BASELINES[name](y_delta[0, 0].numpy(), kernel)
             ms[name].append((time.perf_counter() - start) * 1000 * per_256)
+            done += 1
+            report(done, total, f"{file_name}, {label(name)}")
         row = {}
         for name, x_rec in outputs.items():
             row[name] = _image_metrics(x_rec, x_true, with_lpips)
@@ -217,7 +224,7 @@ class CTEvalConfig:
     device: str | None = None
 
 
-def run_ct_evaluation(cfg: CTEvalConfig, engine: Engine | None = None) -> dict:
+def run_ct_evaluation(cfg: CTEvalConfig, engine: Engine | None = None, report: Report = no_progress) -> dict:
     """The protocol with the sinogram in place of the blur: ``y_delta = A x + e/||e||·||A x||·δ`` with
     ``e = torch.randn_like(A x)``, images ``Resize(size)`` then their central square, a ``dc`` column
     (data consistency on the sinogram); the JSON layout is the blur's."""
@@ -231,7 +238,9 @@ def run_ct_evaluation(cfg: CTEvalConfig, engine: Engine | None = None) -> dict:
     per_image: dict[str, dict[str, dict[str, float | None]]] = {}
     ms: dict[str, list[float]] = {name: [] for name in [*networks, *cfg.baselines]}
     torch.manual_seed(cfg.seed)
-    for file_name, img in load_images(cfg.images, cfg.limit):
+    loaded = load_images(cfg.images, cfg.limit)
+    total, done = len(loaded) * len(ms), 0
+    for file_name, img in loaded:
         x_true = images.protocol_tensor(img, cfg.spec.size, square=True)  # (1, 1, n, n) on the CPU
         y_delta = ct.measure(x_true, radon, cfg.noise)  # the global RNG, seeded once above
         start = time.perf_counter()
@@ -244,6 +253,8 @@ def run_ct_evaluation(cfg: CTEvalConfig, engine: Engine | None = None) -> dict:
             outputs[name] = run()
             elapsed = (time.perf_counter() - start) * 1000 + (fbp_ms if name in networks else 0.0)
             ms[name].append(elapsed * PIXELS_256 / x_true.numel())
+            done += 1
+            report(done, total, f"{file_name}, {label(name, 'ct')}")
         row = {}
         for name, x_rec in outputs.items():
             image = x_rec[0, 0].numpy()
@@ -409,12 +420,18 @@ def ct_config_from_args(args: argparse.Namespace) -> CTEvalConfig:
 
 
 def main(args: argparse.Namespace) -> int:
+    progress = CLIProgress("evaluate", args.quiet)
     try:
         if args.task == "ct":
-            result = run_ct_evaluation(ct_config_from_args(args))
+            cfg = ct_config_from_args(args)
+            with progress.phase(f"CT, {cfg.spec.describe()}", 0) as phase:
+                result = run_ct_evaluation(cfg, report=phase)
         elif args.off_course:
             cfg = config_from_args(args)
-            results = [run_evaluation(replace(cfg, operator=op, noise=noise)) for op, noise in OFF_COURSE]
+            results = []
+            for i, (op, noise) in enumerate(OFF_COURSE, start=1):
+                with progress.phase(f"setting {i} of {len(OFF_COURSE)}, {op.describe()}, noise {noise:g}", 0) as phase:
+                    results.append(run_evaluation(replace(cfg, operator=op, noise=noise), report=phase))
             if args.format == "json":
                 print(json.dumps({"off_course": results}, indent=1))
             elif args.format == "markdown":
@@ -423,7 +440,9 @@ def main(args: argparse.Namespace) -> int:
                 print("\n\n".join(format_table(r) for r in results))
             return 0
         else:
-            result = run_evaluation(config_from_args(args))
+            cfg = config_from_args(args)
+            with progress.phase(f"{cfg.operator.describe()}, noise {cfg.noise:g}", 0) as phase:
+                result = run_evaluation(cfg, report=phase)
     except (ValueError, KeyError, FileNotFoundError, CheckpointError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"evaluate: {message}", file=sys.stderr)

@@ -34,6 +34,7 @@ from recon_demo.inspect import activation_grid, first_layer_output, summary
 from recon_demo.metrics import METRICS
 from recon_demo.models import count_parameters, create_model, list_models, model_info
 from recon_demo.operators import BLUR_TYPES, KERNEL_STYLES, LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec, add_relative_noise
+from recon_demo.progress import Report, no_progress
 
 WORK_SIZE = 256  # every image is centre-cropped to a square and resized to this side, as the lecture's slices
 MAX_KERNEL = 31  # the app's largest kernel (the core allows 63; beyond 31 a 256² image is mostly border)
@@ -280,8 +281,8 @@ class Lab:
 
     # -- reconstruction -----------------------------------------------------------------------------
 
-    def run(self, setting: Setting, with_lpips: bool = True, max_channels: int = 16) -> LabResult:
-        """Reconstruct the setting's measurement with each chosen model and baseline."""
+    def run(self, setting: Setting, with_lpips: bool = True, max_channels: int = 16, report: Report = no_progress) -> LabResult:
+        """Reconstruct the setting's measurement with each chosen model and baseline (``report`` hears of each)."""
         setting = setting.validated()
         x_true = self.x_true(setting.image)
         y_delta = self.measurement(setting)
@@ -298,7 +299,7 @@ class Lab:
         own = {m: self._checkpoint_file(m) for m in networks if is_own_checkpoint(m)}
         recs = self.engine.reconstruct(
             y_delta, networks, baselines=baselines, operator=K, x_true=x_true, regime=setting.regime,
-            with_lpips=with_lpips, checkpoints=own, architectures={m: architecture_of(m) for m in own},
+            with_lpips=with_lpips, checkpoints=own, architectures={m: architecture_of(m) for m in own}, report=report,
         )  # fmt: skip
         for r in recs:
             if r.image is None and not is_own_checkpoint(r.name) and self.engine.manifest.find(r.name, setting.regime) is None:

@@ -26,6 +26,7 @@ from recon_demo.losses import check_available, parse_loss
 from recon_demo.metrics import METRICS, lpips_distance, lpips_status
 from recon_demo.models import model_info
 from recon_demo.operators import BLUR_TYPES, KERNEL_STYLES, LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec
+from recon_demo.progress import CLIProgress
 from recon_demo.training import TrainConfig, Trainer, TrainEvent, TrainingError
 
 _log = logging.getLogger(__name__)
@@ -288,15 +289,15 @@ def config_from_args(args: argparse.Namespace) -> LossStudyConfig:
 
 
 def main(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     try:
         study = LossStudy(config_from_args(args))
         total = study.cfg.steps * len(study.cfg.losses)
-        with tqdm(total=total, desc="loss study", unit="step", mininterval=0.5) as bar:
+        with CLIProgress("loss-study", args.quiet).phase("training steps", total) as phase:
+            done = 0
             for label, event in study.run():
-                bar.update(1 if event.status == "running" or event.step == study.cfg.steps else 0)
-                bar.set_postfix({"config": label, "loss": f"{event.loss:.4g}"}, refresh=False)
+                done += 1 if event.status == "running" or event.step == study.cfg.steps else 0
+                phase.update(done, label)
+                phase.set_postfix({"loss": f"{event.loss:.4g}"})
         if args.save_figure:
             study.save_figure(args.save_figure)
     except (ValueError, KeyError) as err:

@@ -16,6 +16,7 @@ import numpy as np
 from recon_demo.baselines import BASELINES
 from recon_demo.lab import Lab, Setting, SettingError, choice_label
 from recon_demo.metrics import psnr
+from recon_demo.progress import Report, no_progress
 
 PARAMETERS = {
     "noise": (0.0, 0.005, 0.01, 0.02, 0.05, 0.1),
@@ -34,12 +35,13 @@ class SweepPoint:
 
 
 def sweep(
-    lab: Lab, setting: Setting, parameter: str, values: tuple[float, ...] | None = None, regimes: tuple[str, ...] | None = None
+    lab: Lab, setting: Setting, parameter: str, values: tuple[float, ...] | None = None, regimes: tuple[str, ...] | None = None,
+    report: Report = no_progress,
 ) -> list[SweepPoint]:
     """PSNR of each of the setting's models as ``parameter`` takes each of ``values`` (default: ``PARAMETERS``).
 
     Networks run with the weights of each of ``regimes`` (default: the setting's) and are labelled
-    "UNet (course)"; baselines run once.
+    "UNet (course)"; baselines run once. ``report`` hears of each value done.
     """
     if parameter not in PARAMETERS:
         raise SettingError(f"sweep one of {', '.join(PARAMETERS)}, got {parameter!r}")
@@ -53,7 +55,8 @@ def sweep(
     baselines = [m for m in nominal.models if m in BASELINES]
     nominal_kernel = nominal.operator().kernel().numpy()
     points: list[SweepPoint] = []
-    for value in values:
+    for i, value in enumerate(values):
+        report(i, len(values), f"{parameter.replace('_', ' ')} = {value:g}")
         moved = replace(nominal, **{parameter: value}).validated()
         x_true = lab.x_true(moved.image)[0, 0].numpy()
         y_delta = lab.measurement(moved)
@@ -64,6 +67,7 @@ def sweep(
         for name in baselines:
             x_rec = BASELINES[name](y_delta[0, 0].numpy(), nominal_kernel)
             points.append(SweepPoint(choice_label(name), float(value), psnr(x_rec, x_true)))
+    report(len(values), len(values), "done")
     return points
 
 

@@ -264,6 +264,12 @@ _MAX_OPERATORS = 4  # each holds up to ~400 MB of matrices at the largest geomet
 _OPERATORS_LOCK = threading.Lock()
 
 
+def is_built(size: int, n_angles: int) -> bool:
+    """Whether ``radon_operator(size, n_angles)`` is cached: if not, its first call builds the matrices."""
+    with _OPERATORS_LOCK:
+        return check_geometry(size, n_angles) in _OPERATORS
+
+
 def radon_operator(size: int, n_angles: int) -> Radon:
     """The shared ``Radon(size, n_angles)``: its sparse matrices are built on first use (about 1 s at 256²,
     60 angles) and kept for the ``_MAX_OPERATORS`` most recently used geometries."""

@@ -44,6 +44,7 @@ from recon_demo.losses import WeightedLoss, check_available, parse_loss
 from recon_demo.metrics import compute_metrics
 from recon_demo.models import create_model, model_info
 from recon_demo.operators import BLUR_TYPES, KERNEL_STYLES, LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec, add_relative_noise
+from recon_demo.progress import CLIProgress
 from recon_demo.runtime import tune_allocator
 from recon_demo.tomography import CT_NOISE, FILTERS, LECTURE_ANGLES, CTSpec, check_geometry, radon_operator
 
@@ -803,8 +804,6 @@ def config_from_args(args) -> TrainConfig:
 
 
 def main(args) -> int:
-    from tqdm import tqdm
-
     start = time.perf_counter()
     try:
         cfg = config_from_args(args)
@@ -814,21 +813,19 @@ def main(args) -> int:
         return 2
     cancel = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())  # Ctrl-C: stop cleanly, keep the state
-    bar = tqdm(total=cfg.steps, initial=trainer.step, desc=f"train {cfg.model}", unit="step", mininterval=0.5)
     try:
-        for event in trainer.run(cancel):
-            bar.update(event.step - bar.n)
-            postfix = {"loss": f"{event.loss:.4g}", "lr": f"{event.lr:.2g}"}
-            if event.metrics:
-                postfix["val_psnr"] = f"{event.metrics['psnr']:.2f}"
-            bar.set_postfix(postfix, refresh=False)
+        with CLIProgress("train", args.quiet).phase(f"{cfg.model}, steps", cfg.steps, initial=trainer.step) as bar:
+            for event in trainer.run(cancel):
+                postfix = {"loss": f"{event.loss:.4g}", "lr": f"{event.lr:.2g}"}
+                if event.metrics:
+                    postfix["val_psnr"] = f"{event.metrics['psnr']:.2f}"
+                bar.set_postfix(postfix)
+                bar.update(event.step)
     except TrainingError as err:
-        bar.close()
         print(f"train: {err}", file=sys.stderr)
         return 2
     finally:
         signal.signal(signal.SIGINT, previous)
-    bar.close()
     if event.status == "cancelled":
         print(f"stopped at step {trainer.step} of {cfg.steps}; continue with the same flags and --resume "
               f"(state: {cfg.state_path()})")  # fmt: skip

@@ -13,7 +13,10 @@ KEYS = {"engine_all_ms", "lecture_loop_all_ms", "speedup", "sgemm_gflops", "effi
 
 def test_quick_bench_reports_every_figure(capsys):
     assert cli(["bench", "--quick", "--repeats", "1", "--format", "json"]) == 0
-    report = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr()
+    report = json.loads(printed.out)  # stdout holds the JSON alone; the progress went to stderr
+    assert printed.err.splitlines()[0] == "bench: measuring…"
+    assert printed.err.splitlines()[-1].startswith(f"bench: measuring: {len(list_models()) + 3}/{len(list_models()) + 3} in")
     assert KEYS <= set(report) and report["device"] == "cpu" and report["quick"]
     assert list(report["per_model"]) == list_models()
     assert all({"ms", "lecture_ms", "gflop", "max_abs_diff"} <= set(m) for m in report["per_model"].values())

@@ -195,6 +195,27 @@ def test_train_twenty_steps_and_see_the_curve(browser, app_url):
     page.close()
 
 
+def test_the_sweep_shows_its_progress_while_it_runs(browser, app_url):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(app_url)
+    page.wait_for_function("document.querySelectorAll('#outputs .caption-label').length >= 3", timeout=60_000)
+    models = page.locator("#models")
+    for label, on in (("CNN", True), ("TV", True), ("UNet", False), ("Wiener", False)):  # TV: a sweep of seconds
+        box = models.get_by_label(label, exact=True)
+        if box.is_checked() != on:
+            box.click()
+            page.wait_for_timeout(300)
+    page.get_by_role("tab", name="Robustness").click()
+    page.locator("#sweep_parameter").get_by_label("motion angle (°)").check()
+    page.locator("#sweep").click()
+    # the progress bar names the value being computed ("angle = 15"), then the plot and the note arrive
+    page.wait_for_function("/angle = \\d+/.test(document.querySelector('#sweep_plot').closest('.column, .gap, body').innerText)",
+                           timeout=60_000, polling=50)  # fmt: skip
+    page.screenshot(path=str(ARTIFACTS / "sweep-progress.png"))
+    page.wait_for_function("document.querySelector('#sweep_status').innerText.includes('values of motion angle')", timeout=120_000)
+    page.close()
+
+
 def test_closing_the_page_stops_its_training(browser, app_server):
     # What is checked is what the server reports: the study it started ends as "abandoned" once the page is
     # gone. CPU time is printed, and only bounded generously: a loaded machine gives an idle server less CPU.
@@ -220,4 +241,4 @@ def test_artifacts_are_kept():
     shots = sorted(p.name for p in ARTIFACTS.glob("*.png")) if ARTIFACTS.exists() else []
     if shutil.which("chromium") is None and not CHROMIUM.exists():
         pytest.skip("no browser, no screenshots")
-    assert {"reconstruct.png", "train.png", "phone.png", "ct.png"} <= set(shots)
+    assert {"reconstruct.png", "train.png", "phone.png", "ct.png", "sweep-progress.png"} <= set(shots)

@@ -117,6 +117,17 @@ def test_the_ct_lab_reconstructs_with_fbp_sirt_and_says_when_no_weights_exist(ba
     assert all(r.metrics["lpips"] is not None for r in bare_ct_lab.run(CTSetting("phantom-1", angles=30)).reconstructions)
 
 
+def test_the_ct_lab_says_when_it_builds_a_projection_matrix_then_each_method(bare_ct_lab):
+    heard: list[tuple[int, int, str]] = []
+    bare_ct_lab.run(CTSetting("phantom-2", angles=37, noise=0.01), with_lpips=False, report=lambda *a: heard.append(a))
+    assert heard[0] == (0, 4, "building the projection matrix for 37 angles…")
+    assert [d for d, _, _ in heard] == sorted(d for d, _, _ in heard) and heard[-1][:2] == (4, 4)
+    assert {"FBP", "SIRT"} <= {what for _, _, what in heard}
+    heard.clear()  # the same geometry again, another image: no build this time
+    bare_ct_lab.run(CTSetting("phantom-3", angles=37, noise=0.01), with_lpips=False, report=lambda *a: heard.append(a))
+    assert not any("building" in what for _, _, what in heard)
+
+
 def test_the_learned_model_is_used_and_named_when_angles_differ(ct_lab):
     shipped = ct_lab.shipped_angles("fbp_resunet")
     assert 60 in shipped

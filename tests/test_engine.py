@@ -32,12 +32,14 @@ def test_device_selection(monkeypatch):
 def test_models_and_baselines_in_one_call(course_dir, measurement):
     x_true, y_delta, K = measurement
     engine = Engine("cpu", manifest=Manifest([], course_dir))
+    heard = []
     results = engine.reconstruct(
         y_delta, ["cnn", "rescnn", "unet"], baselines=["input", "wiener"], operator=K, x_true=x_true,
-        checkpoints={"cnn": course_dir / "CNN.pth", "rescnn": course_dir / "ResCNN.pth"},
+        checkpoints={"cnn": course_dir / "CNN.pth", "rescnn": course_dir / "ResCNN.pth"}, report=lambda *a: heard.append(a),
     )  # fmt: skip
     by_name = {r.name: r for r in results}
     assert list(by_name) == ["cnn", "rescnn", "unet", "input", "wiener"]
+    assert [(done, total) for done, total, _ in heard] == [(i, 5) for i in range(1, 6)]  # each method, the failed one too
     assert by_name["unet"].image is None and "no shipped course checkpoint for unet" in by_name["unet"].error
     for name in ("cnn", "rescnn", "input", "wiener"):
         r = by_name[name]

@@ -13,6 +13,12 @@ def test_noise_sweep_degrades_every_method(lab):
     assert all(scores[(m, 0.0)] > scores[(m, 0.05)] for m in ("CNN (course)", "Wiener"))
 
 
+def test_a_sweep_reports_each_value_as_it_goes(lab):
+    heard: list[tuple[int, int, str]] = []
+    sweep(lab, Setting(image="camera", models=("cnn",)), "angle", (10.0, 30.0, 45.0), report=lambda *a: heard.append(a))
+    assert heard == [(0, 3, "angle = 10"), (1, 3, "angle = 30"), (2, 3, "angle = 45"), (3, 3, "done")]
+
+
 def test_baselines_suffer_an_operator_mismatch(lab):
     points = sweep(lab, Setting(image="camera", models=("tv",)), "angle", (20.0, 90.0))
     at = {p.value: p.psnr for p in points}

@@ -292,8 +292,10 @@ def test_train_cli_writes_a_loadable_checkpoint_and_a_manifest_entry(tmp_path, c
             "--patch-size", "32", "--phantoms", "2", "--max-images", "4", "--eval-every", "10", "--val-size", "64",
             "--out", str(out)]  # fmt: skip
     assert cli(args) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "30 steps" in printed and "held-out" in printed
+    assert captured.err.splitlines()[-1].startswith("train: loss_study_cnn, steps: 30/30 in")  # progress on stderr
     manifest = Manifest.load(out.parent)
     entry = manifest.find("loss_study_cnn", "course")
     assert entry is not None and entry.file == out.name and entry.sha256 == sha256_file(out)

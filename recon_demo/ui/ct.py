@@ -12,13 +12,15 @@ import pandas as pd
 from recon_demo.ct_lab import CT_TABLE_COLUMNS, MAX_ANGLES, CTLab, CTSetting, ct_rows, sinogram_picture
 from recon_demo.lab import MAX_NOISE, SettingError, to_uint8
 from recon_demo.tomography import FILTERS
+from recon_demo.ui._progress import PROGRESS, shown_by
 from recon_demo.ui.reconstruct import UPLOAD_TYPES, accept_upload, image_choices
 
 
-def ct_outputs(ct_lab: CTLab, image: str, angles, noise, filter: str, seed) -> tuple:
-    """The CT tab's handler: a status line, the sinogram, the pictures with captions, the metrics table."""
+def ct_outputs(ct_lab: CTLab, image: str, angles, noise, filter: str, seed, progress: gr.Progress | None = None) -> tuple:
+    """The CT tab's handler: a status line, the sinogram, the pictures with captions, the metrics table. The progress
+    bar says when a new geometry's projection matrix is being built (seconds), then each method."""
     try:
-        result = ct_lab.run(CTSetting(image, angles, noise, filter, seed))
+        result = ct_lab.run(CTSetting(image, angles, noise, filter, seed), report=shown_by(progress))
     except (SettingError, ValueError, KeyError) as err:
         raise gr.Error(str(err.args[0] if isinstance(err, KeyError) and err.args else err)) from None
     s = result.setting
@@ -60,7 +62,10 @@ def build(ct_lab: CTLab, tab: gr.Tab | None = None) -> None:
                                  interactive=False, wrap=True, elem_id="ct_metrics")  # fmt: skip
     inputs = [image, angles, noise, window, seed]
     outputs = [status, sinogram, pictures, table]
-    handler = partial(ct_outputs, ct_lab)
+
+    def handler(image, angles, noise, filter, seed, progress=PROGRESS):
+        return ct_outputs(ct_lab, image, angles, noise, filter, seed, progress)
+
     run.click(handler, inputs, outputs, api_visibility="private")
     for control in (angles, noise):  # a slider recomputes once let go, not at every step of a drag
         control.release(handler, inputs, outputs, api_visibility="private")

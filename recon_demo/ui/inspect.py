@@ -15,6 +15,8 @@ from recon_demo.checkpoints import CheckpointError
 from recon_demo.inspect import activations, conv_layers, empirical_receptive_field, receptive_field_extent, scale_channels
 from recon_demo.lab import Lab, SettingError, architecture_summary, kernel_spectrum, overlay, residual_map, to_uint8
 from recon_demo.models import create_model, list_models, model_info
+from recon_demo.progress import Report, no_progress
+from recon_demo.ui._progress import PROGRESS, shown_by
 from recon_demo.ui.reconstruct import setting_from
 
 MAX_CHANNELS = 64  # channels shown as separate images (the ViT's patch embedding has 128)
@@ -42,8 +44,9 @@ def architectures_rows() -> list[list]:
     return rows
 
 
-def inspect_outputs(lab: Lab, name: str, layer_name: str | None, scale_kind: str, *values) -> tuple:
-    """The Inspect tab's handler: channels, notes, receptive field, spectrum, residual and the size table."""
+def inspect_outputs(lab: Lab, name: str, layer_name: str | None, scale_kind: str, *values, report: Report = no_progress) -> tuple:
+    """The Inspect tab's handler: channels, notes, receptive field, spectrum, residual and the size table;
+    ``report`` hears of each stage (the receptive field is a backward pass through the whole network)."""
     setting = setting_from(*values)
     if name not in list_models():
         raise gr.Error(f"unknown architecture {name!r}; choose one of {', '.join(list_models())}")
@@ -54,12 +57,15 @@ def inspect_outputs(lab: Lab, name: str, layer_name: str | None, scale_kind: str
         y_delta = lab.measurement(setting)
     except (SettingError, ValueError) as err:
         raise gr.Error(str(err)) from None
+    report(0, 3, "activations")
     net, note_text = network(lab, name, setting.regime)
     net = copy.deepcopy(net)  # hooks and gradients on a private copy: the engine's model is shared between requests
     layers = conv_layers(net)
     layer_name = layer_name if layer_name in layers else layers[0]
     act = activations(net, y_delta, layer_name)
+    report(1, 3, "receptive field: a backward pass from the centre pixel")
     rf = empirical_receptive_field(net, y_delta)
+    report(2, 3, "sizes and costs of the architectures")
     h, w = receptive_field_extent(rf, threshold=1e-3)
     formula = architecture_summary(name)["receptive_field"]
     text = f"**{model_info(name).label}**, layer `{layer_name}`: {act.shape[0]} channels of {act.shape[1]}×{act.shape[2]}.\n\n"
@@ -101,8 +107,8 @@ def build(lab: Lab, rec) -> None:
 
     model.input(pick_model, model, layer, api_visibility="private")
 
-    def inspect(name, layer_name, scale_kind, *values):
-        return inspect_outputs(lab, name, layer_name, scale_kind, *values)
+    def inspect(name, layer_name, scale_kind, progress=PROGRESS, *values):  # progress before *values: see reconstruct.run
+        return inspect_outputs(lab, name, layer_name, scale_kind, *values, report=shown_by(progress))
 
     show.click(inspect, [model, layer, scale, *rec.controls.inputs()], [channels, note, rf_text, rf_map, spectrum, residual, table],
                api_visibility="private")  # fmt: skip

@@ -37,7 +37,9 @@ from recon_demo.lab import (
 from recon_demo.metrics import METRICS
 from recon_demo.models import list_models, model_info
 from recon_demo.operators import BLUR_TYPES, KERNEL_STYLES
+from recon_demo.progress import Report, no_progress
 from recon_demo.ui._files import scratch_dir
+from recon_demo.ui._progress import PROGRESS, shown_by
 
 UPLOAD_TYPES = [*images.IMAGE_SUFFIXES, ".dcm"]
 SORT_LABELS = {name: (METRICS[name].label if name in METRICS else "milliseconds") for name in SORTABLE}
@@ -161,9 +163,10 @@ def build(lab: Lab) -> ReconstructTab:
 
     run_inputs = [*inputs, show_errors]  # the error maps are made only while they are shown
 
-    def run(*values):
+    # the progress bar shows each method as it is done (gradio fills ``progress`` only before *values)
+    def run(progress=PROGRESS, *values):
         *setting_values, show = values
-        return render_setting(lab, *setting_values, show_errors=bool(show))
+        return render_setting(lab, *setting_values, show_errors=bool(show), report=shown_by(progress))
 
     run_outputs = [psf, status, availability, outputs, acts, errors, left, right, compare, table, downloads, result_state]
 
@@ -243,14 +246,15 @@ def accept_checkpoint(lab: Lab, architecture: str, file, selected: list[str] | N
     return gr.update(choices=choices, value=selected), f"Loaded as **{choice_label(key)}**: every key and shape fits."
 
 
-def render_setting(lab: Lab, *values, show_errors: bool = False) -> tuple:
+def render_setting(lab: Lab, *values, show_errors: bool = False, report: Report = no_progress) -> tuple:
     """The Reconstruct tab's handler: the controls' values in, every output panel (and the result state) out.
 
     The error maps are made only when ``show_errors`` (the checkbox is on); otherwise their panel is cleared.
+    ``report`` hears of each method done.
     """
     setting = setting_from(*values)
     try:
-        result = lab.run(setting)
+        result = lab.run(setting, report=report)
     except (SettingError, ValueError) as err:
         raise gr.Error(str(err)) from None
     return _render(result, "psnr", show_errors) + (result,)

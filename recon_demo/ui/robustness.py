@@ -8,19 +8,21 @@ import gradio as gr
 import pandas as pd
 
 from recon_demo.lab import SettingError
+from recon_demo.progress import Report, no_progress
 from recon_demo.robustness import PARAMETERS, as_rows, sweep
+from recon_demo.ui._progress import PROGRESS, shown_by
 from recon_demo.ui.reconstruct import setting_from
 
 TITLES = {"noise": "noise level δ", "angle": "motion angle (°)", "kernel_size": "kernel size"}
 
 
-def sweep_outputs(lab, param: str, weights: list[str], *values) -> tuple:
-    """The Robustness tab's handler: a note and the PSNR curves' data."""
+def sweep_outputs(lab, param: str, weights: list[str], *values, report: Report = no_progress) -> tuple:
+    """The Robustness tab's handler: a note and the PSNR curves' data; ``report`` hears of each value done."""
     setting = setting_from(*values)
     if not weights or any(w not in ("course", "general") for w in weights):
         raise gr.Error("choose course and/or general weights")
     try:
-        points = sweep(lab, setting, param, regimes=tuple(weights))
+        points = sweep(lab, setting, param, regimes=tuple(weights), report=report)
     except (SettingError, ValueError) as err:
         raise gr.Error(str(err)) from None
     missing = sorted({p.model for p in points if p.psnr is None})
@@ -43,7 +45,7 @@ def build(lab, rec) -> None:
     plot = gr.LinePlot(x="value", y="psnr", color="model", height=340, label="PSNR (dB) against the varied parameter",
                        x_title="varied parameter (see above)", y_title="PSNR (dB)", elem_id="sweep_plot")  # fmt: skip
 
-    def do_sweep(param, weights, *values):
-        return sweep_outputs(lab, param, weights, *values)
+    def do_sweep(param, weights, progress=PROGRESS, *values):  # progress before *values: see reconstruct.run
+        return sweep_outputs(lab, param, weights, *values, report=shown_by(progress))
 
     run.click(do_sweep, [parameter, regimes, *rec.controls.inputs()], [status, plot], api_visibility="private")

@@ -1,0 +1,99 @@
+"""Progress of long jobs (``recon_demo.progress``) and what the CLIs do with it: progress on stderr only (a bar
+on a terminal, a line per phase elsewhere, nothing with ``--quiet``), the result alone on stdout, and Ctrl-C
+ending a command with one line and status 130."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from recon_demo.progress import CLIProgress, no_progress
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _run_phase(progress: CLIProgress, n: int = 4) -> None:
+    with progress.phase("images", 0) as phase:
+        for i in range(1, n + 1):
+            phase(i, n, f"image {i}")
+
+
+def test_without_a_terminal_a_phase_is_a_start_line_and_an_end_line():
+    stream = io.StringIO()
+    _run_phase(CLIProgress("evaluate", stream=stream))
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "evaluate: images…" and lines[1].startswith("evaluate: images: 4/4 in ") and len(lines) == 2
+
+
+def test_on_a_terminal_a_phase_is_a_bar_that_clears_itself():
+    stream = _Terminal()
+    _run_phase(CLIProgress("evaluate", stream=stream))
+    text = stream.getvalue()
+    assert "evaluate: images" in text and "/4 [" in text and "\r" in text  # a tqdm bar, redrawn in place
+
+
+def test_quiet_shows_nothing_and_a_failed_phase_claims_no_end():
+    stream = io.StringIO()
+    _run_phase(CLIProgress("evaluate", quiet=True, stream=stream))
+    assert stream.getvalue() == ""
+    progress = CLIProgress("evaluate", stream=stream)
+    with pytest.raises(RuntimeError), progress.phase("images", 3) as phase:
+        phase(1, 3, "image 1")
+        raise RuntimeError("boom")
+    assert stream.getvalue().splitlines() == ["evaluate: images…"]
+    no_progress(1, 2, "anything")  # the core's default says nothing
+
+
+def _cli(*argv: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "recon_demo", *argv], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **kw)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "argv, first",
+    [
+        (["evaluate", "--models", "cnn", "--baselines", "input,wiener", "--limit", "2"], "evaluate: motion 9 @ 20° (ippy), noise 0.01…"),
+        (["evaluate", "--task", "ct", "--baselines", "fbp", "--limit", "1", "--size", "64", "--angles", "20"], "evaluate: CT, "),
+    ],
+    ids=["deblur", "ct"],
+)
+def test_evaluate_writes_progress_to_stderr_and_only_json_to_stdout(argv, first):
+    proc = _cli(*argv, "--format", "json")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    result = json.loads(out)  # nothing but the result on stdout
+    assert result["results"]
+    lines = err.splitlines()
+    assert lines[0].startswith(first) and lines[-1].split(": ")[-1].split(" in ")[0].count("/") == 1, err
+    done, total = lines[-1].rsplit(": ", 1)[1].split(" in ")[0].split("/")
+    assert done == total == str(len(result["protocol"]["images"]) * len(result["results"]))
+    quiet = _cli(*argv, "--format", "json", "--quiet")
+    out, err = quiet.communicate(timeout=300)
+    assert quiet.returncode == 0 and json.loads(out)["results"] and err == ""
+
+
+def test_ctrl_c_ends_evaluate_with_one_line_and_status_130():
+    # every held-out image with TV: long enough to be interrupted in the middle
+    proc = _cli("evaluate", "--models", "all", "--baselines", "input,wiener,rl,tv", "--format", "json",
+                env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    first = proc.stderr.readline()  # the phase's start line: the evaluation is under way
+    assert first.startswith("evaluate: motion 9 @ 20°"), first
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert out == "" and "Traceback" not in err
+    assert err.strip().splitlines() == ["evaluate: interrupted; nothing was written"], err

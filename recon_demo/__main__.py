@@ -8,13 +8,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from recon_demo import bench, evaluate, loss_study, training
+from recon_demo import bench, datasets, evaluate, loss_study, training
 from recon_demo.runtime import tune_allocator
 
 COMMANDS = {
     "evaluate": (evaluate, "the lecture's evaluation protocol on a folder of images or the held-out examples"),
     "train": (training, "train a model (resumable) and record it in a weights manifest"),
     "loss-study": (loss_study, "the lecture's loss study: one small CNN trained with each loss, compared"),
+    "data": (datasets, "the open training data sources: installed or not, how many images, licence, install command"),
     "bench": (bench, "speed of the engine against a plain lecture-style loop, the machine's limit and the app"),
 }
 

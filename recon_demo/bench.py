@@ -36,6 +36,7 @@ from recon_demo.engine import Engine, select_device
 from recon_demo.inspect import count_flops
 from recon_demo.models import create_model, list_models
 from recon_demo.progress import CLIProgress, Report, no_progress
+from recon_demo.runtime import native_bf16
 
 ROUNDTRIP_MODELS = ("unet", "rescnn", "wiener")  # three models through the app, two networks and a baseline
 ROOT = Path(__file__).resolve().parent.parent
@@ -197,14 +198,15 @@ def amp_section(quick: bool, device: str | None) -> dict:
     from recon_demo.training import TrainConfig, Trainer
 
     warm, timed = (1, 3) if quick else (3, 12)
-    ms = {}
-    for amp in (False, True):
+    ms: dict[str, float | None] = {"fp32": None, "bf16": None}
+    bf16, why = native_bf16(select_device(device).type)
+    for amp in (False, True) if bf16 else (False,):
         cfg = TrainConfig(model="unet", steps=warm + timed, batch_size=8, patch_size=64 if quick else 96, phantoms=4,
                           max_images=4, eval_every=0, device=device, amp=amp)  # fmt: skip
         elapsed = [event.elapsed for event in Trainer(cfg).run()]
         ms["bf16" if amp else "fp32"] = round((elapsed[-1] - elapsed[warm - 1]) / timed * 1000, 1)
-    return {"train_step_ms": ms, "train_step_scale": f"unet, 8 × {cfg.patch_size}²",
-            "amp_speedup": round(ms["fp32"] / ms["bf16"], 2)}  # fmt: skip
+    return {"train_step_ms": ms, "train_step_scale": f"unet, 8 × {cfg.patch_size}²", "amp_supported": bf16, "amp_note": why,
+            "amp_speedup": round(ms["fp32"] / ms["bf16"], 2) if bf16 else None}  # fmt: skip
 
 
 def run_bench(quick: bool = False, device: str | None = None, repeats: int | None = None, app: bool | None = None,
@@ -260,8 +262,11 @@ def format_report(r: dict) -> str:
         lines.append(f"app: cold start {r['cold_start_s']} s; /reconstruct round trip ({r['roundtrip_models']}) {r['roundtrip_ms']} ms")
     lines.append(f"loss study ({r['loss_study_scale']}): {r['loss_study_s']} s, {r['train_steps_per_s']} steps/s")
     step = r["train_step_ms"]
-    lines.append(f"train step ({r['train_step_scale']}): fp32 {step['fp32']} ms, --amp (bf16) {step['bf16']} ms, "
-                 f"{r['amp_speedup']}× faster")  # fmt: skip
+    if r["amp_supported"]:
+        lines.append(f"train step ({r['train_step_scale']}): fp32 {step['fp32']} ms, --amp (bf16) {step['bf16']} ms, "
+                     f"{r['amp_speedup']}× faster")  # fmt: skip
+    else:
+        lines.append(f"train step ({r['train_step_scale']}): fp32 {step['fp32']} ms; --amp (bf16): not supported here ({r['amp_note']})")
     return "\n".join(lines)
 
 

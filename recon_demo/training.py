@@ -35,8 +35,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from recon_demo import images
+from recon_demo import datasets, images
 from recon_demo.checkpoints import CheckpointError, ManifestEntry, load_state, read_state_dict, save_checkpoint, sha256_file
 from recon_demo.ct import ct_regime
 from recon_demo.engine import select_device
@@ -45,13 +46,13 @@ from recon_demo.metrics import compute_metrics
 from recon_demo.models import create_model, model_info
 from recon_demo.operators import BLUR_TYPES, KERNEL_STYLES, LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec, add_relative_noise
 from recon_demo.progress import CLIProgress
-from recon_demo.runtime import tune_allocator
+from recon_demo.runtime import native_bf16, tune_allocator
 from recon_demo.tomography import CT_NOISE, FILTERS, LECTURE_ANGLES, CTSpec, check_geometry, radon_operator
 
 TASKS = ("deblur", "ct")
 SCHEDULES = ("constant", "cosine")
 SAMPLINGS = ("patches", "epochs")
-DATA_SOURCES = ("package", "phantoms")  # besides folders of images
+DATA_SOURCES = ("package", "phantoms")  # the default; besides these, datasets.SOURCES and folders of images
 MAX_STEPS = 1_000_000
 MAX_BATCH = 256
 MAX_IMAGE_SIZE = 1024
@@ -136,7 +137,9 @@ class TrainConfig:
     ranges: OperatorRanges | None = None  # random operators (a general model) instead of the fixed one
     angles: int = LECTURE_ANGLES  # ct: projection angles in [0, π)
     ct_filter: str = "ramp"  # ct: the FBP window that makes the network's input
-    data: tuple[str, ...] = DATA_SOURCES  # "package", "phantoms" and folders of images (searched recursively)
+    data: tuple[str, ...] = DATA_SOURCES  # package, phantoms, datasets.SOURCES (ct-head, mri, photos), folders; "NAME:W" weights a source
+    crop_scales: tuple[float, ...] = (1.0,)  # each crop covers scale × patch_size pixels, shrunk to patch_size (scale drawn per crop)
+    min_detail: float = 0.0  # redraw (up to 8 times) a crop whose mean gradient is below this: flat or out of focus
     image_size: int = 256  # training images are resized to this shorter side before cropping
     max_images: int | None = None  # the first N training images only (the loss study's 32)
     phantoms: int = 64  # how many procedural phantoms the "phantoms" source holds
@@ -193,12 +196,18 @@ class TrainConfig:
         need(self.sampling in SAMPLINGS, f"unknown sampling {self.sampling!r}; choose one of {', '.join(SAMPLINGS)}")
         need(self.init is None or Path(self.init).is_file(), f"no checkpoint to start from at {self.init}")
         need(bool(self.data), f"no training data: give one or more of {', '.join(DATA_SOURCES)} or a folder")
+        for item in self.data:
+            parse_source(item)  # a bad weight or an unknown name fails here
+        need(bool(self.crop_scales) and all(isinstance(c, (int, float)) and 1 <= c <= 4 for c in self.crop_scales)
+             and max(self.crop_scales) * self.patch_size <= self.image_size,
+             f"crop scales must be in [1, 4] with scale × patch size ≤ image size, got {self.crop_scales!r}")  # fmt: skip
+        need(isinstance(self.min_detail, (int, float)) and 0 <= self.min_detail < 1, f"min_detail must be in [0, 1), got {self.min_detail!r}")
         need(self.val_image in images.catalogue(), f"unknown validation image {self.val_image!r}")
         need(
             images.catalogue()[self.val_image].split == "held_out",
             f"the validation image must be a held-out image, not {self.val_image!r}",
         )
-        return replace(self, data=tuple(self.data), lr=float(self.lr))
+        return replace(self, data=tuple(self.data), lr=float(self.lr), crop_scales=tuple(float(c) for c in self.crop_scales))
 
     def to_dict(self) -> dict:
         """Plain JSON-ready values (for the manifest and the resumable state)."""
@@ -258,65 +267,153 @@ def _phantom_image(seed: int, size: int) -> torch.Tensor:
 def _folder_files(folder: str) -> list[Path]:
     root = Path(folder)
     if not root.is_dir():
-        raise TrainingError(f"no folder {root} (data sources are {', '.join(DATA_SOURCES)} or a folder of images)")
+        known = ", ".join((*DATA_SOURCES, *datasets.SOURCES))
+        raise TrainingError(f"no folder {root} (data sources are {known} or a folder of images)")
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in images.IMAGE_SUFFIXES)
     if not files:
         raise TrainingError(f"no images ({', '.join(images.IMAGE_SUFFIXES)}) under {root}")
     return files
 
 
+def parse_source(item: str) -> tuple[str, float | None]:
+    """``"photos:3"`` → ``("photos", 3.0)``; ``"photos"`` → ``("photos", None)`` (no weight given)."""
+    name, sep, weight = item.rpartition(":")
+    if sep and name:
+        try:
+            value = float(weight)
+        except ValueError:
+            return item, None  # a folder whose name holds a colon
+        if not (math.isfinite(value) and value > 0):
+            raise TrainingError(f"a source's weight must be a positive number, got {item!r}")
+        return name, value
+    return item, None
+
+
+@lru_cache(maxsize=512)
+def _photo_image(path: str, size: int) -> torch.Tensor:
+    return images.to_tensor(images.open_image(path), size)[0]  # (1, H, W)
+
+
+def _slice_tensor(array: np.ndarray, size: int) -> torch.Tensor:
+    """A 2-D slice as (1, H, W), resized (bilinear, antialiased) to ``size`` on its shorter side."""
+    t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None]
+    h, w = t.shape[-2:]
+    scale = size / min(h, w)
+    out = F.interpolate(t, size=(max(1, round(h * scale)), max(1, round(w * scale))), mode="bilinear", antialias=True,
+                        align_corners=False)  # fmt: skip
+    return out[0]
+
+
 class TrainingImages:
     """The clean training images of a config, in a fixed order, loaded on first use and kept.
 
-    Order: the package images of the training split (catalogue order), then the phantoms (seeds from
-    ``images.PHANTOM_TRAIN_SEED_START``), then each folder's files in sorted path order; ``max_images``
-    keeps the first N. Every image is grey in [0, 1], resized to ``image_size`` on its shorter side.
+    Order: each source of ``sources`` in turn: the package images of the training split (catalogue order), the
+    phantoms (seeds from ``images.PHANTOM_TRAIN_SEED_START``), a named open source (``datasets.SOURCES``:
+    its slices or photographs), or a folder's files in sorted path order; ``max_images`` keeps the first N.
+    Every image is (1, H, W), resized to ``image_size`` on its shorter side; grey in [0, 1], except CT slices,
+    kept in HU until ``image`` draws a display window. With weights (``"photos:3"``), ``draw`` picks a source
+    with probability ∝ its weight, then one of its images; without, every image is equally likely.
     """
 
     def __init__(self, sources: tuple[str, ...], image_size: int, phantoms: int = 64, max_images: int | None = None):
         self.size = image_size
-        self.items: list[tuple[str, str | int | Path]] = []
-        for source in sources:
+        self.items: list[tuple[str, object]] = []
+        spans: list[tuple[str, int, int, float | None]] = []  # (source, first item, end, weight)
+        for item in sources:
+            source, weight = parse_source(item)
+            start = len(self.items)
             if source == "package":
                 self.items += [("package", name) for name in images.split_names("train")]
             elif source == "phantoms":
                 self.items += [("phantom", images.PHANTOM_TRAIN_SEED_START + i) for i in range(phantoms)]
+            elif source in datasets.SOURCES:
+                self.items += _open_source_items(source)
             else:
                 self.items += [("file", path) for path in _folder_files(source)]
+            spans.append((source, start, len(self.items), weight))
         self.items = self.items[:max_images]
         if not self.items:
             raise TrainingError("the training data is empty")
+        self.spans = [(src, a, min(b, len(self.items)), w) for src, a, b, w in spans if a < len(self.items) and b > a]
+        self.weighted = any(w is not None for *_, w in self.spans)
+        self._weights = torch.tensor([w if w is not None else 1.0 for *_, w in self.spans], dtype=torch.float64)
         self._files: dict[int, torch.Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.items)
 
+    def draw(self, generator: torch.Generator) -> int:
+        """A random image index: a source by weight, then one of its images (uniform without weights)."""
+        if not self.weighted:
+            return int(torch.randint(len(self), (), generator=generator))
+        _, start, end, _ = self.spans[int(torch.multinomial(self._weights, 1, generator=generator))]
+        return start + int(torch.randint(end - start, (), generator=generator))
+
+    def image(self, index: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Image ``index`` in [0, 1]; a CT slice through a window drawn with ``generator`` (None: soft tissue)."""
+        img = self[index]
+        if self.items[index][0] != "ct":
+            return img
+        if generator is None:
+            return datasets.ct_window(img, 40.0, 400.0)
+        lo, hi = datasets.CT_LEVELS
+        level = lo + (hi - lo) * float(torch.rand((), generator=generator))
+        w_lo, w_hi = math.log(datasets.CT_WIDTHS[0]), math.log(datasets.CT_WIDTHS[1])
+        width = math.exp(w_lo + (w_hi - w_lo) * float(torch.rand((), generator=generator)))
+        return datasets.ct_window(img, level, width)
+
     def __getitem__(self, index: int) -> torch.Tensor:
-        """Image ``index`` as (1, H, W), shorter side ``image_size``."""
+        """Image ``index`` as (1, H, W), shorter side ``image_size`` (CT slices in HU)."""
         kind, key = self.items[index]
         if kind == "package":
             return _package_image(key, self.size)
         if kind == "phantom":
             return _phantom_image(key, self.size)
+        if kind == "photo":
+            return _photo_image(str(key), self.size)
         if index not in self._files:
             try:
-                self._files[index] = images.to_tensor(images.open_image(key), self.size)[0]
+                if kind in ("ct", "mri"):
+                    path, number = key
+                    slices = datasets.ct_slices(path) if kind == "ct" else datasets.mri_slices(path)
+                    self._files[index] = _slice_tensor(slices[number], self.size)
+                else:
+                    self._files[index] = images.to_tensor(images.open_image(key), self.size)[0]
             except (ValueError, OSError) as err:
                 raise TrainingError(f"cannot read the training image {key}: {err}") from None
         return self._files[index]
 
     def describe(self) -> dict:
-        """What the data is, for the manifest."""
+        """What the data is, for the manifest: counts per kind and per source, with their licences."""
         counts: dict[str, int] = {}
         for kind, _ in self.items:
             counts[kind] = counts.get(kind, 0) + 1
-        return {
+        out = {
             "images": len(self.items),
             "package": [key for kind, key in self.items if kind == "package"],
             "phantoms": counts.get("phantom", 0),
             "files": counts.get("file", 0),
             "size": self.size,
         }
+        named = [(src, b - a, w) for src, a, b, w in self.spans if src in datasets.SOURCES]
+        if named or self.weighted:
+            out["sources"] = {src: {"images": b - a, "weight": w if w is not None else 1.0,
+                                    **({"license": datasets.SOURCES[src].license} if src in datasets.SOURCES else {})}
+                              for src, a, b, w in self.spans}  # fmt: skip
+        return out
+
+
+def _open_source_items(name: str) -> list[tuple[str, object]]:
+    """The items of a named open source; a source that is not installed says how to install it."""
+    source = datasets.SOURCES[name]
+    paths = source.paths()
+    if not paths:
+        raise TrainingError(f"the data source {name} is not installed here: {source.install}")
+    if name == "photos":
+        return [("photo", p) for p in paths]
+    read = datasets.ct_slices if name == "ct-head" else datasets.mri_slices
+    kind = "ct" if name == "ct-head" else "mri"
+    return [(kind, (str(p), i)) for p in paths for i in range(len(read(str(p))))]
 
 
 def _random_patch(img: torch.Tensor, patch: int, generator: torch.Generator) -> torch.Tensor:
@@ -327,6 +424,29 @@ def _random_patch(img: torch.Tensor, patch: int, generator: torch.Generator) -> 
     crop = img[:, top : top + patch, left : left + patch]
     crop = torch.rot90(crop, int(torch.randint(4, (), generator=generator)), dims=(1, 2))
     return crop.flip(2) if int(torch.randint(2, (), generator=generator)) else crop
+
+
+def detail(crop: torch.Tensor) -> float:
+    """Mean absolute difference between neighbouring pixels (both directions): low for flat or blurred crops."""
+    return 0.5 * float((crop[..., 1:, :] - crop[..., :-1, :]).abs().mean() + (crop[..., :, 1:] - crop[..., :, :-1]).abs().mean())
+
+
+def _training_patch(cfg: TrainConfig, data: TrainingImages, index: int, generator: torch.Generator) -> torch.Tensor:
+    """One training crop of image ``index``: at a drawn scale when ``crop_scales`` offers several (the crop covers
+    scale × patch pixels, shrunk by area), redrawn up to 8 times from the same image while its ``detail`` is
+    below ``min_detail``. With the defaults it is exactly ``_random_patch`` (the same draws)."""
+    for attempt in range(8):
+        img = data.image(index, generator)
+        scale = cfg.crop_scales[0]
+        if len(cfg.crop_scales) > 1:
+            scale = cfg.crop_scales[int(torch.randint(len(cfg.crop_scales), (), generator=generator))]
+        side = min(round(cfg.patch_size * scale), *img.shape[-2:])
+        crop = _random_patch(img, side, generator)
+        if side != cfg.patch_size:
+            crop = F.interpolate(crop[None], size=(cfg.patch_size, cfg.patch_size), mode="area")[0]
+        if cfg.min_detail <= 0 or attempt == 7 or detail(crop) >= cfg.min_detail:
+            return crop
+    raise AssertionError("unreachable")
 
 
 def _centre_crop(img: torch.Tensor, patch: int) -> torch.Tensor:
@@ -343,15 +463,18 @@ def clean_batch(cfg: TrainConfig, data: TrainingImages, step: int, generator: to
     so that a resumed run finds its place without extra state.
     """
     if cfg.sampling == "patches":
-        indices = torch.randint(len(data), (cfg.batch_size,), generator=generator).tolist()
-        return torch.stack([_random_patch(data[i], cfg.patch_size, generator) for i in indices])
+        if data.weighted:
+            indices = [data.draw(generator) for _ in range(cfg.batch_size)]
+        else:  # all indices first, as before weights existed: the same draws reproduce the shipped recipes
+            indices = torch.randint(len(data), (cfg.batch_size,), generator=generator).tolist()
+        return torch.stack([_training_patch(cfg, data, i, generator) for i in indices])
     per_epoch = math.ceil(len(data) / cfg.batch_size)
     if cfg.epoch_batches is not None:
         per_epoch = min(per_epoch, cfg.epoch_batches)
     epoch, batch = divmod(step, per_epoch)
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
     indices = order[batch * cfg.batch_size : (batch + 1) * cfg.batch_size].tolist()
-    return torch.stack([_centre_crop(data[i], cfg.patch_size) for i in indices])
+    return torch.stack([_centre_crop(data.image(i), cfg.patch_size) for i in indices])
 
 
 def measure(cfg: TrainConfig, x_true: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -430,6 +553,10 @@ class Trainer:
             raise TrainingError(str(err)) from None
         if cfg.amp and self.device.type not in ("cuda", "cpu"):
             raise TrainingError(f"mixed precision (amp) runs on CUDA or the CPU, not on {self.device.type}")
+        self.notices: list[str] = []  # what the CLI says before training (a refused --amp)
+        if cfg.amp and not (bf16 := native_bf16(self.device.type))[0]:
+            self.cfg = cfg = replace(cfg, amp=False)  # the manifest then records fp32, the precision actually used
+            self.notices.append(f"--amp ignored: {bf16[1]}; training in fp32")
         self.loss_fn: WeightedLoss = parse_loss(cfg.loss)
         try:
             check_available(self.loss_fn)
@@ -689,6 +816,9 @@ def manifest_entry(trainer: Trainer, checkpoint: Path, sha256: str, manifest_dir
             "amp": cfg.amp,
         } | ({"segments": trainer.segments} if len(trainer.segments) > 1 else {})
           | ({"precision": trainer.precision} if len(trainer.precision) > 1 else {})
+          | ({"amp_note": " ".join(trainer.notices)} if trainer.notices else {})
+          | ({"crop_scales": list(cfg.crop_scales)} if cfg.crop_scales != (1.0,) else {})
+          | ({"min_detail": cfg.min_detail} if cfg.min_detail else {})
           | ({"init": os.path.relpath(cfg.init, manifest_dir), "init_sha256": sha256_file(cfg.init)} if cfg.init else {}),  # fmt: skip
         data={"sources": list(cfg.data), **trainer.data.describe(), "held_out": "never used (see README)"},
         compute={
@@ -709,6 +839,13 @@ def _pair(text: str, kind=float) -> tuple:
 
 def _names(text: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def _floats(text: str, flag: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(p) for p in _names(text))
+    except ValueError:
+        raise ValueError(f"{flag} takes comma-separated numbers, got {text!r}") from None
 
 
 def add_arguments(parser) -> None:
@@ -746,7 +883,12 @@ def add_arguments(parser) -> None:
     g.add_argument("--lecture-share", type=float, default=GENERAL_RANGES.lecture_share,
                    help="general: the fraction of draws that are the lecture's setting (default 0.25)")
     g = parser.add_argument_group("data")
-    g.add_argument("--data", default="package,phantoms", help="comma list of package, phantoms and folders (recursive)")
+    g.add_argument("--data", default="package,phantoms",
+                   help="comma list of package, phantoms, ct-head, mri, photos (see `data`) and folders (recursive); "
+                        "NAME:W draws that source with weight W")  # fmt: skip
+    g.add_argument("--crop-scales", default="1", help="comma list: each crop covers scale × patch pixels, shrunk (default 1)")
+    g.add_argument("--min-detail", type=float, default=0.0,
+                   help="redraw crops whose mean neighbour difference is below this (flat or out of focus; e.g. 0.02)")
     g.add_argument("--image-size", type=int, default=256, help="training images' shorter side before cropping")
     g.add_argument("--max-images", type=int, help="use only the first N training images")
     g.add_argument("--phantoms", type=int, default=64, help="how many procedural phantoms")
@@ -793,6 +935,7 @@ def config_from_args(args) -> TrainConfig:
         operator=OperatorSpec(args.blur, args.kernel_size, args.angle, args.variance, args.kernel_style),
         noise=args.noise, ranges=ranges, data=_names(args.data), image_size=args.image_size,
         max_images=args.max_images, phantoms=args.phantoms, sampling=args.sampling, epoch_batches=args.epoch_batches,
+        crop_scales=_floats(args.crop_scales, "--crop-scales"), min_detail=args.min_detail,
         seed=args.seed, device=args.device, amp=args.amp, eval_every=args.eval_every, val_image=args.val_image,
         val_size=args.val_size, checkpoint=args.out, checkpoint_every=args.checkpoint_every, init=args.init,
     )  # fmt: skip
@@ -811,6 +954,8 @@ def main(args) -> int:
     except (ValueError, KeyError) as err:
         print(f"train: {err.args[0] if err.args else err}", file=sys.stderr)
         return 2
+    for notice in trainer.notices:
+        print(f"train: {notice}", file=sys.stderr)
     cancel = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())  # Ctrl-C: stop cleanly, keep the state
     try:

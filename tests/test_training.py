@@ -373,3 +373,17 @@ def test_ct_batches_crop_the_fbp_where_they_crop_the_image():
     with pytest.raises(TrainingError, match="for deblurring, not CT"):
         TrainConfig(**{**SMALL, "task": "ct"}, ranges=GENERAL_RANGES).validated()
     assert TrainConfig(task="ct", angles=20).regime() == "ct-20" and TrainConfig(task="ct", noise=0.02).regime() == "custom"
+
+
+def test_amp_on_a_cpu_without_bf16_falls_back_to_fp32_and_says_so(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RECON_CPU_BF16", "0")  # as on an AVX2-only CPU, where emulated bf16 made a step 17× slower
+    out = tmp_path / "cnn_course.safetensors"
+    args = ["train", "--model", "cnn", "--steps", "2", "--batch-size", "2", "--patch-size", "32", "--phantoms", "2",
+            "--max-images", "2", "--eval-every", "0", "--val-size", "64", "--amp", "--out", str(out)]  # fmt: skip
+    assert cli(args) == 0
+    err = capsys.readouterr().err
+    assert "train: --amp ignored: RECON_CPU_BF16=0; training in fp32" in err.splitlines()
+    entry = Manifest.load(tmp_path).find("cnn", "course")
+    assert entry.recipe["amp"] is False and entry.recipe["amp_note"] == "--amp ignored: RECON_CPU_BF16=0; training in fp32"
+    monkeypatch.setenv("RECON_CPU_BF16", "1")
+    assert Trainer(TrainConfig(model="cnn", steps=1, amp=True, phantoms=2, max_images=2, val_size=64)).cfg.amp

@@ -1,0 +1,206 @@
+"""The open training data (``recon_demo.datasets``): each reader on small files written here in the same formats
+(an InVesalius tar.gz, a NIfTI-1 volume, a folder of photographs), the named sources as ``train --data`` uses
+them (weights, CT windows, crops that are too flat), the ``data`` listing, and the held-out discipline: no
+image of any installed source is a copy of a held-out image. Nothing here needs the data packages."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import plistlib
+import struct
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from recon_demo import datasets, images
+from recon_demo.__main__ import main as cli
+from recon_demo.checkpoints import Manifest
+from recon_demo.training import TrainConfig, Trainer, TrainingError, TrainingImages, _training_patch, detail, parse_source
+
+
+def write_inv3(path: Path, volume: np.ndarray) -> Path:
+    """An InVesalius project as the Debian package ships it: a tar.gz of main.plist and matrix.dat in a folder."""
+    main = {"matrix": {"dtype": str(volume.dtype), "filename": "matrix.dat", "shape": list(volume.shape)}, "modality": "CT"}
+    with tarfile.open(path, "w:gz") as tar:
+        for name, payload in (("main.plist", plistlib.dumps(main)), ("matrix.dat", volume.tobytes())):
+            info = tarfile.TarInfo(f"tmpabc/{name}")
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    return path
+
+
+def write_nifti(path: Path, volume: np.ndarray, slope: float = 1.0, inter: float = 0.0) -> Path:
+    """A NIfTI-1 file (int16 voxels, x fastest) with its 348-byte header, gzipped when the name ends in .gz."""
+    header = bytearray(352)
+    struct.pack_into("<i", header, 0, 348)
+    struct.pack_into("<8h", header, 40, 3, *volume.shape, 1, 1, 1, 1)
+    struct.pack_into("<hh", header, 70, 4, 16)  # datatype int16, 16 bits
+    struct.pack_into("<f", header, 108, 352.0)  # vox_offset
+    struct.pack_into("<2f", header, 112, slope, inter)
+    header[344:348] = b"n+1\0"
+    data = bytes(header) + volume.astype("<i2").tobytes(order="F")
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    return path
+
+
+def head_volume(slices: int = 6, n: int = 64) -> np.ndarray:
+    """A CT-like volume: air (-1000 HU) around an ellipse of soft tissue (40 HU) with a bone ring (1000 HU)."""
+    yy, xx = np.mgrid[:n, :n]
+    r = ((yy - n / 2) / (0.4 * n)) ** 2 + ((xx - n / 2) / (0.3 * n)) ** 2
+    image = np.where(r < 1, 40, -1000) + np.where((r > 0.8) & (r < 1), 960, 0)
+    volume = np.stack([image] * slices).astype(np.int16)
+    volume[0] = -1000  # an empty slice (air only): dropped
+    return volume
+
+
+def test_read_inv3_gives_the_volume_in_hu(tmp_path):
+    volume = head_volume()
+    assert np.array_equal(datasets.read_inv3(write_inv3(tmp_path / "Cranium.inv3", volume)), volume)
+    with tarfile.open(tmp_path / "bad.inv3", "w:gz") as tar:
+        info = tarfile.TarInfo("x/other.txt")
+        tar.addfile(info, io.BytesIO(b""))
+    with pytest.raises(ValueError, match="no main.plist"):
+        datasets.read_inv3(tmp_path / "bad.inv3")
+
+
+@pytest.mark.parametrize("name", ["t1.nii", "t1.nii.gz"])
+def test_read_nifti_applies_the_scale_and_keeps_the_axes(tmp_path, name):
+    volume = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
+    out = datasets.read_nifti(write_nifti(tmp_path / name, volume, slope=0.5, inter=2.0))
+    assert out.shape == (4, 5, 6) and np.allclose(out, volume * 0.5 + 2.0)
+    (tmp_path / "bad.nii").write_bytes(b"\0" * 400)
+    with pytest.raises(ValueError, match="not a NIfTI-1 file"):
+        datasets.read_nifti(tmp_path / "bad.nii")
+
+
+@pytest.fixture
+def open_sources(tmp_path, monkeypatch) -> dict[str, Path]:
+    """The three named sources pointed at small files of their formats."""
+    ct = write_inv3(tmp_path / "Cranium.inv3", head_volume())
+    yy, xx, zz = np.mgrid[:40, :48, :44]
+    brain = (((yy - 20) / 16) ** 2 + ((xx - 24) / 20) ** 2 + ((zz - 22) / 18) ** 2 < 1) * (100 + (xx % 7) * 10)
+    mri = write_nifti(tmp_path / "ch2.nii.gz", brain.astype(np.int16))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)).save(photos / f"photo{i}.jpg")
+    flat = photos / "flat.png"
+    Image.new("L", (300, 300), 128).save(flat)
+    sources = {
+        "ct-head": datasets.Source("ct-head", "test CT", "GPL-2", "apt-get install -y invesalius-examples", (str(ct),)),
+        "mri": datasets.Source("mri", "test MRI", "BSD-3-Clause", "apt-get install -y mricron-data", (str(mri),)),
+        "photos": datasets.Source("photos", "test photos", "CC0-1.0", "apt-get install -y …",
+                                  tuple(str(p) for p in sorted(photos.iterdir()))),  # fmt: skip
+    }
+    monkeypatch.setattr(datasets, "SOURCES", sources)
+    datasets.ct_slices.cache_clear()
+    datasets.mri_slices.cache_clear()
+    return {"ct": ct, "mri": mri, "photos": photos}
+
+
+def test_named_sources_become_training_images(open_sources):
+    data = TrainingImages(("ct-head", "mri", "photos"), 64)
+    kinds = [kind for kind, _ in data.items]
+    assert kinds.count("ct") == 5  # the slice of air only is left out
+    assert kinds.count("mri") > 10 and kinds.count("photo") == 4
+    g = torch.Generator().manual_seed(0)
+    for i in range(len(data)):
+        img = data.image(i, g)
+        assert img.shape[0] == 1 and min(img.shape[1:]) == 64 and 0 <= float(img.min()) and float(img.max()) <= 1
+    ct = data[0]
+    assert float(ct.min()) < -900 and float(ct.max()) > 500  # kept in HU until a window is drawn
+    windows = {tuple(data.image(0, g).unique()[:3].tolist()) for _ in range(5)}
+    assert len(windows) > 1  # a window of its own for each draw
+    assert data.describe()["sources"]["ct-head"] == {"images": 5, "weight": 1.0, "license": "GPL-2"}
+
+
+def test_a_source_that_is_not_installed_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(datasets.SOURCES, "ct-head", datasets.Source("ct-head", "", "GPL-2", "apt-get install -y invesalius-examples",
+                                                                     ("/nonexistent/Cranium.inv3",)))  # fmt: skip
+    with pytest.raises(TrainingError, match="not installed here: apt-get install -y invesalius-examples"):
+        TrainingImages(("ct-head",), 64)
+
+
+def test_weights_choose_sources_and_bad_weights_are_refused(open_sources):
+    assert parse_source("photos:3") == ("photos", 3.0) and parse_source("photos") == ("photos", None)
+    with pytest.raises(TrainingError, match="positive number"):
+        parse_source("photos:0")
+    data = TrainingImages(("ct-head:1", "photos:99"), 64)
+    g = torch.Generator().manual_seed(1)
+    drawn = [data.items[data.draw(g)][0] for _ in range(400)]
+    assert drawn.count("photo") > 360  # 99 in 100 expected
+
+
+def test_flat_crops_are_redrawn_and_scales_shrink_larger_crops(open_sources):
+    data = TrainingImages(("photos",), 64)
+    flat = next(i for i, (_, p) in enumerate(data.items) if Path(p).name == "flat.png")
+    cfg = TrainConfig(patch_size=32, image_size=64, crop_scales=(1.0, 2.0), min_detail=0.01).validated()
+    crop = _training_patch(cfg, data, flat, torch.Generator().manual_seed(0))
+    assert crop.shape == (1, 32, 32) and detail(crop) < 1e-6  # a flat image has no better crop: the 8th is kept
+    sharp = next(i for i, (_, p) in enumerate(data.items) if Path(p).name == "photo0.jpg")
+    assert detail(_training_patch(cfg, data, sharp, torch.Generator().manual_seed(0))) > 0.01
+    with pytest.raises(TrainingError, match="crop scales"):
+        TrainConfig(patch_size=48, image_size=64, crop_scales=(1.0, 2.0)).validated()
+
+
+def test_train_on_named_sources_records_them_in_the_manifest(open_sources, tmp_path):
+    out = tmp_path / "w" / "cnn_course.safetensors"
+    args = ["train", "--model", "cnn", "--steps", "3", "--batch-size", "2", "--patch-size", "32", "--image-size", "64",
+            "--data", "ct-head:1,mri:1,photos:2,package", "--crop-scales", "1,1.5", "--min-detail", "0.005",
+            "--eval-every", "0", "--val-size", "64", "--out", str(out)]  # fmt: skip
+    assert cli(args) == 0
+    entry = Manifest.load(out.parent).find("cnn", "course")
+    sources = entry.data["sources"]
+    assert sources["photos"] == {"images": 4, "weight": 2.0, "license": "CC0-1.0"} and sources["package"]["weight"] == 1.0
+    trainer = Trainer(TrainConfig(model="cnn", steps=1, batch_size=2, patch_size=32, image_size=64, eval_every=0,
+                                  data=("ct-head", "photos"), val_size=64))  # fmt: skip
+    assert trainer.data.describe()["sources"]["ct-head"]["license"] == "GPL-2"
+
+
+def test_the_data_listing_names_every_source_its_licence_and_install_command(open_sources, capsys, monkeypatch):
+    monkeypatch.setitem(datasets.SOURCES, "mri", datasets.Source("mri", "absent", "BSD-3-Clause", "apt-get install -y mricron-data",
+                                                                 ("/nonexistent/ch2.nii.gz",)))  # fmt: skip
+    assert cli(["data", "--format", "json"]) == 0
+    printed = capsys.readouterr()
+    rows = {r["source"]: r for r in json.loads(printed.out)}
+    assert set(rows) == {"package", "phantoms", "ct-head", "mri", "photos"}
+    assert rows["ct-head"]["installed"] and rows["ct-head"]["images"] == 5 and rows["ct-head"]["license"] == "GPL-2"
+    assert not rows["mri"]["installed"] and rows["mri"]["install"] == "apt-get install -y mricron-data"
+    assert printed.err.startswith("data: reading the sources…")
+    assert cli(["data", "--quiet"]) == 0
+    table = capsys.readouterr()
+    assert "| mri | no |" in table.out and "`apt-get install -y mricron-data`" in table.out and table.err == ""
+
+
+def _ahash(img: np.ndarray) -> np.ndarray:
+    """A 16×16 average hash: which cells of the image are brighter than its mean (survives resizing and JPEG)."""
+    small = np.asarray(Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).resize((16, 16), Image.BILINEAR), float)
+    return small > small.mean()
+
+
+def test_no_training_image_of_any_installed_source_is_a_held_out_image(monkeypatch):
+    # the real sources as installed here (none in CI): package, phantoms and whatever open data is on disk
+    held_out = {name: _ahash(images.to_tensor(images.load_example(name), 256)[0, 0].numpy()) for name in images.split_names("held_out")}
+    sources = ["package", "phantoms", *(name for name, s in datasets.SOURCES.items() if s.installed())]
+    data = TrainingImages(tuple(sources), 256, phantoms=16)
+    for i in range(len(data)):
+        h = _ahash(data.image(i).numpy()[0])
+        for name, ref in held_out.items():
+            assert (h != ref).sum() > 8, f"training image {data.items[i]} looks like the held-out image {name}"
+
+
+def test_the_install_script_installs_every_package_the_sources_name():
+    script = (Path(__file__).resolve().parents[1] / "scripts" / "install-training-data.sh").read_text()
+    for source in datasets.SOURCES.values():
+        for command in source.install.split("&&"):
+            words = command.split()
+            packages = [w for w in words[2:] if not w.startswith("-")]  # after "apt-get install" / "pip install"
+            assert packages and all(p in script.split() for p in packages), (source.name, packages)
+    assert script.splitlines()[-1] == "python3 -m recon_demo data"  # it ends by showing what is now installed

@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from recon_demo import datasets, images
+from recon_demo import datasets, distributed, images
 from recon_demo.checkpoints import CheckpointError, ManifestEntry, load_state, read_state_dict, save_checkpoint, sha256_file
 from recon_demo.ct import ct_regime
 from recon_demo.engine import select_device
@@ -548,7 +548,7 @@ class Trainer:
         self.cfg = cfg = cfg.validated()
         tune_allocator()
         try:
-            self.device = select_device(cfg.device)
+            self.world, self.device = distributed.setup(select_device(cfg.device))  # torchrun: join the others
         except (ValueError, RuntimeError) as err:
             raise TrainingError(str(err)) from None
         if cfg.amp and self.device.type not in ("cuda", "cpu"):
@@ -584,6 +584,10 @@ class Trainer:
         self.precision = [[0, _precision(cfg)]]  # (from step, "fp32" or "bf16"): a resume may switch --amp
         if resume:
             self._load_state()
+        self.train_model: nn.Module = self.model  # what the step calls: under torchrun, DDP averages the gradients
+        if self.world.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
 
     # -- resumable state ----------------------------------------------------------------------------
 
@@ -619,7 +623,7 @@ class Trainer:
     def save_state(self, generator_state: torch.Tensor | None = None) -> Path | None:
         """Write the resumable state (atomically) beside the checkpoint; ``None`` when the run has no checkpoint."""
         path = self.cfg.state_path()
-        if path is None:
+        if path is None or not self.world.is_main:  # under torchrun, rank 0 writes for all (they hold the same)
             return None
         state = {
             "config": json.dumps(self.cfg.to_dict()),
@@ -641,7 +645,7 @@ class Trainer:
 
     def save_weights(self) -> str | None:
         """Write the model's weights to ``checkpoint`` as safetensors; returns the sha256 (``None`` without a path)."""
-        if self.cfg.checkpoint is None:
+        if self.cfg.checkpoint is None or not self.world.is_main:
             return None
         metadata = {"model": self.cfg.model, "kwargs": json.dumps(self.cfg.model_kwargs), "step": str(self.step)}
         return save_checkpoint(self.model, self.cfg.checkpoint, metadata)
@@ -659,22 +663,29 @@ class Trainer:
         return compute_metrics(image, self.x_val), image
 
     def _train_step(self, cancel) -> tuple[float, dict[str, float]]:
-        if self.cfg.task == "ct":
-            x_true, y_delta = ct_batch(self.cfg, self.data, self.step, self.generator, self.device)
+        world = self.world
+        # Under torchrun every process draws the global batch (the same draws: one seed) and keeps its slice.
+        cfg = replace(self.cfg, batch_size=self.cfg.batch_size * world.size) if world.distributed else self.cfg
+        if cfg.task == "ct":
+            x_true, y_delta = ct_batch(cfg, self.data, self.step, self.generator, self.device)
         else:
-            x_true = clean_batch(self.cfg, self.data, self.step, self.generator).to(self.device)
-            y_delta = measure(self.cfg, x_true, self.generator)
+            x_true = clean_batch(cfg, self.data, self.step, self.generator).to(self.device)
+            y_delta = measure(cfg, x_true, self.generator)
+        if world.distributed:
+            mine = slice(world.rank * self.cfg.batch_size, (world.rank + 1) * self.cfg.batch_size)
+            x_true, y_delta = x_true[mine], y_delta[mine]
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp):
-            x_rec = self.model(y_delta)
+            x_rec = self.train_model(y_delta)
         parts = self.loss_fn.parts(x_rec.float(), x_true)
         loss = self.loss_fn.total(parts)
         if not torch.isfinite(loss):
             raise TrainingError(f"the loss became {float(loss.detach())} at step {self.step + 1}; try a smaller learning rate")
-        if _should_stop(cancel):
+        stoppable = not world.distributed  # in the middle of a step the other processes would wait forever
+        if stoppable and _should_stop(cancel):
             raise _Stop
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if _should_stop(cancel):
+        if stoppable and _should_stop(cancel):
             raise _Stop
         self.optimizer.step()
         self.scheduler.step()
@@ -694,10 +705,15 @@ class Trainer:
             if _should_stop(cancel):
                 raise _Stop
 
-        hooks = [m.register_forward_pre_hook(poll) for m in self.model.modules()]
+        world = self.world
+        hooks = [] if world.distributed else [m.register_forward_pre_hook(poll) for m in self.model.modules()]
         last = TrainEvent(self.step, cfg.steps, math.nan, {}, self.scheduler.get_last_lr()[0], self.elapsed)
         try:
             while self.step < cfg.steps:
+                if world.distributed and distributed.any_rank(_should_stop(cancel), world, self.device):
+                    self.save_state()  # agreed between steps: every process stops after the same one
+                    last.status = "cancelled"
+                    break
                 generator_state = self.generator.get_state()  # the state to save if this step is dropped
                 lr = self.scheduler.get_last_lr()[0]
                 start = time.perf_counter()
@@ -714,7 +730,7 @@ class Trainer:
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self.save_state()
                 if self.step < cfg.steps:
-                    if cfg.eval_every and self.step % cfg.eval_every == 0:
+                    if cfg.eval_every and self.step % cfg.eval_every == 0 and world.is_main:
                         try:
                             last.metrics, last.x_rec = self.validate()
                         except _Stop:  # cancelled while validating: the step itself is complete
@@ -729,7 +745,8 @@ class Trainer:
             self.save_state()
             self.save_weights()
             last.status = "done"
-            last.metrics, last.x_rec = self.validate()
+            if world.is_main:
+                last.metrics, last.x_rec = self.validate()
         yield last  # a cancelled run returns at once, without a final validation
 
 
@@ -817,6 +834,7 @@ def manifest_entry(trainer: Trainer, checkpoint: Path, sha256: str, manifest_dir
         } | ({"segments": trainer.segments} if len(trainer.segments) > 1 else {})
           | ({"precision": trainer.precision} if len(trainer.precision) > 1 else {})
           | ({"amp_note": " ".join(trainer.notices)} if trainer.notices else {})
+          | ({"processes": trainer.world.size, "global_batch": cfg.batch_size * trainer.world.size} if trainer.world.distributed else {})
           | ({"crop_scales": list(cfg.crop_scales)} if cfg.crop_scales != (1.0,) else {})
           | ({"min_detail": cfg.min_detail} if cfg.min_detail else {})
           | ({"init": os.path.relpath(cfg.init, manifest_dir), "init_sha256": sha256_file(cfg.init)} if cfg.init else {}),  # fmt: skip
@@ -952,14 +970,23 @@ def main(args) -> int:
         cfg = config_from_args(args)
         trainer = Trainer(cfg, resume=args.resume)
     except (ValueError, KeyError) as err:
+        distributed.teardown()
         print(f"train: {err.args[0] if err.args else err}", file=sys.stderr)
         return 2
-    for notice in trainer.notices:
+    try:
+        return _run_cli(args, cfg, trainer, start)
+    finally:
+        distributed.teardown()
+
+
+def _run_cli(args, cfg: TrainConfig, trainer: Trainer, start: float) -> int:
+    main_process = trainer.world.is_main  # under torchrun, the others train silently and write nothing
+    for notice in trainer.notices if main_process else ():
         print(f"train: {notice}", file=sys.stderr)
     cancel = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())  # Ctrl-C: stop cleanly, keep the state
     try:
-        with CLIProgress("train", args.quiet).phase(f"{cfg.model}, steps", cfg.steps, initial=trainer.step) as bar:
+        with CLIProgress("train", args.quiet or not main_process).phase(f"{cfg.model}, steps", cfg.steps, initial=trainer.step) as bar:
             for event in trainer.run(cancel):
                 postfix = {"loss": f"{event.loss:.4g}", "lr": f"{event.lr:.2g}"}
                 if event.metrics:
@@ -971,6 +998,8 @@ def main(args) -> int:
         return 2
     finally:
         signal.signal(signal.SIGINT, previous)
+    if not main_process:
+        return 130 if event.status == "cancelled" else 0
     if event.status == "cancelled":
         print(f"stopped at step {trainer.step} of {cfg.steps}; continue with the same flags and --resume "
               f"(state: {cfg.state_path()})")  # fmt: skip

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import torch
 
+from recon_demo.activations import count_flops
 from recon_demo.checkpoints import Manifest, ManifestEntry, save_checkpoint
 from recon_demo.engine import Engine, select_device
-from recon_demo.inspect import count_flops
 from recon_demo.models import create_model, list_models
 from recon_demo.progress import CLIProgress, Report, no_progress
 from recon_demo.runtime import native_bf16

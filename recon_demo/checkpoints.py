@@ -14,22 +14,34 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from recon_demo.ct import regime_angles
 from recon_demo.models import create_model, model_info
 
 WEIGHTS_DIR = Path(os.environ.get("RECON_WEIGHTS_DIR", Path(__file__).resolve().parent.parent / "weights"))
 MAX_CHECKPOINT_BYTES = 64 * 1024 * 1024  # the largest lecture model in fp32 is about 8 MB
 REGIMES = ("course", "general")  # the shipped ones; a run at another fixed operator is recorded as "custom"
+_CT_REGIME = re.compile(r"ct-(\d+)")  # CT checkpoints: "ct-<angles>"
 _DESCRIPTION = (
     "Checkpoints trained by `python -m recon_demo train`; see README. "
     "Entries: model, regime, file, sha256, kwargs, operator, noise, recipe, data, compute, metrics."
 )
+
+
+def ct_regime(angles: int) -> str:
+    """The manifest regime of CT checkpoints trained at ``angles`` angles: ``ct-60``."""
+    return f"ct-{int(angles)}"
+
+
+def regime_angles(regime: str) -> int | None:
+    """``ct-60`` → 60; ``None`` for a regime that is not a CT one."""
+    match = _CT_REGIME.fullmatch(regime)
+    return int(match.group(1)) if match else None
 
 
 class CheckpointError(ValueError):

@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from recon_demo.checkpoints import CheckpointError
-from recon_demo.ct import CT_BASELINES, ct_regime, measure, refine, regime_angles
-from recon_demo.lab import MAX_NOISE, MAX_SEED, Lab, SettingError, check_number, metric_cells
+from recon_demo.checkpoints import CheckpointError, ct_regime, regime_angles
+from recon_demo.ct_baselines import CT_BASELINES, measure, refine
+from recon_demo.ct_operators import CT_NOISE, FILTERS, LECTURE_ANGLES, is_built, radon_operator
+from recon_demo.lab import MAX_NOISE, MAX_SEED, Lab, SettingError, check_number
 from recon_demo.metrics import compute_metrics
 from recon_demo.models import list_models, model_info
 from recon_demo.progress import Report, no_progress
-from recon_demo.tomography import CT_NOISE, FILTERS, LECTURE_ANGLES, is_built, radon_operator
+from recon_demo.tables import metric_cells
 
 MAX_ANGLES = 180  # the tab's slider; the core allows 360 at 256²
 CT_TABLE_COLUMNS = ("method", "MSE", "PSNR (dB)", "SSIM", "LPIPS", "data consistency (sinogram)", "ms")

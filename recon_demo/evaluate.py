@@ -8,7 +8,7 @@ and averaged. The table mirrors the lecture's; ``--format markdown`` adds each n
 median milliseconds per 256² image (the README's results tables); ``--format json`` gives
 ``{"protocol": ..., "results": {NAME: {"mse", "psnr", "ssim", "lpips", "n", "ms", "params"}}, "per_image": ...}``.
 
-``--task ct`` runs the same protocol on sinograms (``recon_demo.ct``): ``--angles``, ``--noise`` relative
+``--task ct`` runs the same protocol on sinograms (``recon_demo.ct_baselines``): ``--angles``, ``--noise`` relative
 on the sinogram, CT models and the ``fbp``/``sirt`` baselines, and a data-consistency column ``dc``.
 """
 
@@ -26,15 +26,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from recon_demo import ct, images
+from recon_demo import ct_baselines, images
 from recon_demo.baselines import BASELINES
-from recon_demo.checkpoints import REGIMES, CheckpointError, Manifest
+from recon_demo.checkpoints import REGIMES, CheckpointError, Manifest, ct_regime
+from recon_demo.ct_operators import CT_NOISE, FILTERS, LECTURE_ANGLES, CTSpec
 from recon_demo.engine import Engine
 from recon_demo.metrics import METRICS, data_consistency, lpips_status
 from recon_demo.models import count_parameters, list_models, model_info
 from recon_demo.operators import OperatorSpec, add_relative_noise
 from recon_demo.progress import CLIProgress, Report, no_progress
-from recon_demo.tomography import CT_NOISE, FILTERS, LECTURE_ANGLES, CTSpec
 
 REPORTED = ("mse", "psnr", "ssim", "lpips")
 # Five (operator, noise) settings inside the general regime's ranges and away from the lecture's (motion 9 @ 20°,
@@ -87,7 +87,7 @@ def parse_models(spec: str | None, shipped: list[str] | None = None) -> list[tup
 
 
 def parse_baselines(spec: str | None, registry: dict = BASELINES, kind: str = "baseline") -> list[str]:
-    """``"wiener, tv"`` → ``["wiener", "tv"]``, each checked against ``registry`` (CT's: ``ct.CT_BASELINES``)."""
+    """``"wiener, tv"`` → ``["wiener", "tv"]``, each checked against ``registry`` (CT's: ``ct_baselines.CT_BASELINES``)."""
     names = [s.strip() for s in (spec or "").split(",") if s.strip()]
     for name in names:
         if name not in registry:
@@ -214,7 +214,7 @@ class CTEvalConfig:
     """One CT evaluation; ``evaluate --task ct`` maps its flags onto it."""
 
     models: list[tuple[str, str | None]] = field(default_factory=list)  # CT registry names, with a file or shipped
-    baselines: list[str] = field(default_factory=list)  # names from ct.CT_BASELINES
+    baselines: list[str] = field(default_factory=list)  # names from ct_baselines.CT_BASELINES
     images: str | None = None  # folder; None: the held-out package images
     limit: int | None = None
     spec: CTSpec = field(default_factory=CTSpec)  # angles, size (the square images' side), FBP filter
@@ -232,7 +232,7 @@ def run_ct_evaluation(cfg: CTEvalConfig, engine: Engine | None = None, report: R
         raise ValueError("nothing to evaluate: give --models and/or --baselines")
     radon = cfg.spec.build()
     engine = engine or Engine(cfg.device)
-    regime = ct.ct_regime(cfg.spec.angles)
+    regime = ct_regime(cfg.spec.angles)
     networks = {name: engine.model(name, path, regime) for name, path in cfg.models}  # fail early
     with_lpips, notes = _lpips_or_note(cfg.lpips)
     per_image: dict[str, dict[str, dict[str, float | None]]] = {}
@@ -242,13 +242,13 @@ def run_ct_evaluation(cfg: CTEvalConfig, engine: Engine | None = None, report: R
     total, done = len(loaded) * len(ms), 0
     for file_name, img in loaded:
         x_true = images.protocol_tensor(img, cfg.spec.size, square=True)  # (1, 1, n, n) on the CPU
-        y_delta = ct.measure(x_true, radon, cfg.noise)  # the global RNG, seeded once above
+        y_delta = ct_baselines.measure(x_true, radon, cfg.noise)  # the global RNG, seeded once above
         start = time.perf_counter()
         x_fbp = radon.fbp(y_delta, cfg.spec.filter)
         fbp_ms = (time.perf_counter() - start) * 1000  # part of every network's time: each refines this FBP
         outputs = {}
-        for name, run in [*((n, partial(ct.refine, engine, m, x_fbp)) for n, m in networks.items()),
-                          *((n, partial(ct.CT_BASELINES[n], radon, y_delta, cfg.spec.filter)) for n in cfg.baselines)]:
+        for name, run in [*((n, partial(ct_baselines.refine, engine, m, x_fbp)) for n, m in networks.items()),
+                          *((n, partial(ct_baselines.CT_BASELINES[n], radon, y_delta, cfg.spec.filter)) for n in cfg.baselines)]:
             start = time.perf_counter()
             outputs[name] = run()
             elapsed = (time.perf_counter() - start) * 1000 + (fbp_ms if name in networks else 0.0)
@@ -282,7 +282,7 @@ def run_ct_evaluation(cfg: CTEvalConfig, engine: Engine | None = None, report: R
 
 def label(name: str, task: str = "deblur") -> str:
     if task == "ct":
-        return ct.label(name)
+        return ct_baselines.label(name)
     return BASELINES[name].label if name in BASELINES else model_info(name).label
 
 
@@ -357,7 +357,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kernel-style", default="ippy", choices=("ippy", "centered"), help="motion kernel style")
     parser.add_argument("--noise", type=float, default=0.01, help="relative noise level δ (default 0.01)")
     parser.add_argument("--seed", type=int, default=123, help="torch.manual_seed before the loop (default 123)")
-    parser.add_argument("--baselines", help=f"comma list of {', '.join(BASELINES)} (ct: {', '.join(ct.CT_BASELINES)})")
+    parser.add_argument("--baselines", help=f"comma list of {', '.join(BASELINES)} (ct: {', '.join(ct_baselines.CT_BASELINES)})")
     parser.add_argument("--angles", type=int, default=LECTURE_ANGLES, help=f"ct: projection angles in [0, 180°) (default {LECTURE_ANGLES})")
     parser.add_argument("--fbp-filter", default="ramp", choices=FILTERS, help="ct: the FBP window (default ramp)")
     parser.add_argument("--lpips", action="store_true", help="also compute LPIPS (AlexNet)")
@@ -407,8 +407,8 @@ def ct_config_from_args(args: argparse.Namespace) -> CTEvalConfig:
     spec = CTSpec(args.angles, args.size, args.fbp_filter)
     spec.build()  # validates the geometry before any work
     return CTEvalConfig(
-        models=ct.parse_models(args.models),
-        baselines=parse_baselines(args.baselines, ct.CT_BASELINES, "CT baseline"),
+        models=ct_baselines.parse_models(args.models),
+        baselines=parse_baselines(args.baselines, ct_baselines.CT_BASELINES, "CT baseline"),
         images=args.images,
         limit=args.limit,
         spec=spec,

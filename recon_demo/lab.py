@@ -11,15 +11,12 @@ measurement, kernel, each reconstruction with its metrics and its network's firs
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import math
 import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, replace
-from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +24,11 @@ import torch
 from PIL import Image
 
 from recon_demo import images
+from recon_demo.activations import activation_grid, first_layer_output
 from recon_demo.baselines import BASELINES
 from recon_demo.checkpoints import REGIMES, CheckpointError, ManifestEntry
 from recon_demo.engine import MAX_FILE_MODELS, Engine, Reconstruction
-from recon_demo.inspect import activation_grid, first_layer_output, summary
-from recon_demo.metrics import METRICS
-from recon_demo.models import count_parameters, create_model, list_models, model_info
+from recon_demo.models import list_models, model_info
 from recon_demo.operators import BLUR_TYPES, KERNEL_STYLES, LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec, add_relative_noise
 from recon_demo.progress import Report, no_progress
 
@@ -42,7 +38,6 @@ MAX_NOISE = 0.2  # the app's largest relative noise level
 MAX_VARIANCE = 20.0
 MAX_SEED = 2**31 - 1
 BASELINE_CHOICES = ("wiener", "rl", "tv")  # the classical methods offered beside the networks
-ERROR_RANGE = 0.25  # error maps show |x_rec − x_true| from 0 to this value
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
 MAX_UPLOAD_CHECKPOINT = 32_000_000  # bytes; the largest lecture model is about 8 MB in fp32
 
@@ -368,111 +363,3 @@ def working_tensor(img: Image.Image | np.ndarray) -> torch.Tensor:
     top, left = (h - side) // 2, (w - side) // 2
     x = x[..., top : top + side, left : left + side]
     return images.resize(x, WORK_SIZE).clamp(0, 1).contiguous()
-
-
-# ---------------------------------------------------------------------------------------------- pictures
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """A grey float image in [0, 1] (values outside are clipped) as uint8."""
-    return (np.clip(np.nan_to_num(image), 0, 1) * 255 + 0.5).astype(np.uint8)
-
-
-def psf_preview(kernel: np.ndarray, size: int = 96) -> np.ndarray:
-    """The kernel enlarged with square pixels, brightest tap white: what the blur does to one point."""
-    k = kernel / kernel.max() if kernel.max() > 0 else kernel
-    scale = max(1, size // k.shape[0])
-    return to_uint8(np.kron(k, np.ones((scale, scale))))
-
-
-def error_map(x_rec: np.ndarray, x_true: np.ndarray) -> np.ndarray:
-    """|x_rec − x_true| in the 'inferno' colour map from 0 (black) to ``ERROR_RANGE`` and above (white-yellow); RGB uint8."""
-    from matplotlib import colormaps
-
-    err = np.clip(np.abs(x_rec - x_true) / ERROR_RANGE, 0, 1)
-    return (colormaps["inferno"](err)[..., :3] * 255).astype(np.uint8)
-
-
-def kernel_spectrum(kernel: np.ndarray, size: int = WORK_SIZE) -> np.ndarray:
-    """log(1 + |FFT|) of the kernel on a size² grid, centred, scaled to [0, 1]: the frequencies the blur kills."""
-    padded = np.zeros((size, size))
-    k = kernel.shape[0]
-    padded[:k, :k] = kernel
-    mag = np.fft.fftshift(np.abs(np.fft.fft2(padded)))
-    mag = np.log1p(mag / mag.max() * 1000)
-    return mag / mag.max()
-
-
-def overlay(image: np.ndarray, heat: np.ndarray, colour: tuple[float, float, float] = (1.0, 0.15, 0.1)) -> np.ndarray:
-    """A grey image with ``heat`` in [0, 1] laid over it in ``colour``; RGB uint8 (the receptive-field figure)."""
-    grey = np.clip(image, 0, 1)[..., None].repeat(3, axis=2) * 0.7
-    alpha = np.clip(heat, 0, 1)[..., None] ** 0.5  # square root: faint dependencies stay visible
-    return to_uint8(grey * (1 - alpha) + np.asarray(colour) * alpha)
-
-
-def residual_map(x_true: np.ndarray, y_delta: np.ndarray, gain: float = 4.0) -> np.ndarray:
-    """|x_true − y_delta| × ``gain`` as a grey image in [0, 1]: the residual a ResCNN learns, made visible."""
-    return np.clip(np.abs(x_true - y_delta) * gain, 0, 1)
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(image if image.dtype == np.uint8 else to_uint8(image)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-# ---------------------------------------------------------------------------------------------- tables
-
-TABLE_COLUMNS = ("model", "MSE", "PSNR (dB)", "SSIM", "LPIPS", "data consistency", "ms", "parameters")
-SORTABLE = ("psnr", "ssim", "mse", "lpips", "dc", "ms")
-
-
-def metrics_rows(result: LabResult, sort_by: str = "psnr") -> list[list]:
-    """The metrics table, best first by ``sort_by`` (each metric knows its direction); models without an image last."""
-    if sort_by not in SORTABLE:
-        raise SettingError(f"sort by one of {', '.join(SORTABLE)}, got {sort_by!r}")
-    higher = METRICS[sort_by].higher_is_better if sort_by in METRICS else False
-
-    def key(r: Reconstruction):
-        value = r.ms if sort_by == "ms" else r.metrics.get(sort_by)
-        if r.image is None or value is None:
-            return (1, 0.0)
-        return (0, -value if higher else value)
-
-    rows = [["Measurement", *metric_cells(result.measurement_metrics), "", ""]]
-    for r in sorted(result.reconstructions, key=key):
-        label = r.label + (" (no weights)" if r.image is None else "") + (" ⚠" if r.name in result.badges else "")
-        params = f"{count_parameters_of(architecture_of(r.name)):,}" if r.name not in BASELINES else "—"
-        cells = metric_cells(r.metrics) if r.image is not None else ["—"] * 5
-        rows.append([label, *cells, f"{r.ms:.1f}" if r.image is not None else "—", params])
-    return rows
-
-
-def metric_cells(metrics: dict[str, float | None]) -> list[str]:
-    """MSE, PSNR, SSIM, LPIPS and data consistency as table cells ("—" where missing); the CT table's too."""
-    return [METRICS[m].format(metrics.get(m)).replace(" dB", "") if metrics.get(m) is not None else "—"
-            for m in ("mse", "psnr", "ssim", "lpips", "dc")]  # fmt: skip
-
-
-_SUMMARIES: dict[str, dict[str, int | None]] = {}
-
-
-def architecture_summary(name: str) -> dict[str, int | None]:
-    """Parameters, FLOPs at 256² and the formula receptive field of an architecture (computed once, cached)."""
-    if name not in _SUMMARIES:
-        _SUMMARIES[name] = summary(create_model(name).eval(), WORK_SIZE, WORK_SIZE)
-    return _SUMMARIES[name]
-
-
-@cache
-def count_parameters_of(name: str) -> int:
-    """The lecture's parameter count of an architecture (built once)."""
-    return count_parameters(create_model(name))
-
-
-def metrics_csv(rows: list[list]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(TABLE_COLUMNS)
-    writer.writerows(rows)
-    return out.getvalue()

@@ -9,26 +9,26 @@ import gradio as gr
 import numpy as np
 import pytest
 
-from recon_demo import ct
+from recon_demo import checkpoints, ct_baselines
 from recon_demo.__main__ import main as cli
 from recon_demo.checkpoints import Manifest
 from recon_demo.ct_lab import CT_TABLE_COLUMNS, CTLab, CTSetting, sinogram_picture
+from recon_demo.ct_operators import detector_bins
 from recon_demo.engine import Engine
 from recon_demo.evaluate import parse_baselines
 from recon_demo.lab import Lab, SettingError
-from recon_demo.tomography import detector_bins
 from recon_demo.ui.ct import ct_outputs
 
 
 def test_ct_models_and_baselines_are_parsed_from_their_registries():
-    assert ct.parse_models("all") == [("fbp_resunet", None)]
-    assert ct.parse_models("fbp_resunet=w.safetensors") == [("fbp_resunet", "w.safetensors")]
+    assert ct_baselines.parse_models("all") == [("fbp_resunet", None)]
+    assert ct_baselines.parse_models("fbp_resunet=w.safetensors") == [("fbp_resunet", "w.safetensors")]
     with pytest.raises(KeyError, match="not a CT model"):
-        ct.parse_models("unet")
-    assert parse_baselines("fbp, sirt", ct.CT_BASELINES, "CT baseline") == ["fbp", "sirt"]
+        ct_baselines.parse_models("unet")
+    assert parse_baselines("fbp, sirt", ct_baselines.CT_BASELINES, "CT baseline") == ["fbp", "sirt"]
     with pytest.raises(KeyError, match="known CT baselines: fbp, sirt"):
-        parse_baselines("wiener", ct.CT_BASELINES, "CT baseline")
-    assert ct.ct_regime(60) == "ct-60" and ct.regime_angles("ct-20") == 20 and ct.regime_angles("course") is None
+        parse_baselines("wiener", ct_baselines.CT_BASELINES, "CT baseline")
+    assert checkpoints.ct_regime(60) == "ct-60" and checkpoints.regime_angles("ct-20") == 20 and checkpoints.regime_angles("course") is None
 
 
 def test_evaluate_ct_gives_the_blur_protocols_json(capsys):

@@ -7,21 +7,10 @@ import pytest
 from PIL import Image
 
 from recon_demo.checkpoints import ManifestEntry
-from recon_demo.lab import (
-    MAX_KERNEL,
-    Setting,
-    SettingError,
-    error_map,
-    fits,
-    kernel_spectrum,
-    metrics_csv,
-    metrics_rows,
-    model_choices,
-    overlay,
-    psf_preview,
-    working_tensor,
-)
+from recon_demo.lab import MAX_KERNEL, Setting, SettingError, fits, model_choices, working_tensor
 from recon_demo.operators import LECTURE_OPERATOR
+from recon_demo.pictures import error_map, kernel_spectrum, overlay, psf_preview
+from recon_demo.tables import metrics_csv, metrics_rows
 
 
 @pytest.mark.parametrize(

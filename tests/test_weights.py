@@ -7,15 +7,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recon_demo import ct
+from recon_demo import checkpoints, ct_baselines
 from recon_demo.checkpoints import Manifest, sha256_file
+from recon_demo.ct_operators import CTSpec
 from recon_demo.engine import Engine
 from recon_demo.evaluate import OFF_COURSE, CTEvalConfig, EvalConfig, run_ct_evaluation, run_evaluation
 from recon_demo.images import load_example, protocol_tensor
 from recon_demo.metrics import psnr
 from recon_demo.models import list_models
 from recon_demo.operators import LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec, add_relative_noise
-from recon_demo.tomography import CTSpec
 
 MANIFEST = Manifest.load()
 ENTRIES = {f"{e.model}-{e.regime}": e for e in MANIFEST.entries if e.task == "deblur"}
@@ -29,7 +29,7 @@ def test_the_manifest_describes_lecture_architectures_in_known_regimes():
         assert entry.recipe["steps"] > 0 and entry.compute["device"] and entry.compute["wall_s"] > 0
         assert entry.data["held_out"] and set(entry.metrics) >= {"command", "protocol", "model"}
         if entry.task == "ct":
-            assert entry.model in list_models("ct") and entry.regime == ct.ct_regime(entry.operator["angles"])
+            assert entry.model in list_models("ct") and entry.regime == checkpoints.ct_regime(entry.operator["angles"])
             assert "fbp" in entry.metrics
         else:
             assert entry.model in list_models() and entry.regime in ("course", "general")
@@ -106,9 +106,9 @@ def test_a_shipped_ct_checkpoint_improves_on_fbp(key):
     margin = 3 if spec.angles == 60 else 1  # the floor at 60 angles
     for i, name in enumerate(("camera", "coffee")):
         x_true = protocol_tensor(load_example(name), spec.size, square=True)
-        y_delta = ct.measure(x_true, radon, entry.noise["level"], torch.Generator().manual_seed(i))
+        y_delta = ct_baselines.measure(x_true, radon, entry.noise["level"], torch.Generator().manual_seed(i))
         x_fbp = radon.fbp(y_delta, spec.filter)
-        x_rec = ct.refine(engine, model, x_fbp)
+        x_rec = ct_baselines.refine(engine, model, x_fbp)
         assert psnr(x_rec, x_true) > psnr(x_fbp.clamp(0, 1), x_true) + margin, name
 
 

@@ -1,5 +1,5 @@
 """The Gradio app: one module per tab, each laying out its widgets and calling the core (``recon_demo.lab``,
-``training``, ``loss_study``, ``inspect``, ``robustness``, ``ct_lab``); nothing numeric happens here. ``build_app``
+``training``, ``loss_study``, ``activations``, ``robustness``, ``ct_lab``); nothing numeric happens here. ``build_app``
 returns the Blocks without launching, so tests import it freely; ``app.py`` launches it."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import gradio as gr
 
 from recon_demo.ct_lab import CTLab
 from recon_demo.lab import Lab
-from recon_demo.ui import about, api, ct, inspect, reconstruct, robustness, train
+from recon_demo.ui import about, api, ct, inspector, reconstruct, robustness, train
 
 TITLE = "recon-demo: end-to-end neural image reconstruction"
 CSS = """
@@ -44,7 +44,7 @@ def build_app(lab: Lab | None = None) -> gr.Blocks:
             with gr.Tab("Reconstruct", id="reconstruct"):
                 rec = reconstruct.build(lab)
             with gr.Tab("Inspect", id="inspect"):
-                inspect.build(lab, rec)
+                inspector.build(lab, rec)
             with gr.Tab("Train", id="train"):
                 train.build(rec)
             with gr.Tab("Robustness", id="robustness"):

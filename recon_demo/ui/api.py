@@ -13,8 +13,10 @@ from collections.abc import Iterator
 
 import gradio as gr
 
-from recon_demo.lab import TABLE_COLUMNS, Lab, Setting, SettingError, metrics_rows, png_bytes
+from recon_demo.lab import Lab, Setting, SettingError
 from recon_demo.loss_study import LossStudy
+from recon_demo.pictures import png_bytes
+from recon_demo.tables import TABLE_COLUMNS, metrics_rows
 from recon_demo.training import TrainingError
 from recon_demo.ui.train import PRESETS, study_config
 

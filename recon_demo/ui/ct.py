@@ -10,8 +10,9 @@ import gradio as gr
 import pandas as pd
 
 from recon_demo.ct_lab import CT_TABLE_COLUMNS, MAX_ANGLES, CTLab, CTSetting, ct_rows, sinogram_picture
-from recon_demo.lab import MAX_NOISE, SettingError, to_uint8
-from recon_demo.tomography import FILTERS
+from recon_demo.ct_operators import FILTERS
+from recon_demo.lab import MAX_NOISE, SettingError
+from recon_demo.pictures import to_uint8
 from recon_demo.ui._progress import PROGRESS, shown_by
 from recon_demo.ui.reconstruct import UPLOAD_TYPES, accept_upload, image_choices
 

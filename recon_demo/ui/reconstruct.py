@@ -17,27 +17,21 @@ from recon_demo.lab import (
     MAX_NOISE,
     MAX_UPLOAD_CHECKPOINT,
     MAX_VARIANCE,
-    SORTABLE,
-    TABLE_COLUMNS,
     Lab,
     LabResult,
     Setting,
     SettingError,
     choice_label,
-    error_map,
     is_own_checkpoint,
-    metrics_csv,
-    metrics_rows,
     model_choices,
-    png_bytes,
-    psf_preview,
-    to_uint8,
     working_tensor,
 )
 from recon_demo.metrics import METRICS
 from recon_demo.models import list_models, model_info
 from recon_demo.operators import BLUR_TYPES, KERNEL_STYLES
+from recon_demo.pictures import error_map, png_bytes, psf_preview, to_uint8
 from recon_demo.progress import Report, no_progress
+from recon_demo.tables import SORTABLE, TABLE_COLUMNS, metrics_csv, metrics_rows
 from recon_demo.ui._files import scratch_dir
 from recon_demo.ui._progress import PROGRESS, shown_by
 

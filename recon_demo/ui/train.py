@@ -12,10 +12,11 @@ import gradio as gr
 import pandas as pd
 
 from recon_demo import images
-from recon_demo.lab import Setting, check_number, to_uint8
+from recon_demo.lab import Setting, check_number
 from recon_demo.loss_study import EXPERIMENTS, LossStudy, LossStudyConfig
 from recon_demo.losses import LOSSES, parse_loss
 from recon_demo.models import list_models, model_info
+from recon_demo.pictures import to_uint8
 from recon_demo.training import TrainingError
 from recon_demo.ui._files import scratch_dir
 

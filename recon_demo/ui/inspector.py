@@ -11,11 +11,13 @@ import gradio as gr
 import numpy as np
 import torch
 
+from recon_demo.activations import activations, conv_layers, empirical_receptive_field, receptive_field_extent, scale_channels
 from recon_demo.checkpoints import CheckpointError
-from recon_demo.inspect import activations, conv_layers, empirical_receptive_field, receptive_field_extent, scale_channels
-from recon_demo.lab import Lab, SettingError, architecture_summary, kernel_spectrum, overlay, residual_map, to_uint8
+from recon_demo.lab import Lab, SettingError
 from recon_demo.models import create_model, list_models, model_info
+from recon_demo.pictures import kernel_spectrum, overlay, residual_map, to_uint8
 from recon_demo.progress import Report, no_progress
+from recon_demo.tables import architecture_summary
 from recon_demo.ui._progress import PROGRESS, shown_by
 from recon_demo.ui.reconstruct import setting_from
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recon_demo import inspect as ins
+from recon_demo import activations as ins
 from recon_demo.models import create_model, list_models
 
 ALL = list_models(group=None)

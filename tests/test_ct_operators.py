@@ -10,9 +10,7 @@ import torch
 from skimage.data import shepp_logan_phantom
 from skimage.transform import iradon, radon, resize
 
-from recon_demo.metrics import psnr
-from recon_demo.operators import add_relative_noise
-from recon_demo.tomography import (
+from recon_demo.ct_operators import (
     FILTERS,
     CTSpec,
     Radon,
@@ -21,6 +19,8 @@ from recon_demo.tomography import (
     radon_operator,
     sirt,
 )
+from recon_demo.metrics import psnr
+from recon_demo.operators import add_relative_noise
 
 
 @pytest.fixture(scope="module")

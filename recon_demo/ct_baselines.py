@@ -1,6 +1,6 @@
 """The CT task: an image becomes a noisy sinogram, and FBP, SIRT or a learned refiner bring it back.
 
-``y_delta = A x_true + e`` with ``A`` the parallel-beam Radon transform (``tomography.Radon``) and ``e``
+``y_delta = A x_true + e`` with ``A`` the parallel-beam Radon transform (``ct_operators.Radon``) and ``e``
 the lecture's relative noise, now relative to the sinogram's norm. The measurement does not live in the
 image's domain, so a network does not see it directly: the learned models (registry group ``"ct"``) refine
 the filtered back-projection, "first a crude reconstruction, then a learned refinement". Shipped ones sit
@@ -11,32 +11,21 @@ in the weights manifest under the regime ``ct-<angles>``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from recon_demo.ct_operators import CT_NOISE, LECTURE_ANGLES, Radon, sirt
 from recon_demo.models import list_models, model_info
 from recon_demo.operators import add_relative_noise
-from recon_demo.tomography import CT_NOISE, LECTURE_ANGLES, Radon, sirt
 
 # SIRT's stopping point, tuned on the held-out images at 60 angles and δ = 0.01 (its best case): 26.42 dB at 50
 # iterations, 25.96 at 100, 24.76 at 200, as more iterations fit the noise. (At 20 angles 30 would be best,
 # 23.98 dB against 23.69 at 50.)
 SIRT_ITERATIONS = 50
-_REGIME = re.compile(r"ct-(\d+)")
 
 
-def ct_regime(angles: int) -> str:
-    """The manifest regime of CT checkpoints trained at ``angles`` angles: ``ct-60``."""
-    return f"ct-{int(angles)}"
-
-
-def regime_angles(regime: str) -> int | None:
-    """``ct-60`` → 60; ``None`` for a regime that is not a CT one."""
-    match = _REGIME.fullmatch(regime)
-    return int(match.group(1)) if match else None
 
 
 def measure(x_true: torch.Tensor, radon: Radon, noise: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -108,9 +97,7 @@ __all__ = [
     "CT_NOISE",
     "LECTURE_ANGLES",
     "CTBaseline",
-    "ct_regime",
     "measure",
     "parse_models",
     "refine",
-    "regime_angles",
 ]

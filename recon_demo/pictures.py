@@ -1,0 +1,61 @@
+"""The lab's pictures as arrays: grey images as uint8, the kernel enlarged, error maps in a colour map, the
+kernel's spectrum, the receptive field laid over an image, the residual, PNG bytes. Pure numpy (matplotlib only
+for its colour maps); the UI shows them, the API encodes them."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from recon_demo.lab import WORK_SIZE
+
+ERROR_RANGE = 0.25  # error maps show |x_rec − x_true| from 0 to this value
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """A grey float image in [0, 1] (values outside are clipped) as uint8."""
+    return (np.clip(np.nan_to_num(image), 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def psf_preview(kernel: np.ndarray, size: int = 96) -> np.ndarray:
+    """The kernel enlarged with square pixels, brightest tap white: what the blur does to one point."""
+    k = kernel / kernel.max() if kernel.max() > 0 else kernel
+    scale = max(1, size // k.shape[0])
+    return to_uint8(np.kron(k, np.ones((scale, scale))))
+
+
+def error_map(x_rec: np.ndarray, x_true: np.ndarray) -> np.ndarray:
+    """|x_rec − x_true| in the 'inferno' colour map from 0 (black) to ``ERROR_RANGE`` and above (white-yellow); RGB uint8."""
+    from matplotlib import colormaps
+
+    err = np.clip(np.abs(x_rec - x_true) / ERROR_RANGE, 0, 1)
+    return (colormaps["inferno"](err)[..., :3] * 255).astype(np.uint8)
+
+
+def kernel_spectrum(kernel: np.ndarray, size: int = WORK_SIZE) -> np.ndarray:
+    """log(1 + |FFT|) of the kernel on a size² grid, centred, scaled to [0, 1]: the frequencies the blur kills."""
+    padded = np.zeros((size, size))
+    k = kernel.shape[0]
+    padded[:k, :k] = kernel
+    mag = np.fft.fftshift(np.abs(np.fft.fft2(padded)))
+    mag = np.log1p(mag / mag.max() * 1000)
+    return mag / mag.max()
+
+
+def overlay(image: np.ndarray, heat: np.ndarray, colour: tuple[float, float, float] = (1.0, 0.15, 0.1)) -> np.ndarray:
+    """A grey image with ``heat`` in [0, 1] laid over it in ``colour``; RGB uint8 (the receptive-field figure)."""
+    grey = np.clip(image, 0, 1)[..., None].repeat(3, axis=2) * 0.7
+    alpha = np.clip(heat, 0, 1)[..., None] ** 0.5  # square root: faint dependencies stay visible
+    return to_uint8(grey * (1 - alpha) + np.asarray(colour) * alpha)
+
+
+def residual_map(x_true: np.ndarray, y_delta: np.ndarray, gain: float = 4.0) -> np.ndarray:
+    """|x_true − y_delta| × ``gain`` as a grey image in [0, 1]: the residual a ResCNN learns, made visible."""
+    return np.clip(np.abs(x_true - y_delta) * gain, 0, 1)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image if image.dtype == np.uint8 else to_uint8(image)).save(buf, format="PNG")
+    return buf.getvalue()

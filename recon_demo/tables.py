@@ -1,0 +1,69 @@
+"""The lab's tables: the metrics table of a reconstruction (best first by any metric, each knowing its
+direction), its cells (shared with the CT table), its CSV, and the size and cost of each architecture."""
+
+from __future__ import annotations
+
+import csv
+import io
+from functools import cache
+
+from recon_demo.activations import summary
+from recon_demo.baselines import BASELINES
+from recon_demo.engine import Reconstruction
+from recon_demo.lab import WORK_SIZE, LabResult, SettingError, architecture_of
+from recon_demo.metrics import METRICS
+from recon_demo.models import count_parameters, create_model
+
+TABLE_COLUMNS = ("model", "MSE", "PSNR (dB)", "SSIM", "LPIPS", "data consistency", "ms", "parameters")
+SORTABLE = ("psnr", "ssim", "mse", "lpips", "dc", "ms")
+
+
+def metrics_rows(result: LabResult, sort_by: str = "psnr") -> list[list]:
+    """The metrics table, best first by ``sort_by`` (each metric knows its direction); models without an image last."""
+    if sort_by not in SORTABLE:
+        raise SettingError(f"sort by one of {', '.join(SORTABLE)}, got {sort_by!r}")
+    higher = METRICS[sort_by].higher_is_better if sort_by in METRICS else False
+
+    def key(r: Reconstruction):
+        value = r.ms if sort_by == "ms" else r.metrics.get(sort_by)
+        if r.image is None or value is None:
+            return (1, 0.0)
+        return (0, -value if higher else value)
+
+    rows = [["Measurement", *metric_cells(result.measurement_metrics), "", ""]]
+    for r in sorted(result.reconstructions, key=key):
+        label = r.label + (" (no weights)" if r.image is None else "") + (" ⚠" if r.name in result.badges else "")
+        params = f"{count_parameters_of(architecture_of(r.name)):,}" if r.name not in BASELINES else "—"
+        cells = metric_cells(r.metrics) if r.image is not None else ["—"] * 5
+        rows.append([label, *cells, f"{r.ms:.1f}" if r.image is not None else "—", params])
+    return rows
+
+
+def metric_cells(metrics: dict[str, float | None]) -> list[str]:
+    """MSE, PSNR, SSIM, LPIPS and data consistency as table cells ("—" where missing); the CT table's too."""
+    return [METRICS[m].format(metrics.get(m)).replace(" dB", "") if metrics.get(m) is not None else "—"
+            for m in ("mse", "psnr", "ssim", "lpips", "dc")]  # fmt: skip
+
+
+_SUMMARIES: dict[str, dict[str, int | None]] = {}
+
+
+def architecture_summary(name: str) -> dict[str, int | None]:
+    """Parameters, FLOPs at 256² and the formula receptive field of an architecture (computed once, cached)."""
+    if name not in _SUMMARIES:
+        _SUMMARIES[name] = summary(create_model(name).eval(), WORK_SIZE, WORK_SIZE)
+    return _SUMMARIES[name]
+
+
+@cache
+def count_parameters_of(name: str) -> int:
+    """The lecture's parameter count of an architecture (built once)."""
+    return count_parameters(create_model(name))
+
+
+def metrics_csv(rows: list[list]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(TABLE_COLUMNS)
+    writer.writerows(rows)
+    return out.getvalue()

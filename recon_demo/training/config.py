@@ -1,0 +1,234 @@
+"""What a training run is: ``TrainConfig`` (one field per ``train`` flag), the general regime's
+``OperatorRanges``, the events a run yields, and the checks that say what is allowed."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recon_demo import images
+from recon_demo.checkpoints import ct_regime
+from recon_demo.ct_operators import CT_NOISE, FILTERS, LECTURE_ANGLES, check_geometry
+from recon_demo.losses import parse_loss
+from recon_demo.models import model_info
+from recon_demo.operators import BLUR_TYPES, KERNEL_STYLES, LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec
+
+TASKS = ("deblur", "ct")
+SCHEDULES = ("constant", "cosine")
+SAMPLINGS = ("patches", "epochs")
+DATA_SOURCES = ("package", "phantoms")  # the default; besides these, datasets.SOURCES and folders of images
+MAX_STEPS = 1_000_000
+MAX_BATCH = 256
+MAX_IMAGE_SIZE = 1024
+
+
+class TrainingError(ValueError):
+    """A configuration that cannot be trained, or a run that cannot go on (the message says why)."""
+
+
+@dataclass(frozen=True)
+class OperatorRanges:
+    """Random operators for a general model: every training image draws its own blur and noise level."""
+
+    blurs: tuple[str, ...] = BLUR_TYPES  # blur types drawn with equal probability
+    kernel_size: tuple[int, int] = (3, 15)  # odd sizes in this closed range
+    angle: tuple[float, float] = (0.0, 180.0)  # motion angle in degrees, uniform
+    styles: tuple[str, ...] = KERNEL_STYLES  # motion kernel styles, equal probability
+    variance: tuple[float, float] = (0.5, 4.0)  # Gaussian variance, uniform
+    noise: tuple[float, float] = (0.0, 0.05)  # relative noise level, uniform
+    lecture_share: float = 0.0  # the fraction of draws that are exactly the lecture's setting (motion 9 @ 20°, δ 0.01)
+
+    def validate(self) -> OperatorRanges:
+        for name, values, known in (("blur", self.blurs, BLUR_TYPES), ("kernel style", self.styles, KERNEL_STYLES)):
+            if not values or any(v not in known for v in values):
+                raise TrainingError(f"{name}s must be a non-empty list of {', '.join(known)}, got {list(values)}")
+        for name, (lo, hi) in (("kernel size", self.kernel_size), ("angle", self.angle), ("variance", self.variance),
+                               ("noise", self.noise)):  # fmt: skip
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+                raise TrainingError(f"the {name} range must be two finite numbers, low <= high, got ({lo}, {hi})")
+        # The bounds themselves must be valid operators; everything in between then is.
+        for size in self.kernel_size:
+            OperatorSpec("motion", size, 0.0).kernel()
+        if self.variance[0] <= 0 or self.noise[0] < 0:
+            raise TrainingError(f"variances must be positive and noise levels >= 0, got {self.variance} and {self.noise}")
+        if not 0 <= self.lecture_share <= 1:
+            raise TrainingError(f"the lecture's share of the draws must be in [0, 1], got {self.lecture_share}")
+        return self
+
+    def sample(self, generator: torch.Generator) -> tuple[OperatorSpec, float]:
+        """One (operator, noise level) pair drawn with ``generator``: the lecture's with probability
+        ``lecture_share``, else one from the ranges."""
+        if self.lecture_share and float(torch.rand((), generator=generator)) < self.lecture_share:
+            return LECTURE_OPERATOR, LECTURE_NOISE
+
+        def uniform(lo: float, hi: float) -> float:
+            return lo + (hi - lo) * float(torch.rand((), generator=generator))
+
+        def pick(options):
+            return options[int(torch.randint(len(options), (), generator=generator))]
+
+        sizes = list(range(int(self.kernel_size[0]), int(self.kernel_size[1]) + 1, 2))
+        spec = OperatorSpec(
+            blur=pick(self.blurs),
+            kernel_size=pick(sizes),
+            angle=uniform(*self.angle),
+            variance=uniform(*self.variance),
+            style=pick(self.styles),
+        )
+        return spec, uniform(*self.noise)
+
+
+# The shipped general models' regime. One draw in four is the lecture's setting, where the app opens: measured
+# without it, a general SimpleCNN (7×7 pixels of view) ends 1.7 dB behind the course one there.
+GENERAL_RANGES = OperatorRanges(lecture_share=0.25)
+
+
+@dataclass
+class TrainConfig:
+    """One training run; the ``train`` CLI's flags map onto these fields one to one."""
+
+    task: str = "deblur"  # "deblur" (a blur K) or "ct" (a sinogram; the model refines its FBP)
+    model: str = "unet"  # registry name
+    model_kwargs: dict = field(default_factory=dict)  # constructor arguments, e.g. {"n_filters": 16}
+    loss: str = "mse"  # a loss spec such as "mse + 0.2*ssim + 0.1*fourier"
+    steps: int = 1000  # optimiser steps in the whole run
+    batch_size: int = 8
+    patch_size: int = 128  # side of the square training crops
+    lr: float = 1e-3  # Adam's learning rate
+    schedule: str = "constant"  # "constant", or "cosine" (down to 1 % of lr at the last step)
+    operator: OperatorSpec = LECTURE_OPERATOR  # the fixed blur, when ranges is None
+    noise: float = LECTURE_NOISE  # the fixed relative noise level, when ranges is None
+    ranges: OperatorRanges | None = None  # random operators (a general model) instead of the fixed one
+    angles: int = LECTURE_ANGLES  # ct: projection angles in [0, π)
+    ct_filter: str = "ramp"  # ct: the FBP window that makes the network's input
+    data: tuple[str, ...] = DATA_SOURCES  # package, phantoms, datasets.SOURCES (ct-head, mri, photos), folders; "NAME:W" weights a source
+    crop_scales: tuple[float, ...] = (1.0,)  # each crop covers scale × patch_size pixels, shrunk to patch_size (scale drawn per crop)
+    min_detail: float = 0.0  # redraw (up to 8 times) a crop whose mean gradient is below this: flat or out of focus
+    image_size: int = 256  # training images are resized to this shorter side before cropping
+    max_images: int | None = None  # the first N training images only (the loss study's 32)
+    phantoms: int = 64  # how many procedural phantoms the "phantoms" source holds
+    sampling: str = "patches"  # "patches": random crops with flips and 90° rotations; "epochs": centre crops, shuffled
+    epoch_batches: int | None = None  # "epochs": at most this many batches per epoch (the lecture's 8)
+    seed: int = 0  # torch.manual_seed before the model is built; the data and noise generator's seed
+    device: str | None = None  # cpu, cuda, mps; None: RECON_DEVICE or the best available
+    amp: bool = False  # bf16 autocast (CUDA, or the CPU: twice as fast on one with AVX512-BF16)
+    eval_every: int = 50  # validate every N steps (0: only at the end)
+    val_image: str = "camera"  # the held-out image of the fixed validation measurement
+    val_size: int = 256  # its Resize side
+    checkpoint: str | None = None  # the final weights (.safetensors); the resumable state goes beside it
+    checkpoint_every: int = 100  # save the resumable state every N steps (0: only on cancel and at the end)
+    init: str | None = None  # start from these weights of the same architecture (say, a general model from its course sibling)
+
+    def validated(self) -> TrainConfig:
+        """A copy with normalised values; raises ``TrainingError`` saying what is allowed."""
+
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise TrainingError(message)
+
+        try:
+            model_info(self.model)
+            parse_loss(self.loss)
+            self.operator.kernel()
+            if self.ranges is not None:
+                self.ranges.validate()
+            if self.task == "ct":
+                check_geometry(self.image_size, self.angles)
+                check_geometry(self.val_size, self.angles)
+        except (KeyError, ValueError) as err:
+            raise TrainingError(err.args[0] if err.args else str(err)) from None
+        need(
+            isinstance(self.noise, (int, float)) and math.isfinite(self.noise) and 0 <= self.noise < 10,
+            f"noise level must be in [0, 10), got {self.noise!r}",
+        )
+        need(isinstance(self.model_kwargs, dict), f"model kwargs must be a mapping, got {self.model_kwargs!r}")
+        need(self.task in TASKS, f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
+        need(self.ct_filter in FILTERS, f"unknown FBP filter {self.ct_filter!r}; choose one of {', '.join(FILTERS)}")
+        need(self.task != "ct" or self.ranges is None, "random blur operators (the general regime) are for deblurring, not CT")
+        for name, value, lo, hi in (("steps", self.steps, 1, MAX_STEPS), ("batch size", self.batch_size, 1, MAX_BATCH),
+                                    ("image size", self.image_size, 8, MAX_IMAGE_SIZE),
+                                    ("patch size", self.patch_size, 8, self.image_size),
+                                    ("validation size", self.val_size, 8, MAX_IMAGE_SIZE)):  # fmt: skip
+            need(_is_int(value) and lo <= value <= hi, f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+        for name, value in (("eval_every", self.eval_every), ("checkpoint_every", self.checkpoint_every),
+                            ("phantoms", self.phantoms)):  # fmt: skip
+            need(_is_int(value) and value >= 0, f"{name} must be an integer >= 0, got {value!r}")
+        for name, value in (("max_images", self.max_images), ("epoch_batches", self.epoch_batches)):
+            need(value is None or (_is_int(value) and value >= 1), f"{name} must be an integer >= 1, got {value!r}")
+        need(isinstance(self.lr, (int, float)) and 0 < self.lr <= 1, f"learning rate must be in (0, 1], got {self.lr!r}")
+        need(self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        need(self.sampling in SAMPLINGS, f"unknown sampling {self.sampling!r}; choose one of {', '.join(SAMPLINGS)}")
+        need(self.init is None or Path(self.init).is_file(), f"no checkpoint to start from at {self.init}")
+        need(bool(self.data), f"no training data: give one or more of {', '.join(DATA_SOURCES)} or a folder")
+        for item in self.data:
+            parse_source(item)  # a bad weight or an unknown name fails here
+        need(bool(self.crop_scales) and all(isinstance(c, (int, float)) and 1 <= c <= 4 for c in self.crop_scales)
+             and max(self.crop_scales) * self.patch_size <= self.image_size,
+             f"crop scales must be in [1, 4] with scale × patch size ≤ image size, got {self.crop_scales!r}")  # fmt: skip
+        need(isinstance(self.min_detail, (int, float)) and 0 <= self.min_detail < 1, f"min_detail must be in [0, 1), got {self.min_detail!r}")
+        need(self.val_image in images.catalogue(), f"unknown validation image {self.val_image!r}")
+        need(
+            images.catalogue()[self.val_image].split == "held_out",
+            f"the validation image must be a held-out image, not {self.val_image!r}",
+        )
+        return replace(self, data=tuple(self.data), lr=float(self.lr), crop_scales=tuple(float(c) for c in self.crop_scales))
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready values (for the manifest and the resumable state)."""
+        return json.loads(json.dumps(asdict(self)))
+
+    def regime(self) -> str:
+        """``general`` (random operators), ``course`` (the lecture's setting), ``ct-<angles>`` (CT at 256², the
+        ramp filter and noise 0.01) or ``custom`` (another fixed setting)."""
+        if self.task == "ct":
+            standard = (self.noise, self.ct_filter, self.image_size, self.val_size) == (CT_NOISE, "ramp", 256, 256)
+            return ct_regime(self.angles) if standard else "custom"
+        if self.ranges is not None:
+            return "general"
+        return "course" if self.operator == LECTURE_OPERATOR and self.noise == LECTURE_NOISE else "custom"
+
+    def state_path(self) -> Path | None:
+        """Where the resumable state of this run lives: beside the checkpoint, ``NAME.state.pt``."""
+        return None if self.checkpoint is None else Path(self.checkpoint).with_suffix(".state.pt")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# Fields that may differ between a run and its resumption: where and how it runs, not what it learns.
+_RESUMABLE_CHANGES = {"steps", "device", "amp", "eval_every", "checkpoint", "checkpoint_every"}
+
+
+@dataclass
+class TrainEvent:
+    """What the loop reports after each step (``metrics`` and ``x_rec`` at validations only)."""
+
+    step: int  # optimiser steps done
+    steps: int  # steps the run will take in all
+    loss: float  # this step's weighted loss
+    parts: dict[str, float]  # each loss term's unweighted value
+    lr: float  # learning rate used for this step
+    elapsed: float  # seconds of training, earlier sittings of a resumed run included
+    metrics: dict[str, float | None] | None = None  # MSE, PSNR, SSIM on the fixed held-out measurement
+    x_rec: np.ndarray | None = None  # the current reconstruction of it, (H, W) in [0, 1]
+    status: str = "running"  # "running", then "done" or "cancelled" on the last event
+
+
+def parse_source(item: str) -> tuple[str, float | None]:
+    """``"photos:3"`` → ``("photos", 3.0)``; ``"photos"`` → ``("photos", None)`` (no weight given)."""
+    name, sep, weight = item.rpartition(":")
+    if sep and name:
+        try:
+            value = float(weight)
+        except ValueError:
+            return item, None  # a folder whose name holds a colon
+        if not (math.isfinite(value) and value > 0):
+            raise TrainingError(f"a source's weight must be a positive number, got {item!r}")
+        return name, value
+    return item, None

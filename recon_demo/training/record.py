@@ -1,0 +1,101 @@
+"""What a finished run leaves in the weights manifest: its recipe, data, compute and held-out metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from recon_demo.checkpoints import ManifestEntry, sha256_file
+from recon_demo.ct_operators import CTSpec
+from recon_demo.training.config import TrainConfig
+from recon_demo.training.loop import Trainer
+
+
+def heldout_metrics(cfg: TrainConfig, checkpoint: str | Path) -> dict:
+    """The ``evaluate`` protocol on the held-out images for a trained checkpoint, with the command that
+    reproduces it: at the run's fixed operator, or at the lecture's for a general model. For CT, against
+    FBP at the run's angles and noise (``"fbp"`` takes the place of ``"measurement"``)."""
+    from recon_demo.evaluate import EvalConfig, run_evaluation
+
+    if cfg.task == "ct":
+        return _ct_heldout_metrics(cfg, checkpoint)
+    op = cfg.operator
+    result = run_evaluation(
+        EvalConfig(models=[(cfg.model, str(checkpoint))], baselines=["input"], operator=op, noise=cfg.noise, lpips=True)
+    )
+    flags = f"--operator {op.blur} --kernel-size {op.kernel_size} --noise {cfg.noise:g}"
+    flags += f" --variance {op.variance:g}" if op.blur == "gaussian" else f" --angle {op.angle:g} --kernel-style {op.style}"
+    command = f"python -m recon_demo evaluate --models {cfg.model}={checkpoint} --baselines input {flags} --lpips"
+    return _metrics_record(result, command, cfg.model, ("measurement", "input"))
+
+
+def _ct_heldout_metrics(cfg: TrainConfig, checkpoint: str | Path) -> dict:
+    from recon_demo.evaluate import CTEvalConfig, run_ct_evaluation
+
+    spec = CTSpec(cfg.angles, cfg.val_size, cfg.ct_filter)
+    result = run_ct_evaluation(
+        CTEvalConfig(models=[(cfg.model, str(checkpoint))], baselines=["fbp"], spec=spec, noise=cfg.noise, lpips=True)
+    )
+    flags = f"--angles {cfg.angles} --noise {cfg.noise:g}"
+    flags += f" --fbp-filter {cfg.ct_filter}" if cfg.ct_filter != "ramp" else ""
+    flags += f" --size {cfg.val_size}" if cfg.val_size != 256 else ""
+    command = f"python -m recon_demo evaluate --task ct --models {cfg.model}={checkpoint} --baselines fbp {flags} --lpips"
+    return _metrics_record(result, command, cfg.model, ("fbp", "fbp"))
+
+
+def _metrics_record(result: dict, command: str, model: str, reference: tuple[str, str]) -> dict:
+    """The manifest's ``metrics``: the command, protocol, images, the model's averages and the reference's
+    (``reference`` = (key in the record, name in the result))."""
+    key, name = reference
+    return {
+        "command": command,
+        "protocol": result["protocol"]["summary"],
+        "images": result["protocol"]["images"],
+        "model": result["results"][model],
+        key: result["results"][name],
+    }
+
+
+def manifest_entry(trainer: Trainer, checkpoint: Path, sha256: str, manifest_dir: Path, wall_s: float) -> ManifestEntry:
+    """The manifest's description of a finished run: what, trained how, on what, where, and how good."""
+    cfg = trainer.cfg
+    if cfg.task == "ct":
+        operator = CTSpec(cfg.angles, cfg.image_size, cfg.ct_filter).to_dict()
+        noise = {"kind": "relative", "level": cfg.noise, "on": "sinogram"}
+    elif cfg.ranges is None:
+        operator, noise = cfg.operator.to_dict(), {"kind": "relative", "level": cfg.noise}
+    else:
+        ranges = asdict(cfg.ranges)
+        noise = {"kind": "relative", "range": list(ranges.pop("noise"))}
+        operator = json.loads(json.dumps(ranges))
+    return ManifestEntry(
+        model=cfg.model,
+        regime=cfg.regime(),
+        file=os.path.relpath(checkpoint, manifest_dir),
+        sha256=sha256,
+        kwargs=cfg.model_kwargs,
+        operator=operator,
+        noise=noise,
+        recipe={
+            "loss": cfg.loss, "optimizer": "Adam", "lr": cfg.lr, "schedule": cfg.schedule, "steps": trainer.step,
+            "batch_size": cfg.batch_size, "patch_size": cfg.patch_size, "sampling": cfg.sampling, "seed": cfg.seed,
+            "amp": cfg.amp,
+        } | ({"segments": trainer.segments} if len(trainer.segments) > 1 else {})
+          | ({"precision": trainer.precision} if len(trainer.precision) > 1 else {})
+          | ({"amp_note": " ".join(trainer.notices)} if trainer.notices else {})
+          | ({"processes": trainer.world.size, "global_batch": cfg.batch_size * trainer.world.size} if trainer.world.distributed else {})
+          | ({"crop_scales": list(cfg.crop_scales)} if cfg.crop_scales != (1.0,) else {})
+          | ({"min_detail": cfg.min_detail} if cfg.min_detail else {})
+          | ({"init": os.path.relpath(cfg.init, manifest_dir), "init_sha256": sha256_file(cfg.init)} if cfg.init else {}),  # fmt: skip
+        data={"sources": list(cfg.data), **trainer.data.describe(), "held_out": "never used (see README)"},
+        compute={
+            "device": str(trainer.device), "wall_s": round(trainer.elapsed, 1), "cli_wall_s": round(wall_s, 1),
+            "torch": torch.__version__, "threads": torch.get_num_threads(),
+        },  # fmt: skip
+        metrics=heldout_metrics(cfg, checkpoint),
+        task=cfg.task,
+    )

@@ -160,10 +160,9 @@ def test_api_through_gradio_client(server):
 
 
 def test_the_core_never_imports_gradio():
+    import pkgutil
     import subprocess
     import sys
-
-    import pkgutil
 
     import recon_demo
 

@@ -3,7 +3,7 @@
 ``y_delta = A x_true + e`` with ``A`` the parallel-beam Radon transform (``ct_operators.Radon``) and ``e``
 the lecture's relative noise, now relative to the sinogram's norm. The measurement does not live in the
 image's domain, so a network does not see it directly: the learned models (registry group ``"ct"``) refine
-the filtered back-projection, "first a crude reconstruction, then a learned refinement". Shipped ones sit
+the filtered back-projection (``methods.FBPNetwork``), "first a crude reconstruction, then a learned refinement". Shipped ones sit
 in the weights manifest under the regime ``ct-<angles>``.
 
 ``evaluate --task ct`` (``evaluate.run_ct_evaluation``) runs the blur's protocol on these pieces.
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from recon_demo.ct_operators import CT_NOISE, LECTURE_ANGLES, Radon, sirt
+from recon_demo.methods import CTClassical
 from recon_demo.models import list_models, model_info
 from recon_demo.operators import add_relative_noise
 
@@ -66,6 +67,12 @@ CT_BASELINES: dict[str, CTBaseline] = {
 }
 
 
+def method(name: str, filter: str = "ramp") -> CTClassical:
+    """A CT baseline in the one method shape, ``method(y_delta, radon)``, with FBP's window ``filter``."""
+    baseline = CT_BASELINES[name]
+    return CTClassical(name, baseline.label, baseline, filter)
+
+
 def parse_models(spec: str | None) -> list[tuple[str, str | None]]:
     """``"fbp_resunet=FILE"`` or ``"all"`` (every CT model of the registry) → (name, path or None) pairs."""
     items: list[tuple[str, str | None]] = []
@@ -87,11 +94,6 @@ def label(name: str) -> str:
     return CT_BASELINES[name].label if name in CT_BASELINES else model_info(name).label
 
 
-def refine(engine, model: torch.nn.Module, x_fbp: torch.Tensor) -> torch.Tensor:
-    """The learned refinement of an FBP image on the engine's device; (N, 1, n, n) on the CPU, in [0, 1]."""
-    return engine.forward(model, x_fbp)[0]
-
-
 __all__ = [
     "CT_BASELINES",
     "CT_NOISE",
@@ -99,5 +101,4 @@ __all__ = [
     "CTBaseline",
     "measure",
     "parse_models",
-    "refine",
 ]

@@ -11,7 +11,6 @@ note saying so: a network trained for 60 views meets 45 as an operator it has ne
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -19,10 +18,10 @@ import numpy as np
 import torch
 
 from recon_demo.checkpoints import CheckpointError, ct_regime, regime_angles
-from recon_demo.ct_baselines import CT_BASELINES, measure, refine
+from recon_demo.ct_baselines import CT_BASELINES, measure, method
 from recon_demo.ct_operators import CT_NOISE, FILTERS, LECTURE_ANGLES, is_built, radon_operator
 from recon_demo.lab import MAX_NOISE, MAX_SEED, Lab, SettingError, check_number
-from recon_demo.metrics import compute_metrics
+from recon_demo.methods import FBPNetwork, Reconstruction, run_methods
 from recon_demo.models import list_models, model_info
 from recon_demo.progress import Report, no_progress
 from recon_demo.tables import metric_cells
@@ -57,20 +56,11 @@ class CTSetting:
 
 
 @dataclass
-class CTReconstruction:
-    name: str  # "fbp", "sirt" or a CT model's registry name
-    label: str
-    image: np.ndarray  # (256, 256) in [0, 1]
-    metrics: dict[str, float | None]
-    ms: float
-
-
-@dataclass
 class CTResult:
     setting: CTSetting
     x_true: np.ndarray  # (256, 256)
     sinogram: np.ndarray  # (angles, bins): y_delta
-    reconstructions: list[CTReconstruction]
+    reconstructions: list[Reconstruction]
     notes: list[str] = field(default_factory=list)
 
 
@@ -120,25 +110,15 @@ class CTLab:
         radon = radon_operator(x_true.shape[-1], setting.angles)
         report(1, total, "measuring the sinogram")
         y_delta = measure(x_true, radon, setting.noise, torch.Generator().manual_seed(setting.seed))
-        recs, notes = [], []
-
-        def add(name: str, label: str, fn) -> None:
-            start = time.perf_counter()
-            x_rec = fn()
-            ms = (time.perf_counter() - start) * 1000
-            metrics = compute_metrics(x_rec[0, 0].numpy(), x_true, y_delta=y_delta, operator=radon, with_lpips=with_lpips)
-            recs.append(CTReconstruction(name, label, x_rec[0, 0].numpy(), metrics, ms))
-            report(1 + len(recs), total, label)
-
-        for name, baseline in CT_BASELINES.items():
-            add(name, baseline.label, lambda b=baseline: b(radon, y_delta, setting.filter))
-        x_fbp = radon.fbp(y_delta, setting.filter)
+        methods, notes = [method(name, setting.filter) for name in CT_BASELINES], []
         for model in list_models("ct"):
             network, note = self.learned(model, setting.angles)
             if note:
                 notes.append(note)
             if network is not None:
-                add(model, model_info(model).label, lambda n=network: refine(self.lab.engine, n, x_fbp))
+                methods.append(FBPNetwork(model, model_info(model).label, self.lab.engine, network, setting.filter))
+        recs = run_methods(methods, y_delta, radon, x_true, with_lpips=with_lpips,
+                           report=lambda done, _, what: report(1 + done, total, what))  # fmt: skip
         report(total, total, "done")
         result = CTResult(setting, x_true[0, 0].numpy(), y_delta[0, 0].numpy(), recs, notes)
         with self._lock:

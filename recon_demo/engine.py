@@ -12,16 +12,14 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 
 from recon_demo.baselines import BASELINES
 from recon_demo.checkpoints import CheckpointError, Manifest, load_checkpoint
-from recon_demo.metrics import compute_metrics
+from recon_demo.methods import Deconvolution, Network, Reconstruction, Unavailable, run_methods
 from recon_demo.models import list_models, model_info
 from recon_demo.operators import Blur
 from recon_demo.progress import Report, no_progress
@@ -49,18 +47,6 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
-
-
-@dataclass
-class Reconstruction:
-    """One model's (or baseline's) answer to a measurement."""
-
-    name: str  # registry or baseline name
-    label: str  # the lecture's label
-    image: np.ndarray | None  # (H, W) float32 in [0, 1]; None when the model could not run
-    ms: float = 0.0  # wall time of the forward pass (or the baseline), milliseconds
-    metrics: dict[str, float | None] = field(default_factory=dict)
-    error: str | None = None  # why there is no image, in words
 
 
 # Convolutions run in channels-last (NHWC) memory layout: measured on this 2-core CPU, all seven architectures
@@ -116,6 +102,28 @@ class Engine:
             ms = (time.perf_counter() - start) * 1000
         return out.clamp(0, 1).float().cpu(), ms
 
+    def network(self, name: str, checkpoint: str | Path | None = None, regime: str = "course",
+                architecture: str | None = None) -> Network | Unavailable:  # fmt: skip
+        """The method of a network: ``name`` built as ``architecture`` (default ``name``) with the weights at
+        ``checkpoint`` or its shipped ones; ``Unavailable`` (saying why) when there are none."""
+        arch = architecture or name
+        label = model_info(arch).label + (" (your checkpoint)" if arch != name else "")
+        try:
+            return Network(name, label, self, self.model(arch, checkpoint, regime))
+        except CheckpointError as err:
+            return Unavailable(name, label, str(err))
+
+    def methods(self, models: list[str] = (), baselines: list[str] = (), *, checkpoints: dict[str, str | Path] | None = None,
+                architectures: dict[str, str] | None = None, regime: str = "course") -> list:  # fmt: skip
+        """The methods (``recon_demo.methods``) for named networks and classical blur baselines, in that order."""
+        checkpoints, architectures = checkpoints or {}, architectures or {}
+        out = [self.network(name, checkpoints.get(name), regime, architectures.get(name)) for name in models]
+        for name in baselines:
+            if name not in BASELINES:
+                raise KeyError(f"unknown baseline {name!r}; known baselines: {', '.join(BASELINES)}")
+            out.append(Deconvolution(name, BASELINES[name].label, BASELINES[name]))
+        return out
+
     def reconstruct(
         self,
         y_delta: torch.Tensor,
@@ -130,7 +138,7 @@ class Engine:
         with_lpips: bool = False,
         report: Report = no_progress,
     ) -> list[Reconstruction]:
-        """Reconstruct one measurement (1, 1, H, W) with every named model and baseline.
+        """Reconstruct one measurement (1, 1, H, W) with every named model and baseline (``run_methods``).
 
         Metrics against ``x_true`` are filled in when it is given, data consistency when ``operator`` is.
         A model without weights yields a ``Reconstruction`` whose ``error`` says so; the others still run.
@@ -138,32 +146,7 @@ class Engine:
         registry name it is built as (a student's checkpoint ``own:cnn:…`` is a ``cnn``); by default they are equal.
         ``report`` hears of each method done.
         """
-        checkpoints = checkpoints or {}
-        architectures = architectures or {}
-        results: list[Reconstruction] = []
-        total = len(models) + len(baselines)
-        for name in models:
-            arch = architectures.get(name, name)
-            label = model_info(arch).label + (" (your checkpoint)" if arch != name else "")
-            try:
-                model = self.model(arch, checkpoints.get(name), regime)
-            except CheckpointError as err:
-                results.append(Reconstruction(name, label, None, error=str(err)))
-                report(len(results), total, label)
-                continue
-            out, ms = self.forward(model, y_delta)
-            results.append(Reconstruction(name, label, out[0, 0].numpy(), ms))
-            report(len(results), total, label)
-        for name in baselines:
-            if name not in BASELINES:
-                raise KeyError(f"unknown baseline {name!r}; known baselines: {', '.join(BASELINES)}")
-            if operator is None:
-                raise ValueError("classical baselines need the operator")
-            start = time.perf_counter()
-            image = BASELINES[name](y_delta[0, 0].cpu().numpy(), operator.kernel.numpy())
-            results.append(Reconstruction(name, BASELINES[name].label, image, (time.perf_counter() - start) * 1000))
-            report(len(results), total, BASELINES[name].label)
-        for r in results:
-            if r.image is not None:
-                r.metrics = compute_metrics(r.image, x_true, y_delta=y_delta, operator=operator, with_lpips=with_lpips)
-        return results
+        if baselines and operator is None:
+            raise ValueError("classical baselines need the operator")
+        methods = self.methods(models, baselines, checkpoints=checkpoints, architectures=architectures, regime=regime)
+        return run_methods(methods, y_delta, operator, x_true, with_lpips=with_lpips, report=report)

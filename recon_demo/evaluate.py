@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +29,8 @@ from recon_demo.baselines import BASELINES
 from recon_demo.checkpoints import REGIMES, CheckpointError, Manifest, ct_regime
 from recon_demo.ct_operators import CT_NOISE, FILTERS, LECTURE_ANGLES, CTSpec
 from recon_demo.engine import Engine
-from recon_demo.metrics import METRICS, data_consistency, lpips_status
+from recon_demo.methods import FBPNetwork, Network, run_methods
+from recon_demo.metrics import METRICS, lpips_status
 from recon_demo.models import count_parameters, list_models, model_info
 from recon_demo.operators import OperatorSpec, add_relative_noise
 from recon_demo.progress import CLIProgress, Report, no_progress
@@ -115,43 +114,20 @@ def run_evaluation(cfg: EvalConfig, engine: Engine | None = None, report: Report
         raise ValueError("nothing to evaluate: give --models and/or --baselines")
     engine = engine or Engine(cfg.device)
     K = cfg.operator.build()
-    kernel = K.kernel.numpy()
     networks = {name: engine.model(name, path, cfg.regime) for name, path in cfg.models}  # fail early
+    methods = [Network(name, label(name), engine, model) for name, model in networks.items()]
+    methods += engine.methods(baselines=cfg.baselines)
     with_lpips, notes = _lpips_or_note(cfg.lpips)
     if cfg.unshipped:
         notes.append(f"no {cfg.regime} weights yet, so left out of 'all': {', '.join(map(label, cfg.unshipped))}")
-    per_image: dict[str, dict[str, dict[str, float | None]]] = {}
-    ms: dict[str, list[float]] = {name: [] for name in [*networks, *cfg.baselines]}
-    warm: set[tuple[str, torch.Size]] = set()
     torch.manual_seed(cfg.seed)
-    loaded = load_images(cfg.images, cfg.limit)
-    total, done = len(loaded) * len(ms), 0
-    for file_name, img in loaded:
-        x_true = images.protocol_tensor(img, cfg.size)  # (1, 1, H, W) on the CPU
-        y = K.forward(x_true)
-        y_delta = add_relative_noise(y, cfg.noise)  # the global RNG, seeded once above
-        outputs: dict[str, np.ndarray] = {}
-        per_256 = PIXELS_256 / x_true.numel()  # Resize(256) keeps the aspect: 256×384 for a 2:3 image
-        for name, model in networks.items():
-            if (name, y_delta.shape) not in warm:  # a new shape: the backend picks its kernels on the first call
-                engine.forward(model, y_delta)
-                warm.add((name, y_delta.shape))
-            out, elapsed = engine.forward(model, y_delta)
-            outputs[name] = out[0, 0].numpy()
-            ms[name].append(elapsed * per_256)
-            done += 1
-            report(done, total, f"{file_name}, {label(name)}")
-        for name in cfg.baselines:
-            start = time.perf_counter()
-            outputs[name] = BASELINES[name](y_delta[0, 0].numpy(), kernel)
-            ms[name].append((time.perf_counter() - start) * 1000 * per_256)
-            done += 1
-            report(done, total, f"{file_name}, {label(name)}")
-        row = {}
-        for name, x_rec in outputs.items():
-            row[name] = _image_metrics(x_rec, x_true, with_lpips)
-        per_image[file_name] = row
-    results = _averages(per_image, list(networks) + list(cfg.baselines), REPORTED)
+
+    def measure(x_true: torch.Tensor) -> torch.Tensor:
+        return add_relative_noise(K.forward(x_true), cfg.noise)  # the global RNG, seeded once above
+
+    per_image, ms = _protocol(cfg.images, cfg.limit, lambda img: images.protocol_tensor(img, cfg.size), measure, methods, K,
+                              with_lpips, with_dc=False, report=report)  # fmt: skip
+    results = _averages(per_image, [m.name for m in methods], REPORTED)
     _add_cost(results, ms, networks)
     protocol = {
         "images": list(per_image),
@@ -173,19 +149,39 @@ def run_evaluation(cfg: EvalConfig, engine: Engine | None = None, report: Report
     return {"protocol": protocol, "results": results, "per_image": per_image, "notes": notes}
 
 
+def _protocol(folder, limit, to_tensor, measure, methods: list, operator, with_lpips: bool, with_dc: bool,
+              report: Report) -> tuple[dict[str, dict[str, dict[str, float | None]]], dict[str, list[float]]]:  # fmt: skip
+    """The loop both tasks share: each image in name order, its measurement, every method on it (``run_methods``,
+    warmed up once per shape); returns each image's metrics per method and each method's ms per 256² image."""
+    per_image: dict[str, dict[str, dict[str, float | None]]] = {}
+    ms: dict[str, list[float]] = {m.name: [] for m in methods}
+    warm: set = set()
+    loaded = load_images(folder, limit)
+    for i, (file_name, img) in enumerate(loaded):
+        x_true = to_tensor(img)  # (1, 1, H, W) on the CPU
+        y_delta = measure(x_true)
+        per_256 = PIXELS_256 / x_true.numel()  # Resize(256) keeps the aspect: 256×384 for a 2:3 image
+
+        def heard(done: int, total: int, what: str, i=i, file_name=file_name) -> None:
+            report(i * len(methods) + done, len(loaded) * len(methods), f"{file_name}, {what}")
+
+        recs = run_methods(methods, y_delta, operator, x_true, with_lpips=with_lpips, with_dc=with_dc, warm=warm, report=heard)
+        per_image[file_name] = {r.name: _reported(r.metrics, with_dc) for r in recs}
+        for r in recs:
+            ms[r.name].append(r.ms * per_256)
+    return per_image, ms
+
+
+def _reported(metrics: dict[str, float | None], with_dc: bool) -> dict[str, float | None]:
+    return {m: metrics.get(m) for m in (*REPORTED, *(("dc",) if with_dc else ()))}
+
+
 def _lpips_or_note(asked: bool) -> tuple[bool, list[str]]:
     """Whether LPIPS will be computed, and the note saying why not when it was asked but is unavailable."""
     if not asked:
         return False, []
     ok, reason = lpips_status()
     return (True, []) if ok else (False, [reason])
-
-
-def _image_metrics(x_rec: np.ndarray, x_true: torch.Tensor, with_lpips: bool) -> dict[str, float | None]:
-    """One image's MSE, PSNR, SSIM and (when asked) LPIPS against the truth."""
-    row = {m: METRICS[m].fn(x_rec, x_true) for m in ("mse", "psnr", "ssim")}
-    row["lpips"] = METRICS["lpips"].fn(x_rec, x_true) if with_lpips else None
-    return row
 
 
 def _averages(per_image: dict[str, dict[str, dict]], names: list[str], metrics: tuple[str, ...]) -> dict[str, dict]:
@@ -234,33 +230,16 @@ def run_ct_evaluation(cfg: CTEvalConfig, engine: Engine | None = None, report: R
     engine = engine or Engine(cfg.device)
     regime = ct_regime(cfg.spec.angles)
     networks = {name: engine.model(name, path, regime) for name, path in cfg.models}  # fail early
+    methods = [FBPNetwork(name, label(name, "ct"), engine, model, cfg.spec.filter) for name, model in networks.items()]
+    methods += [ct_baselines.method(name, cfg.spec.filter) for name in cfg.baselines]
     with_lpips, notes = _lpips_or_note(cfg.lpips)
-    per_image: dict[str, dict[str, dict[str, float | None]]] = {}
-    ms: dict[str, list[float]] = {name: [] for name in [*networks, *cfg.baselines]}
     torch.manual_seed(cfg.seed)
-    loaded = load_images(cfg.images, cfg.limit)
-    total, done = len(loaded) * len(ms), 0
-    for file_name, img in loaded:
-        x_true = images.protocol_tensor(img, cfg.spec.size, square=True)  # (1, 1, n, n) on the CPU
-        y_delta = ct_baselines.measure(x_true, radon, cfg.noise)  # the global RNG, seeded once above
-        start = time.perf_counter()
-        x_fbp = radon.fbp(y_delta, cfg.spec.filter)
-        fbp_ms = (time.perf_counter() - start) * 1000  # part of every network's time: each refines this FBP
-        outputs = {}
-        for name, run in [*((n, partial(ct_baselines.refine, engine, m, x_fbp)) for n, m in networks.items()),
-                          *((n, partial(ct_baselines.CT_BASELINES[n], radon, y_delta, cfg.spec.filter)) for n in cfg.baselines)]:
-            start = time.perf_counter()
-            outputs[name] = run()
-            elapsed = (time.perf_counter() - start) * 1000 + (fbp_ms if name in networks else 0.0)
-            ms[name].append(elapsed * PIXELS_256 / x_true.numel())
-            done += 1
-            report(done, total, f"{file_name}, {label(name, 'ct')}")
-        row = {}
-        for name, x_rec in outputs.items():
-            image = x_rec[0, 0].numpy()
-            row[name] = _image_metrics(image, x_true, with_lpips)
-            row[name]["dc"] = data_consistency(x_rec, y_delta, radon)
-        per_image[file_name] = row
+
+    def measure(x_true: torch.Tensor) -> torch.Tensor:
+        return ct_baselines.measure(x_true, radon, cfg.noise)  # the global RNG, seeded once above
+
+    per_image, ms = _protocol(cfg.images, cfg.limit, lambda img: images.protocol_tensor(img, cfg.spec.size, square=True),
+                              measure, methods, radon, with_lpips, with_dc=True, report=report)  # fmt: skip
     protocol = {
         "task": "ct",
         "images": list(per_image),

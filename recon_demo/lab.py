@@ -27,7 +27,8 @@ from recon_demo import images
 from recon_demo.activations import activation_grid, first_layer_output
 from recon_demo.baselines import BASELINES
 from recon_demo.checkpoints import REGIMES, CheckpointError, ManifestEntry
-from recon_demo.engine import MAX_FILE_MODELS, Engine, Reconstruction
+from recon_demo.engine import MAX_FILE_MODELS, Engine
+from recon_demo.methods import Reconstruction
 from recon_demo.models import list_models, model_info
 from recon_demo.operators import BLUR_TYPES, KERNEL_STYLES, LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec, add_relative_noise
 from recon_demo.progress import Report, no_progress
@@ -276,15 +277,21 @@ class Lab:
 
     # -- reconstruction -----------------------------------------------------------------------------
 
-    def run(self, setting: Setting, with_lpips: bool = True, max_channels: int = 16, report: Report = no_progress) -> LabResult:
-        """Reconstruct the setting's measurement with each chosen model and baseline (``report`` hears of each)."""
+    def run(self, setting: Setting, with_lpips: bool = True, max_channels: int = 16, report: Report = no_progress,
+            assumed: OperatorSpec | None = None) -> LabResult:  # fmt: skip
+        """Reconstruct the setting's measurement with each chosen model and baseline (``report`` hears of each).
+
+        ``assumed`` is the operator the methods are handed (default: the setting's own, the truth); the robustness
+        sweep hands the nominal one while the measurement moves. ``max_channels=0`` skips the activations.
+        """
         setting = setting.validated()
         x_true = self.x_true(setting.image)
         y_delta = self.measurement(setting)
-        K = setting.operator().build()
+        assumed = assumed or setting.operator()
+        K = assumed.build()
         # Only what this measurement has not been reconstructed with yet is computed: adding a model to the
         # selection runs that model alone.
-        measurement_key = (setting.image, setting.operator(), setting.noise, setting.seed, setting.regime, with_lpips)
+        measurement_key = (setting.image, setting.operator(), setting.noise, setting.seed, setting.regime, with_lpips, assumed)
         wanted = (*setting.models, "input")  # "input": the measurement itself, the table's first row
         with self._lock:
             done = {m: self._reconstructions[(measurement_key, m)] for m in wanted if (measurement_key, m) in self._reconstructions}
@@ -300,7 +307,7 @@ class Lab:
             if r.image is None and not is_own_checkpoint(r.name) and self.engine.manifest.find(r.name, setting.regime) is None:
                 r.error = f"no {setting.regime} weights shipped yet"  # the engine's text speaks to CLI users
             act = None
-            if r.image is not None and r.name not in BASELINES:  # the model is in the engine's cache now
+            if r.image is not None and r.name not in BASELINES and max_channels:  # the model is in the engine's cache now
                 model = self.engine.model(architecture_of(r.name), own.get(r.name), regime=setting.regime)
                 act = activation_grid(first_layer_output(model, y_delta), max_channels)
             done[r.name] = (r, act)

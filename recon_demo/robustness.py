@@ -15,7 +15,6 @@ import numpy as np
 
 from recon_demo.baselines import BASELINES
 from recon_demo.lab import Lab, Setting, SettingError, choice_label
-from recon_demo.metrics import psnr
 from recon_demo.progress import Report, no_progress
 
 PARAMETERS = {
@@ -51,22 +50,22 @@ def sweep(
     nominal = setting.validated()
     if not nominal.models or len(nominal.models) > MAX_MODELS:
         raise SettingError(f"choose 1 to {MAX_MODELS} models for a sweep, got {len(nominal.models)}")
-    networks = [m for m in nominal.models if m not in BASELINES]
-    baselines = [m for m in nominal.models if m in BASELINES]
-    nominal_kernel = nominal.operator().kernel().numpy()
+    networks = tuple(m for m in nominal.models if m not in BASELINES)
+    baselines = tuple(m for m in nominal.models if m in BASELINES)
+    assumed = nominal.operator()  # what every method is handed, wherever the measurement moves
     points: list[SweepPoint] = []
     for i, value in enumerate(values):
         report(i, len(values), f"{parameter.replace('_', ' ')} = {value:g}")
         moved = replace(nominal, **{parameter: value}).validated()
-        x_true = lab.x_true(moved.image)[0, 0].numpy()
-        y_delta = lab.measurement(moved)
+        # through the lab: its caches serve a sweep run twice, or a point the Reconstruct tab has shown
         for regime in regimes or (moved.regime,):
-            for r in lab.engine.reconstruct(y_delta, networks, regime=regime):
-                score = psnr(r.image, x_true) if r.image is not None else None
-                points.append(SweepPoint(f"{r.label} ({regime})", float(value), score))
-        for name in baselines:
-            x_rec = BASELINES[name](y_delta[0, 0].numpy(), nominal_kernel)
-            points.append(SweepPoint(choice_label(name), float(value), psnr(x_rec, x_true)))
+            if networks:
+                result = lab.run(replace(moved, models=networks, regime=regime), with_lpips=False, max_channels=0, assumed=assumed)
+                points += [SweepPoint(f"{r.label} ({regime})", float(value), r.metrics.get("psnr") if r.image is not None else None)
+                           for r in result.reconstructions]  # fmt: skip
+        if baselines:
+            result = lab.run(replace(moved, models=baselines), with_lpips=False, max_channels=0, assumed=assumed)
+            points += [SweepPoint(choice_label(r.name), float(value), r.metrics["psnr"]) for r in result.reconstructions]
     report(len(values), len(values), "done")
     return points
 

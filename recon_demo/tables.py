@@ -9,8 +9,8 @@ from functools import cache
 
 from recon_demo.activations import summary
 from recon_demo.baselines import BASELINES
-from recon_demo.engine import Reconstruction
 from recon_demo.lab import WORK_SIZE, LabResult, SettingError, architecture_of
+from recon_demo.methods import Reconstruction
 from recon_demo.metrics import METRICS
 from recon_demo.models import count_parameters, create_model
 

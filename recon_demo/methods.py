@@ -1,0 +1,148 @@
+"""One shape for every reconstruction method, and one function that runs, times and scores a list of them.
+
+A method is a callable ``method(y_delta, operator) -> x_rec``: ``y_delta`` a measurement (1, 1, …), ``operator``
+the forward operator of the task (the blur ``operators.Blur`` or the Radon transform ``ct_operators.Radon``),
+``x_rec`` the image (1, 1, H, W) in [0, 1] on the CPU. Every method is handed the operator, so a method that
+uses it (a classical baseline, a future network that knows ``K``) and one that does not (the lecture's
+end-to-end networks) have the same shape:
+
+- ``Network``: an end-to-end network; it never looks at the operator (the lecture's point).
+- ``Deconvolution``: a classical blur baseline (Wiener, Richardson-Lucy, TV), given the operator's kernel.
+- ``CTClassical``: FBP or SIRT, given the Radon transform.
+- ``FBPNetwork``: a CT network refining the filtered back-projection it computes with the operator.
+
+``run_methods`` runs a list of them on one measurement: each one's image, time and metrics (against ``x_true``,
+with data consistency against the operator), reporting each method done. The evaluate CLI (both tasks), the
+engine (and so the lab), the CT lab and the robustness sweep all call it, so a new method appears everywhere.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from recon_demo.metrics import compute_metrics
+from recon_demo.progress import Report, no_progress
+
+if TYPE_CHECKING:
+    from recon_demo.engine import Engine
+
+Method = Callable[[torch.Tensor, Any], torch.Tensor]  # (y_delta, operator) -> x_rec
+
+
+@dataclass
+class Reconstruction:
+    """One method's answer to a measurement."""
+
+    name: str  # registry or baseline name
+    label: str  # the lecture's label
+    image: np.ndarray | None  # (H, W) float32 in [0, 1]; None when the model could not run
+    ms: float = 0.0  # wall time of the method on this measurement, milliseconds
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    error: str | None = None  # why there is no image, in words
+
+
+@dataclass
+class Network:
+    """An end-to-end network: ``model(y_delta)`` on the engine's device. The operator is not used: the network
+    learned one operator (or a range of them) and must guess which."""
+
+    name: str
+    label: str
+    engine: Engine
+    model: torch.nn.Module
+
+    def __call__(self, y_delta: torch.Tensor, operator: Any = None) -> torch.Tensor:
+        return self.engine.forward(self.model, y_delta)[0]
+
+
+@dataclass
+class Deconvolution:
+    """A classical blur baseline, handed the operator's kernel (``baselines.Baseline``: numpy in, numpy out)."""
+
+    name: str
+    label: str
+    fn: Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+    def __call__(self, y_delta: torch.Tensor, operator: Any) -> torch.Tensor:
+        if operator is None:
+            raise ValueError("classical baselines need the operator")
+        image = self.fn(y_delta[0, 0].detach().cpu().numpy(), operator.kernel.numpy())
+        return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+
+
+@dataclass
+class CTClassical:
+    """FBP or SIRT (``ct_baselines.CTBaseline``), handed the Radon transform; ``filter`` is FBP's window."""
+
+    name: str
+    label: str
+    fn: Callable[..., torch.Tensor]
+    filter: str = "ramp"
+
+    def __call__(self, y_delta: torch.Tensor, operator: Any) -> torch.Tensor:
+        return self.fn(operator, y_delta, self.filter)
+
+
+@dataclass
+class FBPNetwork:
+    """A CT network: it refines the filtered back-projection of the sinogram ("first a crude reconstruction,
+    then a learned refinement"); the FBP's time is part of its own."""
+
+    name: str
+    label: str
+    engine: Engine
+    model: torch.nn.Module
+    filter: str = "ramp"
+
+    def __call__(self, y_delta: torch.Tensor, operator: Any) -> torch.Tensor:
+        return self.engine.forward(self.model, operator.fbp(y_delta, self.filter))[0]
+
+
+@dataclass
+class Unavailable:
+    """A method that cannot run here (a network without weights): ``run_methods`` reports why, runs the rest."""
+
+    name: str
+    label: str
+    error: str
+
+
+def run_methods(
+    methods: list,
+    y_delta: torch.Tensor,
+    operator: Any,
+    x_true: torch.Tensor | None = None,
+    *,
+    with_lpips: bool = False,
+    with_dc: bool = True,
+    warm: set | None = None,
+    report: Report = no_progress,
+) -> list[Reconstruction]:
+    """Run each method on one measurement: image, milliseconds and metrics (against ``x_true`` when given; data
+    consistency against ``operator`` when ``with_dc``). With ``warm``, a method's first call on a new input
+    shape runs once untimed (the backend picks its kernels then) and ``warm`` remembers the (name, shape).
+    ``report`` hears of each method done."""
+    results = []
+    for i, method in enumerate(methods, start=1):
+        if isinstance(method, Unavailable):
+            results.append(Reconstruction(method.name, method.label, None, error=method.error))
+            report(i, len(methods), method.label)
+            continue
+        if warm is not None and (method.name, tuple(y_delta.shape)) not in warm:
+            method(y_delta, operator)
+            warm.add((method.name, tuple(y_delta.shape)))
+        start = time.perf_counter()
+        x_rec = method(y_delta, operator)
+        ms = (time.perf_counter() - start) * 1000
+        image = x_rec[0, 0].detach().cpu().numpy()
+        metrics = compute_metrics(image, x_true, y_delta=y_delta if with_dc else None, operator=operator if with_dc else None,
+                                  with_lpips=with_lpips)  # fmt: skip
+        results.append(Reconstruction(method.name, method.label, image, ms, metrics))
+        report(i, len(methods), method.label)
+    return results

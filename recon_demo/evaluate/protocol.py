@@ -1,23 +1,9 @@
-"""``python -m recon_demo evaluate``: the lecture's evaluation protocol, exactly.
-
-Images are read in sorted name order with PIL ``convert("L")``, ``ToTensor`` and ``Resize(size)``;
-``torch.manual_seed(seed)`` is called once before the loop; for each image, on the CPU, ``y = K x`` and
-``y_delta = y + e / ||e|| · ||y|| · noise`` with ``e = torch.randn_like(y)``. Every model and baseline sees
-the same ``y_delta``; outputs are clamped to [0, 1]; MSE, PSNR, SSIM (and LPIPS) are computed per image
-and averaged. The table mirrors the lecture's; ``--format markdown`` adds each network's parameters and the
-median milliseconds per 256² image (the README's results tables); ``--format json`` gives
-``{"protocol": ..., "results": {NAME: {"mse", "psnr", "ssim", "lpips", "n", "ms", "params"}}, "per_image": ...}``.
-
-``--task ct`` runs the same protocol on sinograms (``recon_demo.ct_baselines``): ``--angles``, ``--noise`` relative
-on the sinogram, CT models and the ``fbp``/``sirt`` baselines, and a data-consistency column ``dc``.
-"""
+"""The lecture's evaluation protocol for both tasks, as functions: a config in, a JSON-ready result out (see
+the package's docstring); one loop over images and methods (``methods.run_methods``) serves both."""
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +12,14 @@ from PIL import Image
 
 from recon_demo import ct_baselines, images
 from recon_demo.baselines import BASELINES
-from recon_demo.checkpoints import REGIMES, CheckpointError, Manifest, ct_regime
-from recon_demo.ct_operators import CT_NOISE, FILTERS, LECTURE_ANGLES, CTSpec
+from recon_demo.checkpoints import ct_regime
+from recon_demo.ct_operators import CT_NOISE, CTSpec
 from recon_demo.engine import Engine
 from recon_demo.methods import FBPNetwork, Network, run_methods
-from recon_demo.metrics import METRICS, lpips_status
+from recon_demo.metrics import lpips_status
 from recon_demo.models import count_parameters, list_models, model_info
 from recon_demo.operators import OperatorSpec, add_relative_noise
-from recon_demo.progress import CLIProgress, Report, no_progress
+from recon_demo.progress import Report, no_progress
 
 REPORTED = ("mse", "psnr", "ssim", "lpips")
 # Five (operator, noise) settings inside the general regime's ranges and away from the lecture's (motion 9 @ 20°,
@@ -259,172 +245,9 @@ def run_ct_evaluation(cfg: CTEvalConfig, engine: Engine | None = None, report: R
     return {"protocol": protocol, "results": results, "per_image": per_image, "notes": notes}
 
 
+
+
 def label(name: str, task: str = "deblur") -> str:
     if task == "ct":
         return ct_baselines.label(name)
     return BASELINES[name].label if name in BASELINES else model_info(name).label
-
-
-def format_table(result: dict) -> str:
-    """The lecture's layout: ``CNN | MSE: 0.000340 | PSNR: 34.696 dB | SSIM: 0.9277 | LPIPS: 0.0598``."""
-    p = result["protocol"]
-    task = p.get("task", "deblur")
-    lines = [f"{len(p['images'])} images, {p['summary']}"]
-    width = max(len(label(n, task)) for n in result["results"])
-    columns = REPORTED + (("dc",) if task == "ct" else ())
-    for name, r in result["results"].items():
-        cells = [f"{label(name, task):<{width}}"] + [
-            f"{METRICS[m].label}: {METRICS[m].format(r[m])}" for m in columns if m != "lpips" or r[m] is not None
-        ]
-        lines.append(" | ".join(cells))
-    lines += result["notes"]
-    return "\n".join(lines)
-
-
-def format_markdown(result: dict) -> str:
-    """The README's results table: the lecture's columns, then parameters and median ms per 256² image."""
-    p = result["protocol"]
-    task = p.get("task", "deblur")
-    columns = REPORTED + (("dc",) if task == "ct" else ())
-    lines = [
-        f"{len(p['images'])} images, {p['summary']}, {p['size']}² on {p['device']}",
-        "",
-        "| model | " + " | ".join(METRICS[m].label for m in columns) + " | parameters | ms per 256² |",
-        "|---" * (len(columns) + 3) + "|",
-    ]
-    for name, r in result["results"].items():
-        cells = [label(name, task)] + [METRICS[m].format(r[m]) if r[m] is not None else "—" for m in columns]
-        cells.append(f"{r['params']:,}" if r.get("params") is not None else "")
-        cells.append(f"{r['ms']:.1f}" if r.get("ms") is not None else "")
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += result["notes"]
-    return "\n".join(lines)
-
-
-def format_off_course_markdown(results: list[dict]) -> str:
-    """The off-course check at a glance: one row per setting, each method's PSNR (dB), the best in bold."""
-    names = list(results[0]["results"])
-    lines = [
-        f"{len(results[0]['protocol']['images'])} images, seed {results[0]['protocol']['seed']}, PSNR dB",
-        "",
-        "| setting | " + " | ".join(label(n) for n in names) + " |",
-        "|---" * (len(names) + 1) + "|",
-    ]
-    for r in results:
-        psnrs = {n: r["results"][n]["psnr"] for n in names}
-        best = max(psnrs.values())
-        cells = [f"**{v:.2f}**" if v == best else f"{v:.2f}" for v in psnrs.values()]
-        setting = r["protocol"]["summary"].rsplit(", seed", 1)[0]
-        lines.append(f"| {setting} | " + " | ".join(cells) + " |")
-    return "\n".join(lines + sorted({note for r in results for note in r["notes"]}))
-
-
-FORMATS = {"table": format_table, "markdown": format_markdown}
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", default="deblur", choices=("deblur", "ct"), help="deblur (default) or ct (sinograms)")
-    parser.add_argument("--models", help="comma list: registry names (shipped weights), NAME=PATH for a checkpoint, or 'all'")
-    parser.add_argument("--regime", default="course", choices=REGIMES, help="which shipped checkpoints plain names select")
-    parser.add_argument("--images", help="folder of images (default: the held-out package images)")
-    parser.add_argument("--limit", type=int, help="evaluate only the first N images")
-    parser.add_argument("--size", type=int, default=256, help="Resize(size) of the shorter side (default 256)")
-    parser.add_argument("--operator", default="motion", choices=("motion", "gaussian"), help="blur type")
-    parser.add_argument("--kernel-size", type=int, default=9, help="odd kernel side (default 9)")
-    parser.add_argument("--angle", type=float, default=20.0, help="motion angle in degrees (default 20)")
-    parser.add_argument("--variance", type=float, default=1.0, help="Gaussian variance (default 1)")
-    parser.add_argument("--kernel-style", default="ippy", choices=("ippy", "centered"), help="motion kernel style")
-    parser.add_argument("--noise", type=float, default=0.01, help="relative noise level δ (default 0.01)")
-    parser.add_argument("--seed", type=int, default=123, help="torch.manual_seed before the loop (default 123)")
-    parser.add_argument("--baselines", help=f"comma list of {', '.join(BASELINES)} (ct: {', '.join(ct_baselines.CT_BASELINES)})")
-    parser.add_argument("--angles", type=int, default=LECTURE_ANGLES, help=f"ct: projection angles in [0, 180°) (default {LECTURE_ANGLES})")
-    parser.add_argument("--fbp-filter", default="ramp", choices=FILTERS, help="ct: the FBP window (default ramp)")
-    parser.add_argument("--lpips", action="store_true", help="also compute LPIPS (AlexNet)")
-    parser.add_argument("--off-course", action="store_true",
-                        help="run at the five off-course settings of the general regime instead of --operator/--noise")
-    parser.add_argument("--device", help="cpu, cuda, mps (default: RECON_DEVICE or the best available)")
-    parser.add_argument("--format", default="table", choices=("table", "markdown", "json"),
-                        help="the lecture's table, the README's (with parameters and ms per 256² image), or JSON")
-
-
-def _check_protocol_args(args: argparse.Namespace, max_size: int, task: str = "") -> None:
-    if not 8 <= args.size <= max_size:
-        raise ValueError(f"--size must be between 8 and {max_size}{task}, got {args.size}")
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be at least 1, got {args.limit}")
-    if not 0 <= args.noise < 10 or args.noise != args.noise:
-        raise ValueError(f"--noise must be in [0, 10), got {args.noise}")
-
-
-def config_from_args(args: argparse.Namespace) -> EvalConfig:
-    _check_protocol_args(args, MAX_SIZE)
-    operator = OperatorSpec(args.operator, args.kernel_size, args.angle, args.variance, args.kernel_style)
-    operator.kernel()  # validates the operator before any work
-    shipped = Manifest.load().shipped(args.regime)
-    asks_all = "all" in [s.strip() for s in (args.models or "").split(",")]
-    if asks_all and not shipped and not args.baselines:
-        raise ValueError(f"no {args.regime} weights are shipped yet, so 'all' selects no model")
-    return EvalConfig(
-        models=parse_models(args.models, shipped),
-        baselines=parse_baselines(args.baselines),
-        images=args.images,
-        limit=args.limit,
-        size=args.size,
-        operator=operator,
-        noise=args.noise,
-        seed=args.seed,
-        lpips=args.lpips,
-        regime=args.regime,
-        device=args.device,
-        unshipped=[name for name in list_models() if name not in shipped] if asks_all else [],
-    )
-
-
-def ct_config_from_args(args: argparse.Namespace) -> CTEvalConfig:
-    """The CT evaluation the flags describe (``--task ct``); the blur's flags are ignored."""
-    _check_protocol_args(args, 512, " for ct")
-    spec = CTSpec(args.angles, args.size, args.fbp_filter)
-    spec.build()  # validates the geometry before any work
-    return CTEvalConfig(
-        models=ct_baselines.parse_models(args.models),
-        baselines=parse_baselines(args.baselines, ct_baselines.CT_BASELINES, "CT baseline"),
-        images=args.images,
-        limit=args.limit,
-        spec=spec,
-        noise=args.noise,
-        seed=args.seed,
-        lpips=args.lpips,
-        device=args.device,
-    )
-
-
-def main(args: argparse.Namespace) -> int:
-    progress = CLIProgress("evaluate", args.quiet)
-    try:
-        if args.task == "ct":
-            cfg = ct_config_from_args(args)
-            with progress.phase(f"CT, {cfg.spec.describe()}", 0) as phase:
-                result = run_ct_evaluation(cfg, report=phase)
-        elif args.off_course:
-            cfg = config_from_args(args)
-            results = []
-            for i, (op, noise) in enumerate(OFF_COURSE, start=1):
-                with progress.phase(f"setting {i} of {len(OFF_COURSE)}, {op.describe()}, noise {noise:g}", 0) as phase:
-                    results.append(run_evaluation(replace(cfg, operator=op, noise=noise), report=phase))
-            if args.format == "json":
-                print(json.dumps({"off_course": results}, indent=1))
-            elif args.format == "markdown":
-                print(format_off_course_markdown(results))
-            else:
-                print("\n\n".join(format_table(r) for r in results))
-            return 0
-        else:
-            cfg = config_from_args(args)
-            with progress.phase(f"{cfg.operator.describe()}, noise {cfg.noise:g}", 0) as phase:
-                result = run_evaluation(cfg, report=phase)
-    except (ValueError, KeyError, FileNotFoundError, CheckpointError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"evaluate: {message}", file=sys.stderr)
-        return 2
-    print(json.dumps(result, indent=1) if args.format == "json" else FORMATS[args.format](result))
-    return 0

@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from recon_demo.errors import UnknownName
 from recon_demo.models import count_parameters
 
 CONV_TYPES = (nn.Conv2d, nn.ConvTranspose2d)
@@ -43,7 +44,7 @@ def capture_activations(model: nn.Module, layer_names: list[str]) -> Iterator[di
     modules = dict(model.named_modules())
     unknown = [n for n in layer_names if n not in modules]
     if unknown:
-        raise KeyError(f"no layer named {', '.join(unknown)}; convolutions are: {', '.join(conv_layers(model))}")
+        raise UnknownName(f"no layer named {', '.join(unknown)}; convolutions are: {', '.join(conv_layers(model))}")
     captured: dict[str, torch.Tensor] = {}
     handles = []
     try:

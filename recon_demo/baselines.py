@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from skimage.restoration import denoise_tv_chambolle, richardson_lucy, wiener
 
+from recon_demo.errors import UnknownName
 from recon_demo.operators import Blur
 
 
@@ -99,5 +100,5 @@ BASELINES: dict[str, Baseline] = {
 
 def get_baseline(name: str) -> Baseline:
     if name not in BASELINES:
-        raise KeyError(f"unknown baseline {name!r}; known baselines: {', '.join(BASELINES)}")
+        raise UnknownName(f"unknown baseline {name!r}; known baselines: {', '.join(BASELINES)}")
     return BASELINES[name]

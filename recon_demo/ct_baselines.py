@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from recon_demo.ct_operators import CT_NOISE, LECTURE_ANGLES, Radon, sirt
+from recon_demo.errors import UnknownName
 from recon_demo.methods import CTClassical
 from recon_demo.models import list_models, model_info
 from recon_demo.operators import add_relative_noise
@@ -85,7 +86,7 @@ def parse_models(spec: str | None) -> list[tuple[str, str | None]]:
         name, _, path = item.partition("=")
         name = name.strip()
         if model_info(name).group != "ct":
-            raise KeyError(f"{name} is not a CT model; CT models: {', '.join(list_models('ct'))}")
+            raise UnknownName(f"{name} is not a CT model; CT models: {', '.join(list_models('ct'))}")
         items.append((name, path.strip() or None))
     return items
 

@@ -19,6 +19,7 @@ import torch.nn as nn
 
 from recon_demo.baselines import BASELINES
 from recon_demo.checkpoints import CheckpointError, Manifest, load_checkpoint
+from recon_demo.errors import UnknownName
 from recon_demo.methods import Deconvolution, Network, Reconstruction, Unavailable, run_methods
 from recon_demo.models import list_models, model_info
 from recon_demo.operators import Blur
@@ -68,7 +69,7 @@ class Engine:
         """The model ``name`` with the weights at ``checkpoint``, or its shipped weights of ``regime``.
 
         Raises ``CheckpointError`` when there are no weights to load (an untrained network would only
-        show noise) and ``KeyError`` for an unknown name.
+        show noise) and ``UnknownName`` for an unknown name.
         """
         model_info(name)  # unknown names fail here, with the list of known ones
         source = f"file:{Path(checkpoint).resolve()}" if checkpoint else f"regime:{regime}"
@@ -120,7 +121,7 @@ class Engine:
         out = [self.network(name, checkpoints.get(name), regime, architectures.get(name)) for name in models]
         for name in baselines:
             if name not in BASELINES:
-                raise KeyError(f"unknown baseline {name!r}; known baselines: {', '.join(BASELINES)}")
+                raise UnknownName(f"unknown baseline {name!r}; known baselines: {', '.join(BASELINES)}")
             out.append(Deconvolution(name, BASELINES[name].label, BASELINES[name]))
         return out
 

@@ -23,6 +23,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms import functional as TF
 
+from recon_demo.errors import UnknownName
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 MAX_PIXELS = 40_000_000  # refuse larger images before decoding them (decompression bombs)
 PHANTOM_HELD_OUT_SEEDS = (0, 1, 2, 3)  # the catalogue's phantoms: held out
@@ -116,7 +118,7 @@ def load_example(name: str) -> Image.Image:
     """A catalogue image as an 8-bit PIL image (grey, RGB or RGBA, as shipped)."""
     entries = catalogue()
     if name not in entries:
-        raise KeyError(f"unknown example image {name!r}; available: {', '.join(entries)}")
+        raise UnknownName(f"unknown example image {name!r}; available: {', '.join(entries)}")
     return entries[name].load()
 
 

@@ -16,7 +16,7 @@ import math
 import tempfile
 import threading
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,15 @@ from recon_demo.checkpoints import REGIMES, CheckpointError, ManifestEntry
 from recon_demo.engine import MAX_FILE_MODELS, Engine
 from recon_demo.methods import Reconstruction
 from recon_demo.models import list_models, model_info
-from recon_demo.operators import BLUR_TYPES, KERNEL_STYLES, LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec, add_relative_noise
+from recon_demo.operators import (
+    BLUR_TYPES,
+    KERNEL_STYLES,
+    LECTURE_NOISE,
+    LECTURE_OPERATOR,
+    OPERATOR_FIELDS,
+    OperatorSpec,
+    add_relative_noise,
+)
 from recon_demo.progress import Report, no_progress
 
 WORK_SIZE = 256  # every image is centre-cropped to a square and resized to this side, as the lecture's slices
@@ -72,32 +80,48 @@ def check_number(name: str, value, lo: float, hi: float, integer: bool = False) 
 
 @dataclass(frozen=True)
 class Setting:
-    """One state of the Reconstruct tab; its fields are the ``/reconstruct`` API's keyword parameters."""
+    """One state of the Reconstruct tab: an image, the operator ``K`` (an ``OperatorSpec``), the noise, the models.
+
+    The ``/reconstruct`` API, the tabs and the URL use flat keyword names: the operator's fields
+    (``operators.OPERATOR_FIELDS``) beside this class's other fields. ``Setting.of(**flat)`` builds a setting
+    from them and ``flat()`` gives them back, so a new operator parameter is declared once, in ``OperatorSpec``.
+    """
 
     image: str = "camera"  # a catalogue name, or "upload:<sha1>" for an uploaded image
-    blur: str = "motion"  # "motion" or "gaussian"
-    kernel_size: int = 9  # odd, 1..MAX_KERNEL
-    angle: float = 20.0  # motion direction in degrees
-    variance: float = 1.0  # Gaussian variance
-    kernel_style: str = "ippy"  # motion kernel style: "ippy" (course) or "centered"
+    operator: OperatorSpec = LECTURE_OPERATOR  # the blur: type, odd size ≤ MAX_KERNEL, angle, variance, kernel style
     noise: float = LECTURE_NOISE  # relative noise level δ
     seed: int = 0  # the noise draw
     models: tuple[str, ...] = ("cnn", "unet", "wiener")  # architectures and baselines, in display order
     regime: str = "course"  # which shipped weights: "course" or "general"
 
-    def operator(self) -> OperatorSpec:
-        return OperatorSpec(self.blur, self.kernel_size, self.angle, self.variance, self.kernel_style)
+    @classmethod
+    def of(cls, **flat) -> Setting:
+        """A setting from flat keyword values: the operator's fields go into ``operator``, the rest as they are."""
+        unknown = sorted(set(flat) - set(FLAT_FIELDS))
+        if unknown:
+            raise SettingError(f"unknown setting {', '.join(unknown)}; the settings are {', '.join(FLAT_FIELDS)}")
+        op = {k: flat.pop(k) for k in OPERATOR_FIELDS if k in flat}
+        return cls(operator=replace(LECTURE_OPERATOR, **op), **flat)
+
+    def flat(self) -> dict:
+        """The setting as flat keyword values, in ``FLAT_FIELDS`` order (the API's and the controls' names)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "operator"} | asdict(self.operator)
+        return {name: values[name] for name in FLAT_FIELDS}
+
+    def moved(self, **flat) -> Setting:
+        """A copy with some flat values changed (``moved(angle=45)``)."""
+        return Setting.of(**(self.flat() | flat))
 
     def validated(self) -> Setting:
         """A normalised copy; raises ``SettingError`` with what is allowed."""
-
-        if self.blur not in BLUR_TYPES:
-            raise SettingError(f"blur must be one of {', '.join(BLUR_TYPES)}, got {self.blur!r}")
-        if self.kernel_style not in KERNEL_STYLES:
-            raise SettingError(f"kernel style must be one of {', '.join(KERNEL_STYLES)}, got {self.kernel_style!r}")
+        op = self.operator
+        if op.blur not in BLUR_TYPES:
+            raise SettingError(f"blur must be one of {', '.join(BLUR_TYPES)}, got {op.blur!r}")
+        if op.kernel_style not in KERNEL_STYLES:
+            raise SettingError(f"kernel style must be one of {', '.join(KERNEL_STYLES)}, got {op.kernel_style!r}")
         if self.regime not in REGIMES:
             raise SettingError(f"regime must be one of {', '.join(REGIMES)}, got {self.regime!r}")
-        size = check_number("kernel size", self.kernel_size, 1, MAX_KERNEL, integer=True)
+        size = check_number("kernel size", op.kernel_size, 1, MAX_KERNEL, integer=True)
         if size % 2 == 0:
             raise SettingError(f"kernel size must be odd, got {size}")
         models = tuple(self.models.split(",") if isinstance(self.models, str) else self.models or ())
@@ -107,11 +131,15 @@ class Setting:
             raise SettingError(f"unknown model {', '.join(map(repr, unknown))}; choose from {', '.join(model_choices())}")
         if not (self.image in images.catalogue() or _is_upload_key(self.image)):
             raise SettingError(f"unknown image {self.image!r}; choose an example ({', '.join(images.catalogue())}) or upload one")
+        operator = replace(
+            op,
+            kernel_size=size,
+            angle=check_number("angle", op.angle, -360, 360),
+            variance=check_number("variance", op.variance, 0.05, MAX_VARIANCE),
+        )
         return replace(
             self,
-            kernel_size=size,
-            angle=check_number("angle", self.angle, -360, 360),
-            variance=check_number("variance", self.variance, 0.05, MAX_VARIANCE),
+            operator=operator,
             noise=check_number("noise", self.noise, 0, MAX_NOISE),
             seed=check_number("seed", self.seed, 0, MAX_SEED, integer=True),
             models=models,
@@ -122,7 +150,7 @@ class Setting:
               "style": "kernel_style", "noise": "noise", "seed": "seed", "models": "models", "regime": "regime"}  # fmt: skip
 
     def to_query(self) -> dict[str, str]:
-        values = asdict(self)
+        values = self.flat()
         values["models"] = ",".join(self.models)
         return {key: f"{values[name]:g}" if isinstance(values[name], float) else str(values[name]) for key, name in self._QUERY.items()}
 
@@ -135,7 +163,7 @@ class Setting:
             if name is None:
                 warnings.append(f"ignored the unknown URL parameter {key!r}")
                 continue
-            candidate = replace(setting, **{name: _parse_query_value(name, value)})
+            candidate = setting.moved(**{name: _parse_query_value(name, value)})
             try:
                 candidate.validated()
             except SettingError as err:
@@ -143,6 +171,10 @@ class Setting:
                 continue
             setting = candidate
         return setting.validated(), warnings
+
+
+# The flat names of a setting, in the order of the API's parameters and the Reconstruct tab's controls.
+FLAT_FIELDS = ("image", *OPERATOR_FIELDS, "noise", "seed", "models", "regime")
 
 
 def _parse_query_value(name: str, value: str):
@@ -258,13 +290,13 @@ class Lab:
 
     def measurement(self, setting: Setting) -> torch.Tensor:
         """``y_delta = K x_true + e`` for the setting, cached per (image, operator, noise, seed)."""
-        key = (setting.image, setting.operator(), setting.noise, setting.seed)
+        key = (setting.image, setting.operator, setting.noise, setting.seed)
         with self._lock:
             if key in self._measurements:
                 self._measurements.move_to_end(key)
                 return self._measurements[key]
         x = self.x_true(setting.image)
-        y_delta = add_relative_noise(setting.operator().build().forward(x), setting.noise, torch.Generator().manual_seed(setting.seed))
+        y_delta = add_relative_noise(setting.operator.build().forward(x), setting.noise, torch.Generator().manual_seed(setting.seed))
         self._remember(self._measurements, key, y_delta)
         return y_delta
 
@@ -287,11 +319,11 @@ class Lab:
         setting = setting.validated()
         x_true = self.x_true(setting.image)
         y_delta = self.measurement(setting)
-        assumed = assumed or setting.operator()
+        assumed = assumed or setting.operator
         K = assumed.build()
         # Only what this measurement has not been reconstructed with yet is computed: adding a model to the
         # selection runs that model alone.
-        measurement_key = (setting.image, setting.operator(), setting.noise, setting.seed, setting.regime, with_lpips, assumed)
+        measurement_key = (setting.image, setting.operator, setting.noise, setting.seed, setting.regime, with_lpips, assumed)
         wanted = (*setting.models, "input")  # "input": the measurement itself, the table's first row
         with self._lock:
             done = {m: self._reconstructions[(measurement_key, m)] for m in wanted if (measurement_key, m) in self._reconstructions}
@@ -344,7 +376,7 @@ class Lab:
 
 def fits(entry: ManifestEntry, setting: Setting) -> bool:
     """Whether ``setting`` lies within what the checkpoint was trained for (its operator, or its ranges)."""
-    op, noise = entry.operator, entry.noise
+    op, noise, K = entry.operator, entry.noise, setting.operator
     if entry.regime == "general":
         def inside(key, value):
             lo, hi = op.get(key, (value, value))
@@ -352,13 +384,13 @@ def fits(entry: ManifestEntry, setting: Setting) -> bool:
 
         if "range" in noise and not noise["range"][0] <= setting.noise <= noise["range"][1] + 1e-9:
             return False
-        if setting.blur not in op.get("blurs", (setting.blur,)) or not inside("kernel_size", setting.kernel_size):
+        if K.blur not in op.get("blurs", (K.blur,)) or not inside("kernel_size", K.kernel_size):
             return False
-        if setting.blur == "motion":
-            return setting.kernel_style in op.get("styles", (setting.kernel_style,)) and inside("angle", setting.angle % 180)
-        return inside("variance", setting.variance)
-    trained = OperatorSpec(**op) if op else LECTURE_OPERATOR
-    same = trained.kernel().shape == setting.operator().kernel().shape and torch.equal(trained.kernel(), setting.operator().kernel())
+        if K.blur == "motion":
+            return K.kernel_style in op.get("styles", (K.kernel_style,)) and inside("angle", K.angle % 180)
+        return inside("variance", K.variance)
+    trained = OperatorSpec.from_dict(op) if op else LECTURE_OPERATOR
+    same = trained.kernel().shape == K.kernel().shape and torch.equal(trained.kernel(), K.kernel())
     return same and abs(setting.noise - float(noise.get("level", setting.noise))) < 1e-9
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recon_demo import images
 from recon_demo.losses import check_available, parse_loss
 from recon_demo.metrics import METRICS, lpips_distance, lpips_status
 from recon_demo.models import model_info
@@ -110,6 +111,44 @@ class LossStudyConfig:
             f"{self.n_images} training images at {self.size}², {self.operator.describe()}, noise {self.noise:g}, "
             f"seed {self.seed}; test image {self.test_image}"
         )
+
+
+# The live study (the app's Train tab and the /train API): what a shared 2-core server trains on request.
+PRESETS: dict[str, str] = {**EXPERIMENTS["pure"], **EXPERIMENTS["mixed"]}
+LIVE_MODELS = ("loss_study_cnn", "cnn", "rescnn")  # small enough to train live on a CPU
+MAX_EPOCHS = 20
+MAX_IMAGES = 32
+SIZES = (64, 128, 256)
+MAX_CONFIGS = 7
+
+
+def live_config(presets, custom: str | None, model: str, epochs, n_images, size, setting) -> LossStudyConfig:
+    """The bounded study a page or an API client asks for: preset labels and/or a custom loss spec, the model,
+    epochs, images and size within the bounds above, and the operator, noise and test image of ``setting`` (a
+    ``lab.Setting``, validated as the Reconstruct tab's; a training image falls back to ``camera``). Raises
+    ``TrainingError`` (or ``SettingError``) saying what is allowed."""
+    from recon_demo.lab import check_number  # the lab's number check: one message format everywhere
+
+    losses = {label: PRESETS[label] for label in presets or [] if label in PRESETS}
+    unknown = [label for label in presets or [] if label not in PRESETS]
+    if unknown:
+        raise TrainingError(f"unknown preset {', '.join(unknown)}; presets: {', '.join(PRESETS)}")
+    if custom and custom.strip():
+        losses[str(parse_loss(custom))] = custom
+    if len(losses) > MAX_CONFIGS:
+        raise TrainingError(f"at most {MAX_CONFIGS} configurations at once, got {len(losses)}")
+    if model not in LIVE_MODELS:
+        raise TrainingError(f"model must be one of {', '.join(LIVE_MODELS)}, got {model!r}")
+    epochs = check_number("epochs", epochs, 1, MAX_EPOCHS, integer=True)
+    n_images = check_number("images", n_images, 4, MAX_IMAGES, integer=True)
+    size = check_number("size", size, 64, 256, integer=True)
+    if size not in SIZES:
+        raise TrainingError(f"size must be one of {', '.join(map(str, SIZES))}, got {size}")
+    setting = setting.validated()
+    entry = images.catalogue().get(setting.image)
+    test_image = setting.image if entry is not None and entry.split == "held_out" else "camera"
+    return LossStudyConfig(losses=losses, model=model, epochs=epochs, n_images=n_images, size=size, operator=setting.operator,
+                           noise=setting.noise, test_image=test_image, eval_every=4).validated()  # fmt: skip
 
 
 @dataclass
@@ -300,8 +339,8 @@ def main(args: argparse.Namespace) -> int:
                 phase.set_postfix({"loss": f"{event.loss:.4g}"})
         if args.save_figure:
             study.save_figure(args.save_figure)
-    except (ValueError, KeyError) as err:
-        print(f"loss-study: {err.args[0] if err.args else err}", file=sys.stderr)
+    except ValueError as err:
+        print(f"loss-study: {err}", file=sys.stderr)
         return 2
     print(json.dumps(study.to_json(), indent=1) if args.format == "json" else study.format_table())
     if args.save_figure and args.format == "table":

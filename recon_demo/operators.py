@@ -10,7 +10,7 @@ conventions are the course library's (IPPy): ``K`` is a cross-correlation with z
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -211,12 +211,12 @@ class OperatorSpec:
     kernel_size: int = 9  # odd side of the kernel
     angle: float = 20.0  # motion direction in degrees (motion only)
     variance: float = 1.0  # Gaussian variance in pixels² (gaussian only)
-    style: str = "ippy"  # motion kernel style: "ippy" (course) or "centered"
+    kernel_style: str = "ippy"  # motion kernel style: "ippy" (course) or "centered"
 
     def kernel(self) -> torch.Tensor:
         """The kernel this spec describes; raises ``ValueError`` with a readable message when invalid."""
         if self.blur == "motion":
-            return motion_kernel(self.kernel_size, self.angle, self.style)
+            return motion_kernel(self.kernel_size, self.angle, self.kernel_style)
         if self.blur == "gaussian":
             return gaussian_kernel(self.kernel_size, self.variance)
         raise ValueError(f"unknown blur {self.blur!r}; choose one of {', '.join(BLUR_TYPES)}")
@@ -229,11 +229,22 @@ class OperatorSpec:
         """A short caption such as ``motion 9 @ 20° (ippy)``."""
         if self.blur == "gaussian":
             return f"gaussian {self.kernel_size}, variance {self.variance:g}"
-        return f"motion {self.kernel_size} @ {self.angle:g}° ({self.style})"
+        return f"motion {self.kernel_size} @ {self.angle:g}° ({self.kernel_style})"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, values: dict) -> OperatorSpec:
+        """The spec a manifest or URL records (manifests before the rename say ``style`` for ``kernel_style``)."""
+        values = dict(values)
+        if "style" in values:
+            values["kernel_style"] = values.pop("style")
+        return cls(**{f: values[f] for f in OPERATOR_FIELDS if f in values})
+
 
 LECTURE_OPERATOR = OperatorSpec("motion", 9, 20.0, 1.0, "ippy")
 LECTURE_NOISE = 0.01
+
+
+OPERATOR_FIELDS = tuple(f.name for f in fields(OperatorSpec))  # blur, kernel_size, angle, variance, kernel_style

@@ -52,11 +52,11 @@ def sweep(
         raise SettingError(f"choose 1 to {MAX_MODELS} models for a sweep, got {len(nominal.models)}")
     networks = tuple(m for m in nominal.models if m not in BASELINES)
     baselines = tuple(m for m in nominal.models if m in BASELINES)
-    assumed = nominal.operator()  # what every method is handed, wherever the measurement moves
+    assumed = nominal.operator  # what every method is handed, wherever the measurement moves
     points: list[SweepPoint] = []
     for i, value in enumerate(values):
         report(i, len(values), f"{parameter.replace('_', ' ')} = {value:g}")
-        moved = replace(nominal, **{parameter: value}).validated()
+        moved = nominal.moved(**{parameter: value}).validated()
         # through the lab: its caches serve a sweep run twice, or a point the Reconstruct tab has shown
         for regime in regimes or (moved.regime,):
             if networks:

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from recon_demo import activations as ins
+from recon_demo.errors import UnknownName
 from recon_demo.models import create_model, list_models
 
 ALL = list_models(group=None)
@@ -38,7 +39,7 @@ def test_hooks_are_always_removed(name):
 
 
 def test_unknown_layer_lists_the_convolutions():
-    with pytest.raises(KeyError, match="convolutions are: conv1, conv2, conv3"):
+    with pytest.raises(UnknownName, match="convolutions are: conv1, conv2, conv3"):
         with ins.capture_activations(create_model("cnn"), ["fc"]):
             pass
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from recon_demo.activations import conv_layers
-from recon_demo.lab import Setting
+from recon_demo.lab import Setting, SettingError
 from recon_demo.models import create_model
 from recon_demo.ui import build_app, queue_settings
 from recon_demo.ui.inspector import inspect_outputs
@@ -23,8 +23,9 @@ from recon_demo.ui.train import curves, run_study, study_config
 
 
 def values(**change) -> list:
-    setting = Setting(**{"image": "moon", "models": ("cnn", "wiener"), **change})
-    return [list(getattr(setting, f.name)) if f.name == "models" else getattr(setting, f.name) for f in fields(Controls)]
+    setting = Setting.of(**{"image": "moon", "models": ("cnn", "wiener"), **change})
+    flat = setting.flat()
+    return [list(flat[f.name]) if f.name == "models" else flat[f.name] for f in fields(Controls)]
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,15 @@ def test_the_url_sets_the_controls():
 
 
 def test_train_handler_streams_curves_and_ends_with_a_table(lab):
-    cfg = study_config(["MSE", "SSIM"], "mse + 0.1*fourier", "loss_study_cnn", 2, 8, 64, "motion", 9, 20, 1, "ippy", 0.01, "moon")
+    cfg = study_config(
+        ["MSE", "SSIM"],
+        "mse + 0.1*fourier",
+        "loss_study_cnn",
+        2,
+        8,
+        64,
+        Setting.of(kernel_size=9, angle=20, variance=1, noise=0.01, image="moon"),
+    )
     assert list(cfg.losses) == ["MSE", "SSIM", "mse + 0.1*fourier"] and cfg.test_image == "moon" and cfg.steps == 4
     updates = list(run_study(cfg, threading.Event()))
     plot, gallery, status, table, figure = updates[-1]
@@ -86,7 +95,15 @@ def test_train_handler_streams_curves_and_ends_with_a_table(lab):
 
 
 def test_train_handler_stops_and_says_so():
-    cfg = study_config(["MSE", "L1"], "", "loss_study_cnn", 20, 8, 64, "motion", 9, 20, 1, "ippy", 0.01, "camera")
+    cfg = study_config(
+        ["MSE", "L1"],
+        "",
+        "loss_study_cnn",
+        20,
+        8,
+        64,
+        Setting.of(kernel_size=9, angle=20, variance=1, noise=0.01, image="camera"),
+    )
     cancel = threading.Event()
     cancel.set()
     *_, (plot, gallery, status, table, figure) = run_study(cfg, cancel)
@@ -107,7 +124,7 @@ def test_train_handler_stops_and_says_so():
 )
 def test_train_handler_bounds_what_clients_send(args, message):
     with pytest.raises(gr.Error, match=message):
-        study_config(*args, "motion", 9, 20, 1, "ippy", 0.01, "camera")
+        study_config(*args, Setting.of(kernel_size=9, angle=20, variance=1, noise=0.01, image="camera"))
 
 
 def test_curves_keep_a_place_for_configurations_not_started():
@@ -174,8 +191,37 @@ def test_the_core_never_imports_gradio():
 
 
 def test_train_handler_validates_the_operator_as_the_reconstruct_tab_does():
-    for kernel_size, message in ((9.5, "kernel size must be an integer"), (8, "kernel size must be odd"), (33, "kernel size must be")):
+    for kernel_size, message in (
+        (9.5, "kernel size must be an integer"),
+        (8, "kernel size must be odd"),
+        (33, "kernel size must be"),
+    ):
         with pytest.raises(gr.Error, match=message):
-            study_config(["MSE"], "", "loss_study_cnn", 2, 8, 64, "motion", kernel_size, 20, 1, "ippy", 0.01, "camera")
+            study_config(
+                ["MSE"],
+                "",
+                "loss_study_cnn",
+                2,
+                8,
+                64,
+                Setting.of(kernel_size=kernel_size, angle=20, variance=1, noise=0.01, image="camera"),
+            )
     with pytest.raises(gr.Error, match=r"noise must be a number in \[0, 0.2\]"):
-        study_config(["MSE"], "", "loss_study_cnn", 2, 8, 64, "motion", 9, 20, 1, "ippy", 0.5, "camera")
+        study_config(
+            ["MSE"], "", "loss_study_cnn", 2, 8, 64, Setting.of(kernel_size=9, angle=20, variance=1, noise=0.5, image="camera")
+        )
+
+
+def test_reconstruct_api_parameters_and_the_controls_are_the_settings_flat_fields(app):
+    import inspect as pyinspect
+
+    from recon_demo.lab import FLAT_FIELDS
+    from recon_demo.operators import OPERATOR_FIELDS
+
+    fn = next(f.fn for f in app.fns.values() if f.api_name == "reconstruct")
+    assert tuple(pyinspect.signature(fn).parameters) == FLAT_FIELDS  # a new operator field reaches the API by itself
+    assert tuple(f.name for f in fields(Controls)) == FLAT_FIELDS
+    assert set(OPERATOR_FIELDS) <= set(FLAT_FIELDS)
+    assert Setting.of(angle=45).moved(kernel_size=7).operator.kernel_size == 7
+    with pytest.raises(SettingError, match="unknown setting colour"):
+        Setting.of(colour="red")

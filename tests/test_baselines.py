@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from recon_demo.baselines import BASELINES, get_baseline
+from recon_demo.errors import UnknownName
 from recon_demo.images import load_example, protocol_tensor
 from recon_demo.metrics import psnr
 from recon_demo.operators import OperatorSpec, add_relative_noise
@@ -47,5 +48,5 @@ def test_baselines_keep_the_shape_and_range(name):
 
 
 def test_unknown_baseline():
-    with pytest.raises(KeyError, match="known baselines: input"):
+    with pytest.raises(UnknownName, match="known baselines: input"):
         get_baseline("bm3d")

@@ -15,6 +15,7 @@ from recon_demo.checkpoints import Manifest
 from recon_demo.ct_lab import CT_TABLE_COLUMNS, CTLab, CTSetting, sinogram_picture
 from recon_demo.ct_operators import detector_bins
 from recon_demo.engine import Engine
+from recon_demo.errors import UnknownName
 from recon_demo.evaluate import parse_baselines
 from recon_demo.lab import Lab, SettingError
 from recon_demo.ui.ct import ct_outputs
@@ -23,10 +24,10 @@ from recon_demo.ui.ct import ct_outputs
 def test_ct_models_and_baselines_are_parsed_from_their_registries():
     assert ct_baselines.parse_models("all") == [("fbp_resunet", None)]
     assert ct_baselines.parse_models("fbp_resunet=w.safetensors") == [("fbp_resunet", "w.safetensors")]
-    with pytest.raises(KeyError, match="not a CT model"):
+    with pytest.raises(UnknownName, match="not a CT model"):
         ct_baselines.parse_models("unet")
     assert parse_baselines("fbp, sirt", ct_baselines.CT_BASELINES, "CT baseline") == ["fbp", "sirt"]
-    with pytest.raises(KeyError, match="known CT baselines: fbp, sirt"):
+    with pytest.raises(UnknownName, match="known CT baselines: fbp, sirt"):
         parse_baselines("wiener", ct_baselines.CT_BASELINES, "CT baseline")
     assert checkpoints.ct_regime(60) == "ct-60" and checkpoints.regime_angles("ct-20") == 20 and checkpoints.regime_angles("course") is None
 

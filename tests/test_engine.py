@@ -7,6 +7,7 @@ import torch
 
 from recon_demo.checkpoints import Manifest, save_checkpoint
 from recon_demo.engine import Engine, select_device
+from recon_demo.errors import UnknownName
 from recon_demo.images import load_example, protocol_tensor
 from recon_demo.models import create_model, list_models
 from recon_demo.operators import OperatorSpec, add_relative_noise
@@ -71,9 +72,9 @@ def test_shipped_weights_come_from_the_manifest(tmp_path, measurement):
 
 def test_unknown_names_are_refused(measurement):
     engine = Engine("cpu")
-    with pytest.raises(KeyError, match="unknown model"):
+    with pytest.raises(UnknownName, match="unknown model"):
         engine.reconstruct(measurement[1], ["resnet"])
-    with pytest.raises(KeyError, match="unknown baseline"):
+    with pytest.raises(UnknownName, match="unknown baseline"):
         engine.reconstruct(measurement[1], baselines=["bm3d"], operator=measurement[2])
 
 

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from recon_demo import images
+from recon_demo.errors import UnknownName
 
 
 def _png(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
@@ -25,7 +26,7 @@ def test_catalogue_images_load_and_splits_are_disjoint():
         assert x.shape[:2] == (1, 1) and min(x.shape[-2:]) == 256
         assert 0 <= x.min() and x.max() <= 1
     assert len(cat) >= 20
-    with pytest.raises(KeyError, match="unknown example image"):
+    with pytest.raises(UnknownName, match="unknown example image"):
         images.load_example("lena")
 
 

@@ -36,29 +36,29 @@ from recon_demo.tables import metrics_csv, metrics_rows
 )
 def test_settings_are_validated_with_what_is_allowed(change, message):
     with pytest.raises(SettingError, match=message):
-        Setting(**change).validated()
+        Setting.of(**change).validated()
 
 
 def test_a_setting_travels_in_the_url():
-    setting = Setting(image="moon", angle=45, kernel_size=7, noise=0.02, models=("unet", "cnn", "tv"), regime="general")
+    setting = Setting.of(image="moon", angle=45, kernel_size=7, noise=0.02, models=("unet", "cnn", "tv"), regime="general")
     query = setting.to_query()
     assert query["size"] == "7" and query["models"] == "unet,cnn,tv" and query["noise"] == "0.02"
     again, warnings = Setting.from_query(query)
     assert again == setting.validated() and warnings == []
     partial, warnings = Setting.from_query({"image": "camera", "angle": "20", "size": "9", "noise": "0.01", "models": "cnn,unet"})
-    assert partial.models == ("cnn", "unet") and partial.kernel_size == 9 and warnings == []
+    assert partial.models == ("cnn", "unet") and partial.operator.kernel_size == 9 and warnings == []
     bad, warnings = Setting.from_query({"size": "8", "noise": "lots", "models": "cnn,nope", "colour": "red", "angle": "30"})
-    assert bad.kernel_size == 9 and bad.noise == Setting().noise and bad.models == Setting().models and bad.angle == 30
+    assert bad.operator.kernel_size == 9 and bad.noise == Setting().noise and bad.models == Setting().models and bad.operator.angle == 30
     assert len(warnings) == 4 and any("unknown URL parameter 'colour'" in w for w in warnings)
 
 
 def test_models_as_a_comma_string_and_repeats_are_normalised():
-    assert Setting(models="cnn, unet,cnn,,tv").validated().models == ("cnn", "unet", "tv")
+    assert Setting.of(models="cnn, unet,cnn,,tv").validated().models == ("cnn", "unet", "tv")
     assert model_choices()[-3:] == ["wiener", "rl", "tv"]
 
 
 def test_run_gives_images_metrics_activations_and_sorted_rows(lab):
-    result = lab.run(Setting(image="moon", models=("tv", "cnn", "rescnn", "wiener")))
+    result = lab.run(Setting.of(image="moon", models=("tv", "cnn", "rescnn", "wiener")))
     assert [r.name for r in result.reconstructions] == ["tv", "cnn", "rescnn", "wiener"]
     by = {r.name: r for r in result.reconstructions}
     assert by["rescnn"].image is None and by["rescnn"].error == "no course weights shipped yet"
@@ -79,28 +79,28 @@ def test_run_gives_images_metrics_activations_and_sorted_rows(lab):
 
 
 def test_switching_models_reuses_the_measurement(lab):
-    a = lab.measurement(Setting(image="coffee", models=("cnn",)))
-    b = lab.measurement(Setting(image="coffee", models=("tv", "wiener")))
-    c = lab.measurement(Setting(image="coffee", seed=1))
+    a = lab.measurement(Setting.of(image="coffee", models=("cnn",)))
+    b = lab.measurement(Setting.of(image="coffee", models=("tv", "wiener")))
+    c = lab.measurement(Setting.of(image="coffee", seed=1))
     assert a is b and not np.allclose(a, c)
 
 
 def test_a_badge_marks_a_model_away_from_its_training_operator(lab):
-    assert lab.run(Setting(models=("cnn",))).badges == {}
-    moved = lab.run(Setting(models=("cnn",), angle=45))
+    assert lab.run(Setting.of(models=("cnn",))).badges == {}
+    moved = lab.run(Setting.of(models=("cnn",), angle=45))
     assert moved.badges == {"cnn": "trained for motion 9 @ 20°, noise 0.01"}
-    assert lab.run(Setting(models=("cnn",), angle=45, regime="general")).badges == {}  # within the general ranges
+    assert lab.run(Setting.of(models=("cnn",), angle=45, regime="general")).badges == {}  # within the general ranges
 
 
 def test_fits_follows_the_general_ranges():
     entry = ManifestEntry("cnn", "general", "f", "0", operator={"blurs": ["motion"], "kernel_size": [3, 7], "angle": [0, 180],
                           "styles": ["ippy"], "variance": [0.5, 4]}, noise={"kind": "relative", "range": [0, 0.05]})  # fmt: skip
-    assert fits(entry, Setting(kernel_size=7, angle=200, noise=0.05))
-    assert not fits(entry, Setting(kernel_size=9))
-    assert not fits(entry, Setting(kernel_size=5, noise=0.06))
-    assert not fits(entry, Setting(blur="gaussian", kernel_size=5))
+    assert fits(entry, Setting.of(kernel_size=7, angle=200, noise=0.05))
+    assert not fits(entry, Setting.of(kernel_size=9))
+    assert not fits(entry, Setting.of(kernel_size=5, noise=0.06))
+    assert not fits(entry, Setting.of(blur="gaussian", kernel_size=5))
     course = ManifestEntry("cnn", "course", "f", "0", operator=LECTURE_OPERATOR.to_dict(), noise={"level": 0.01})
-    assert fits(course, Setting(angle=20.0)) and not fits(course, Setting(noise=0.02)) and not fits(course, Setting(kernel_style="centered"))
+    assert fits(course, Setting.of(angle=20.0)) and not fits(course, Setting.of(noise=0.02)) and not fits(course, Setting.of(kernel_style="centered"))
 
 
 def _png(array: np.ndarray, mode: str | None = None) -> bytes:
@@ -118,7 +118,7 @@ def test_uploads_of_any_common_kind_become_a_working_image(lab):
         assert key.startswith("upload:") and lab.add_upload(data) == key  # the same file is read once
         x = lab.x_true(key)
         assert x.shape == (1, 1, 256, 256) and 0 <= float(x.min()) and float(x.max()) <= 1
-        result = lab.run(Setting(image=key, models=("wiener",)))
+        result = lab.run(Setting.of(image=key, models=("wiener",)))
         assert result.reconstructions[0].image is not None
     for bad, message in ((b"", "empty"), (b"not an image at all", "not a readable image"), (sixteen[:100], "not a readable image")):
         with pytest.raises(ValueError, match=message):

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from recon_demo.checkpoints import load_checkpoint
+from recon_demo.errors import UnknownName
 from recon_demo.models import count_parameters, create_model, list_models, model_info
 
 # The lecture's parameter counts for its default configurations.
@@ -52,7 +53,7 @@ def test_info_has_words_for_the_ui(name):
 
 
 def test_unknown_model_names_the_known_ones():
-    with pytest.raises(KeyError, match="known models: cnn"):
+    with pytest.raises(UnknownName, match="known models: cnn"):
         create_model("resnet50")
 
 

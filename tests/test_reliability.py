@@ -144,7 +144,7 @@ def test_fuzz_pil_made_variants(fresh_lab, mode, fmt, w, h, seed, cut):
      ({"regime": "mayo"}, "regime"), ({"seed": 2**40}, "seed"), ({"image": "/etc/passwd"}, "unknown image")],
 )  # fmt: skip
 def test_parameters_from_anywhere_are_validated(lab, change, message):
-    values = {**Setting().__dict__, **change}
+    values = {**Setting().flat(), **change}
     with pytest.raises(gr.Error, match=message):
         render_setting(lab, *[list(v) if isinstance(v, tuple) else v for v in values.values()])
 
@@ -192,10 +192,10 @@ def test_the_lectures_own_checkpoint_can_be_uploaded(fresh_lab, course_dir):
     key = update["value"][-1]
     assert key.startswith("own:cnn:") and update["value"] == ["wiener", key] and "every key and shape fits" in message
     assert (key, "CNN (your checkpoint)") in [(v, label) for label, v in update["choices"]]
-    result = fresh_lab.run(Setting(image="camera", models=("wiener", key)))
+    result = fresh_lab.run(Setting.of(image="camera", models=("wiener", key)))
     mine = result.by_name(key)
     # the same numbers as the engine gives the file directly
-    direct = fresh_lab.engine.reconstruct(fresh_lab.measurement(Setting(image="camera")), ["cnn"],
+    direct = fresh_lab.engine.reconstruct(fresh_lab.measurement(Setting.of(image="camera")), ["cnn"],
                                           checkpoints={"cnn": course_dir / "CNN.pth"})[0]  # fmt: skip
     assert mine.label == "CNN (your checkpoint)" and np.array_equal(mine.image, direct.image)
     assert key in result.activations
@@ -249,4 +249,4 @@ def test_an_oversized_checkpoint_is_refused_unread(fresh_lab, tmp_path):
 
 def test_a_forgotten_checkpoint_says_so(fresh_lab):
     with pytest.raises(SettingError, match="no longer on the server"):
-        fresh_lab.run(Setting(models=("own:cnn:" + "0" * 40,)))
+        fresh_lab.run(Setting.of(models=("own:cnn:" + "0" * 40,)))

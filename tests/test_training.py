@@ -99,7 +99,7 @@ def test_operator_ranges_are_sampled_within_bounds_and_reproducibly():
     draws = [GENERAL_RANGES.sample(torch.Generator().manual_seed(s)) for s in range(200)]
     assert draws[:5] == [GENERAL_RANGES.sample(torch.Generator().manual_seed(s)) for s in range(5)]
     assert {spec.blur for spec, _ in draws} == {"motion", "gaussian"}
-    assert {spec.style for spec, _ in draws} == {"ippy", "centered"}
+    assert {spec.kernel_style for spec, _ in draws} == {"ippy", "centered"}
     assert {spec.kernel_size for spec, _ in draws} == set(range(3, 16, 2))
     assert all(0 <= spec.angle <= 180 and 0.5 <= spec.variance <= 4 and 0 <= noise <= 0.05 for spec, noise in draws)
     lecture = sum((spec, noise) == (LECTURE_OPERATOR, 0.01) for spec, noise in draws)

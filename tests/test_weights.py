@@ -48,7 +48,7 @@ def test_ct_checkpoints_ship_for_sparse_and_very_sparse_views():
 def _operator(entry) -> tuple[OperatorSpec, float]:
     if entry.regime == "general":
         return LECTURE_OPERATOR, LECTURE_NOISE
-    return OperatorSpec(**entry.operator), float(entry.noise["level"])
+    return OperatorSpec.from_dict(entry.operator), float(entry.noise["level"])
 
 
 @pytest.mark.parametrize("key", ENTRIES)

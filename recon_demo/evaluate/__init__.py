@@ -151,9 +151,8 @@ def main(args: argparse.Namespace) -> int:
             cfg = config_from_args(args)
             with progress.phase(f"{cfg.operator.describe()}, noise {cfg.noise:g}", 0) as phase:
                 result = run_evaluation(cfg, report=phase)
-    except (ValueError, KeyError, FileNotFoundError, CheckpointError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"evaluate: {message}", file=sys.stderr)
+    except (ValueError, FileNotFoundError, CheckpointError) as err:
+        print(f"evaluate: {err}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=1) if args.format == "json" else FORMATS[args.format](result))
     return 0

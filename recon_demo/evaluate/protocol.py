@@ -15,6 +15,7 @@ from recon_demo.baselines import BASELINES
 from recon_demo.checkpoints import ct_regime
 from recon_demo.ct_operators import CT_NOISE, CTSpec
 from recon_demo.engine import Engine
+from recon_demo.errors import UnknownName
 from recon_demo.methods import FBPNetwork, Network, run_methods
 from recon_demo.metrics import lpips_status
 from recon_demo.models import count_parameters, list_models, model_info
@@ -76,7 +77,7 @@ def parse_baselines(spec: str | None, registry: dict = BASELINES, kind: str = "b
     names = [s.strip() for s in (spec or "").split(",") if s.strip()]
     for name in names:
         if name not in registry:
-            raise KeyError(f"unknown {kind} {name!r}; known {kind}s: {', '.join(registry)}")
+            raise UnknownName(f"unknown {kind} {name!r}; known {kind}s: {', '.join(registry)}")
     return names
 
 
@@ -123,7 +124,7 @@ def run_evaluation(cfg: EvalConfig, engine: Engine | None = None, report: Report
         "kernel_size": cfg.operator.kernel_size,
         "angle": cfg.operator.angle,
         "variance": cfg.operator.variance,
-        "kernel_style": cfg.operator.style,
+        "kernel_style": cfg.operator.kernel_style,
         "summary": f"{cfg.operator.describe()}, noise {cfg.noise:g}, seed {cfg.seed}",
         "noise": cfg.noise,
         "seed": cfg.seed,

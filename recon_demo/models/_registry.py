@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 
+from recon_demo.errors import UnknownName
+
 GROUPS = ("reconstruction", "loss_study", "ct")
 
 
@@ -50,11 +52,11 @@ def list_models(group: str | None = "reconstruction") -> list[str]:
 
 
 def model_info(name: str) -> ModelInfo:
-    """The registry entry of ``name``; ``KeyError`` with the known names when there is none."""
+    """The registry entry of ``name``; ``UnknownName`` (a ``ValueError``) with the known names when there is none."""
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; known models: {', '.join(_REGISTRY)}") from None
+        raise UnknownName(f"unknown model {name!r}; known models: {', '.join(_REGISTRY)}") from None
 
 
 def create_model(name: str, **kwargs) -> nn.Module:

@@ -141,9 +141,9 @@ def main(args) -> int:
     try:
         cfg = config_from_args(args)
         trainer = Trainer(cfg, resume=args.resume)
-    except (ValueError, KeyError) as err:
+    except ValueError as err:
         distributed.teardown()
-        print(f"train: {err.args[0] if err.args else err}", file=sys.stderr)
+        print(f"train: {err}", file=sys.stderr)
         return 2
     try:
         return _run_cli(args, cfg, trainer, start)

@@ -78,7 +78,7 @@ class OperatorRanges:
             kernel_size=pick(sizes),
             angle=uniform(*self.angle),
             variance=uniform(*self.variance),
-            style=pick(self.styles),
+            kernel_style=pick(self.styles),
         )
         return spec, uniform(*self.noise)
 
@@ -140,8 +140,8 @@ class TrainConfig:
             if self.task == "ct":
                 check_geometry(self.image_size, self.angles)
                 check_geometry(self.val_size, self.angles)
-        except (KeyError, ValueError) as err:
-            raise TrainingError(err.args[0] if err.args else str(err)) from None
+        except ValueError as err:
+            raise TrainingError(str(err)) from None
         need(
             isinstance(self.noise, (int, float)) and math.isfinite(self.noise) and 0 <= self.noise < 10,
             f"noise level must be in [0, 10), got {self.noise!r}",

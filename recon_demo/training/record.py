@@ -28,7 +28,7 @@ def heldout_metrics(cfg: TrainConfig, checkpoint: str | Path) -> dict:
         EvalConfig(models=[(cfg.model, str(checkpoint))], baselines=["input"], operator=op, noise=cfg.noise, lpips=True)
     )
     flags = f"--operator {op.blur} --kernel-size {op.kernel_size} --noise {cfg.noise:g}"
-    flags += f" --variance {op.variance:g}" if op.blur == "gaussian" else f" --angle {op.angle:g} --kernel-style {op.style}"
+    flags += f" --variance {op.variance:g}" if op.blur == "gaussian" else f" --angle {op.angle:g} --kernel-style {op.kernel_style}"
     command = f"python -m recon_demo evaluate --models {cfg.model}={checkpoint} --baselines input {flags} --lpips"
     return _metrics_record(result, command, cfg.model, ("measurement", "input"))
 

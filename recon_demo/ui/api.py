@@ -14,11 +14,10 @@ from collections.abc import Iterator
 import gradio as gr
 
 from recon_demo.lab import Lab, Setting, SettingError
-from recon_demo.loss_study import LossStudy
+from recon_demo.loss_study import PRESETS, LossStudy, live_config
 from recon_demo.pictures import png_bytes
 from recon_demo.tables import TABLE_COLUMNS, metrics_rows
 from recon_demo.training import TrainingError
-from recon_demo.ui.train import PRESETS, study_config
 
 
 def register(lab: Lab) -> None:
@@ -40,7 +39,8 @@ def register(lab: Lab) -> None:
         models and baselines. Returns the setting, the device, the metrics table and each reconstruction as a
         base64 PNG (an error text where a model has no weights)."""
         try:
-            setting = Setting(image, blur, kernel_size, angle, variance, kernel_style, noise, seed, models, regime).validated()
+            setting = Setting.of(image=image, blur=blur, kernel_size=kernel_size, angle=angle, variance=variance,
+                                 kernel_style=kernel_style, noise=noise, seed=seed, models=models, regime=regime).validated()  # fmt: skip
             if setting.image.startswith("upload:"):
                 raise SettingError("the API takes example images by name; upload images in the app")
             result = lab.run(setting)
@@ -79,8 +79,12 @@ def register(lab: Lab) -> None:
         with each configuration's metrics and loss history (what ``predict`` returns). Bounded like the Train tab
         (20 epochs, 32 images, 256²); one training at a time per server. A client that goes away stops the run."""
         presets = [p.strip() for p in configurations.split(",") if p.strip()] if configurations else []
-        cfg = study_config(presets, custom, model, epochs, images, size, blur, kernel_size, angle, variance, kernel_style, noise,
-                           test_image)  # fmt: skip
+        try:
+            setting = Setting.of(image=test_image, blur=blur, kernel_size=kernel_size, angle=angle, variance=variance,
+                                 kernel_style=kernel_style, noise=noise)  # fmt: skip
+            cfg = live_config(presets, custom, model, epochs, images, size, setting)
+        except (TrainingError, ValueError, TypeError) as err:
+            raise gr.Error(str(err)) from None
         study = LossStudy(cfg)
         shown = time.perf_counter()
         try:

@@ -22,8 +22,8 @@ def ct_outputs(ct_lab: CTLab, image: str, angles, noise, filter: str, seed, prog
     bar says when a new geometry's projection matrix is being built (seconds), then each method."""
     try:
         result = ct_lab.run(CTSetting(image, angles, noise, filter, seed), report=shown_by(progress))
-    except (SettingError, ValueError, KeyError) as err:
-        raise gr.Error(str(err.args[0] if isinstance(err, KeyError) and err.args else err)) from None
+    except (SettingError, ValueError) as err:
+        raise gr.Error(str(err)) from None
     s = result.setting
     pictures = [(to_uint8(result.x_true), "ground truth")]
     for r in result.reconstructions:

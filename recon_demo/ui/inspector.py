@@ -77,7 +77,7 @@ def inspect_outputs(lab: Lab, name: str, layer_name: str | None, scale_kind: str
     image = y_delta[0, 0].numpy()
     return (
         channel_images(act, scale_kind), note_text, text, overlay(image, rf),
-        to_uint8(kernel_spectrum(setting.operator().kernel().numpy())),
+        to_uint8(kernel_spectrum(setting.operator.kernel().numpy())),
         to_uint8(residual_map(x_true[0, 0].numpy(), image)), architectures_rows(),
     )  # fmt: skip
 

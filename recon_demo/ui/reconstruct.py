@@ -47,7 +47,7 @@ COPY_LINK_JS = """(query) => {
 
 @dataclass
 class Controls:
-    """The widgets that make a ``Setting``, in the order of its fields."""
+    """The widgets that make a ``Setting``: one per flat field (``lab.FLAT_FIELDS``), in that order."""
 
     image: gr.Dropdown
     blur: gr.Radio
@@ -68,7 +68,7 @@ def setting_from(*values) -> Setting:
     """The validated ``Setting`` of the widgets' values; a bad value raises ``gr.Error`` with what is allowed."""
     names = [f.name for f in fields(Controls)]
     try:
-        return Setting(**dict(zip(names, values))).validated()
+        return Setting.of(**dict(zip(names, values))).validated()
     except (SettingError, ValueError, TypeError) as err:
         raise gr.Error(str(err)) from None
 
@@ -106,12 +106,12 @@ def build(lab: Lab) -> ReconstructTab:
             )  # fmt: skip  (a callable: filled when a page opens, so the server listens sooner)
             upload = gr.File(label="…or upload (PNG, JPEG, TIFF, 16-bit, RGBA, DICOM)", file_types=UPLOAD_TYPES, height=90)
             with gr.Group():
-                blur = gr.Radio(list(BLUR_TYPES), value=default.blur, label="Blur", elem_id="blur")
-                kernel_size = gr.Slider(1, MAX_KERNEL, value=default.kernel_size, step=2, label="Kernel size", elem_id="kernel_size")
-                angle = gr.Slider(0, 180, value=default.angle, step=1, label="Motion angle (°)", elem_id="angle")
-                variance = gr.Slider(0.1, MAX_VARIANCE, value=default.variance, step=0.1, label="Gaussian variance",
+                blur = gr.Radio(list(BLUR_TYPES), value=default.operator.blur, label="Blur", elem_id="blur")
+                kernel_size = gr.Slider(1, MAX_KERNEL, value=default.operator.kernel_size, step=2, label="Kernel size", elem_id="kernel_size")
+                angle = gr.Slider(0, 180, value=default.operator.angle, step=1, label="Motion angle (°)", elem_id="angle")
+                variance = gr.Slider(0.1, MAX_VARIANCE, value=default.operator.variance, step=0.1, label="Gaussian variance",
                                      visible=False, elem_id="variance")  # fmt: skip
-                kernel_style = gr.Radio(list(KERNEL_STYLES), value=default.kernel_style, label="Kernel style", elem_id="kernel_style",
+                kernel_style = gr.Radio(list(KERNEL_STYLES), value=default.operator.kernel_style, label="Kernel style", elem_id="kernel_style",
                                         info="ippy: the course library's kernel; centered: a symmetric segment")  # fmt: skip
                 noise = gr.Slider(0, MAX_NOISE, value=default.noise, step=0.001, label="Noise level δ (relative)", elem_id="noise")
                 seed = gr.Number(default.seed, precision=0, minimum=0, label="Noise seed", elem_id="seed")
@@ -188,7 +188,8 @@ def build(lab: Lab) -> ReconstructTab:
 
     lecture_values = Setting()
     lecture.click(
-        lambda: ("motion", lecture_values.kernel_size, lecture_values.angle, lecture_values.kernel_style, lecture_values.noise),
+        lambda: ("motion", lecture_values.operator.kernel_size, lecture_values.operator.angle, lecture_values.operator.kernel_style,
+                 lecture_values.noise),
         None, [blur, kernel_size, angle, kernel_style, noise], api_visibility="private",
     ).then(run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
 
@@ -258,7 +259,8 @@ def from_url(request: gr.Request):
     """The controls' values from the page's URL, and a note about parameters that were ignored."""
     setting, warnings = Setting.from_query(dict(request.query_params) if request else {})
     note = "" if not warnings else "URL: " + "; ".join(warnings)
-    return (*[getattr(setting, f.name) if f.name != "models" else list(setting.models) for f in fields(Controls)], note)
+    flat = setting.flat()
+    return (*[flat[f.name] if f.name != "models" else list(setting.models) for f in fields(Controls)], note)
 
 
 # ---------------------------------------------------------------------------------------------- rendering
@@ -272,7 +274,7 @@ def thumbnails() -> list[tuple[np.ndarray, str]]:
 
 def _render(result: LabResult, sort_by: str, show_errors: bool) -> tuple:
     s = result.setting
-    outputs = [(to_uint8(result.x_true), "ground truth"), (to_uint8(result.y_delta), f"measurement: {s.operator().describe()}, δ {s.noise:g}")]
+    outputs = [(to_uint8(result.x_true), "ground truth"), (to_uint8(result.y_delta), f"measurement: {s.operator.describe()}, δ {s.noise:g}")]
     missing = []
     for r in result.reconstructions:
         if r.image is None:

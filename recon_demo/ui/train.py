@@ -11,51 +11,35 @@ import time
 import gradio as gr
 import pandas as pd
 
-from recon_demo import images
-from recon_demo.lab import Setting, check_number
-from recon_demo.loss_study import EXPERIMENTS, LossStudy, LossStudyConfig
-from recon_demo.losses import LOSSES, parse_loss
-from recon_demo.models import list_models, model_info
+from recon_demo.lab import Setting
+from recon_demo.loss_study import (
+    EXPERIMENTS,
+    LIVE_MODELS,
+    MAX_EPOCHS,
+    MAX_IMAGES,
+    PRESETS,
+    SIZES,
+    LossStudy,
+    LossStudyConfig,
+    live_config,
+)
+from recon_demo.losses import LOSSES
+from recon_demo.models import model_info
 from recon_demo.pictures import to_uint8
 from recon_demo.training import TrainingError
 from recon_demo.ui._files import scratch_dir
+from recon_demo.ui.reconstruct import setting_from
 
-PRESETS = {**EXPERIMENTS["pure"], **EXPERIMENTS["mixed"]}
-MODELS = list_models("loss_study") + ["cnn", "rescnn"]  # small enough to train live on a CPU
-MAX_EPOCHS = 20
-MAX_IMAGES = 32
-SIZES = (64, 128, 256)
-MAX_CONFIGS = 7
 UPDATE_EVERY_S = 0.4  # how often the page is redrawn while training
 
 _CANCELS: dict[str, threading.Event] = {}  # session → its running study's stop flag
 _CANCELS_LOCK = threading.Lock()
 
 
-def study_config(presets, custom, model, epochs, n_images, size, blur, kernel_size, angle, variance, kernel_style, noise,
-                 image) -> LossStudyConfig:  # fmt: skip
-    """The validated study the controls describe; ``gr.Error`` says what is wrong."""
-    losses = {label: PRESETS[label] for label in presets or [] if label in PRESETS}
-    unknown = [label for label in presets or [] if label not in PRESETS]
+def study_config(presets, custom, model, epochs, n_images, size, setting: Setting) -> LossStudyConfig:
+    """The validated study the controls describe (``loss_study.live_config``); ``gr.Error`` says what is wrong."""
     try:
-        if unknown:
-            raise TrainingError(f"unknown preset {', '.join(unknown)}; presets: {', '.join(PRESETS)}")
-        if custom and custom.strip():
-            losses[str(parse_loss(custom))] = custom
-        if len(losses) > MAX_CONFIGS:
-            raise TrainingError(f"at most {MAX_CONFIGS} configurations at once, got {len(losses)}")
-        if model not in MODELS:
-            raise TrainingError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
-        epochs = check_number("epochs", epochs, 1, MAX_EPOCHS, integer=True)
-        n_images = check_number("images", n_images, 4, MAX_IMAGES, integer=True)
-        size = check_number("size", size, 64, 256, integer=True)
-        if size not in SIZES:
-            raise TrainingError(f"size must be one of {', '.join(map(str, SIZES))}, got {size}")
-        held_out = image if image in images.catalogue() and images.catalogue()[image].split == "held_out" else "camera"
-        # the operator is validated as the Reconstruct tab's, with the same bounds
-        setting = Setting(held_out, blur, kernel_size, angle, variance, kernel_style, noise).validated()
-        return LossStudyConfig(losses=losses, model=model, epochs=epochs, n_images=n_images, size=size,
-                               operator=setting.operator(), noise=setting.noise, test_image=held_out, eval_every=4).validated()  # fmt: skip
+        return live_config(presets, custom, model, epochs, n_images, size, setting)
     except (TrainingError, ValueError, TypeError) as err:
         raise gr.Error(str(err)) from None
 
@@ -112,7 +96,7 @@ def build(rec) -> None:
                                        elem_id="presets")  # fmt: skip
             custom = gr.Textbox(label="Custom weighted loss (optional)", placeholder="mse + 0.2*ssim + 0.1*perceptual",
                                 info="names: " + ", ".join(LOSSES), elem_id="custom")  # fmt: skip
-            model = gr.Dropdown([(model_info(m).display_name, m) for m in MODELS], value=defaults.model, label="Model", elem_id="train_model")
+            model = gr.Dropdown([(model_info(m).display_name, m) for m in LIVE_MODELS], value=defaults.model, label="Model", elem_id="train_model")
             epochs = gr.Slider(1, MAX_EPOCHS, value=defaults.epochs, step=1, label="Epochs", elem_id="epochs")
             n_images = gr.Slider(4, MAX_IMAGES, value=defaults.n_images, step=4, label="Training images (batches of 4)",
                                  elem_id="n_images")  # fmt: skip
@@ -130,13 +114,10 @@ def build(rec) -> None:
             table = gr.Dataframe(headers=list(LossStudy.TABLE_COLUMNS), interactive=False, wrap=True, elem_id="train_table")
             figure = gr.File(label="The lecture-style figure (PNG)", interactive=False, elem_id="figure")
 
-    c = rec.controls
-    inputs = [presets, custom, model, epochs, n_images, size, c.blur, c.kernel_size, c.angle, c.variance, c.kernel_style, c.noise, c.image]
+    inputs = [presets, custom, model, epochs, n_images, size, *rec.controls.inputs()]  # the operator and image: Reconstruct's
 
-    def start(presets, custom, model, epochs, n_images, size, blur, kernel_size, angle, variance, kernel_style, noise, image,
-              request: gr.Request):  # fmt: skip
-        cfg = study_config(presets, custom, model, epochs, n_images, size, blur, kernel_size, angle, variance, kernel_style,
-                           noise, image)  # fmt: skip
+    def start(presets, custom, model, epochs, n_images, size, request: gr.Request, *values):  # request before *values
+        cfg = study_config(presets, custom, model, epochs, n_images, size, setting_from(*values))
         cancel = threading.Event()
         key = request.session_hash if request else "local"
         with _CANCELS_LOCK:

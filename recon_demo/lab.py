@@ -369,6 +369,12 @@ class Lab:
         entry = self.engine.manifest.find(name, setting.regime)
         return None if entry is None or fits(entry, setting) else f"trained for {entry.trained_for()}"
 
+    def inspect(self, setting: Setting, name: str, layer: str | None = None, scale: str = "shared", report: Report = no_progress):
+        """What the Inspect tab shows for network ``name`` on the setting's measurement (``inspection.Inspection``)."""
+        from recon_demo.inspection import inspect  # the inspection builds on the lab, not the other way round
+
+        return inspect(self, setting, name, layer, scale, report)
+
     def availability(self, regime: str) -> dict[str, str | None]:
         """Each architecture: ``None`` when weights of ``regime`` exist, else why not."""
         return self.engine.available(regime)

@@ -137,3 +137,15 @@ def test_pictures():
     spectrum = kernel_spectrum(kernel)
     assert spectrum.shape == (256, 256) and spectrum.max() == pytest.approx(1) and spectrum.min() < 0.5  # zeros of the blur
     assert overlay(np.zeros((8, 8)), np.ones((8, 8))).shape == (8, 8, 3)
+
+
+def test_lab_inspect_returns_what_the_inspect_tab_shows(lab):
+    seen = lab.inspect(Setting.of(image="moon", models=("cnn",)), "cnn")
+    assert seen.layer == "conv1"  # the first convolution by default
+    assert seen.total_channels == len(seen.channels) == 32 and seen.channels[0].shape == (256, 256)
+    assert 1 < seen.rf_extent[0] <= 256 and seen.rf_formula is not None and seen.note == ""
+    assert seen.receptive_field.shape == (256, 256, 3) and seen.spectrum.shape == (256, 256)
+    wide = lab.inspect(Setting.of(image="moon"), "vit", scale="channel")  # no ViT weights here: the untrained one
+    assert "untrained" in wide.note and wide.total_channels == 128 and len(wide.channels) == 64
+    with pytest.raises(ValueError, match="colour scale"):
+        lab.inspect(Setting.of(), "cnn", scale="rainbow")

@@ -5,36 +5,16 @@ magnitude and the residual |x_true − y_delta| that residual networks learn."""
 
 from __future__ import annotations
 
-import copy
-
 import gradio as gr
-import numpy as np
-import torch
 
-from recon_demo.activations import activations, conv_layers, empirical_receptive_field, receptive_field_extent, scale_channels
-from recon_demo.checkpoints import CheckpointError
+from recon_demo.activations import conv_layers
 from recon_demo.lab import Lab, SettingError
 from recon_demo.models import create_model, list_models, model_info
-from recon_demo.pictures import kernel_spectrum, overlay, residual_map, to_uint8
+from recon_demo.pictures import to_uint8
 from recon_demo.progress import Report, no_progress
 from recon_demo.tables import architecture_summary
 from recon_demo.ui._progress import PROGRESS, shown_by
 from recon_demo.ui.reconstruct import setting_from
-
-MAX_CHANNELS = 64  # channels shown as separate images (the ViT's patch embedding has 128)
-
-
-def network(lab: Lab, name: str, regime: str) -> tuple[torch.nn.Module, str]:
-    """The model with its shipped weights, or the untrained architecture when there are none (and a note)."""
-    try:
-        return lab.engine.model(name, regime=regime), ""
-    except CheckpointError:
-        return create_model(name).eval(), f"{model_info(name).label} has no {regime} weights yet: the untrained network is shown."
-
-
-def channel_images(act: torch.Tensor, scale: str) -> list[tuple[np.ndarray, str]]:
-    """Each channel (C, H, W) as an image, with a shared or per-channel colour scale."""
-    return [(to_uint8(c), f"channel {i}") for i, c in enumerate(scale_channels(act[:MAX_CHANNELS], scale))]
 
 
 def architectures_rows() -> list[list]:
@@ -47,39 +27,21 @@ def architectures_rows() -> list[list]:
 
 
 def inspect_outputs(lab: Lab, name: str, layer_name: str | None, scale_kind: str, *values, report: Report = no_progress) -> tuple:
-    """The Inspect tab's handler: channels, notes, receptive field, spectrum, residual and the size table;
-    ``report`` hears of each stage (the receptive field is a backward pass through the whole network)."""
+    """The Inspect tab's handler (``Lab.inspect`` computes): channels, notes, receptive field, spectrum, residual and
+    the size table; ``report`` hears of each stage (the receptive field is a backward pass through the network)."""
     setting = setting_from(*values)
-    if name not in list_models():
-        raise gr.Error(f"unknown architecture {name!r}; choose one of {', '.join(list_models())}")
-    if scale_kind not in ("shared", "channel"):
-        raise gr.Error(f"colour scale must be 'shared' or 'channel', got {scale_kind!r}")
     try:
-        x_true = lab.x_true(setting.image)
-        y_delta = lab.measurement(setting)
+        seen = lab.inspect(setting, name, layer_name, scale_kind, report)
     except (SettingError, ValueError) as err:
         raise gr.Error(str(err)) from None
-    report(0, 3, "activations")
-    net, note_text = network(lab, name, setting.regime)
-    net = copy.deepcopy(net)  # hooks and gradients on a private copy: the engine's model is shared between requests
-    layers = conv_layers(net)
-    layer_name = layer_name if layer_name in layers else layers[0]
-    act = activations(net, y_delta, layer_name)
-    report(1, 3, "receptive field: a backward pass from the centre pixel")
-    rf = empirical_receptive_field(net, y_delta)
-    report(2, 3, "sizes and costs of the architectures")
-    h, w = receptive_field_extent(rf, threshold=1e-3)
-    formula = architecture_summary(name)["receptive_field"]
-    text = f"**{model_info(name).label}**, layer `{layer_name}`: {act.shape[0]} channels of {act.shape[1]}×{act.shape[2]}.\n\n"
+    h, w = seen.rf_extent
+    c, hh, ww = seen.total_channels, *seen.channels[0].shape
+    text = f"**{model_info(name).label}**, layer `{seen.layer}`: {c} channels of {hh}×{ww}.\n\n"
     text += f"Measured receptive field of the centre pixel: {h}×{w} pixels (gradient above 0.1 % of its peak)."
-    if formula:
-        text += f" The lecture's formula gives {formula}×{formula} for this plain chain of convolutions."
-    image = y_delta[0, 0].numpy()
-    return (
-        channel_images(act, scale_kind), note_text, text, overlay(image, rf),
-        to_uint8(kernel_spectrum(setting.operator.kernel().numpy())),
-        to_uint8(residual_map(x_true[0, 0].numpy(), image)), architectures_rows(),
-    )  # fmt: skip
+    if seen.rf_formula:
+        text += f" The lecture's formula gives {seen.rf_formula}×{seen.rf_formula} for this plain chain of convolutions."
+    channels = [(to_uint8(ch), f"channel {i}") for i, ch in enumerate(seen.channels)]
+    return (channels, seen.note, text, seen.receptive_field, to_uint8(seen.spectrum), to_uint8(seen.residual), architectures_rows())
 
 
 def build(lab: Lab, rec) -> None:

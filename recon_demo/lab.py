@@ -12,7 +12,6 @@ measurement, kernel, each reconstruction with its metrics and its network's firs
 from __future__ import annotations
 
 import hashlib
-import math
 import tempfile
 import threading
 from collections import OrderedDict
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from recon_demo import images
+from recon_demo import images, validation
 from recon_demo.activations import activation_grid, first_layer_output
 from recon_demo.baselines import BASELINES
 from recon_demo.checkpoints import REGIMES, CheckpointError, ManifestEntry
@@ -67,15 +66,8 @@ def choice_label(name: str) -> str:
 
 
 def check_number(name: str, value, lo: float, hi: float, integer: bool = False) -> float | int:
-    """``value`` as a finite number (an integer when asked) in [lo, hi]; ``SettingError`` says what is allowed."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise SettingError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(v) or not lo <= v <= hi or (integer and not v.is_integer()):
-        kind = "an integer" if integer else "a number"
-        raise SettingError(f"{name} must be {kind} in [{lo:g}, {hi:g}], got {value!r}")
-    return int(v) if integer else v
+    """``validation.check_number`` raising ``SettingError``: what the app's controls and the API are checked with."""
+    return validation.check_number(name, value, lo, hi, integer, SettingError)
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ def test_evaluate_ct_gives_the_blur_protocols_json(capsys):
 @pytest.mark.parametrize(
     "flags, message",
     [(["--angles", "0"], "number of angles must be between 1"), (["--models", "unet"], "not a CT model"),
-     (["--baselines", "tv"], "unknown CT baseline"), (["--size", "1024"], "--size must be between 8 and 512"),
+     (["--baselines", "tv"], "unknown CT baseline"), (["--size", "1024"], "--size for ct must be an integer in [8, 512]"),
      (["--fbp-filter", "none"], "invalid choice")],
 )  # fmt: skip
 def test_evaluate_ct_refuses_bad_flags(flags, message, capsys):

@@ -77,9 +77,9 @@ def test_baselines_on_the_default_held_out_images(capsys):
         (["--baselines", "bm3d"], "unknown baseline"),
         (["--baselines", "input", "--images", "/nonexistent"], "no folder"),
         ([], "nothing to evaluate"),
-        (["--baselines", "input", "--size", "100000"], "--size must be between 8 and 2048"),
+        (["--baselines", "input", "--size", "100000"], "--size must be an integer in [8, 2048]"),
         (["--baselines", "input", "--angle", "inf"], "angle must be a finite number"),
-        (["--baselines", "input", "--limit", "0"], "--limit must be at least 1"),
+        (["--baselines", "input", "--limit", "0"], "--limit must be an integer in [1, "),
     ],
 )
 def test_bad_arguments_give_a_clear_message(argv, message, capsys):

@@ -43,6 +43,7 @@ from recon_demo.evaluate.protocol import (
 from recon_demo.models import list_models
 from recon_demo.operators import OperatorSpec
 from recon_demo.progress import CLIProgress
+from recon_demo.validation import check_number
 
 __all__ = [
     "FORMATS", "MAX_SIZE", "OFF_COURSE", "PIXELS_256", "REPORTED", "CTEvalConfig", "EvalConfig", "add_arguments",
@@ -77,12 +78,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_protocol_args(args: argparse.Namespace, max_size: int, task: str = "") -> None:
-    if not 8 <= args.size <= max_size:
-        raise ValueError(f"--size must be between 8 and {max_size}{task}, got {args.size}")
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be at least 1, got {args.limit}")
-    if not 0 <= args.noise < 10 or args.noise != args.noise:
-        raise ValueError(f"--noise must be in [0, 10), got {args.noise}")
+    check_number(f"--size{task}", args.size, 8, max_size, integer=True)  # task: " for ct"
+    if args.limit is not None:
+        check_number("--limit", args.limit, 1, 10**9, integer=True)
+    check_number("--noise", args.noise, 0, 10)
 
 
 def config_from_args(args: argparse.Namespace) -> EvalConfig:

@@ -137,6 +137,7 @@ class Engine:
         architectures: dict[str, str] | None = None,
         regime: str = "course",
         with_lpips: bool = False,
+        with_activations: bool = False,
         report: Report = no_progress,
     ) -> list[Reconstruction]:
         """Reconstruct one measurement (1, 1, H, W) with every named model and baseline (``run_methods``).
@@ -145,9 +146,10 @@ class Engine:
         A model without weights yields a ``Reconstruction`` whose ``error`` says so; the others still run.
         Baselines need the ``operator`` (they are given its kernel). ``architectures`` maps a result name to the
         registry name it is built as (a student's checkpoint ``own:cnn:…`` is a ``cnn``); by default they are equal.
-        ``report`` hears of each method done.
+        ``with_activations`` keeps each network's first-layer output; ``report`` hears of each method done.
         """
         if baselines and operator is None:
             raise ValueError("classical baselines need the operator")
         methods = self.methods(models, baselines, checkpoints=checkpoints, architectures=architectures, regime=regime)
-        return run_methods(methods, y_delta, operator, x_true, with_lpips=with_lpips, report=report)
+        return run_methods(methods, y_delta, operator, x_true, with_lpips=with_lpips, with_activations=with_activations,
+                           report=report)  # fmt: skip

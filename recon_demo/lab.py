@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from recon_demo import images, validation
-from recon_demo.activations import activation_grid, first_layer_output
+from recon_demo.activations import activation_grid
 from recon_demo.baselines import BASELINES
 from recon_demo.checkpoints import REGIMES, CheckpointError, ManifestEntry
 from recon_demo.engine import MAX_FILE_MODELS, Engine
@@ -326,14 +326,13 @@ class Lab:
         recs = self.engine.reconstruct(
             y_delta, networks, baselines=baselines, operator=K, x_true=x_true, regime=setting.regime,
             with_lpips=with_lpips, checkpoints=own, architectures={m: architecture_of(m) for m in own}, report=report,
+            with_activations=bool(max_channels),
         )  # fmt: skip
         for r in recs:
             if r.image is None and not is_own_checkpoint(r.name) and self.engine.manifest.find(r.name, setting.regime) is None:
                 r.error = f"no {setting.regime} weights shipped yet"  # the engine's text speaks to CLI users
-            act = None
-            if r.image is not None and r.name not in BASELINES and max_channels:  # the model is in the engine's cache now
-                model = self.engine.model(architecture_of(r.name), own.get(r.name), regime=setting.regime)
-                act = activation_grid(first_layer_output(model, y_delta), max_channels)
+            act = activation_grid(r.activation, max_channels) if r.activation is not None else None
+            r.activation = None  # the grid is what the lab keeps
             done[r.name] = (r, act)
             self._remember(self._reconstructions, (measurement_key, r.name), (r, act))
         recs = [done[m][0] for m in setting.models]
@@ -385,7 +384,8 @@ def fits(entry: ManifestEntry, setting: Setting) -> bool:
         if K.blur not in op.get("blurs", (K.blur,)) or not inside("kernel_size", K.kernel_size):
             return False
         if K.blur == "motion":
-            return K.kernel_style in op.get("styles", (K.kernel_style,)) and inside("angle", K.angle % 180)
+            styles = op.get("kernel_styles", op.get("styles", (K.kernel_style,)))  # "styles" in older manifests
+            return K.kernel_style in styles and inside("angle", K.angle % 180)
         return inside("variance", K.variance)
     trained = OperatorSpec.from_dict(op) if op else LECTURE_OPERATOR
     same = trained.kernel().shape == K.kernel().shape and torch.equal(trained.kernel(), K.kernel())

@@ -322,7 +322,7 @@ def config_from_args(args: argparse.Namespace) -> LossStudyConfig:
     return LossStudyConfig(
         losses=losses, model=args.model, epochs=args.epochs, batch_size=args.batch_size, epoch_batches=args.epoch_batches,
         n_images=args.images, size=args.size, lr=args.lr,
-        operator=OperatorSpec(args.blur, args.kernel_size, args.angle, args.variance, args.kernel_style),
+        operator=OperatorSpec(blur=args.blur, kernel_size=args.kernel_size, angle=args.angle, variance=args.variance, kernel_style=args.kernel_style),
         noise=args.noise, seed=args.seed, test_image=args.test_image, lpips=not args.no_lpips, device=args.device,
     ).validated()  # fmt: skip
 

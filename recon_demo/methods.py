@@ -45,6 +45,7 @@ class Reconstruction:
     ms: float = 0.0  # wall time of the method on this measurement, milliseconds
     metrics: dict[str, float | None] = field(default_factory=dict)
     error: str | None = None  # why there is no image, in words
+    activation: torch.Tensor | None = None  # a network's first-layer output (C, H, W), when asked for
 
 
 @dataclass
@@ -59,6 +60,12 @@ class Network:
 
     def __call__(self, y_delta: torch.Tensor, operator: Any = None) -> torch.Tensor:
         return self.engine.forward(self.model, y_delta)[0]
+
+    def first_layer(self, y_delta: torch.Tensor, operator: Any = None) -> torch.Tensor:
+        """What the first convolution sees: its output (C, H, W) on ``y_delta``."""
+        from recon_demo.activations import first_layer_output
+
+        return first_layer_output(self.model, y_delta)
 
 
 @dataclass
@@ -122,12 +129,13 @@ def run_methods(
     with_lpips: bool = False,
     with_dc: bool = True,
     warm: set | None = None,
+    with_activations: bool = False,
     report: Report = no_progress,
 ) -> list[Reconstruction]:
     """Run each method on one measurement: image, milliseconds and metrics (against ``x_true`` when given; data
     consistency against ``operator`` when ``with_dc``). With ``warm``, a method's first call on a new input
     shape runs once untimed (the backend picks its kernels then) and ``warm`` remembers the (name, shape).
-    ``report`` hears of each method done."""
+    ``with_activations`` keeps each network's first-layer output. ``report`` hears of each method done."""
     results = []
     for i, method in enumerate(methods, start=1):
         if isinstance(method, Unavailable):
@@ -143,6 +151,7 @@ def run_methods(
         image = x_rec[0, 0].detach().cpu().numpy()
         metrics = compute_metrics(image, x_true, y_delta=y_delta if with_dc else None, operator=operator if with_dc else None,
                                   with_lpips=with_lpips)  # fmt: skip
-        results.append(Reconstruction(method.name, method.label, image, ms, metrics))
+        activation = method.first_layer(y_delta, operator) if with_activations and hasattr(method, "first_layer") else None
+        results.append(Reconstruction(method.name, method.label, image, ms, metrics, activation=activation))
         report(i, len(methods), method.label)
     return results

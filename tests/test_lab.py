@@ -94,7 +94,7 @@ def test_a_badge_marks_a_model_away_from_its_training_operator(lab):
 
 def test_fits_follows_the_general_ranges():
     entry = ManifestEntry("cnn", "general", "f", "0", operator={"blurs": ["motion"], "kernel_size": [3, 7], "angle": [0, 180],
-                          "styles": ["ippy"], "variance": [0.5, 4]}, noise={"kind": "relative", "range": [0, 0.05]})  # fmt: skip
+                          "kernel_styles": ["ippy"], "variance": [0.5, 4]}, noise={"kind": "relative", "range": [0, 0.05]})  # fmt: skip
     assert fits(entry, Setting.of(kernel_size=7, angle=200, noise=0.05))
     assert not fits(entry, Setting.of(kernel_size=9))
     assert not fits(entry, Setting.of(kernel_size=5, noise=0.06))

@@ -86,7 +86,8 @@ def _check_protocol_args(args: argparse.Namespace, max_size: int, task: str = ""
 
 def config_from_args(args: argparse.Namespace) -> EvalConfig:
     _check_protocol_args(args, MAX_SIZE)
-    operator = OperatorSpec(args.operator, args.kernel_size, args.angle, args.variance, args.kernel_style)
+    operator = OperatorSpec(blur=args.operator, kernel_size=args.kernel_size, angle=args.angle, variance=args.variance,
+                            kernel_style=args.kernel_style)  # fmt: skip
     operator.kernel()  # validates the operator before any work
     shipped = Manifest.load().shipped(args.regime)
     asks_all = "all" in [s.strip() for s in (args.models or "").split(",")]

@@ -67,7 +67,8 @@ def add_arguments(parser) -> None:
     g.add_argument("--angles", help="general: motion angles LOW,HIGH in degrees (default 0,180); "
                    f"ct: the number of projection angles (default {LECTURE_ANGLES})")
     g.add_argument("--fbp-filter", default="ramp", choices=FILTERS, help="ct: the FBP window of the network's input")
-    g.add_argument("--styles", default=",".join(GENERAL_RANGES.styles), help="general: motion kernel styles")
+    g.add_argument("--kernel-styles", "--styles", dest="kernel_styles", default=",".join(GENERAL_RANGES.kernel_styles),
+                   help="general: motion kernel styles")  # fmt: skip
     g.add_argument("--variances", default="0.5,4", help="general: Gaussian variances LOW,HIGH")
     g.add_argument("--noises", default="0,0.05", help="general: relative noise levels LOW,HIGH")
     g.add_argument("--lecture-share", type=float, default=GENERAL_RANGES.lecture_share,
@@ -116,13 +117,13 @@ def config_from_args(args) -> TrainConfig:
     elif args.regime == "general":
         ranges = OperatorRanges(
             blurs=_names(args.blurs), kernel_size=_pair(args.kernel_sizes, int), angle=_pair(args.angles or "0,180"),
-            styles=_names(args.styles), variance=_pair(args.variances), noise=_pair(args.noises),
+            kernel_styles=_names(args.kernel_styles), variance=_pair(args.variances), noise=_pair(args.noises),
             lecture_share=args.lecture_share,
         )  # fmt: skip
     cfg = TrainConfig(
         task=args.task, angles=angles, ct_filter=args.fbp_filter, model=args.model, model_kwargs=kwargs, loss=args.loss, steps=args.steps, batch_size=args.batch_size,
         patch_size=args.patch_size, lr=args.lr, schedule=args.schedule,
-        operator=OperatorSpec(args.blur, args.kernel_size, args.angle, args.variance, args.kernel_style),
+        operator=OperatorSpec(blur=args.blur, kernel_size=args.kernel_size, angle=args.angle, variance=args.variance, kernel_style=args.kernel_style),
         noise=args.noise, ranges=ranges, data=_names(args.data), image_size=args.image_size,
         max_images=args.max_images, phantoms=args.phantoms, sampling=args.sampling, epoch_batches=args.epoch_batches,
         crop_scales=_floats(args.crop_scales, "--crop-scales"), min_detail=args.min_detail,

@@ -38,13 +38,13 @@ class OperatorRanges:
     blurs: tuple[str, ...] = BLUR_TYPES  # blur types drawn with equal probability
     kernel_size: tuple[int, int] = (3, 15)  # odd sizes in this closed range
     angle: tuple[float, float] = (0.0, 180.0)  # motion angle in degrees, uniform
-    styles: tuple[str, ...] = KERNEL_STYLES  # motion kernel styles, equal probability
+    kernel_styles: tuple[str, ...] = KERNEL_STYLES  # motion kernel styles, equal probability
     variance: tuple[float, float] = (0.5, 4.0)  # Gaussian variance, uniform
     noise: tuple[float, float] = (0.0, 0.05)  # relative noise level, uniform
     lecture_share: float = 0.0  # the fraction of draws that are exactly the lecture's setting (motion 9 @ 20°, δ 0.01)
 
     def validate(self) -> OperatorRanges:
-        for name, values, known in (("blur", self.blurs, BLUR_TYPES), ("kernel style", self.styles, KERNEL_STYLES)):
+        for name, values, known in (("blur", self.blurs, BLUR_TYPES), ("kernel style", self.kernel_styles, KERNEL_STYLES)):
             if not values or any(v not in known for v in values):
                 raise TrainingError(f"{name}s must be a non-empty list of {', '.join(known)}, got {list(values)}")
         for name, (lo, hi) in (("kernel size", self.kernel_size), ("angle", self.angle), ("variance", self.variance),
@@ -78,7 +78,7 @@ class OperatorRanges:
             kernel_size=pick(sizes),
             angle=uniform(*self.angle),
             variance=uniform(*self.variance),
-            kernel_style=pick(self.styles),
+            kernel_style=pick(self.kernel_styles),
         )
         return spec, uniform(*self.noise)
 

@@ -102,6 +102,10 @@ class Trainer:
             raise TrainingError(f"cannot read the training state {path} ({type(err).__name__}: {err})") from None
         saved = json.loads(state["config"])
         saved = TrainConfig().to_dict() | saved  # a field added since the state was written has its default
+        if saved.get("ranges") and "styles" in saved["ranges"]:  # states written before "styles" became "kernel_styles"
+            saved["ranges"]["kernel_styles"] = saved["ranges"].pop("styles")
+        if saved.get("operator") and "style" in saved["operator"]:  # and "style" became "kernel_style"
+            saved["operator"]["kernel_style"] = saved["operator"].pop("style")
         current = self.cfg.to_dict()
         changed = sorted(k for k in current if k not in _RESUMABLE_CHANGES and saved.get(k) != current[k])
         if changed:

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command][0].main(args)
     except KeyboardInterrupt:  # Ctrl-C: one line, no traceback (train saves its state and says how to resume)
-        print(f"\n{args.command}: interrupted; nothing was written", file=sys.stderr)
+        print(f"\n{args.command}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -108,8 +108,8 @@ class CTLab:
         if not is_built(x_true.shape[-1], setting.angles):
             report(0, total, f"building the projection matrix for {setting.angles} angles…")
         radon = radon_operator(x_true.shape[-1], setting.angles)
-        report(1, total, "measuring the sinogram")
-        y_delta = measure(x_true, radon, setting.noise, torch.Generator().manual_seed(setting.seed))
+        y_delta = measure(x_true, radon, setting.noise, torch.Generator().manual_seed(setting.seed))  # builds on first use
+        report(1, total, "sinogram measured")
         methods, notes = [method(name, setting.filter) for name in CT_BASELINES], []
         for model in list_models("ct"):
             network, note = self.learned(model, setting.angles)

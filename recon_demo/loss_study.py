@@ -144,9 +144,11 @@ def live_config(presets, custom: str | None, model: str, epochs, n_images, size,
     size = check_number("size", size, 64, 256, integer=True)
     if size not in SIZES:
         raise TrainingError(f"size must be one of {', '.join(map(str, SIZES))}, got {size}")
-    setting = setting.validated()
+    from recon_demo.lab import Setting
+
     entry = images.catalogue().get(setting.image)
     test_image = setting.image if entry is not None and entry.split == "held_out" else "camera"
+    setting = Setting(image=test_image, operator=setting.operator, noise=setting.noise).validated()  # as Reconstruct's
     return LossStudyConfig(losses=losses, model=model, epochs=epochs, n_images=n_images, size=size, operator=setting.operator,
                            noise=setting.noise, test_image=test_image, eval_every=4).validated()  # fmt: skip
 

@@ -133,7 +133,7 @@ def run_methods(
     report: Report = no_progress,
 ) -> list[Reconstruction]:
     """Run each method on one measurement: image, milliseconds and metrics (against ``x_true`` when given; data
-    consistency against ``operator`` when ``with_dc``). With ``warm``, a method's first call on a new input
+    consistency against ``operator`` when ``with_dc``). With ``warm``, a network's first call on a new input
     shape runs once untimed (the backend picks its kernels then) and ``warm`` remembers the (name, shape).
     ``with_activations`` keeps each network's first-layer output. ``report`` hears of each method done."""
     results = []
@@ -142,7 +142,7 @@ def run_methods(
             results.append(Reconstruction(method.name, method.label, None, error=method.error))
             report(i, len(methods), method.label)
             continue
-        if warm is not None and (method.name, tuple(y_delta.shape)) not in warm:
+        if warm is not None and isinstance(method, (Network, FBPNetwork)) and (method.name, tuple(y_delta.shape)) not in warm:
             method(y_delta, operator)
             warm.add((method.name, tuple(y_delta.shape)))
         start = time.perf_counter()

@@ -21,13 +21,14 @@ COMMON = ["--model", "cnn", "--patch-size", "32", "--phantoms", "4", "--max-imag
 TOLERANCE = 1e-5  # the same sums in another order: fp32 rounding only
 
 
-def _train(out: Path, steps: int, batch: int, processes: int = 1, *extra: str) -> None:
+def _train(out: Path, steps: int, batch: int, processes: int = 1, *extra: str, expect: int = 0) -> str:
     launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes > 1 else []
     cmd = [sys.executable, *launcher, "-m", "recon_demo", "train", *COMMON, "--steps", str(steps), "--batch-size", str(batch),
            "--out", str(out), *extra]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")} | {"OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == expect, done.stderr[-3000:]
+    return done.stderr
 
 
 def _max_diff(a: Path, b: Path) -> float:
@@ -57,6 +58,13 @@ def test_a_distributed_run_resumes_where_it_stopped(one_process, tmp_path):
     _train(out, 2, 2, 2)
     _train(out, 4, 2, 2, "--resume")
     assert _max_diff(one_process, out) < TOLERANCE
+
+
+def test_a_resume_with_another_process_count_is_refused(tmp_path):
+    out = tmp_path / "cnn_course.safetensors"
+    _train(out, 2, 2, 2)
+    err = _train(out, 4, 2, 1, "--resume", expect=2)  # the same flags, half the global batch: refused
+    assert "trained by 2 process(es) and this run has 1" in err
 
 
 def test_the_world_comes_from_torchruns_environment(monkeypatch):

@@ -171,6 +171,8 @@ class TrainConfig:
              and max(self.crop_scales) * self.patch_size <= self.image_size,
              f"crop scales must be in [1, 4] with scale × patch size ≤ image size, got {self.crop_scales!r}")  # fmt: skip
         need(isinstance(self.min_detail, (int, float)) and 0 <= self.min_detail < 1, f"min_detail must be in [0, 1), got {self.min_detail!r}")
+        need(self.task != "ct" or (self.crop_scales == (1.0,) and not self.min_detail),
+             "crop scales and min_detail are for deblurring: CT trains on whole projected images")  # fmt: skip
         need(self.val_image in images.catalogue(), f"unknown validation image {self.val_image!r}")
         need(
             images.catalogue()[self.val_image].split == "held_out",

@@ -52,6 +52,8 @@ class Trainer:
             self.world, self.device = distributed.setup(select_device(cfg.device))  # torchrun: join the others
         except (ValueError, RuntimeError) as err:
             raise TrainingError(str(err)) from None
+        if self.world.distributed and cfg.sampling == "epochs":  # an epoch's short last batch would leave ranks uneven
+            raise TrainingError("under torchrun, train with --sampling patches (epochs end in a short batch that the processes cannot share)")
         if cfg.amp and self.device.type not in ("cuda", "cpu"):
             raise TrainingError(f"mixed precision (amp) runs on CUDA or the CPU, not on {self.device.type}")
         self.notices: list[str] = []  # what the CLI says before training (a refused --amp)
@@ -121,6 +123,10 @@ class Trainer:
         self.segments = json.loads(state.get("segments", "null")) or [[saved["steps"], 0]]
         if self.segments[-1][0] != self.cfg.steps:  # resumed with another length: the schedule changes from here
             self.segments.append([self.cfg.steps, self.step])
+        saved_world = int(state.get("world_size", 1))
+        if saved_world != self.world.size:
+            raise TrainingError(f"{path} was trained by {saved_world} process(es) and this run has {self.world.size}: the global "
+                                "batch would change; resume with the same torchrun --nproc_per_node (and nodes)")  # fmt: skip
         self.precision = json.loads(state.get("precision", "null")) or [[0, _precision(TrainConfig(amp=saved["amp"]))]]
         if self.precision[-1][1] != _precision(self.cfg):  # resumed with --amp switched
             self.precision.append([self.step, _precision(self.cfg)])
@@ -141,6 +147,7 @@ class Trainer:
             "elapsed": self.elapsed,
             "segments": json.dumps(self.segments),
             "precision": json.dumps(self.precision),
+            "world_size": self.world.size,  # the global batch is batch_size × this: a resume must keep it
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -183,7 +190,10 @@ class Trainer:
             x_rec = self.train_model(y_delta)
         parts = self.loss_fn.parts(x_rec.float(), x_true)
         loss = self.loss_fn.total(parts)
-        if not torch.isfinite(loss):
+        bad = not bool(torch.isfinite(loss))
+        if world.distributed:  # every process learns it, or the others would wait in the all-reduce for ever
+            bad = distributed.any_rank(bad, world, self.device)
+        if bad:
             raise TrainingError(f"the loss became {float(loss.detach())} at step {self.step + 1}; try a smaller learning rate")
         stoppable = not world.distributed  # in the middle of a step the other processes would wait forever
         if stoppable and _should_stop(cancel):

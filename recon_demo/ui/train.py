@@ -11,7 +11,7 @@ import time
 import gradio as gr
 import pandas as pd
 
-from recon_demo.lab import Setting
+from recon_demo.lab import FLAT_FIELDS, Setting
 from recon_demo.loss_study import (
     EXPERIMENTS,
     LIVE_MODELS,
@@ -28,7 +28,6 @@ from recon_demo.models import model_info
 from recon_demo.pictures import to_uint8
 from recon_demo.training import TrainingError
 from recon_demo.ui._files import scratch_dir
-from recon_demo.ui.reconstruct import setting_from
 
 UPDATE_EVERY_S = 0.4  # how often the page is redrawn while training
 
@@ -117,7 +116,8 @@ def build(rec) -> None:
     inputs = [presets, custom, model, epochs, n_images, size, *rec.controls.inputs()]  # the operator and image: Reconstruct's
 
     def start(presets, custom, model, epochs, n_images, size, request: gr.Request, *values):  # request before *values
-        cfg = study_config(presets, custom, model, epochs, n_images, size, setting_from(*values))
+        # only the operator, the noise and the image count here (live_config checks them), not the seed or the models
+        cfg = study_config(presets, custom, model, epochs, n_images, size, Setting.of(**dict(zip(FLAT_FIELDS, values))))
         cancel = threading.Event()
         key = request.session_hash if request else "local"
         with _CANCELS_LOCK:

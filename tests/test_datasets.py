@@ -118,7 +118,7 @@ def test_named_sources_become_training_images(open_sources):
     assert float(ct.min()) < -900 and float(ct.max()) > 500  # kept in HU until a window is drawn
     windows = {tuple(data.image(0, g).unique()[:3].tolist()) for _ in range(5)}
     assert len(windows) > 1  # a window of its own for each draw
-    assert data.describe()["sources"]["ct-head"] == {"images": 5, "weight": 1.0, "license": "GPL-2"}
+    assert data.describe()["by_source"]["ct-head"] == {"images": 5, "weight": 1.0, "license": "GPL-2"}
 
 
 def test_a_source_that_is_not_installed_says_how_to_install_it(monkeypatch):
@@ -157,11 +157,11 @@ def test_train_on_named_sources_records_them_in_the_manifest(open_sources, tmp_p
             "--eval-every", "0", "--val-size", "64", "--out", str(out)]  # fmt: skip
     assert cli(args) == 0
     entry = Manifest.load(out.parent).find("cnn", "course")
-    sources = entry.data["sources"]
+    sources = entry.data["by_source"]
     assert sources["photos"] == {"images": 4, "weight": 2.0, "license": "CC0-1.0"} and sources["package"]["weight"] == 1.0
     trainer = Trainer(TrainConfig(model="cnn", steps=1, batch_size=2, patch_size=32, image_size=64, eval_every=0,
                                   data=("ct-head", "photos"), val_size=64))  # fmt: skip
-    assert trainer.data.describe()["sources"]["ct-head"]["license"] == "GPL-2"
+    assert trainer.data.describe()["by_source"]["ct-head"]["license"] == "GPL-2"
 
 
 def test_the_data_listing_names_every_source_its_licence_and_install_command(open_sources, capsys, monkeypatch):

@@ -148,7 +148,7 @@ class TrainingImages:
         }
         named = [(src, b - a, w) for src, a, b, w in self.spans if src in datasets.SOURCES]
         if named or self.weighted:
-            out["sources"] = {src: {"images": b - a, "weight": w if w is not None else 1.0,
+            out["by_source"] = {src: {"images": b - a, "weight": w if w is not None else 1.0,
                                     **({"license": datasets.SOURCES[src].license} if src in datasets.SOURCES else {})}
                               for src, a, b, w in self.spans}  # fmt: skip
         return out

@@ -71,11 +71,6 @@ def any_rank(flag: bool, world: World, device: torch.device) -> bool:
     return bool(t.item() > 0)
 
 
-def barrier(world: World) -> None:
-    if world.distributed:
-        dist.barrier()
-
-
 def teardown() -> None:
     """Leave the process group (once the run is over)."""
     if dist.is_available() and dist.is_initialized():

@@ -93,8 +93,3 @@ class CLIProgress:
             ok = True
         finally:
             phase.close(ok)
-
-    def note(self, text: str) -> None:
-        """A line of its own (above a bar, on a terminal)."""
-        if self.stream is not None:
-            print(f"{self.command}: {text}", file=self.stream, flush=True)

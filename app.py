@@ -2,11 +2,11 @@
 override both); the same file runs unchanged as a Hugging Face Space. All of the app lives in recon_demo.ui."""
 
 from recon_demo.runtime import log_to_stderr, tune_allocator
-from recon_demo.ui import build_app, launch_settings, queue_settings
+from recon_demo.ui import build_app, serve
 
 demo = build_app()
 
 if __name__ == "__main__":
     tune_allocator()
     log_to_stderr()
-    demo.queue(**queue_settings()).launch(**launch_settings())
+    serve(demo)

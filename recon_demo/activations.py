@@ -16,7 +16,6 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from recon_demo.errors import UnknownName
 from recon_demo.models import count_parameters
@@ -165,6 +164,8 @@ def receptive_field_extent(rf_map: np.ndarray, threshold: float = 0.0) -> tuple[
 
 def count_flops(model: nn.Module, height: int = 256, width: int = 256) -> int:
     """Floating-point operations of one forward pass on a (1, 1, height, width) input (a multiply-add is 2)."""
+    from torch.utils.flop_counter import FlopCounterMode  # imports triton where installed: not at the app's start
+
     device = next(model.parameters()).device
     x = torch.zeros(1, 1, height, width, device=device)
     with FlopCounterMode(display=False) as counter, torch.inference_mode():

@@ -1,6 +1,8 @@
 """Classical deconvolution baselines: what a network has to beat.
 
-Wiener and Richardson-Lucy are scikit-image's. They convolve (``scipy.signal.convolve`` semantics),
+Wiener and Richardson-Lucy are scikit-image's (Wiener written out from its ``restoration.wiener`` with its
+``uft`` helpers, and RL and TV's denoiser imported on first use: importing ``skimage.restoration`` imports
+``scipy.signal``, 0.6 s of the app's start; ``tests/test_baselines.py`` checks Wiener against it). They convolve (``scipy.signal.convolve`` semantics),
 while our ``K`` correlates, so they receive the kernel flipped in both axes. Both assume a blur without
 borders (Wiener is periodic), so the measurement is first extended by replicating its edge over two kernel
 widths and the result cropped back: measured on camera at the lecture setting, this lifts Wiener from
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from skimage.restoration import denoise_tv_chambolle, richardson_lucy, wiener
+from skimage.restoration import uft
 
 from recon_demo.errors import UnknownName
 from recon_demo.operators import Blur
@@ -35,11 +37,25 @@ def _edge_padded(y_delta: np.ndarray, kernel: np.ndarray) -> tuple[np.ndarray, s
 def wiener_deconvolution(y_delta: np.ndarray, kernel: np.ndarray, balance: float = 0.02) -> np.ndarray:
     """Wiener-Hunt deconvolution; ``balance`` trades noise amplification against sharpness."""
     padded, inner = _edge_padded(y_delta, kernel)
-    return wiener(padded, np.ascontiguousarray(kernel[::-1, ::-1]), balance, clip=False)[inner, inner]
+    return wiener_hunt(padded, np.ascontiguousarray(kernel[::-1, ::-1]), balance)[inner, inner]
+
+
+def wiener_hunt(image: np.ndarray, psf: np.ndarray, balance: float) -> np.ndarray:
+    """scikit-image's ``restoration.wiener(image, psf, balance, clip=False)`` for a real float64 image (its
+    Laplacian prior, its order of operations)."""
+    reg, _ = uft.laplacian(image.ndim, image.shape, is_real=True)
+    image = image.astype(np.float64, copy=False)
+    psf = psf.real.astype(np.float64, copy=False)
+    reg = reg.real.astype(np.float64, copy=False)
+    trans_func = uft.ir2tf(psf, image.shape, is_real=True) if psf.shape != reg.shape else psf
+    wiener_filter = np.conj(trans_func) / (np.abs(trans_func) ** 2 + balance * np.abs(reg) ** 2)
+    return uft.uirfftn(wiener_filter * uft.urfftn(image), shape=image.shape)
 
 
 def richardson_lucy_deconvolution(y_delta: np.ndarray, kernel: np.ndarray, num_iter: int = 10) -> np.ndarray:
     """Richardson-Lucy iterations (a Poisson maximum-likelihood method; needs a non-negative image)."""
+    from skimage.restoration import richardson_lucy
+
     padded, inner = _edge_padded(y_delta, kernel)
     psf = np.ascontiguousarray(kernel[::-1, ::-1])
     return richardson_lucy(np.clip(padded, 1e-6, None), psf, num_iter=num_iter, clip=False)[inner, inner]
@@ -47,6 +63,8 @@ def richardson_lucy_deconvolution(y_delta: np.ndarray, kernel: np.ndarray, num_i
 
 def tv_deconvolution(y_delta: np.ndarray, kernel: np.ndarray, weight: float = 0.002, num_iter: int = 40) -> np.ndarray:
     """``argmin_x ½||K x − y_delta||² + weight · TV(x)`` by FISTA with a Chambolle proximal step."""
+    from skimage.restoration import denoise_tv_chambolle
+
     K = Blur(torch.from_numpy(np.ascontiguousarray(kernel, dtype=np.float32)))
     y = torch.from_numpy(y_delta.astype(np.float32))[None, None]
     x = y.clone()

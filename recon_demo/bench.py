@@ -7,9 +7,13 @@ Everything is measured in one run, on the same 256² input:
 - the totals for all seven and their ratio (``speedup``);
 - the machine's limit: SGEMM throughput on the same run, and ``efficiency`` = (all seven's FLOPs ÷ the engine's
   time) ÷ SGEMM throughput;
-- the app: cold start (``python app.py`` started until its first reconstruction is served through
-  ``gradio_client``) and the round trip of ``/reconstruct`` for three models (a new noise seed each time, so
-  nothing is cached);
+- the app, on the same device: the import floor (a fresh interpreter importing torch and gradio), the cold start
+  (``python app.py`` started until its first reconstruction is served through ``gradio_client``) and the app's
+  own share of it (cold start − import floor); the round trip of ``/reconstruct`` for three models (a new noise
+  seed each time, so nothing is cached), split by what the server reports (``server_ms``: the methods, the
+  metrics and measurement, the PNGs) and the rest (transport and queue); the idle server's CPU over 10 s; and a
+  classroom at once (``loadtest.classroom``: 30 clients × 5 reconstructions + 3 trainings; p50/p95, throughput,
+  peak memory), unless ``--no-classroom``;
 - training: the loss study's steps per second and wall time.
 Speed does not depend on weight values: the shipped checkpoints are used where they exist, randomly initialised
 ones otherwise (the JSON says which). ``--quick`` (for CI, under a minute) repeats less, skips the app, and
@@ -20,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,12 +36,14 @@ import torch
 from recon_demo.activations import count_flops
 from recon_demo.checkpoints import Manifest, ManifestEntry, save_checkpoint
 from recon_demo.engine import Engine, select_device
+from recon_demo.loadtest import classroom, idle_cpu_fraction, start_app
 from recon_demo.models import create_model, list_models
 from recon_demo.progress import CLIProgress, Report, no_progress
 from recon_demo.runtime import native_bf16
 
 ROUNDTRIP_MODELS = ("unet", "rescnn", "wiener")  # three models through the app, two networks and a baseline
-ROOT = Path(__file__).resolve().parent.parent
+APP_KEYS = ("import_floor_s", "cold_start_s", "app_start_s", "roundtrip_ms", "roundtrip_models", "roundtrip_compute_ms",
+            "roundtrip_overhead_ms", "roundtrip_split_ms", "idle_cpu_fraction", "classroom")  # None without the app
 
 
 def _median_ms(fn, repeats: int, device: torch.device) -> float:
@@ -136,39 +140,52 @@ def autocast_section(engine: Engine, repeats: int) -> dict:
     return {"autocast_all_ms": round(sum(out.values()), 2), "autocast_per_model_ms": out, "autocast_max_psnr_change_db": worst}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def import_floor_s() -> float:
+    """Seconds a fresh interpreter takes to import torch and gradio: the floor under any start of the app
+    (the second of two runs, so both it and the app's start read warm file caches)."""
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import torch, gradio"], check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return times[-1]
 
 
-def app_section(weights: Path, repeats: int) -> dict:
-    """Cold start of ``python app.py`` to its first served reconstruction, then the /reconstruct round trip."""
+def app_section(weights: Path, repeats: int, device: torch.device, with_classroom: bool = True) -> dict:
+    """Cold start of ``python app.py`` to its first served reconstruction (less the import floor: the app's own
+    share), the /reconstruct round trip split by what the server reports, the idle server's CPU, a classroom."""
     from gradio_client import Client
 
-    port = _free_port()
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "RECON_WEIGHTS_DIR": str(weights), "GRADIO_ANALYTICS_ENABLED": "False"}
+    floor = import_floor_s()
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, url = start_app(weights, env={"RECON_DEVICE": str(device)})
     try:
-        while True:  # wait until the server listens, then connect once
-            if proc.poll() is not None or time.perf_counter() - start > 120:
-                raise RuntimeError("app.py did not start")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        client = Client(url, verbose=False)
         models = ",".join(ROUNDTRIP_MODELS)
         client.predict(models=models, seed=0, api_name="/reconstruct")
         cold = time.perf_counter() - start
-        times = []
+        times, server = [], []
         for seed in range(1, repeats + 1):
             t = time.perf_counter()
-            client.predict(models=models, seed=seed, angle=20 + seed, api_name="/reconstruct")
+            out = client.predict(models=models, seed=seed, angle=20 + seed, api_name="/reconstruct")  # new each time
             times.append((time.perf_counter() - t) * 1000)
-        return {"cold_start_s": round(cold, 2), "roundtrip_ms": round(statistics.median(times), 1), "roundtrip_models": models}
+            server.append(out["server_ms"])
+        roundtrip = statistics.median(times)
+        part = {key: statistics.median(s[key] for s in server) for key in ("compute", "lab", "encode")}
+        time.sleep(2)  # the last request's work settles
+        idle = idle_cpu_fraction(proc.pid, 10.0)
+        report = {
+            "import_floor_s": round(floor, 2), "cold_start_s": round(cold, 2), "app_start_s": round(cold - floor, 2),
+            "roundtrip_ms": round(roundtrip, 1), "roundtrip_models": models,
+            "roundtrip_compute_ms": round(part["compute"], 1), "roundtrip_overhead_ms": round(roundtrip - part["compute"], 1),
+            "roundtrip_split_ms": {"metrics_and_measurement": round(part["lab"] - part["compute"], 1),
+                                   "png_encoding": round(part["encode"], 1),
+                                   "transport_and_queue": round(roundtrip - part["lab"] - part["encode"], 1)},
+            "idle_cpu_fraction": None if idle is None else round(idle, 4),
+        }  # fmt: skip
+        if with_classroom:
+            report["classroom"] = classroom(url, proc.pid)
+        return report
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -210,7 +227,7 @@ def amp_section(quick: bool, device: str | None) -> dict:
 
 
 def run_bench(quick: bool = False, device: str | None = None, repeats: int | None = None, app: bool | None = None,
-              progress: Report = no_progress) -> dict:  # fmt: skip
+              progress: Report = no_progress, with_classroom: bool = True) -> dict:  # fmt: skip
     """Every measurement of the module's docstring; ``progress`` hears of each part done (the app, SGEMM, each
     model, bf16 autocast on CUDA, the loss study, the training step)."""
     device_t = select_device(device)
@@ -230,10 +247,10 @@ def run_bench(quick: bool = False, device: str | None = None, repeats: int | Non
                   "quick": quick, "repeats": repeats}  # fmt: skip
         # The app first, while this process is idle: its cold start shares the two cores with nothing else.
         if with_app:
-            report.update(app_section(weights, 10))
+            report.update(app_section(weights, 10, device_t, with_classroom))
             finished("app")
         else:
-            report.update({"cold_start_s": None, "roundtrip_ms": None})
+            report.update(dict.fromkeys(APP_KEYS))
         report["sgemm_gflops"] = round(sgemm_gflops(device_t), 1)
         finished("SGEMM")
         report.update(models_section(engine, repeats, finished))
@@ -259,7 +276,16 @@ def format_report(r: dict) -> str:
     if r.get("autocast_all_ms") is not None:
         lines.append(f"bf16 autocast: all seven {r['autocast_all_ms']} ms, PSNR change ≤ {r['autocast_max_psnr_change_db']:.4f} dB")
     if r["cold_start_s"] is not None:
-        lines.append(f"app: cold start {r['cold_start_s']} s; /reconstruct round trip ({r['roundtrip_models']}) {r['roundtrip_ms']} ms")
+        split = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in r["roundtrip_split_ms"].items())
+        idle = "n/a" if r["idle_cpu_fraction"] is None else f"{r['idle_cpu_fraction']:.2%} of a core"
+        lines += [f"app: cold start {r['cold_start_s']} s = import floor {r['import_floor_s']} s + the app's own {r['app_start_s']} s; "
+                  f"idle server {idle}",
+                  f"/reconstruct round trip ({r['roundtrip_models']}) {r['roundtrip_ms']} ms = compute {r['roundtrip_compute_ms']} ms "
+                  f"+ overhead {r['roundtrip_overhead_ms']} ms ({split})"]  # fmt: skip
+    if r.get("classroom"):
+        c = r["classroom"]
+        lines.append(f"classroom ({c['clients']} × {c['per_client']} + {c['trainings']} trainings): p50 {c['p50_ms']} ms, "
+                     f"p95 {c['p95_ms']} ms, {c['throughput_per_s']} requests/s, {c['failed']} failed, peak RSS {c['peak_rss_mb']} MB")  # fmt: skip
     lines.append(f"loss study ({r['loss_study_scale']}): {r['loss_study_s']} s, {r['train_steps_per_s']} steps/s")
     step = r["train_step_ms"]
     if r["amp_supported"]:
@@ -273,7 +299,8 @@ def format_report(r: dict) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="a short run for CI (under a minute): no app, a small study")
     parser.add_argument("--repeats", type=int, help="timed runs per model (default 15; quick 3)")
-    parser.add_argument("--no-app", action="store_true", help="skip the cold start and round-trip measurements")
+    parser.add_argument("--no-app", action="store_true", help="skip the app: cold start, round trip, idle CPU, classroom")
+    parser.add_argument("--no-classroom", action="store_true", help="skip the classroom at once (30 clients, about 30 s)")
     parser.add_argument("--device", help="cpu, cuda, mps (default: RECON_DEVICE or the best available)")
     parser.add_argument("--format", default="table", choices=("table", "json"))
 
@@ -284,7 +311,8 @@ def main(args: argparse.Namespace) -> int:
         return 2
     try:
         with CLIProgress("bench", args.quiet).phase("measuring", 0) as phase:
-            report = run_bench(args.quick, args.device, args.repeats, app=False if args.no_app else None, progress=phase)
+            report = run_bench(args.quick, args.device, args.repeats, app=False if args.no_app else None, progress=phase,
+                               with_classroom=not args.no_classroom)  # fmt: skip
     except (ValueError, RuntimeError) as err:
         print(f"bench: {err}", file=sys.stderr)
         return 2

@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 
 from recon_demo.baselines import BASELINES
+from recon_demo.batching import MicroBatcher
 from recon_demo.checkpoints import CheckpointError, Manifest, load_checkpoint
 from recon_demo.errors import UnknownName
 from recon_demo.methods import Deconvolution, Network, Reconstruction, Unavailable, run_methods
@@ -64,6 +65,7 @@ class Engine:
         self.manifest = manifest if manifest is not None else Manifest.load()
         self._models: OrderedDict[tuple[str, str, str], nn.Module] = OrderedDict()
         self._lock = threading.Lock()
+        self.batcher = MicroBatcher(lambda model, x: self.forward(model, x)[0])
 
     def model(self, name: str, checkpoint: str | Path | None = None, regime: str = "course") -> nn.Module:
         """The model ``name`` with the weights at ``checkpoint``, or its shipped weights of ``regime``.
@@ -102,6 +104,10 @@ class Engine:
             _synchronize(self.device)
             ms = (time.perf_counter() - start) * 1000
         return out.clamp(0, 1).float().cpu(), ms
+
+    def infer(self, model: nn.Module, y_delta: torch.Tensor) -> torch.Tensor:
+        """``forward``'s image, in one batch with concurrent calls of the same model and shape (``batching``)."""
+        return self.batcher(model, y_delta.to(torch.float32))
 
     def network(self, name: str, checkpoint: str | Path | None = None, regime: str = "course",
                 architecture: str | None = None) -> Network | Unavailable:  # fmt: skip

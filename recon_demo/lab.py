@@ -15,6 +15,8 @@ import hashlib
 import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -203,6 +205,7 @@ class LabResult:
     activations: dict[str, np.ndarray] = field(default_factory=dict)  # name → first-layer grid in [0, 1]
     badges: dict[str, str] = field(default_factory=dict)  # name → "trained for …" where the setting differs
     device: str = "cpu"
+    compute_ms: float = 0.0  # the methods run for this call (cached reconstructions count 0), milliseconds
 
     def by_name(self, name: str) -> Reconstruction | None:
         return next((r for r in self.reconstructions if r.name == name), None)
@@ -220,6 +223,7 @@ class Lab:
         self._checkpoint_dir = Path(tempfile.mkdtemp(prefix="recon-demo-checkpoints-"))
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        self._flights: dict[tuple, tuple[threading.Lock, int]] = {}  # measurement → (its lock, callers using it)
 
     # -- images and measurements --------------------------------------------------------------------
 
@@ -317,24 +321,25 @@ class Lab:
         # selection runs that model alone.
         measurement_key = (setting.image, setting.operator, setting.noise, setting.seed, setting.regime, with_lpips, assumed)
         wanted = (*setting.models, "input")  # "input": the measurement itself, the table's first row
-        with self._lock:
-            done = {m: self._reconstructions[(measurement_key, m)] for m in wanted if (measurement_key, m) in self._reconstructions}
-        todo = [m for m in wanted if m not in done]
-        networks = [m for m in todo if m not in BASELINES]
-        baselines = [m for m in todo if m in BASELINES]
-        own = {m: self._checkpoint_file(m) for m in networks if is_own_checkpoint(m)}
-        recs = self.engine.reconstruct(
-            y_delta, networks, baselines=baselines, operator=K, x_true=x_true, regime=setting.regime,
-            with_lpips=with_lpips, checkpoints=own, architectures={m: architecture_of(m) for m in own}, report=report,
-            with_activations=bool(max_channels),
-        )  # fmt: skip
-        for r in recs:
-            if r.image is None and not is_own_checkpoint(r.name) and self.engine.manifest.find(r.name, setting.regime) is None:
-                r.error = f"no {setting.regime} weights shipped yet"  # the engine's text speaks to CLI users
-            act = activation_grid(r.activation, max_channels) if r.activation is not None else None
-            r.activation = None  # the grid is what the lab keeps
-            done[r.name] = (r, act)
-            self._remember(self._reconstructions, (measurement_key, r.name), (r, act))
+        with self._one_at_a_time(measurement_key):  # the same request from many students at once: computed once
+            done = self._cached(measurement_key, wanted, with_activations=bool(max_channels))
+            todo = [m for m in wanted if m not in done]
+            networks = [m for m in todo if m not in BASELINES]
+            baselines = [m for m in todo if m in BASELINES]
+            own = {m: self._checkpoint_file(m) for m in networks if is_own_checkpoint(m)}
+            recs = self.engine.reconstruct(
+                y_delta, networks, baselines=baselines, operator=K, x_true=x_true, regime=setting.regime,
+                with_lpips=with_lpips, checkpoints=own, architectures={m: architecture_of(m) for m in own}, report=report,
+                with_activations=bool(max_channels),
+            )  # fmt: skip
+            compute_ms = sum(r.ms for r in recs)
+            for r in recs:
+                if r.image is None and not is_own_checkpoint(r.name) and self.engine.manifest.find(r.name, setting.regime) is None:
+                    r.error = f"no {setting.regime} weights shipped yet"  # the engine's text speaks to CLI users
+                act = activation_grid(r.activation, max_channels) if r.activation is not None else None
+                r.activation = None  # the grid is what the lab keeps
+                done[r.name] = (r, act)
+                self._remember(self._reconstructions, (measurement_key, r.name), (r, act))
         recs = [done[m][0] for m in setting.models]
         acts = {m: done[m][1] for m in setting.models if done[m][1] is not None}
         return LabResult(
@@ -347,7 +352,32 @@ class Lab:
             activations=acts,
             badges={name: text for name in setting.models if name not in BASELINES and (text := self.badge(name, setting))},
             device=str(self.engine.device),
+            compute_ms=compute_ms,
         )
+
+    def _cached(self, measurement_key: tuple, wanted: tuple[str, ...], with_activations: bool) -> dict[str, tuple]:
+        """The cached (reconstruction, activation grid) of each wanted method; a network cached without its
+        activations (an API call computes none) counts as missing when they are wanted."""
+        with self._lock:
+            found = {m: self._reconstructions[(measurement_key, m)] for m in wanted if (measurement_key, m) in self._reconstructions}
+        return {m: e for m, e in found.items() if not with_activations or m in BASELINES or e[1] is not None or e[0].image is None}
+
+    @contextmanager
+    def _one_at_a_time(self, key: tuple) -> Iterator[None]:
+        """One computation at a time per measurement: a second caller waits, then finds the first's results cached."""
+        with self._lock:
+            lock, users = self._flights.get(key, (threading.Lock(), 0))
+            self._flights[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._lock:
+                users = self._flights[key][1] - 1
+                if users:
+                    self._flights[key] = (lock, users)
+                else:
+                    del self._flights[key]
 
     def _checkpoint_file(self, key: str) -> Path:
         with self._lock:

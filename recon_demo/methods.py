@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from recon_demo.metrics import compute_metrics
+from recon_demo.metrics import compute_metrics, lpips_distances
+from recon_demo.pretrained import PretrainedUnavailable
 from recon_demo.progress import Report, no_progress
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ class Network:
     model: torch.nn.Module
 
     def __call__(self, y_delta: torch.Tensor, operator: Any = None) -> torch.Tensor:
-        return self.engine.forward(self.model, y_delta)[0]
+        return self.engine.infer(self.model, y_delta)
 
     def first_layer(self, y_delta: torch.Tensor, operator: Any = None) -> torch.Tensor:
         """What the first convolution sees: its output (C, H, W) on ``y_delta``."""
@@ -108,7 +109,7 @@ class FBPNetwork:
     filter: str = "ramp"
 
     def __call__(self, y_delta: torch.Tensor, operator: Any) -> torch.Tensor:
-        return self.engine.forward(self.model, operator.fbp(y_delta, self.filter))[0]
+        return self.engine.infer(self.model, operator.fbp(y_delta, self.filter))
 
 
 @dataclass
@@ -149,9 +150,20 @@ def run_methods(
         x_rec = method(y_delta, operator)
         ms = (time.perf_counter() - start) * 1000
         image = x_rec[0, 0].detach().cpu().numpy()
-        metrics = compute_metrics(image, x_true, y_delta=y_delta if with_dc else None, operator=operator if with_dc else None,
-                                  with_lpips=with_lpips)  # fmt: skip
+        metrics = compute_metrics(image, x_true, y_delta=y_delta if with_dc else None, operator=operator if with_dc else None)
         activation = method.first_layer(y_delta, operator) if with_activations and hasattr(method, "first_layer") else None
         results.append(Reconstruction(method.name, method.label, image, ms, metrics, activation=activation))
         report(i, len(methods), method.label)
+    if with_lpips and x_true is not None:
+        add_lpips([r for r in results if r.image is not None], x_true)
     return results
+
+
+def add_lpips(results: list[Reconstruction], x_true: torch.Tensor) -> None:
+    """Every result's LPIPS in one batch (``metrics.lpips_distances``); left ``None`` where LPIPS is unavailable."""
+    try:
+        distances = lpips_distances([r.image for r in results], x_true)
+    except PretrainedUnavailable:
+        return
+    for r, d in zip(results, distances):
+        r.metrics["lpips"] = d

@@ -1,6 +1,8 @@
 """Image-quality metrics as the lecture computes them, as small objects the UI can rank by.
 
-MSE, PSNR and SSIM are scikit-image's with ``data_range=1`` on float images in [0, 1]; LPIPS is
+MSE, PSNR and SSIM are scikit-image's with ``data_range=1`` on float images in [0, 1] (MSE and PSNR as its
+``simple_metrics`` computes them, written here because importing that module imports ``scipy.stats``, 0.6 s of
+the app's start; ``tests/test_metrics.py`` checks them against scikit-image's own); LPIPS is
 ``lpips.LPIPS(net="alex")`` v0.1 on the grey image repeated to three channels and mapped to [-1, 1];
 data consistency ``||K x_rec − y_delta|| / ||y_delta||`` asks how well a reconstruction explains the
 measurement, which end-to-end networks do not enforce. Each ``Metric`` knows whether lower is better.
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
+from skimage.metrics import structural_similarity  # its module imports scipy.ndimage only
 
 from recon_demo.operators import Blur
 from recon_demo.pretrained import PretrainedUnavailable, build_lpips_alex
@@ -39,17 +41,22 @@ def _as_batch(x: torch.Tensor | np.ndarray) -> torch.Tensor:
     return t  # (N, 1, H, W)
 
 
+def _mean_squared_error(a: np.ndarray, b: np.ndarray) -> np.float64:
+    """scikit-image's ``mean_squared_error`` on float32 images: the difference in float32, the mean in float64."""
+    return np.mean((a - b) ** 2, dtype=np.float64)
+
+
 def mse(x_rec, x_true) -> float:
     """Mean squared error."""
-    return float(mean_squared_error(_as_image(x_true), _as_image(x_rec)))
+    return float(_mean_squared_error(_as_image(x_true), _as_image(x_rec)))
 
 
 def psnr(x_rec, x_true) -> float:
-    """Peak signal-to-noise ratio in dB, peak 1 (infinite for identical images)."""
+    """Peak signal-to-noise ratio in dB, peak 1 (infinite for identical images): scikit-image's, ``data_range=1``."""
     a, b = _as_image(x_true), _as_image(x_rec)
     if np.array_equal(a, b):
         return float("inf")
-    return float(peak_signal_noise_ratio(a, b, data_range=1))
+    return float(10 * np.log10(1.0 / _mean_squared_error(a, b)))
 
 
 def ssim(x_rec, x_true) -> float:
@@ -89,13 +96,28 @@ def lpips_status() -> tuple[bool, str]:
     return True, "LPIPS (AlexNet, v0.1) ready"
 
 
+def _lpips_input(x) -> torch.Tensor:
+    return _as_batch(_as_image(x)).repeat(1, 3, 1, 1) * 2 - 1  # grey → 3 channels, [0, 1] → [-1, 1]
+
+
 def lpips_distance(x_rec, x_true) -> float:
     """LPIPS distance; raises ``PretrainedUnavailable`` with the reason when the weights are missing."""
     model = _LPIPS.get()
-    a = _as_batch(_as_image(x_rec)).repeat(1, 3, 1, 1) * 2 - 1  # grey → 3 channels, [0, 1] → [-1, 1]
-    b = _as_batch(_as_image(x_true)).repeat(1, 3, 1, 1) * 2 - 1
     with torch.inference_mode():
-        return float(model(a, b).item())
+        return float(model(_lpips_input(x_rec), _lpips_input(x_true)).item())
+
+
+def lpips_distances(images: list, x_true) -> list[float]:
+    """``lpips_distance`` of each image to one reference, in one batch, the reference's features computed once
+    (``pretrained.LPIPSAlex``): a 3-method reconstruction took 4 LPIPS passes of 2 images each, now one of 5.
+    Raises ``PretrainedUnavailable`` like ``lpips_distance``."""
+    if not images:
+        return []
+    model = _LPIPS.get()
+    with torch.inference_mode():
+        feats = model.features(torch.cat([_lpips_input(x_true), *(_lpips_input(x) for x in images)]))
+        total = model.distance([f[1:] for f in feats], [f[:1] for f in feats]).flatten()
+    return [float(v) for v in total]
 
 
 def data_consistency(x_rec, y_delta, operator: Blur) -> float:

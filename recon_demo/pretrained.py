@@ -12,12 +12,12 @@ from __future__ import annotations
 import importlib.util
 import io
 import pickle
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 # torchvision's file names for the two backbones, as they lie in ``<torch hub dir>/checkpoints``.
 HUB_FILES = {"alexnet": "alexnet-owt-7be5be79.pth", "vgg16": "vgg16-397923af.pth"}
@@ -98,17 +98,65 @@ def load_convs(module: nn.Module, backbone: str) -> str:
     return source
 
 
+class LPIPSAlex(nn.Module):
+    """LPIPS v0.1 with the AlexNet trunk: what ``lpips.LPIPS(net="alex")`` computes (not spatial), built here so
+    that neither lpips nor torchvision is imported: importing them took 1.7 s of the app's first reconstruction
+    (``tests/test_metrics.py`` checks the distances against ``lpips.LPIPS`` itself).
+
+    ``forward(in0, in1)`` takes images in [-1, 1] of shape (N, 3, H, W) and gives (N, 1, 1, 1), as lpips does;
+    ``features`` and ``distance`` let a caller compute one reference's features once for many images.
+    """
+
+    SHIFT = (-0.030, -0.088, -0.188)  # lpips' ScalingLayer
+    SCALE = (0.458, 0.448, 0.450)
+    CHANNELS = (64, 192, 384, 256, 256)
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("shift", torch.tensor(self.SHIFT)[None, :, None, None])
+        self.register_buffer("scale", torch.tensor(self.SCALE)[None, :, None, None])
+        self.convs = nn.ModuleList([
+            nn.Conv2d(3, 64, 11, stride=4, padding=2), nn.Conv2d(64, 192, 5, padding=2), nn.Conv2d(192, 384, 3, padding=1),
+            nn.Conv2d(384, 256, 3, padding=1), nn.Conv2d(256, 256, 3, padding=1),
+        ])  # fmt: skip  (torchvision's alexnet().features; a 3×3/2 max-pool precedes the second and third)
+        self.lins = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in self.CHANNELS)
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The five ReLU outputs, each normalised over channels (lpips' ``normalize_tensor``)."""
+        h, out = (x - self.shift) / self.scale, []
+        for i, conv in enumerate(self.convs):
+            if i in (1, 2):
+                h = F.max_pool2d(h, 3, 2)
+            h = F.relu(conv(h))
+            out.append(h / (h.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-10))
+        return out
+
+    def distance(self, feats0: list[torch.Tensor], feats1: list[torch.Tensor]) -> torch.Tensor:
+        """(N, 1, 1, 1): the calibrated, spatially averaged squared feature differences, summed over the layers."""
+        return sum(lin((f0 - f1) ** 2).mean(dim=(2, 3), keepdim=True) for lin, f0, f1 in zip(self.lins, feats0, feats1))
+
+    def forward(self, in0: torch.Tensor, in1: torch.Tensor) -> torch.Tensor:
+        return self.distance(self.features(in0), self.features(in1))
+
+
+def _lpips_lin_weights() -> Path:
+    spec = importlib.util.find_spec("lpips")  # locates the package without importing it (that imports torchvision)
+    if spec is None or not spec.submodule_search_locations:
+        raise PretrainedUnavailable("the package lpips is not installed (its calibrated linear layers are needed)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "weights" / "v0.1" / "alex.pth"
+    if not path.is_file():
+        raise PretrainedUnavailable(f"the lpips package has no {path}")
+    return path
+
+
 def build_lpips_alex() -> nn.Module:
-    """``lpips.LPIPS(net="alex")`` v0.1 with its ImageNet AlexNet trunk loaded offline, in eval mode."""
-    try:
-        import lpips
-    except ImportError as err:
-        raise PretrainedUnavailable(f"the package lpips is not installed ({err})") from None
-    # pnet_rand=True stops torchvision from fetching the trunk; the calibrated linear layers ship with lpips.
-    with warnings.catch_warnings():  # lpips calls torchvision's deprecated `pretrained=` argument
-        warnings.simplefilter("ignore", UserWarning)
-        model = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
-    load_convs(model.net, "alexnet")
+    """LPIPS v0.1 (AlexNet) with its ImageNet trunk loaded offline and lpips' linear layers, in eval mode."""
+    model = LPIPSAlex()
+    state = torch.load(_lpips_lin_weights(), map_location="cpu", weights_only=True)
+    with torch.no_grad():
+        for i, lin in enumerate(model.lins):
+            lin.weight.copy_(state[f"lin{i}.model.1.weight"])
+    load_convs(model.convs, "alexnet")
     return model.eval().requires_grad_(False)
 
 

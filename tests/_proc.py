@@ -6,22 +6,13 @@ one. What a test asserts is what the server says it did (its log lines) and boun
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
 
+from recon_demo.loadtest import cpu_seconds, memory_mb
 
-def memory_mb(pid: int) -> tuple[float, float]:
-    """(current RSS, peak RSS) of a process in MB."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds the process has used (fields 14 and 15 of /proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+__all__ = ["cpu_over", "cpu_seconds", "log_size", "memory_mb", "wait_for_line"]
 
 
 def cpu_over(pid: int, seconds: float) -> float:

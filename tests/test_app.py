@@ -11,6 +11,7 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from recon_demo.activations import conv_layers
 from recon_demo.lab import Setting, SettingError
@@ -54,7 +55,9 @@ def test_reconstruct_handler_fills_every_panel(lab):
     assert acts["visible"] and [c for _, c in acts["value"]] == ["CNN: first layer"]
     assert len(errors) == 2 and errors[0][0].shape == (256, 256, 3)
     assert [v for _, v in left["choices"]] == ["x_true", "y_delta", "cnn", "tv"] and right["value"] == "tv"
-    assert compare[0].shape == compare[1].shape == (256, 256)
+    # each picture is encoded once: the gallery, the slider and the downloads share the files
+    assert compare == (outputs[1][0], outputs[-1][0]) and all(Image.open(p).size == (256, 256) for p in compare)
+    assert {outputs[2][0], outputs[3][0]} <= set(downloads) and Image.open(acts["value"][0][0]).mode == "L"
     assert table[0][0] == "Measurement" and any(row[0] == "CNN" and float(row[2]) > 0 for row in table)
     assert sorted(p.rsplit("_", 1)[-1] for p in downloads) == ["cnn.png", "metrics.csv", "tv.png"]
     assert result.setting.models == ("cnn", "rescnn", "tv")

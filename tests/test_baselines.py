@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from recon_demo import baselines
 from recon_demo.baselines import BASELINES, get_baseline
 from recon_demo.errors import UnknownName
 from recon_demo.images import load_example, protocol_tensor
@@ -50,3 +51,14 @@ def test_baselines_keep_the_shape_and_range(name):
 def test_unknown_baseline():
     with pytest.raises(UnknownName, match="known baselines: input"):
         get_baseline("bm3d")
+
+
+def test_our_wiener_is_scikit_images_to_the_bit():
+    # written out so the app's start does not import skimage.restoration (and scipy.signal with it)
+    from skimage.restoration import wiener
+
+    rng = np.random.default_rng(3)
+    image = rng.random((90, 70))
+    psf = OperatorSpec().kernel().numpy().astype(np.float64)
+    for balance in (0.02, 0.5):
+        assert np.array_equal(baselines.wiener_hunt(image, psf, balance), wiener(image, psf, balance, clip=False))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import torch
+
 from recon_demo.__main__ import main as cli
+from recon_demo.bench import APP_KEYS
 from recon_demo.models import list_models
 
-KEYS = {"engine_all_ms", "lecture_loop_all_ms", "speedup", "sgemm_gflops", "efficiency", "cold_start_s", "roundtrip_ms",
-        "per_model", "device"}  # fmt: skip
+KEYS = {"engine_all_ms", "lecture_loop_all_ms", "speedup", "sgemm_gflops", "efficiency", "per_model", "device", *APP_KEYS}
 
 
 def test_quick_bench_reports_every_figure(capsys):
@@ -23,7 +26,7 @@ def test_quick_bench_reports_every_figure(capsys):
     assert report["max_abs_diff"] < 1e-4  # the engine's answers are the plain loop's
     assert 88 < report["gflop_all"] < 90  # the seven architectures' FLOPs at 256² (the issue's 89.5 with its counter)
     assert report["sgemm_gflops"] > 0 and report["efficiency"] > 0 and report["train_steps_per_s"] > 0
-    assert report["cold_start_s"] is None and report["roundtrip_ms"] is None  # the app is measured in full mode only
+    assert all(report[key] is None for key in APP_KEYS)  # the app is measured in full mode only
     step = report["train_step_ms"]
     assert set(step) == {"fp32", "bf16"} and step["fp32"] > 0
     if report["amp_supported"]:  # a CPU with bf16 instructions (or a GPU): both measured
@@ -43,3 +46,36 @@ def test_without_native_bf16_the_bench_says_amp_is_not_supported(monkeypatch):
 def test_bench_refuses_bad_flags(capsys):
     assert cli(["bench", "--repeats", "0"]) == 2
     assert "--repeats must be in [1, 1000]" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_app_section_splits_the_round_trip_and_measures_the_idle_server(trained_weights):
+    from recon_demo.bench import app_section
+
+    r = app_section(trained_weights, repeats=2, device=torch.device("cpu"), with_classroom=False)
+    assert set(r) == set(APP_KEYS) - {"classroom"}
+    assert r["app_start_s"] == pytest.approx(r["cold_start_s"] - r["import_floor_s"], abs=0.011) and r["import_floor_s"] > 0
+    split = r["roundtrip_split_ms"]
+    assert set(split) == {"metrics_and_measurement", "png_encoding", "transport_and_queue"}
+    assert r["roundtrip_overhead_ms"] == pytest.approx(r["roundtrip_ms"] - r["roundtrip_compute_ms"], abs=0.2)
+    assert sum(split.values()) == pytest.approx(r["roundtrip_overhead_ms"], abs=0.5)  # the parts make the whole
+    assert 0 <= r["idle_cpu_fraction"] < 0.5
+
+
+@pytest.mark.slow
+def test_the_gpu_script_runs_on_the_cpu_and_writes_one_json(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    out = tmp_path / "gpu.json"
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(["bash", "benchmarks/gpu.sh", "--cpu", str(out)], cwd=root, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["device"] == "cpu" and report["gpu"] is None and report["targets"] is None
+    assert report["bench"]["device"] == "cpu" and list(report["bench"]["per_model"]) == list_models()
+    tests = report["cuda_tests"]
+    assert tests["failures"] == tests["errors"] == 0 and tests["exit_status"] in (0, 5)
+    if not torch.cuda.is_available():
+        assert tests["tests"] == tests["skipped"] > 0  # the CUDA tests were collected and skipped themselves
+    assert "gpu.sh: " in done.stdout

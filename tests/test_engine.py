@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -92,3 +94,58 @@ def test_engine_matches_the_plain_lecture_loop(name):
     out, ms = engine.forward(prepared, y)
     assert out.is_contiguous() and ms > 0
     assert (out - expected).abs().max() < 1e-4
+
+
+def together(engine: Engine, model, inputs: list[torch.Tensor]) -> list:
+    """``engine.infer(model, y)`` for each input at once, while another request is held in flight (so they wait
+    for company and batch; the batch closes when full, at ``len(inputs)``): each output, or the exception raised."""
+    engine.batcher.window_s, engine.batcher.max_batch = 30.0, len(inputs)
+    blocker, started, release = torch.nn.Identity(), threading.Event(), threading.Event()
+    original = engine.batcher._run
+
+    def run(m, x):
+        if m is blocker:
+            started.set()
+            release.wait(30)
+        return original(m, x)
+
+    engine.batcher._run = run
+    holder = threading.Thread(target=engine.batcher, args=(blocker, torch.zeros(1, 1, 8, 8)))
+    holder.start()
+    try:
+        assert started.wait(30)
+        with ThreadPoolExecutor(len(inputs)) as pool:
+            futures = [pool.submit(engine.infer, model, y) for y in inputs]
+            return [f.exception(30) or f.result() for f in futures]
+    finally:
+        release.set()
+        holder.join(30)
+        engine.batcher._run = original
+
+
+def test_concurrent_calls_run_as_one_batch_equal_to_unbatched_ones():
+    torch.manual_seed(0)
+    engine = Engine("cpu", manifest=Manifest([], "."))
+    model = engine.prepare(create_model("unet"))
+    inputs = [torch.rand(1, 1, 64, 64) for _ in range(4)]
+    batched = together(engine, model, inputs)
+    assert engine.batcher.batch_sizes == [1, 4]  # the held request alone, then the four together
+    for y, out in zip(inputs, batched):
+        assert out.shape == (1, 1, 64, 64)
+        assert (out - engine.forward(model, y)[0]).abs().max() < 1e-5  # float rounding of another batch size
+
+
+def test_a_lone_call_runs_at_once_and_a_failing_batch_tells_every_caller():
+    engine = Engine("cpu", manifest=Manifest([], "."))
+    model = engine.prepare(create_model("cnn"))
+    engine.batcher.window_s = 30.0
+    engine.infer(model, torch.rand(1, 1, 32, 32))  # alone on the server: no wait for company (else 30 s here)
+    assert engine.batcher.batch_sizes == [1]
+
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            raise RuntimeError("out of memory")
+
+    errors = together(engine, Broken(), [torch.rand(1, 1, 16, 16) for _ in range(3)])
+    assert all(isinstance(e, RuntimeError) and "out of memory" in str(e) for e in errors)
+    assert engine.infer(model, torch.rand(1, 1, 32, 32)).shape == (1, 1, 32, 32)  # the batcher still serves

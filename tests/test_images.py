@@ -4,6 +4,7 @@ import io
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from recon_demo import images
@@ -85,6 +86,17 @@ def test_resize_follows_the_lecture():
     x = images.to_tensor(Image.new("L", (600, 300), 128), size=256)
     assert x.shape == (1, 1, 256, 512)
     assert images.to_tensor(np.zeros((10, 12), np.float32), size=None).shape == (1, 1, 10, 12)
+
+
+@pytest.mark.parametrize("shape", [(300, 600), (601, 300), (256, 256), (97, 131), (512, 512), (1, 2, 333, 257)])
+def test_resize_equals_torchvisions_to_the_bit(shape):
+    # our resize avoids importing torchvision at start; it must stay the lecture's transform exactly
+    from torchvision.transforms import functional as TF
+
+    x = torch.rand(*shape if len(shape) > 2 else (1, *shape), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(images.resize(x, 256), TF.resize(x, [256], antialias=True))
+    img = images.load_example("coffee")
+    assert torch.equal(images.protocol_tensor(img), TF.resize(TF.to_tensor(img.convert("L")), [256], antialias=True)[None])
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -149,3 +150,27 @@ def test_lab_inspect_returns_what_the_inspect_tab_shows(lab):
     assert "untrained" in wide.note and wide.total_channels == 128 and len(wide.channels) == 64
     with pytest.raises(ValueError, match="colour scale"):
         lab.inspect(Setting.of(), "cnn", scale="rainbow")
+
+
+def test_the_same_request_from_many_students_is_computed_once(lab, monkeypatch):
+    calls = []
+    reconstruct = lab.engine.reconstruct
+
+    def counting(y_delta, models=(), **kw):
+        calls.append((tuple(models), tuple(kw.get("baselines", ()))))
+        return reconstruct(y_delta, models, **kw)
+
+    monkeypatch.setattr(lab.engine, "reconstruct", counting)
+    setting = Setting.of(image="coffee", seed=4242, models=("cnn", "wiener"))
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(lambda _: lab.run(setting), range(6)))
+    computed = [c for c in calls if c != ((), ())]
+    assert computed == [(("cnn",), ("wiener", "input"))]  # one computation; the other five found it cached
+    assert all(r.by_name("cnn").metrics == results[0].by_name("cnn").metrics for r in results)
+    assert {r.compute_ms > 0 for r in results} == {True, False}  # the first computed, the rest were served
+
+
+def test_an_api_result_without_activations_is_completed_when_the_page_wants_them(lab):
+    setting = Setting.of(image="coffee", seed=4343, models=("cnn",))
+    assert lab.run(setting, max_channels=0).activations == {}
+    assert list(lab.run(setting).activations) == ["cnn"]

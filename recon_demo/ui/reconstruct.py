@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from functools import cache, partial
+from pathlib import Path
 from urllib.parse import urlencode
 
 import gradio as gr
@@ -90,6 +91,7 @@ class ReconstructTab:
     run: object  # the handler: run_inputs' values → run_outputs
     run_inputs: list  # the controls, then the error-map checkbox
     run_outputs: list
+    examples: gr.Gallery  # the catalogue's thumbnails, filled by the app's load event (made once, 0.25 s, not at start)
 
 
 def build(lab: Lab) -> ReconstructTab:
@@ -100,10 +102,8 @@ def build(lab: Lab) -> ReconstructTab:
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=300, elem_id="controls_col"):
             image = gr.Dropdown(image_choices(), value=default.image, label="Image", elem_id="image")
-            gallery = gr.Gallery(
-                value=thumbnails, label="Examples: click one", columns=6, height=150, allow_preview=False, show_label=True,
-                elem_id="examples",
-            )  # fmt: skip  (a callable: filled when a page opens, so the server listens sooner)
+            gallery = gr.Gallery(label="Examples: click one", columns=6, height=150, allow_preview=False, show_label=True,
+                                 elem_id="examples")  # fmt: skip  (filled when a page opens: ``ReconstructTab.examples``)
             upload = gr.File(label="…or upload (PNG, JPEG, TIFF, 16-bit, RGBA, DICOM)", file_types=UPLOAD_TYPES, height=90)
             with gr.Group():
                 blur = gr.Radio(list(BLUR_TYPES), value=default.operator.blur, label="Blur", elem_id="blur")
@@ -213,7 +213,7 @@ def build(lab: Lab) -> ReconstructTab:
         return "?" + urlencode(setting_from(*values).to_query())
 
     share.click(query, inputs, link, api_visibility="private").then(None, link, link, js=COPY_LINK_JS)
-    return ReconstructTab(controls, result_state, status, run, run_inputs, run_outputs)
+    return ReconstructTab(controls, result_state, status, run, run_inputs, run_outputs, gallery)
 
 
 def accept_upload(lab: Lab, file) -> dict:
@@ -273,8 +273,11 @@ def thumbnails() -> list[tuple[np.ndarray, str]]:
 
 
 def _render(result: LabResult, sort_by: str, show_errors: bool) -> tuple:
+    # Every picture is encoded once, here (``pictures.PNG_LEVEL``), and the gallery, the slider and the downloads
+    # share its file: handing gradio arrays made it encode each at zlib's default level, 240 ms a result here.
     s = result.setting
-    outputs = [(to_uint8(result.x_true), "ground truth"), (to_uint8(result.y_delta), f"measurement: {s.operator.describe()}, δ {s.noise:g}")]
+    files = _picture_files(result)
+    outputs = [(files["x_true"], "ground truth"), (files["y_delta"], f"measurement: {s.operator.describe()}, δ {s.noise:g}")]
     missing = []
     for r in result.reconstructions:
         if r.image is None:
@@ -283,12 +286,13 @@ def _render(result: LabResult, sort_by: str, show_errors: bool) -> tuple:
         caption = f"{r.label}: {r.metrics['psnr']:.2f} dB, SSIM {r.metrics['ssim']:.3f}"
         if r.name in result.badges:
             caption += f" ⚠ {result.badges[r.name]}"
-        outputs.append((to_uint8(r.image), caption))
-    acts = [(to_uint8(grid), f"{choice_label(name)}: first layer") for name, grid in result.activations.items()]
+        outputs.append((files[r.name], caption))
+    acts = [(files[f"act:{name}"], f"{choice_label(name)}: first layer") for name in result.activations]
     names = _pair_choices(result)
     status = f"Device: **{result.device}**. " + (" ".join(f"⚠ {choice_label(n)} is {t}." for n, t in result.badges.items()))
     availability = "\n\n".join(missing) if missing else ""
     rows = metrics_rows(result, sort_by)
+    left, right = names[1][1], names[-1][1]
     return (
         psf_preview(result.kernel),
         status,
@@ -296,12 +300,28 @@ def _render(result: LabResult, sort_by: str, show_errors: bool) -> tuple:
         outputs,
         gr.update(value=acts, visible=bool(acts)),
         _error_gallery(result) if show_errors else None,
-        gr.update(choices=names, value=names[1][1]),
-        gr.update(choices=names, value=names[-1][1]),
-        _pair(result, names[1][1], names[-1][1]),
+        gr.update(choices=names, value=left),
+        gr.update(choices=names, value=right),
+        (files[left], files[right]),
         rows,
-        _downloads(result, rows),
+        _downloads(result, rows, files),
     )
+
+
+def _picture_files(result: LabResult) -> dict[str, str]:
+    """Each picture of a result as a PNG file, encoded once: "x_true", "y_delta", each reconstruction by name
+    (``IMAGE_NAME_reconstruction.png``, the download's name) and "act:NAME" for each activation grid."""
+    folder = scratch_dir()
+    stem = result.setting.image.replace(":", "-")[:20]
+    pictures = {"x_true": result.x_true, "y_delta": result.y_delta}
+    pictures |= {r.name: r.image for r in result.reconstructions if r.image is not None}
+    pictures |= {f"act:{name}": grid for name, grid in result.activations.items()}
+    files = {}
+    for key, image in pictures.items():
+        path = folder / f"{stem}_{key.replace(':', '-')}.png"
+        path.write_bytes(png_bytes(image))
+        files[key] = str(path)
+    return files
 
 
 def _pair_choices(result: LabResult) -> list[tuple[str, str]]:
@@ -329,15 +349,9 @@ def _error_gallery(result: LabResult) -> list:
     return [(error_map(r.image, result.x_true), f"{r.label}: |x_rec − x_true|") for r in result.reconstructions if r.image is not None]
 
 
-def _downloads(result: LabResult, rows: list[list]) -> list[str]:
-    folder = scratch_dir()
-    stem = result.setting.image.replace(":", "-")[:20]
-    files = []
-    for r in result.reconstructions:
-        if r.image is not None:
-            path = folder / f"{stem}_{r.name}.png"
-            path.write_bytes(png_bytes(r.image))
-            files.append(str(path))
-    csv_path = folder / f"{stem}_metrics.csv"
+def _downloads(result: LabResult, rows: list[list], files: dict[str, str]) -> list[str]:
+    """The reconstructions' PNGs (the files the gallery shows) and the metrics as CSV."""
+    pngs = [files[r.name] for r in result.reconstructions if r.image is not None]
+    csv_path = Path(pngs[0] if pngs else files["x_true"]).with_name(f"{result.setting.image.replace(':', '-')[:20]}_metrics.csv")
     csv_path.write_text(metrics_csv(rows))
-    return files + [str(csv_path)]
+    return pngs + [str(csv_path)]

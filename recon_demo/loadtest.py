@@ -1,0 +1,116 @@
+"""The served app under measurement: start ``app.py``, read a process's CPU time and memory, and a classroom at once.
+
+The bench (``python -m recon_demo bench``) and the load tests (``tests/test_load.py``) share these. Only
+127.0.0.1 is contacted; every wait is bounded. The process figures come from ``/proc`` (Linux): elsewhere
+they are ``None``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CLASSROOM = (30, 5, 3)  # the issue's classroom: clients, reconstructions each, trainings beside them
+CLASSROOM_MODELS = ("cnn,wiener", "cnn,tv", "cnn,rl,wiener")  # what the clients ask, in turn
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(weights: Path | None = None, log=subprocess.DEVNULL, timeout: float = 120,
+              env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:  # fmt: skip
+    """``python app.py`` on a free loopback port, started and listening: (the process, its URL). Raises
+    ``RuntimeError`` when it exits or does not listen within ``timeout`` seconds."""
+    port = free_port()
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
+    if weights is not None:
+        env["RECON_WEIGHTS_DIR"] = str(weights)
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, f"http://127.0.0.1:{port}/"
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("app.py did not start") from None
+            time.sleep(0.05)
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """(current RSS, peak RSS) of a process in MB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process has used (fields 14 and 15 of /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu_fraction(pid: int, seconds: float = 10.0) -> float | None:
+    """The share of one core the process uses over ``seconds`` of wall time (``None`` without /proc)."""
+    if not Path(f"/proc/{pid}/stat").exists():
+        return None
+    before = cpu_seconds(pid)
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - before) / seconds
+
+
+def _reconstructions(url: str, client_id: int, n: int) -> list[float]:
+    from gradio_client import Client
+
+    client = Client(url, verbose=False)
+    times = []
+    for i in range(n):
+        start = time.perf_counter()
+        out = client.predict(image=("camera", "moon", "coffee")[i % 3], angle=10 + client_id, seed=client_id * 100 + i,
+                             models=CLASSROOM_MODELS[client_id % 3], api_name="/reconstruct")  # fmt: skip
+        if not all(r["png_base64"] for r in out["results"]):
+            raise RuntimeError(f"a reconstruction came back without its image: {out['results']}")
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _training(url: str) -> float:
+    from gradio_client import Client
+
+    start = time.perf_counter()
+    study = Client(url, verbose=False).predict(configurations="MSE,SSIM", epochs=2, images=8, size=64, api_name="/train")
+    if list(study["results"]) != ["MSE", "SSIM"]:
+        raise RuntimeError(f"a training ended without its results: {study}")
+    return time.perf_counter() - start
+
+
+def classroom(url: str, pid: int | None = None, clients: int = CLASSROOM[0], per_client: int = CLASSROOM[1],
+              trainings: int = CLASSROOM[2], timeout: float = 600) -> dict:  # fmt: skip
+    """``clients`` gradio clients reconstructing ``per_client`` times each (a new measurement each time) while
+    ``trainings`` small loss studies run: latency p50 / p95, throughput, and the server's memory. A failed
+    request raises (the first error, from its client)."""
+    _reconstructions(url, 0, 1)  # warm-up: weights loaded, LPIPS built
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients + trainings) as pool:
+        studies = [pool.submit(_training, url) for _ in range(trainings)]
+        runs = [pool.submit(_reconstructions, url, c, per_client) for c in range(clients)]
+        latencies = [t for f in runs for t in f.result(timeout=timeout)]
+        study_s = [f.result(timeout=timeout) for f in studies]
+    wall = time.perf_counter() - start
+    rss, peak = memory_mb(pid) if pid and Path(f"/proc/{pid}/status").exists() else (None, None)
+    return {
+        "clients": clients, "per_client": per_client, "trainings": trainings, "failed": 0, "wall_s": round(wall, 2),
+        "p50_ms": round(statistics.median(latencies) * 1000), "p95_ms": round(statistics.quantiles(latencies, n=20)[-1] * 1000),
+        "throughput_per_s": round(len(latencies) / wall, 2), "training_s_max": round(max(study_s, default=0), 1),
+        "rss_mb": rss and round(rss), "peak_rss_mb": peak and round(peak),
+    }  # fmt: skip

@@ -1,8 +1,8 @@
 """Classical deconvolution baselines: what a network has to beat.
 
-Wiener and Richardson-Lucy are scikit-image's (Wiener written out from its ``restoration.wiener`` with its
-``uft`` helpers, and RL and TV's denoiser imported on first use: importing ``skimage.restoration`` imports
-``scipy.signal``, 0.6 s of the app's start; ``tests/test_baselines.py`` checks Wiener against it). They convolve (``scipy.signal.convolve`` semantics),
+Wiener and Richardson-Lucy are scikit-image's (Wiener written out from its ``restoration.wiener`` with numpy's
+FFT, and RL and TV's denoiser imported on first use: ``skimage.restoration`` imports ``scipy.signal`` and
+``scipy.fft``, 0.9 s of the app's start; ``tests/test_baselines.py`` checks Wiener against it). They convolve (``scipy.signal.convolve`` semantics),
 while our ``K`` correlates, so they receive the kernel flipped in both axes. Both assume a blur without
 borders (Wiener is periodic), so the measurement is first extended by replicating its edge over two kernel
 widths and the result cropped back: measured on camera at the lecture setting, this lifts Wiener from
@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from skimage.restoration import uft
 
 from recon_demo.errors import UnknownName
 from recon_demo.operators import Blur
@@ -40,16 +39,27 @@ def wiener_deconvolution(y_delta: np.ndarray, kernel: np.ndarray, balance: float
     return wiener_hunt(padded, np.ascontiguousarray(kernel[::-1, ::-1]), balance)[inner, inner]
 
 
+LAPLACIAN = np.array([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]])  # Wiener-Hunt's regulariser
+
+
+def _transfer_function(impulse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """scikit-image's ``uft.ir2tf`` in 2-D: the impulse response zero-padded to ``shape``, its centre rolled to the
+    origin, and its real FFT."""
+    padded = np.zeros(shape)
+    h, w = impulse.shape
+    padded[:h, :w] = impulse
+    padded = np.roll(np.roll(padded, -(h // 2), axis=0), -(w // 2), axis=1)
+    return np.fft.rfft2(padded)
+
+
 def wiener_hunt(image: np.ndarray, psf: np.ndarray, balance: float) -> np.ndarray:
-    """scikit-image's ``restoration.wiener(image, psf, balance, clip=False)`` for a real float64 image (its
-    Laplacian prior, its order of operations)."""
-    reg, _ = uft.laplacian(image.ndim, image.shape, is_real=True)
+    """scikit-image's ``restoration.wiener(image, psf, balance, clip=False)`` for a real 2-D image (its Laplacian
+    prior, unitary FFTs), with numpy's FFT where it uses scipy's: equal to 1e-12 (``tests/test_baselines.py``)."""
     image = image.astype(np.float64, copy=False)
-    psf = psf.real.astype(np.float64, copy=False)
-    reg = reg.real.astype(np.float64, copy=False)
-    trans_func = uft.ir2tf(psf, image.shape, is_real=True) if psf.shape != reg.shape else psf
+    reg = _transfer_function(LAPLACIAN, image.shape).real
+    trans_func = _transfer_function(psf.real.astype(np.float64, copy=False), image.shape)
     wiener_filter = np.conj(trans_func) / (np.abs(trans_func) ** 2 + balance * np.abs(reg) ** 2)
-    return uft.uirfftn(wiener_filter * uft.urfftn(image), shape=image.shape)
+    return np.fft.irfft2(wiener_filter * np.fft.rfft2(image, norm="ortho"), s=image.shape, norm="ortho")
 
 
 def richardson_lucy_deconvolution(y_delta: np.ndarray, kernel: np.ndarray, num_iter: int = 10) -> np.ndarray:

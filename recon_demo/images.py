@@ -12,6 +12,7 @@ Any user image becomes a grey float image in [0, 1] (``to_grayscale``), resized 
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import math
 from collections.abc import Callable
@@ -47,8 +48,30 @@ def _from_array(arr: np.ndarray) -> Image.Image:
     return Image.fromarray(arr)
 
 
+# scikit-image's data files that its loaders return unchanged: read with PIL, they give the same arrays
+# (``tests/test_images.py``) without importing ``skimage.io``, which took 0.5 s of the app's first reconstruction
+_SKIMAGE_FILES = {
+    "astronaut": "astronaut.png", "camera": "camera.png", "moon": "moon.png", "coffee": "coffee.png", "grass": "grass.png",
+    "clock": "clock_motion.png", "brick": "brick.png", "cell": "cell.png", "chelsea": "chelsea.png", "coins": "coins.png",
+    "gravel": "gravel.png", "hubble_deep_field": "hubble_deep_field.jpg", "immunohistochemistry": "ihc.png",
+    "page": "page.png", "retina": "retina.jpg", "rocket": "rocket.jpg", "text": "text.png",
+}  # fmt: skip
+
+
+def _skimage_file(name: str) -> Path | None:
+    spec = importlib.util.find_spec("skimage")  # locates the package without importing it
+    if name not in _SKIMAGE_FILES or spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / _SKIMAGE_FILES[name]
+    return path if path.is_file() else None
+
+
 def _skimage(name: str) -> Callable[[], Image.Image]:
     def load() -> Image.Image:
+        path = _skimage_file(name)
+        if path is not None:
+            with Image.open(path) as img:
+                return _from_array(np.asarray(img))
         from skimage import data
 
         arr = getattr(data, name)()

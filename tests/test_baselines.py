@@ -53,12 +53,13 @@ def test_unknown_baseline():
         get_baseline("bm3d")
 
 
-def test_our_wiener_is_scikit_images_to_the_bit():
-    # written out so the app's start does not import skimage.restoration (and scipy.signal with it)
+def test_our_wiener_is_scikit_images():
+    # written out so the app's start imports neither skimage.restoration nor scipy.signal and scipy.fft
     from skimage.restoration import wiener
 
     rng = np.random.default_rng(3)
     image = rng.random((90, 70))
     psf = OperatorSpec().kernel().numpy().astype(np.float64)
     for balance in (0.02, 0.5):
-        assert np.array_equal(baselines.wiener_hunt(image, psf, balance), wiener(image, psf, balance, clip=False))
+        expected = wiener(image, psf, balance, clip=False)
+        assert np.abs(baselines.wiener_hunt(image, psf, balance) - expected).max() < 1e-12

@@ -125,3 +125,13 @@ def test_animated_gif_gives_its_first_frame():
     buf = io.BytesIO()
     frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:])
     assert images.to_grayscale(images.open_image(buf.getvalue())).max() == 0
+
+
+def test_scikit_images_files_read_directly_are_its_loaders_arrays():
+    from skimage import data
+
+    for name in images._SKIMAGE_FILES:
+        path = images._skimage_file(name)
+        assert path is not None, name
+        with Image.open(path) as img:
+            assert np.array_equal(np.asarray(img), getattr(data, name)()), name

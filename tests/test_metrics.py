@@ -127,6 +127,18 @@ def test_compute_metrics_fills_what_the_references_allow(pair):
     assert set(compute_metrics(x_true, y_delta=y_delta, operator=K)) == {"dc"}
 
 
+def test_ssim_is_scikit_images():
+    # written out so the app's start imports neither scipy.ndimage nor scipy.stats; float64 where skimage uses float32
+    rng = np.random.default_rng(11)
+    x = protocol_tensor(load_example("camera"))[0, 0].numpy()
+    pairs = [(x, np.clip(x + rng.normal(0, s, x.shape).astype(np.float32), 0, 1)) for s in (0.01, 0.1)]
+    pairs += [(rng.random((31, 47), dtype=np.float32), rng.random((31, 47), dtype=np.float32)), (x, x)]
+    for a, b in pairs:
+        assert metrics.ssim(b, a) == pytest.approx(structural_similarity(a, b, data_range=1), abs=1e-6)
+    with pytest.raises(ValueError, match="at least 7×7"):
+        metrics.ssim(np.zeros((5, 9)), np.zeros((5, 9)))
+
+
 def test_mse_and_psnr_are_scikit_images_to_the_bit():
     # computed here because importing skimage's simple_metrics imports scipy.stats (0.6 s of the app's start)
     rng = np.random.default_rng(7)

@@ -9,7 +9,7 @@ from recon_demo.baselines import BASELINES, get_baseline
 from recon_demo.errors import UnknownName
 from recon_demo.images import load_example, protocol_tensor
 from recon_demo.metrics import psnr
-from recon_demo.operators import OperatorSpec, add_relative_noise
+from recon_demo.operators import Blur, OperatorSpec, add_relative_noise
 
 
 @pytest.fixture(scope="module", params=["camera", "astronaut"])
@@ -63,3 +63,35 @@ def test_our_wiener_is_scikit_images():
     for balance in (0.02, 0.5):
         expected = wiener(image, psf, balance, clip=False)
         assert np.abs(baselines.wiener_hunt(image, psf, balance) - expected).max() < 1e-12
+
+
+@pytest.mark.parametrize("spec", [OperatorSpec(), OperatorSpec(kernel_size=15, angle=70), OperatorSpec(blur="gaussian", kernel_size=7)],
+                         ids=["lecture", "motion-15", "gaussian-7"])  # fmt: skip
+def test_fft_blur_is_the_operator_to_float_rounding(spec):
+    K = spec.build()
+    fft = baselines.FFTBlur(K.kernel.numpy(), (64, 50))
+    x = torch.rand(1, 1, 64, 50, generator=torch.Generator().manual_seed(0))
+    assert np.abs(fft.forward(x[0, 0].numpy()) - K.forward(x)[0, 0].numpy()).max() < 2e-6
+    assert np.abs(fft.adjoint(x[0, 0].numpy()) - K.adjoint(x)[0, 0].numpy()).max() < 2e-6
+
+
+def test_tv_in_torch_is_the_scikit_image_loop_it_replaced(blurred):
+    from skimage.restoration import denoise_tv_chambolle
+
+    x_true, y_clean, kernel = blurred
+    y = add_relative_noise(y_clean, 0.01, torch.Generator().manual_seed(1))[0, 0].numpy()
+    K = Blur(torch.from_numpy(kernel.astype(np.float32)))
+    assert np.array_equal(baselines.tv_denoise(y, 0.002), denoise_tv_chambolle(y, weight=0.002))
+
+    def scikit_tv(num_iter: int = 40, weight: float = 0.002) -> np.ndarray:  # the loop before, numpy's Chambolle
+        target = torch.from_numpy(y)[None, None]
+        x, z, t = target.clone(), target.clone(), 1.0
+        for _ in range(num_iter):
+            x_next = denoise_tv_chambolle((z - K.adjoint(K.forward(z) - target))[0, 0].numpy(), weight=weight)
+            x_next = torch.from_numpy(x_next.astype(np.float32))[None, None]
+            t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
+            z, x, t = x_next + (t - 1) / t_next * (x_next - x), x_next, t_next
+        return np.clip(x[0, 0].numpy(), 0, 1)
+
+    tv = BASELINES["tv"](y, kernel)
+    assert abs(psnr(tv, x_true) - psnr(scikit_tv(), x_true)) < 0.01

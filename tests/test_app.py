@@ -169,6 +169,11 @@ def test_api_through_gradio_client(server):
     assert out["setting"]["angle"] == "30" and out["device"] == "cpu"
     assert [r["name"] for r in out["results"]] == ["cnn", "wiener"] and all(r["png_base64"] for r in out["results"])
     assert out["results"][0]["metrics"]["psnr"] > 15
+    timing = out["server_ms"]  # what the bench splits the round trip by
+    assert set(timing) == {"compute", "lab", "encode"} and 0 < timing["compute"] <= timing["lab"]
+    assert timing["compute"] >= sum(r["ms"] for r in out["results"]) - 0.05 and timing["encode"] > 0  # + the input row
+    again = client.predict(image="moon", angle=30, models="cnn,wiener", api_name="/reconstruct")
+    assert again["server_ms"]["compute"] == 0 and again["results"] == out["results"]  # served from the cache
     with pytest.raises(Exception, match="kernel size must be odd"):
         client.predict(kernel_size=4, api_name="/reconstruct")
     with pytest.raises(Exception, match="unknown model 'resnet'"):

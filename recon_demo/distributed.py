@@ -71,7 +71,9 @@ def any_rank(flag: bool, world: World, device: torch.device) -> bool:
     return bool(t.item() > 0)
 
 
-def teardown() -> None:
-    """Leave the process group (once the run is over)."""
+def teardown(together: bool = False) -> None:
+    """Leave the process group (once the run is over); ``together``: first wait until every process gets here."""
     if dist.is_available() and dist.is_initialized():
+        if together:
+            dist.barrier()
         dist.destroy_process_group()

@@ -147,9 +147,14 @@ def main(args) -> int:
         print(f"train: {err}", file=sys.stderr)
         return 2
     try:
-        return _run_cli(args, cfg, trainer, start)
-    finally:
+        code = _run_cli(args, cfg, trainer, start)
+    except BaseException:
         distributed.teardown()
+        raise
+    # the processes leave together: rank 0 may still be writing the checkpoint and the manifest (a rank that left
+    # the group before it was seen aborting at exit on a loaded machine)
+    distributed.teardown(together=True)
+    return code
 
 
 def _run_cli(args, cfg: TrainConfig, trainer: Trainer, start: float) -> int:

@@ -222,6 +222,31 @@ def open_image(source: str | Path | bytes | Image.Image) -> Image.Image:
     return img
 
 
+def from_array(arr: np.ndarray) -> Image.Image:
+    """An array given by a Python caller as a PIL image, checked like an upload: (H, W) grey, or (H, W, 3|4)
+    colour; bool, integer or float; at most ``MAX_PIXELS``. uint8 keeps its channels (transparency is composited
+    like a file's); other types become grey (ITU-R 601 weights for colour; uint16 over 65535) and are read as a
+    float image: in [0, 1] as they are, otherwise rescaled by their range. Raises ``ValueError`` saying what is
+    accepted."""
+    arr = np.asarray(arr)
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)) or 0 in arr.shape:
+        raise ValueError(f"an image array is (H, W) or (H, W, 3|4), got shape {arr.shape}")
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"an image array holds numbers, not {arr.dtype}")
+    if arr.shape[0] * arr.shape[1] > MAX_PIXELS:
+        raise ValueError(f"the image is {arr.shape[1]}×{arr.shape[0]} pixels; the limit is {MAX_PIXELS:,} pixels")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.dtype == np.uint8:
+        return Image.fromarray(arr)
+    grey = arr.astype(np.float64) / (65535 if arr.dtype == np.uint16 else 1)
+    if grey.ndim == 3:
+        grey = grey[..., :3] @ np.array([0.299, 0.587, 0.114])
+    if not np.isfinite(grey).any():
+        raise ValueError("the image array has no finite value")
+    return Image.fromarray(grey.astype(np.float32))  # mode "F": to_grayscale rescales values outside [0, 1]
+
+
 def to_grayscale(img: Image.Image) -> np.ndarray:
     """A grey float32 array in [0, 1] from any PIL mode, with the EXIF orientation applied.
 

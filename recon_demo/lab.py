@@ -18,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -227,17 +228,23 @@ class Lab:
 
     # -- images and measurements --------------------------------------------------------------------
 
-    def add_upload(self, source: str | Path | bytes) -> str:
-        """Read an uploaded file (any common format, 16-bit, RGBA, DICOM); returns its key ``upload:<sha1>``.
+    def add_upload(self, source: str | Path | bytes | np.ndarray) -> str:
+        """Read an uploaded file (any common format, 16-bit, RGBA, DICOM), or an array a Python caller gives
+        (``images.from_array``); returns its key ``upload:<sha1>``.
 
-        Raises ``ValueError`` with a message a person can act on when the file is not a usable image.
+        Raises ``ValueError`` with a message a person can act on when it is not a usable image.
         """
-        data = source if isinstance(source, bytes) else Path(source).read_bytes()
+        if isinstance(source, np.ndarray):
+            data = f"{source.shape}{source.dtype}".encode() + np.ascontiguousarray(source).tobytes()
+            read = partial(images.from_array, source)
+        else:
+            data = source if isinstance(source, bytes) else Path(source).read_bytes()
+            read = partial(images.open_image, data)
         key = "upload:" + hashlib.sha1(data).hexdigest()
         with self._lock:
             if key in self._images:
                 return key
-        x = working_tensor(images.open_image(data))
+        x = working_tensor(read())
         self._remember(self._images, key, x)
         return key
 

@@ -3,6 +3,7 @@ named API endpoints answer through gradio_client on a loopback server."""
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import fields
 from types import SimpleNamespace
@@ -16,7 +17,7 @@ from PIL import Image
 from recon_demo.activations import conv_layers
 from recon_demo.lab import Setting, SettingError
 from recon_demo.models import create_model
-from recon_demo.ui import build_app, queue_settings
+from recon_demo.ui import CSS, IDLE_POLL_S, PROGRESS_POLL_S, build_app, launch_settings, queue_settings, serve
 from recon_demo.ui.inspector import inspect_outputs
 from recon_demo.ui.reconstruct import Controls, from_url, render_setting
 from recon_demo.ui.robustness import sweep_outputs
@@ -156,9 +157,83 @@ def test_robustness_handler(lab):
 
 @pytest.fixture(scope="module")
 def server(app):
-    app.queue(**queue_settings()).launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    serve(app, server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)  # as app.py launches
     yield app.local_url
     app.close()
+
+
+def test_the_served_page_carries_the_apps_css_and_an_idle_queue(server, app):
+    import urllib.request
+
+    config = json.loads(urllib.request.urlopen(server + "config", timeout=30).read())
+    assert config["css"] == launch_settings()["css"] == CSS and "#outputs" in config["css"]  # gradio 6 resets it in launch
+    assert app._queue.sleep_when_free == IDLE_POLL_S and app._queue.progress_update_sleep_when_free == PROGRESS_POLL_S
+
+
+def _png(tmp_path, name: str, array: np.ndarray) -> str:
+    path = tmp_path / name
+    Image.fromarray(array).save(path)
+    return str(path)
+
+
+def test_the_api_takes_your_own_image_as_a_file_or_an_array(server, lab, tmp_path):
+    from gradio_client import Client, handle_file
+
+    from recon_demo.ui.api import reconstruct_answer
+
+    client = Client(server, verbose=False)
+    photo = (np.random.default_rng(0).random((300, 400, 3)) * 255).astype(np.uint8)
+    out = client.predict(image=handle_file(_png(tmp_path, "mine.png", photo)), models="cnn,wiener", api_name="/reconstruct")
+    assert out["setting"]["image"].startswith("upload:") and all(r["png_base64"] for r in out["results"])
+    direct = reconstruct_answer(lab, photo, models="cnn,wiener")  # a Python caller's array: the same image
+    assert direct["setting"]["image"] == Setting.of(image=lab.add_upload(photo)).image
+    assert direct["results"][0]["metrics"]["psnr"] > 10
+    grey16 = (np.random.default_rng(1).random((64, 80)) * 65535).astype(np.uint16)
+    assert reconstruct_answer(lab, grey16, models="wiener")["results"][0]["png_base64"]
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda tmp: handle_file_of(tmp, "notes.png", b"these are not pixels"), "not a readable image"),
+        (lambda tmp: handle_file_of(tmp, "huge.png", _huge_png()), "the limit is 40,000,000 pixels"),
+        (lambda tmp: {"path": "/etc/passwd"}, "sent with gradio_client.s handle_file"),  # a server path, not uploaded
+        (lambda tmp: "upload:" + "0" * 40, "not by its upload key"),
+    ],
+    ids=["text-as-png", "48-megapixels", "a-path-not-uploaded", "an-upload-key"],
+)
+def test_hostile_images_through_the_api_get_a_message_and_the_server_stays(server, tmp_path, make, message):
+    from gradio_client import Client
+
+    client = Client(server, verbose=False)
+    with pytest.raises(Exception, match=message):
+        client.predict(image=make(tmp_path), models="wiener", api_name="/reconstruct")
+    assert client.predict(image="moon", models="wiener", api_name="/reconstruct")["results"][0]["png_base64"]
+
+
+def handle_file_of(tmp_path, name: str, data: bytes):
+    from gradio_client import handle_file
+
+    path = tmp_path / name
+    path.write_bytes(data)
+    return handle_file(str(path))
+
+
+def _huge_png() -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.new("L", (8000, 6000)).save(buf, format="PNG")  # 48 MP of zeros: a small file, refused before decoding
+    return buf.getvalue()
+
+
+def test_arrays_from_python_callers_are_checked_like_uploads(lab):
+    from recon_demo.ui.api import reconstruct_answer
+
+    for bad, message in ((np.zeros((4, 4, 2)), r"\(H, W\) or \(H, W, 3\|4\)"), (np.array([["a"]]), "holds numbers"),
+                         (np.full((8, 8), np.nan), "no finite value"), (np.zeros((7000, 6000), np.uint8), "the limit is")):  # fmt: skip
+        with pytest.raises(gr.Error, match=message):
+            reconstruct_answer(lab, bad, models="wiener")
 
 
 def test_api_through_gradio_client(server):
@@ -233,3 +308,14 @@ def test_reconstruct_api_parameters_and_the_controls_are_the_settings_flat_field
     assert Setting.of(angle=45).moved(kernel_size=7).operator.kernel_size == 7
     with pytest.raises(SettingError, match="unknown setting colour"):
         Setting.of(colour="red")
+
+
+def test_abouts_tables_keep_their_columns():
+    import re
+
+    from recon_demo.ui.about import architectures_table, losses_table, metrics_table
+
+    for table in (architectures_table(), metrics_table(), losses_table()):
+        columns = {len(re.findall(r"(?<!\\)\|", line)) for line in table.splitlines()}
+        assert len(columns) == 1, table  # a bare | in a cell (the fourier loss's "|FFT difference|") made a column
+    assert r"Mean \|FFT difference\|" in losses_table()

@@ -150,6 +150,33 @@ def test_compare_models_in_the_browser(browser, app_url):
     page.close()
 
 
+TILES = """[...document.querySelectorAll('#outputs .gallery-item')].map(e => {
+    const img = e.querySelector('img').getBoundingClientRect(), cap = e.querySelector('.caption-label');
+    return {left: img.left, right: img.right, top: img.top, width: img.width,
+            cut: cap.scrollWidth > cap.clientWidth + 1 || cap.scrollHeight > cap.clientHeight + 1, text: cap.innerText};
+})"""
+
+
+@pytest.mark.parametrize("width, height", [(1440, 900), (390, 844)], ids=["projector", "phone"])
+def test_results_are_legible_on_a_projector_and_a_phone(browser, app_url, width, height):
+    # the app's CSS reaches the page (gradio 6 takes it in launch()): whole captions, tiles sized for the screen
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(app_url)
+    page.wait_for_function("document.querySelectorAll('#outputs .caption-label').length >= 4", timeout=60_000)
+    page.wait_for_timeout(500)  # the default CNN, UNet (no weights in this test) and Wiener: 4 pictures
+    tiles = page.evaluate(TILES)
+    page.screenshot(path=str(ARTIFACTS / f"results-{width}.png"))
+    assert not any(t["cut"] for t in tiles), tiles
+    assert any("dB" in t["text"] for t in tiles) and "measurement: motion 9 @ 20° (ippy), δ 0.01" in [t["text"] for t in tiles]
+    assert all(0 <= t["left"] and t["right"] <= width for t in tiles), tiles  # no tile leaves the screen
+    if width >= 1440:
+        assert min(t["width"] for t in tiles) >= 256, tiles
+    else:
+        assert tiles[0]["top"] < height  # the first result is on the first screen, above the controls
+        assert min(t["width"] for t in tiles) >= 140, tiles
+    page.close()
+
+
 def test_ct_tab_shows_the_sinogram_and_three_reconstructions(browser, app_url):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(app_url)

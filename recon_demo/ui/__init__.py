@@ -17,9 +17,19 @@ from recon_demo.ui import about, api, ct, inspector, reconstruct, robustness, tr
 os.environ.setdefault("MPLBACKEND", "agg")
 
 TITLE = "recon-demo: end-to-end neural image reconstruction"
+# The results as a projector needs them: tiles of at least 256 px as the width allows (two on a phone), as many
+# rows as the models need (no fixed gallery height that cuts the second row), each caption whole, under its
+# image rather than over it. On a phone the results come before the controls.
 CSS = """
-#outputs .caption-label, #activations .caption-label { white-space: normal; }
-@media (max-width: 700px) { #results_col { order: -1; } }  /* phones: results above the controls */
+#outputs, #outputs .grid-wrap, #activations, #activations .grid-wrap { height: auto !important; max-height: none !important; }
+#outputs .grid-container { grid-template-columns: repeat(auto-fill, minmax(min(256px, 36vw), 1fr)) !important; }
+#activations .grid-container { grid-template-columns: repeat(auto-fill, minmax(min(320px, 84vw), 1fr)) !important; }
+#outputs .thumbnail-item, #activations .thumbnail-item { height: auto !important; aspect-ratio: auto !important;
+    flex-direction: column; }
+#outputs .thumbnail-item img, #activations .thumbnail-item img { aspect-ratio: 1 / 1; width: 100%; height: auto; }
+#outputs .caption-label, #activations .caption-label { position: static !important; white-space: normal !important;
+    max-width: none !important; overflow: visible !important; text-overflow: clip !important; font-size: 0.95rem; }
+@media (max-width: 700px) { #results_col { order: -1; } }
 """
 
 
@@ -36,8 +46,9 @@ def queue_settings() -> dict:
 
 
 def launch_settings() -> dict:
-    """``Blocks.launch`` arguments (the address comes from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT)."""
-    return {"max_file_size": MAX_UPLOAD}
+    """``Blocks.launch`` arguments (the address comes from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT). gradio 6 takes
+    the page's CSS here: ``launch()`` resets ``Blocks.css`` to what it is given."""
+    return {"max_file_size": MAX_UPLOAD, "css": CSS}
 
 
 # gradio's queue looks for new events every 1 ms while it is idle, and for progress every 10 ms: an idle server
@@ -87,5 +98,4 @@ def build_app(lab: Lab | None = None) -> gr.Blocks:
         demo.load(reconstruct.from_url, None, [*rec.controls.inputs(), rec.status], api_visibility="private").then(
             rec.run, rec.run_inputs, rec.run_outputs, api_visibility="private"
         )
-    demo.css = CSS
     return demo

@@ -29,23 +29,28 @@ METRIC_TEXT = {
 }
 
 
+def _row(*cells) -> str:
+    """A markdown table row; a ``|`` inside a cell (as in "Mean |FFT difference|") is escaped, not a column."""
+    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+
 def architectures_table() -> str:
     rows = ["| architecture | parameters | what it is | when to use it |", "|---|---|---|---|"]
     for name in list_models():
         info = model_info(name)
-        rows.append(f"| {info.label} (`{name}`) | {count_parameters_of(name):,} | {info.description} | {WHEN_TO_USE.get(name, '')} |")
+        rows.append(_row(f"{info.label} (`{name}`)", f"{count_parameters_of(name):,}", info.description, WHEN_TO_USE.get(name, "")))
     return "\n".join(rows)
 
 
 def metrics_table() -> str:
     rows = ["| metric | better | meaning |", "|---|---|---|"]
     for name, metric in METRICS.items():
-        rows.append(f"| {metric.label} | {'higher' if metric.higher_is_better else 'lower'} | {METRIC_TEXT.get(name, '')} |")
+        rows.append(_row(metric.label, "higher" if metric.higher_is_better else "lower", METRIC_TEXT.get(name, "")))
     return "\n".join(rows)
 
 
 def losses_table() -> str:
-    return "\n".join(["| loss | meaning |", "|---|---|"] + [f"| `{name}` | {info.description} |" for name, info in LOSSES.items()])
+    return "\n".join(["| loss | meaning |", "|---|---|"] + [_row(f"`{name}`", info.description) for name, info in LOSSES.items()])
 
 
 def build() -> None:

@@ -10,8 +10,12 @@ import base64
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import gradio as gr
+import numpy as np
+from gradio.utils import get_upload_folder, is_in_or_equal
+from PIL import Image
 
 from recon_demo.lab import Lab, Setting, SettingError
 from recon_demo.loss_study import PRESETS, LossStudy, live_config
@@ -20,11 +24,62 @@ from recon_demo.tables import TABLE_COLUMNS, metrics_rows
 from recon_demo.training import TrainingError
 
 
+def api_image(lab: Lab, image) -> str:
+    """The lab's name for the API's ``image``: a catalogue name as it is; a file that ``gradio_client`` uploaded
+    (``handle_file(path)`` arrives as ``{"path": …}`` inside gradio's upload folder; any other path is refused
+    unread) or, from a Python caller, a numpy array or PIL image, read and checked like a page's upload
+    (``Lab.add_upload``). Raises ``SettingError`` or ``ValueError`` saying what is accepted."""
+    if isinstance(image, str):
+        if image.startswith("upload:"):
+            raise SettingError("send your own image as a file (handle_file(path)), not by its upload key")
+        return image
+    if isinstance(image, dict):
+        path = image.get("path")
+        if not isinstance(path, str) or not is_in_or_equal(path, get_upload_folder()) or not Path(path).is_file():
+            raise SettingError("the image file must be sent with gradio_client's handle_file(path)")
+        return lab.add_upload(path)
+    if isinstance(image, np.ndarray | Image.Image):
+        return lab.add_upload(np.asarray(image))
+    raise SettingError(f"image must be an example's name, a file sent with handle_file(path) or an array, not {type(image).__name__}")
+
+
+def reconstruct_answer(lab: Lab, image="camera", **flat) -> dict:
+    """What ``/reconstruct`` answers: ``image`` as ``api_image`` takes it (a Python caller may hand a numpy array
+    here), the other settings by their flat names (``lab.FLAT_FIELDS``). Raises ``gr.Error`` saying what is allowed."""
+    try:
+        key = api_image(lab, image)
+        setting = Setting.of(image=key, **flat).validated()
+        if setting.image.startswith("upload:") and setting.image != key:
+            raise SettingError("send your own image as a file (handle_file(path)), not by its upload key")
+        start = time.perf_counter()
+        result = lab.run(setting, max_channels=0)  # the API returns no activations: none are computed
+    except (SettingError, ValueError, TypeError) as err:
+        raise gr.Error(str(err)) from None
+    ran = time.perf_counter()
+    results = [
+        {
+            "name": r.name, "label": r.label, "metrics": r.metrics, "ms": round(r.ms, 2), "error": r.error,
+            "png_base64": base64.b64encode(png_bytes(r.image)).decode() if r.image is not None else None,
+        }  # fmt: skip
+        for r in result.reconstructions
+    ]
+    lab_ms, encode_ms = (ran - start) * 1000, (time.perf_counter() - ran) * 1000
+    return {
+        "setting": setting.to_query(),
+        "device": result.device,
+        "table": {"columns": list(TABLE_COLUMNS), "rows": metrics_rows(result)},
+        "results": results,
+        # where the server's time went: the methods themselves (cached ones count 0), the rest of the lab's work
+        # (measurement, metrics, LPIPS), and the PNGs' encoding; the bench adds the round trip around it
+        "server_ms": {"compute": round(result.compute_ms, 2), "lab": round(lab_ms, 2), "encode": round(encode_ms, 2)},
+    }
+
+
 def register(lab: Lab) -> None:
     """Add the endpoints to the Blocks being built."""
 
     def reconstruct(
-        image: str = "camera",
+        image: str | dict = "camera",
         blur: str = "motion",
         kernel_size: int = 9,
         angle: float = 20.0,
@@ -35,36 +90,12 @@ def register(lab: Lab) -> None:
         models: str = "cnn,unet,wiener",
         regime: str = "course",
     ) -> dict:
-        """Reconstruct an example image (a catalogue name) blurred and noised as described, with the comma-separated
-        models and baselines. Returns the setting, the device, the metrics table and each reconstruction as a
-        base64 PNG (an error text where a model has no weights)."""
-        try:
-            setting = Setting.of(image=image, blur=blur, kernel_size=kernel_size, angle=angle, variance=variance,
-                                 kernel_style=kernel_style, noise=noise, seed=seed, models=models, regime=regime).validated()  # fmt: skip
-            if setting.image.startswith("upload:"):
-                raise SettingError("the API takes example images by name; upload images in the app")
-            start = time.perf_counter()
-            result = lab.run(setting, max_channels=0)  # the API returns no activations: none are computed
-        except (SettingError, ValueError, TypeError) as err:
-            raise gr.Error(str(err)) from None
-        ran = time.perf_counter()
-        results = [
-            {
-                "name": r.name, "label": r.label, "metrics": r.metrics, "ms": round(r.ms, 2), "error": r.error,
-                "png_base64": base64.b64encode(png_bytes(r.image)).decode() if r.image is not None else None,
-            }  # fmt: skip
-            for r in result.reconstructions
-        ]
-        lab_ms, encode_ms = (ran - start) * 1000, (time.perf_counter() - ran) * 1000
-        return {
-            "setting": setting.to_query(),
-            "device": result.device,
-            "table": {"columns": list(TABLE_COLUMNS), "rows": metrics_rows(result)},
-            "results": results,
-            # where the server's time went: the methods themselves (cached ones count 0), the rest of the lab's
-            # work (measurement, metrics, LPIPS), and the PNGs' encoding; the bench adds the round trip around it
-            "server_ms": {"compute": round(result.compute_ms, 2), "lab": round(lab_ms, 2), "encode": round(encode_ms, 2)},
-        }
+        """Reconstruct an image blurred and noised as described, with the comma-separated models and baselines.
+        ``image`` is an example's name or your own file sent with ``handle_file(path)`` (checked like a page's
+        upload). Returns the setting, the device, the metrics table, each reconstruction as a base64 PNG (an
+        error text where a model has no weights) and the server's time."""
+        return reconstruct_answer(lab, image, blur=blur, kernel_size=kernel_size, angle=angle, variance=variance,
+                                  kernel_style=kernel_style, noise=noise, seed=seed, models=models, regime=regime)  # fmt: skip
 
     def train(
         configurations: str = "MSE,L1,SSIM",
@@ -109,4 +140,4 @@ def register(lab: Lab) -> None:
     gr.api(train, api_name="train", concurrency_limit=1, concurrency_id="train")
 
 
-__all__ = ["PRESETS", "register"]
+__all__ = ["PRESETS", "api_image", "reconstruct_answer", "register"]

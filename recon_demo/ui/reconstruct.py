@@ -133,7 +133,7 @@ def build(lab: Lab) -> ReconstructTab:
             with gr.Row():
                 share = gr.Button("Copy link to this setting", size="sm", elem_id="share")
             link = gr.Textbox(label="Link", buttons=["copy"], interactive=False, elem_id="link")
-        with gr.Column(scale=2, min_width=320, elem_id="results_col"):
+        with gr.Column(scale=3, min_width=320, elem_id="results_col"):
             status = gr.Markdown(elem_id="status")
             outputs = gr.Gallery(label="Ground truth, measurement, reconstructions", columns=4, height=320,
                                  format="png", object_fit="contain", elem_id="outputs")  # fmt: skip

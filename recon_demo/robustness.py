@@ -23,6 +23,7 @@ PARAMETERS = {
     "kernel_size": (3, 5, 7, 9, 11, 13, 15),
 }
 MAX_POINTS = 12  # values in one sweep
+MEASUREMENT = "Measurement (no reconstruction)"
 MAX_MODELS = 6
 
 
@@ -40,7 +41,8 @@ def sweep(
     """PSNR of each of the setting's models as ``parameter`` takes each of ``values`` (default: ``PARAMETERS``).
 
     Networks run with the weights of each of ``regimes`` (default: the setting's) and are labelled
-    "UNet (course)"; baselines run once. ``report`` hears of each value done.
+    "UNet (course)"; baselines run once; the measurement's own PSNR is a series too (``MEASUREMENT``).
+    ``report`` hears of each value done.
     """
     if parameter not in PARAMETERS:
         raise SettingError(f"sweep one of {', '.join(PARAMETERS)}, got {parameter!r}")
@@ -66,6 +68,8 @@ def sweep(
         if baselines:
             result = lab.run(replace(moved, models=baselines), with_lpips=False, max_channels=0, assumed=assumed)
             points += [SweepPoint(choice_label(r.name), float(value), r.metrics["psnr"]) for r in result.reconstructions]
+        # the measurement itself: the line a method must stay above to be worth running
+        points.append(SweepPoint(MEASUREMENT, float(value), result.measurement_metrics["psnr"]))
     report(len(values), len(values), "done")
     return points
 

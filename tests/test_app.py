@@ -148,9 +148,13 @@ def test_inspect_handler(lab):
 
 
 def test_robustness_handler(lab):
-    note, frame = sweep_outputs(lab, "noise", ["course", "general"], *values(models=["cnn", "rescnn", "wiener"]))
-    assert isinstance(frame, pd.DataFrame) and set(frame["model"]) == {"CNN (course)", "CNN (general)", "Wiener"}
-    assert "No weights yet for: ResCNN (course), ResCNN (general)" in note
+    note, plot = sweep_outputs(lab, "noise", ["course", "general"], *values(models=["cnn", "rescnn", "wiener"]))
+    frame = plot["value"]
+    assert isinstance(frame, pd.DataFrame) and plot["x_title"] == "noise level δ (relative)"
+    assert set(frame["model"]) == {"CNN (course)", "CNN (general)", "Wiener", "Measurement (no reconstruction)", "your setting (0.01)"}
+    marker = frame[frame["model"] == "your setting (0.01)"]
+    assert list(marker["value"]) == [0.01, 0.01] and list(marker["psnr"]) == [frame["psnr"].min(), frame["psnr"].max()]
+    assert "No weights yet for: ResCNN (course), ResCNN (general)" in note and "setting (noise level δ (relative) = 0.01)" in note
     with pytest.raises(gr.Error, match="choose course and/or general"):
         sweep_outputs(lab, "noise", [], *values())
 

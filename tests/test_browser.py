@@ -219,6 +219,7 @@ def test_train_twenty_steps_and_see_the_curve(browser, app_url):
     table = page.locator("#train_table").inner_text()
     assert all(label in table for label in ("MSE", "L1", "SSIM")) and "27.070 / 0.7348" in table
     page.wait_for_function("document.querySelector('#curves svg, #curves canvas') !== null", timeout=30_000)
+    _assert_legend_shows(page, "#curves", ["MSE", "L1", "SSIM"])
     assert page.locator("#train_recs img").count() >= 5  # ground truth, measurement, three reconstructions
     page.screenshot(path=str(ARTIFACTS / "train.png"), full_page=True)
     page.close()
@@ -242,7 +243,32 @@ def test_the_sweep_shows_its_progress_while_it_runs(browser, app_url):
                            timeout=60_000, polling=50)  # fmt: skip
     page.screenshot(path=str(ARTIFACTS / "sweep-progress.png"))
     page.wait_for_function("document.querySelector('#sweep_status').innerText.includes('values of motion angle')", timeout=120_000)
+    # every curve is named in a legend that shows (not cut by the plot's height), the axis says what moved
+    page.wait_for_function("document.querySelector('#sweep_plot svg') && "
+                           "document.querySelector('#sweep_plot').innerText.includes('your setting (20)')", timeout=30_000)  # fmt: skip
+    _assert_legend_shows(page, "#sweep_plot", ["CNN (course)", "TV", "Measurement (no reconstruction)", "your setting (20)"])
+    assert "motion angle (°)" in page.locator("#sweep_plot").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "sweep.png"), full_page=True)
     page.close()
+
+
+LEGEND = """([plot, names]) => names.map(name => {
+    const label = [...document.querySelectorAll(plot + ' svg text')].find(t => t.textContent === name);
+    if (!label) return [name, 'missing'];
+    const r = label.getBoundingClientRect();
+    // shown unless an ancestor that clips its overflow (the svg, the plot's block) ends before the label does
+    for (let box = label.parentElement; box; box = box.parentElement) {
+        const style = getComputedStyle(box), b = box.getBoundingClientRect();
+        if ((style.overflow !== 'visible' || style.overflowY !== 'visible') && (r.bottom > b.bottom + 1 || r.top < b.top - 1))
+            return [name, 'cut by ' + (box.id || box.tagName)];
+    }
+    return [name, 'shown'];
+})"""
+
+
+def _assert_legend_shows(page, plot: str, names: list[str]) -> None:
+    seen = page.evaluate(LEGEND, [plot, names])
+    assert all(state == "shown" for _, state in seen), seen
 
 
 def test_closing_the_page_stops_its_training(browser, app_server):

@@ -29,7 +29,10 @@ CSS = """
 #outputs .thumbnail-item img, #activations .thumbnail-item img { aspect-ratio: 1 / 1; width: 100%; height: auto; }
 #outputs .caption-label, #activations .caption-label { position: static !important; white-space: normal !important;
     max-width: none !important; overflow: visible !important; text-overflow: clip !important; font-size: 0.95rem; }
-@media (max-width: 700px) { #results_col { order: -1; } }
+/* gradio's line plots put the legend below the chart inside a fixed height, cutting it: let it show */
+#sweep_plot, #curves { overflow: visible !important; margin-bottom: 110px !important; }
+#sweep_plot svg, #curves svg, #sweep_plot .vega-embed, #curves .vega-embed { overflow: visible !important; }
+@media (max-width: 700px) { #results_col { order: -1; } #sweep_plot, #curves { margin-bottom: 220px !important; } }
 """
 
 

@@ -13,7 +13,8 @@ from recon_demo.robustness import PARAMETERS, as_rows, sweep
 from recon_demo.ui._progress import PROGRESS, shown_by
 from recon_demo.ui.reconstruct import setting_from
 
-TITLES = {"noise": "noise level δ", "angle": "motion angle (°)", "kernel_size": "kernel size"}
+TITLES = {"noise": "noise level δ (relative)", "angle": "motion angle (°)", "kernel_size": "kernel size (pixels)"}
+CURRENT = "your setting"
 
 
 def sweep_outputs(lab, param: str, weights: list[str], *values, report: Report = no_progress) -> tuple:
@@ -27,10 +28,17 @@ def sweep_outputs(lab, param: str, weights: list[str], *values, report: Report =
         raise gr.Error(str(err)) from None
     missing = sorted({p.model for p in points if p.psnr is None})
     rows = as_rows(points)
-    note = f"{len(PARAMETERS[param])} values of {TITLES[param]}, {' and '.join(weights)} weights, image {setting.image}."
+    current = float(setting.flat()[param])
+    note = (f"{len(PARAMETERS[param])} values of {TITLES[param]}, {' and '.join(weights)} weights, image {setting.image}; "
+            f"the vertical line marks the Reconstruct tab's setting ({TITLES[param]} = {current:g}).")  # fmt: skip
     if missing:
         note += f" No weights yet for: {', '.join(missing)}."
-    return note, pd.DataFrame(rows, columns=["value", "psnr", "model"])
+    psnrs = [r[1] for r in rows]
+    if psnrs:  # the current setting as a vertical segment across the curves: a series of its own, in the legend
+        marker = f"{CURRENT} ({current:g})"
+        rows += [(current, min(psnrs), marker), (current, max(psnrs), marker)]
+    frame = pd.DataFrame(rows, columns=["value", "psnr", "model"])
+    return note, gr.update(value=frame, x_title=TITLES[param])
 
 
 def build(lab, rec) -> None:
@@ -42,8 +50,8 @@ def build(lab, rec) -> None:
         regimes = gr.CheckboxGroup(["course", "general"], value=["course", "general"], label="Weights", elem_id="sweep_regimes")
         run = gr.Button("Run the sweep", variant="primary", elem_id="sweep")
     status = gr.Markdown(elem_id="sweep_status")
-    plot = gr.LinePlot(x="value", y="psnr", color="model", height=340, label="PSNR (dB) against the varied parameter",
-                       x_title="varied parameter (see above)", y_title="PSNR (dB)", elem_id="sweep_plot")  # fmt: skip
+    plot = gr.LinePlot(x="value", y="psnr", color="model", height=420, label="PSNR (dB) as the measurement moves",
+                       x_title=TITLES["noise"], y_title="PSNR (dB)", elem_id="sweep_plot")  # fmt: skip
 
     def do_sweep(param, weights, progress=PROGRESS, *values):  # progress before *values: see reconstruct.run
         return sweep_outputs(lab, param, weights, *values, report=shown_by(progress))

@@ -39,6 +39,27 @@ def metrics_rows(result: LabResult, sort_by: str = "psnr") -> list[list]:
     return rows
 
 
+# the metrics table's numeric columns (after "model") and whether higher is better in each
+_DIRECTIONS = {1: False, 2: True, 3: True, 4: False, 5: False, 6: False}  # MSE, PSNR, SSIM, LPIPS, DC, ms
+
+
+def best_cells(rows: list[list]) -> set[tuple[int, int]]:
+    """(row, column) of the best value of each metric column among the methods (the measurement's first row is
+    the reference, not a contender); ties are all marked. What the page highlights."""
+    best: set[tuple[int, int]] = set()
+    for col, higher in _DIRECTIONS.items():
+        values = {}
+        for i, row in enumerate(rows[1:], start=1):
+            try:
+                values[i] = float(row[col])
+            except (ValueError, TypeError, IndexError):
+                continue  # "—": no image, or LPIPS unavailable
+        if values:
+            target = max(values.values()) if higher else min(values.values())
+            best |= {(i, col) for i, v in values.items() if v == target}
+    return best
+
+
 def metric_cells(metrics: dict[str, float | None]) -> list[str]:
     """MSE, PSNR, SSIM, LPIPS and data consistency as table cells ("—" where missing); the CT table's too."""
     return [METRICS[m].format(metrics.get(m)).replace(" dB", "") if metrics.get(m) is not None else "—"

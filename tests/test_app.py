@@ -17,9 +17,10 @@ from PIL import Image
 from recon_demo.activations import conv_layers
 from recon_demo.lab import Setting, SettingError
 from recon_demo.models import create_model
+from recon_demo.tables import best_cells
 from recon_demo.ui import CSS, IDLE_POLL_S, PROGRESS_POLL_S, build_app, launch_settings, queue_settings, serve
 from recon_demo.ui.inspector import inspect_outputs
-from recon_demo.ui.reconstruct import Controls, from_url, render_setting
+from recon_demo.ui.reconstruct import BEST, Controls, from_url, render_setting
 from recon_demo.ui.robustness import sweep_outputs
 from recon_demo.ui.train import curves, run_study, study_config
 
@@ -59,7 +60,9 @@ def test_reconstruct_handler_fills_every_panel(lab):
     # each picture is encoded once: the gallery, the slider and the downloads share the files
     assert compare == (outputs[1][0], outputs[-1][0]) and all(Image.open(p).size == (256, 256) for p in compare)
     assert {outputs[2][0], outputs[3][0]} <= set(downloads) and Image.open(acts["value"][0][0]).mode == "L"
-    assert table[0][0] == "Measurement" and any(row[0] == "CNN" and float(row[2]) > 0 for row in table)
+    rows = table.data.values.tolist()  # a pandas Styler: the rows, with the best of each column marked
+    assert rows[0][0] == "Measurement" and any(row[0] == "CNN" and float(row[2]) > 0 for row in rows)
+    assert BEST.split(";")[0] in table.to_html() and best_cells(rows)  # the best cells styled (tables.best_cells)
     assert sorted(p.rsplit("_", 1)[-1] for p in downloads) == ["cnn.png", "metrics.csv", "tv.png"]
     assert result.setting.models == ("cnn", "rescnn", "tv")
 

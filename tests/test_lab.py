@@ -174,3 +174,14 @@ def test_an_api_result_without_activations_is_completed_when_the_page_wants_them
     setting = Setting.of(image="coffee", seed=4343, models=("cnn",))
     assert lab.run(setting, max_channels=0).activations == {}
     assert list(lab.run(setting).activations) == ["cnn"]
+
+
+def test_the_best_of_each_metric_column_is_found_in_its_direction():
+    from recon_demo.tables import best_cells
+
+    rows = [["Measurement", "0.004", "24.8", "0.75", "0.30", "0.01", "", ""],
+            ["CNN", "0.002", "29.4", "0.80", "0.24", "0.02", "4.7", "9,857"],
+            ["UNet", "0.001", "34.5", "0.94", "—", "0.03", "44.0", "1,925,025"],
+            ["TV", "0.001", "35.1", "0.92", "0.10", "0.005", "82.5", "—"]]  # fmt: skip
+    best = best_cells(rows)
+    assert {(2, 1), (3, 1), (3, 2), (2, 3), (3, 4), (3, 5), (1, 6)} == best  # ties both; "—" and the measurement skipped

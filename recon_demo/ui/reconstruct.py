@@ -32,7 +32,7 @@ from recon_demo.models import list_models, model_info
 from recon_demo.operators import BLUR_TYPES, KERNEL_STYLES
 from recon_demo.pictures import error_map, png_bytes, psf_preview, to_uint8
 from recon_demo.progress import Report, no_progress
-from recon_demo.tables import SORTABLE, TABLE_COLUMNS, metrics_csv, metrics_rows
+from recon_demo.tables import SORTABLE, TABLE_COLUMNS, best_cells, metrics_csv, metrics_rows
 from recon_demo.ui._files import scratch_dir
 from recon_demo.ui._progress import PROGRESS, shown_by
 
@@ -148,7 +148,8 @@ def build(lab: Lab) -> ReconstructTab:
                                      elem_id="compare")  # fmt: skip
             sort_by = gr.Dropdown([(label, name) for name, label in SORT_LABELS.items()], value="psnr", label="Sort by",
                                   elem_id="sort_by")  # fmt: skip
-            table = gr.Dataframe(headers=list(TABLE_COLUMNS), interactive=False, wrap=True, elem_id="metrics")
+            table = gr.Dataframe(headers=list(TABLE_COLUMNS), interactive=False, wrap=False, elem_id="metrics",
+                                 label="Metrics (the best of each column in bold green)")  # fmt: skip
             downloads = gr.File(label="Downloads: reconstructions (PNG) and metrics (CSV)", file_count="multiple",
                                 interactive=False, elem_id="downloads")  # fmt: skip
 
@@ -199,7 +200,7 @@ def build(lab: Lab) -> ReconstructTab:
     show_errors.change(toggle_errors, [show_errors, result_state], errors, api_visibility="private")
 
     def resort(key, result):
-        return metrics_rows(result, key) if result else gr.update()
+        return styled(metrics_rows(result, key)) if result else gr.update()
 
     sort_by.input(resort, [sort_by, result_state], table, api_visibility="private")
 
@@ -303,9 +304,25 @@ def _render(result: LabResult, sort_by: str, show_errors: bool) -> tuple:
         gr.update(choices=names, value=left),
         gr.update(choices=names, value=right),
         (files[left], files[right]),
-        rows,
+        styled(rows),
         _downloads(result, rows, files),
     )
+
+
+BEST = "font-weight: 700; color: #15803d; background-color: #dcfce7"
+
+
+def styled(rows: list[list]):
+    """The metrics table with the best value of each column marked (``tables.best_cells``): a pandas Styler,
+    which gr.Dataframe shows with its colours; the numbers stay as they are (the CSV has them plain)."""
+    import pandas as pd
+
+    best = best_cells(rows)
+    frame = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+    marks = pd.DataFrame("", index=frame.index, columns=frame.columns)
+    for i, j in best:
+        marks.iat[i, j] = BEST
+    return frame.style.apply(lambda _: marks, axis=None)
 
 
 def _picture_files(result: LabResult) -> dict[str, str]:

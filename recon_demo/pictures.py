@@ -33,6 +33,11 @@ def error_map(x_rec: np.ndarray, x_true: np.ndarray) -> np.ndarray:
     return (colormaps["inferno"](err)[..., :3] * 255).astype(np.uint8)
 
 
+def error_colour_bar(width: int = 256, height: int = 24) -> np.ndarray:
+    """The error maps' colour scale as an image: 0 (black) on the left to ``ERROR_RANGE`` and above on the right."""
+    return error_map(np.tile(np.linspace(0, ERROR_RANGE, width), (height, 1)), np.zeros((height, width)))
+
+
 def kernel_spectrum(kernel: np.ndarray, size: int = WORK_SIZE) -> np.ndarray:
     """log(1 + |FFT|) of the kernel on a size² grid, centred, scaled to [0, 1]: the frequencies the blur kills."""
     padded = np.zeros((size, size))

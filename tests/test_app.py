@@ -55,7 +55,9 @@ def test_reconstruct_handler_fills_every_panel(lab):
     assert "ResCNN**: no course weights shipped yet" in availability
     assert [caption.split(":")[0] for _, caption in outputs] == ["ground truth", "measurement", "CNN", "TV"]
     assert acts["visible"] and [c for _, c in acts["value"]] == ["CNN: first layer"]
-    assert len(errors) == 2 and errors[0][0].shape == (256, 256, 3)
+    assert len(errors) == 3 and errors[0][0].shape == (256, 256, 3)  # CNN, TV and the colour bar
+    assert errors[-1][1].startswith("colour bar") and errors[-1][0][:, 0].max() < 8 and errors[-1][0][:, -1].min() > 150  # inferno: black to yellow
+    assert outputs[-1][1].endswith("(handed the exact kernel)") and "handed the exact kernel" in status
     assert [v for _, v in left["choices"]] == ["x_true", "y_delta", "cnn", "tv"] and right["value"] == "tv"
     # each picture is encoded once: the gallery, the slider and the downloads share the files
     assert compare == (outputs[1][0], outputs[-1][0]) and all(Image.open(p).size == (256, 256) for p in compare)
@@ -76,10 +78,12 @@ def test_reconstruct_handler_refuses_bad_values_with_a_message(lab):
 
 def test_the_url_sets_the_controls():
     request = SimpleNamespace(query_params={"image": "moon", "angle": "45", "size": "7", "models": "cnn,tv", "noise": "x"})
-    *controls, note = from_url(request)
+    *controls, note, dismiss = from_url(request)
     named = dict(zip([f.name for f in fields(Controls)], controls))
     assert named["image"] == "moon" and named["angle"] == 45 and named["kernel_size"] == 7 and named["models"] == ["cnn", "tv"]
-    assert "ignored noise='x'" in note
+    assert "ignored noise='x'" in note["value"] and note["visible"] and dismiss["visible"]
+    *_, note, dismiss = from_url(SimpleNamespace(query_params={"angle": "45"}))
+    assert not note["visible"] and not dismiss["visible"]
 
 
 def test_train_handler_streams_curves_and_ends_with_a_table(lab):

@@ -197,9 +197,15 @@ def test_ct_tab_shows_the_sinogram_and_three_reconstructions(browser, app_url):
 
 def test_the_link_restores_a_setting(browser, app_url):
     page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
-    page.goto(app_url + "?image=coffee&angle=45&size=7&noise=0.02&models=cnn,wiener")
+    page.goto(app_url + "?image=coffee&angle=45&size=7&noise=0.02&models=cnn,wiener&colour=red")
     page.wait_for_function(f"{CAPTIONS}.some(c => c.includes('motion 7 @ 45°'))", timeout=60_000)
     assert [c.split(":")[0] for c in _captions(page)] == ["ground truth", "measurement", "CNN", "Wiener"]
+    # the note about the ignored parameter stays after the reconstruction's status arrives, until dismissed
+    page.wait_for_timeout(1500)
+    assert "ignored the unknown URL parameter 'colour'" in page.locator("#url_note").inner_text()
+    page.locator("#dismiss_note").click()
+    page.wait_for_function("!document.querySelector('#url_note') || document.querySelector('#url_note').offsetParent === null",
+                           timeout=10_000)  # fmt: skip
     page.screenshot(path=str(ARTIFACTS / "phone.png"), full_page=True)
     page.close()
 

@@ -98,7 +98,7 @@ def build_app(lab: Lab | None = None) -> gr.Blocks:
                 about.build()
         api.register(lab)
         demo.load(reconstruct.thumbnails, None, rec.examples, api_visibility="private")
-        demo.load(reconstruct.from_url, None, [*rec.controls.inputs(), rec.status], api_visibility="private").then(
+        demo.load(reconstruct.from_url, None, [*rec.controls.inputs(), *rec.url_note], api_visibility="private").then(
             rec.run, rec.run_inputs, rec.run_outputs, api_visibility="private"
         )
     return demo

@@ -30,7 +30,7 @@ from recon_demo.lab import (
 from recon_demo.metrics import METRICS
 from recon_demo.models import list_models, model_info
 from recon_demo.operators import BLUR_TYPES, KERNEL_STYLES
-from recon_demo.pictures import error_map, png_bytes, psf_preview, to_uint8
+from recon_demo.pictures import ERROR_RANGE, error_colour_bar, error_map, png_bytes, psf_preview, to_uint8
 from recon_demo.progress import Report, no_progress
 from recon_demo.tables import SORTABLE, TABLE_COLUMNS, best_cells, metrics_csv, metrics_rows
 from recon_demo.ui._files import scratch_dir
@@ -87,7 +87,7 @@ class ReconstructTab:
 
     controls: Controls
     result: gr.State  # the last LabResult of the session
-    status: gr.Markdown
+    url_note: list  # the link's note and its dismiss button (``from_url`` fills both)
     run: object  # the handler: run_inputs' values → run_outputs
     run_inputs: list  # the controls, then the error-map checkbox
     run_outputs: list
@@ -134,6 +134,9 @@ def build(lab: Lab) -> ReconstructTab:
                 share = gr.Button("Copy link to this setting", size="sm", elem_id="share")
             link = gr.Textbox(label="Link", buttons=["copy"], interactive=False, elem_id="link")
         with gr.Column(scale=3, min_width=320, elem_id="results_col"):
+            with gr.Row(visible=True):
+                url_note = gr.Markdown(visible=False, elem_id="url_note")
+                dismiss = gr.Button("Dismiss", size="sm", visible=False, scale=0, elem_id="dismiss_note")
             status = gr.Markdown(elem_id="status")
             outputs = gr.Gallery(label="Ground truth, measurement, reconstructions", columns=4, height=320,
                                  format="png", object_fit="contain", elem_id="outputs")  # fmt: skip
@@ -214,7 +217,9 @@ def build(lab: Lab) -> ReconstructTab:
         return "?" + urlencode(setting_from(*values).to_query())
 
     share.click(query, inputs, link, api_visibility="private").then(None, link, link, js=COPY_LINK_JS)
-    return ReconstructTab(controls, result_state, status, run, run_inputs, run_outputs, gallery)
+    dismiss.click(lambda: (gr.update(visible=False), gr.update(visible=False)), None, [url_note, dismiss], queue=False,
+                  api_visibility="private")  # fmt: skip
+    return ReconstructTab(controls, result_state, [url_note, dismiss], run, run_inputs, run_outputs, gallery)
 
 
 def accept_upload(lab: Lab, file) -> dict:
@@ -257,11 +262,13 @@ def render_setting(lab: Lab, *values, show_errors: bool = False, report: Report 
 
 
 def from_url(request: gr.Request):
-    """The controls' values from the page's URL, and a note about parameters that were ignored."""
+    """The controls' values from the page's URL, then the note about parameters that were ignored (shown, with
+    its dismiss button, until the button is pressed: the reconstruction's own status does not overwrite it)."""
     setting, warnings = Setting.from_query(dict(request.query_params) if request else {})
-    note = "" if not warnings else "URL: " + "; ".join(warnings)
+    note = "" if not warnings else "**Link:** " + "; ".join(warnings)
     flat = setting.flat()
-    return (*[flat[f.name] if f.name != "models" else list(setting.models) for f in fields(Controls)], note)
+    values = [flat[f.name] if f.name != "models" else list(setting.models) for f in fields(Controls)]
+    return (*values, gr.update(value=note, visible=bool(note)), gr.update(visible=bool(note)))
 
 
 # ---------------------------------------------------------------------------------------------- rendering
@@ -277,6 +284,7 @@ def _render(result: LabResult, sort_by: str, show_errors: bool) -> tuple:
     # Every picture is encoded once, here (``pictures.PNG_LEVEL``), and the gallery, the slider and the downloads
     # share its file: handing gradio arrays made it encode each at zlib's default level, 240 ms a result here.
     s = result.setting
+    here = f"{s.operator.describe()}, noise {s.noise:g}"
     files = _picture_files(result)
     outputs = [(files["x_true"], "ground truth"), (files["y_delta"], f"measurement: {s.operator.describe()}, δ {s.noise:g}")]
     missing = []
@@ -285,12 +293,20 @@ def _render(result: LabResult, sort_by: str, show_errors: bool) -> tuple:
             missing.append(f"**{r.label}**: {r.error}")
             continue
         caption = f"{r.label}: {r.metrics['psnr']:.2f} dB, SSIM {r.metrics['ssim']:.3f}"
+        if r.name in KNOW_THE_KERNEL:
+            caption += " (handed the exact kernel)"
         if r.name in result.badges:
-            caption += f" ⚠ {result.badges[r.name]}"
+            caption += f" ⚠ {result.badges[r.name]}; here {here}"
         outputs.append((files[r.name], caption))
     acts = [(files[f"act:{name}"], f"{choice_label(name)}: first layer") for name in result.activations]
     names = _pair_choices(result)
-    status = f"Device: **{result.device}**. " + (" ".join(f"⚠ {choice_label(n)} is {t}." for n, t in result.badges.items()))
+    status = f"Device: **{result.device}**."
+    if result.badges:
+        status += (" ⚠ " + "; ".join(f"{choice_label(n)} was {t}" for n, t in result.badges.items())
+                   + f", and sees {here}: an end-to-end network never sees the kernel, so it reverses the blur it"
+                   " learned, not this one.")  # fmt: skip
+    if any(r.name in KNOW_THE_KERNEL and r.image is not None for r in result.reconstructions):
+        status += " Wiener, Richardson-Lucy and TV are handed the exact kernel; the networks must infer it."
     availability = "\n\n".join(missing) if missing else ""
     rows = metrics_rows(result, sort_by)
     left, right = names[1][1], names[-1][1]
@@ -310,6 +326,7 @@ def _render(result: LabResult, sort_by: str, show_errors: bool) -> tuple:
 
 
 BEST = "font-weight: 700; color: #15803d; background-color: #dcfce7"
+KNOW_THE_KERNEL = ("wiener", "rl", "tv")  # the classical methods are given K; the lecture's networks are not
 
 
 def styled(rows: list[list]):
@@ -363,7 +380,8 @@ def _pair(result: LabResult, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _error_gallery(result: LabResult) -> list:
-    return [(error_map(r.image, result.x_true), f"{r.label}: |x_rec − x_true|") for r in result.reconstructions if r.image is not None]
+    maps = [(error_map(r.image, result.x_true), f"{r.label}: |x_rec − x_true|") for r in result.reconstructions if r.image is not None]
+    return maps + [(error_colour_bar(), f"colour bar: |x_rec − x_true| from 0 (black) to {ERROR_RANGE:g} and above (yellow)")]
 
 
 def _downloads(result: LabResult, rows: list[list], files: dict[str, str]) -> list[str]:

@@ -10,6 +10,7 @@ of the centre output pixel with respect to the input.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -26,6 +27,26 @@ CONV_TYPES = (nn.Conv2d, nn.ConvTranspose2d)
 def conv_layers(model: nn.Module) -> list[str]:
     """Names of the model's convolutions (transposed ones too), in the order they were defined."""
     return [name for name, m in model.named_modules() if isinstance(m, CONV_TYPES)]
+
+
+_BLOCKS = ((r"^enc(\d+)\.", "encoder block {}"), (r"^dec(\d+)\.", "decoder block {}"), (r"^bottleneck\.", "bottleneck"),
+           (r"^conv(\d)_(\d)\.", "node X{},{}"), (r"^decoder\.", "decoder"))  # fmt: skip
+_PARTS = ((r"(?:^|\.)net\.(\d+)$", lambda i: f"conv {int(i) // 2 + 1}"), (r"(?:^|\.)conv(\d)$", lambda i: f"conv {i}"),
+          (r"^decoder\.(\d+)$", lambda i: f"conv {int(i) // 2 + 1}"), (r"\.shortcut$", lambda: "shortcut (1×1)"),
+          (r"\.up$", lambda: "up-convolution"), (r"\.gate\.(W_g|W_x|psi)$", lambda g: f"attention gate, {g}"))  # fmt: skip
+_WHOLE = {"out_conv": "output conv (1×1)", "patch_embed": "patch embedding (8×8, stride 8)"}
+
+
+def layer_label(name: str) -> str:
+    """A convolution's name as a student reads it: ``enc2.conv.net.2`` → "encoder block 2, conv 2",
+    ``bottleneck.conv.conv1`` → "bottleneck, conv 1", ``conv1_1.net.0`` → "node X1,1, conv 1", ``conv2`` → "conv 2"."""
+    if name in _WHOLE:
+        return _WHOLE[name]
+    block = next((fmt.format(*m.groups()) for pattern, fmt in _BLOCKS if (m := re.match(pattern, name))), None)
+    part = next((f(*m.groups()) for pattern, f in _PARTS if (m := re.search(pattern, name))), None)
+    if part is None:
+        return name
+    return f"{block}, {part}" if block else part
 
 
 def first_conv(model: nn.Module) -> str:

@@ -91,3 +91,16 @@ def test_first_layer_output_is_the_hooked_activation(name):
     direct = ins.first_layer_output(model, y)
     assert torch.allclose(direct, ins.activations(model, y), atol=1e-6)
     assert float(direct.min()) < 0  # pre-activation: negative values survive
+
+
+def test_every_convolution_has_a_name_a_student_can_read():
+    from recon_demo.activations import conv_layers, layer_label
+    from recon_demo.models import create_model, list_models
+
+    assert layer_label("enc2.conv.net.2") == "encoder block 2, conv 2"
+    assert layer_label("bottleneck.conv.conv1") == "bottleneck, conv 1"
+    assert layer_label("dec3.gate.psi") == "decoder block 3, attention gate, psi"
+    assert layer_label("conv1_1.net.0") == "node X1,1, conv 1" and layer_label("conv3") == "conv 3"
+    for name in list_models():
+        labels = [layer_label(layer) for layer in conv_layers(create_model(name))]
+        assert len(set(labels)) == len(labels) and not any("." in label for label in labels), (name, labels)

@@ -145,11 +145,14 @@ def test_curves_keep_a_place_for_configurations_not_started():
 
 def test_inspect_handler(lab):
     channels, note, text, rf_map, spectrum, residual, table = inspect_outputs(lab, "cnn", None, "channel", *values())
-    assert len(channels) == 32 and note == "" and "conv1" in text and "lecture's formula gives 7×7" in text
+    assert len(channels) == 32 and note == "" and "conv 1 (`conv1`): all 32 channels" in text and "lecture's formula gives 7×7" in text
+    assert channels[0][1] == "1/32"
     assert rf_map.shape == (256, 256, 3) and spectrum.shape == residual.shape == (256, 256) and len(table) == 7
     deeper = conv_layers(create_model("unet"))[3]
     _, note, text, *_ = inspect_outputs(lab, "unet", deeper, "shared", *values())
-    assert "no course weights yet" in note and f"layer `{deeper}`" in text
+    assert "no course weights yet" in note and f"encoder block 2, conv 2 (`{deeper}`)" in text
+    _, _, text, *_ = inspect_outputs(lab, "unet", "bottleneck.conv.net.2", "shared", *values())
+    assert "the first 64 of its 256 channels" in text  # only so many are drawn: the page says so
     with pytest.raises(gr.Error, match="unknown architecture"):
         inspect_outputs(lab, "resnet", None, "shared", *values())
 

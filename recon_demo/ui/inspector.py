@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from recon_demo.activations import conv_layers
+from recon_demo.activations import conv_layers, layer_label
 from recon_demo.lab import Lab, SettingError
 from recon_demo.models import create_model, list_models, model_info
 from recon_demo.pictures import to_uint8
@@ -26,6 +26,11 @@ def architectures_rows() -> list[list]:
     return rows
 
 
+def layer_choices(name: str) -> list[tuple[str, str]]:
+    """The architecture's convolutions for the menu, named as a student reads them (``activations.layer_label``)."""
+    return [(layer_label(layer), layer) for layer in conv_layers(create_model(name))]
+
+
 def inspect_outputs(lab: Lab, name: str, layer_name: str | None, scale_kind: str, *values, report: Report = no_progress) -> tuple:
     """The Inspect tab's handler (``Lab.inspect`` computes): channels, notes, receptive field, spectrum, residual and
     the size table; ``report`` hears of each stage (the receptive field is a backward pass through the network)."""
@@ -36,11 +41,12 @@ def inspect_outputs(lab: Lab, name: str, layer_name: str | None, scale_kind: str
         raise gr.Error(str(err)) from None
     h, w = seen.rf_extent
     c, hh, ww = seen.total_channels, *seen.channels[0].shape
-    text = f"**{model_info(name).label}**, layer `{seen.layer}`: {c} channels of {hh}×{ww}.\n\n"
+    shown = f"all {c} channels" if len(seen.channels) == c else f"the first {len(seen.channels)} of its {c} channels"
+    text = f"**{model_info(name).label}**, {layer_label(seen.layer)} (`{seen.layer}`): {shown}, each {hh}×{ww}.\n\n"
     text += f"Measured receptive field of the centre pixel: {h}×{w} pixels (gradient above 0.1 % of its peak)."
     if seen.rf_formula:
         text += f" The lecture's formula gives {seen.rf_formula}×{seen.rf_formula} for this plain chain of convolutions."
-    channels = [(to_uint8(ch), f"channel {i}") for i, ch in enumerate(seen.channels)]
+    channels = [(to_uint8(ch), f"{i + 1}/{c}") for i, ch in enumerate(seen.channels)]
     return (channels, seen.note, text, seen.receptive_field, to_uint8(seen.spectrum), to_uint8(seen.residual), architectures_rows())
 
 
@@ -50,14 +56,14 @@ def build(lab: Lab, rec) -> None:
         with gr.Column(scale=1, min_width=280):
             gr.Markdown("Uses the image, operator and weights of the Reconstruct tab.")
             model = gr.Dropdown([(model_info(n).label, n) for n in names], value=names[0], label="Architecture", elem_id="inspect_model")
-            layer = gr.Dropdown(conv_layers(create_model(names[0])), value=None, label="Convolution (default: the first)",
+            layer = gr.Dropdown(layer_choices(names[0]), value=None, label="Convolution (default: the first)",
                                 elem_id="inspect_layer")  # fmt: skip
             scale = gr.Radio([("shared scale", "shared"), ("per channel", "channel")], value="shared", label="Colour scale")
             show = gr.Button("Inspect", variant="primary", elem_id="inspect")
             note = gr.Markdown(elem_id="inspect_note")
             rf_text = gr.Markdown(elem_id="rf_text")
         with gr.Column(scale=2, min_width=320):
-            channels = gr.Gallery(label="Activations, one image per channel (click to enlarge)", columns=8, height=360,
+            channels = gr.Gallery(label="Activations, one image per channel (click to enlarge)", columns=8, height="auto",
                                   format="png", elem_id="channels")  # fmt: skip
             with gr.Row():
                 rf_map = gr.Image(label="Receptive field of the centre pixel, over the measurement", height=300, elem_id="rf_map")
@@ -67,7 +73,7 @@ def build(lab: Lab, rec) -> None:
                                  interactive=False, label="Size and cost", elem_id="architectures")  # fmt: skip
 
     def pick_model(name):
-        return gr.update(choices=conv_layers(create_model(name)), value=None)
+        return gr.update(choices=layer_choices(name), value=None)
 
     model.input(pick_model, model, layer, api_visibility="private")
 

@@ -177,6 +177,25 @@ def test_results_are_legible_on_a_projector_and_a_phone(browser, app_url, width,
     page.close()
 
 
+def test_a_bad_upload_says_why_and_keeps_the_image(browser, app_server, tmp_path):
+    url, _ = app_server
+    log = ARTIFACTS / "app.log"
+    start = log_size(log)
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.goto(url)
+    page.wait_for_function("document.querySelectorAll('#outputs .caption-label').length >= 3", timeout=60_000)
+    bad = tmp_path / "notes.png"
+    bad.write_text("these are not pixels")
+    page.locator("#upload input[type=file]").set_input_files(str(bad))
+    page.get_by_text("cannot use that file: not a readable image").first.wait_for(timeout=30_000)
+    assert page.locator("#image input").input_value().startswith("camera")  # the image in use stays
+    page.wait_for_timeout(1000)
+    assert "Error" not in page.locator("#image").inner_text()  # no red "Error" pill on the Image menu
+    line = wait_for_line(log, r"upload refused: not a readable image", 30, start)
+    assert "Traceback" not in log.read_text()[start:], line
+    page.close()
+
+
 def test_ct_tab_shows_the_sinogram_and_three_reconstructions(browser, app_url):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(app_url)

@@ -3,6 +3,7 @@ metrics out. Widgets are converted to a ``Setting`` and handed to the ``Lab``; n
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, fields
 from functools import cache, partial
 from pathlib import Path
@@ -37,6 +38,7 @@ from recon_demo.ui._files import scratch_dir
 from recon_demo.ui._progress import PROGRESS, shown_by
 
 UPLOAD_TYPES = [*images.IMAGE_SUFFIXES, ".dcm"]
+LOG = logging.getLogger("recon_demo.ui")
 SORT_LABELS = {name: (METRICS[name].label if name in METRICS else "milliseconds") for name in SORTABLE}
 # Reading the URL: `?image=camera&angle=20&size=9&noise=0.01&models=cnn,unet` (see Setting.from_query).
 COPY_LINK_JS = """(query) => {
@@ -104,7 +106,8 @@ def build(lab: Lab) -> ReconstructTab:
             image = gr.Dropdown(image_choices(), value=default.image, label="Image", elem_id="image")
             gallery = gr.Gallery(label="Examples: click one", columns=6, height=150, allow_preview=False, show_label=True,
                                  elem_id="examples")  # fmt: skip  (filled when a page opens: ``ReconstructTab.examples``)
-            upload = gr.File(label="…or upload (PNG, JPEG, TIFF, 16-bit, RGBA, DICOM)", file_types=UPLOAD_TYPES, height=90)
+            upload = gr.File(label="…or upload (PNG, JPEG, TIFF, 16-bit, RGBA, DICOM)", file_types=UPLOAD_TYPES, height=90,
+                             elem_id="upload")
             with gr.Group():
                 blur = gr.Radio(list(BLUR_TYPES), value=default.operator.blur, label="Blur", elem_id="blur")
                 kernel_size = gr.Slider(1, MAX_KERNEL, value=default.operator.kernel_size, step=2, label="Kernel size", elem_id="kernel_size")
@@ -223,13 +226,16 @@ def build(lab: Lab) -> ReconstructTab:
 
 
 def accept_upload(lab: Lab, file) -> dict:
-    """The upload handler: the file becomes the chosen image, or ``gr.Error`` says why it cannot."""
+    """The upload handler: the file becomes the chosen image; else a warning says why it cannot and the image in
+    use stays (a ``gr.Error`` here turned the Image menu into a red "Error" pill), and the log gets one line."""
     if file is None:
         return gr.update()
     try:
         key = lab.add_upload(file)
     except (ValueError, OSError) as err:
-        raise gr.Error(f"cannot use that file: {err}") from None
+        LOG.info("upload refused: %s", err)
+        gr.Warning(f"cannot use that file: {err}")
+        return gr.update()
     return gr.update(choices=image_choices(key), value=key)
 
 

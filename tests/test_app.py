@@ -4,6 +4,7 @@ named API endpoints answer through gradio_client on a loopback server."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from dataclasses import fields
 from types import SimpleNamespace
@@ -99,10 +100,13 @@ def test_train_handler_streams_curves_and_ends_with_a_table(lab):
     assert list(cfg.losses) == ["MSE", "SSIM", "mse + 0.1*fourier"] and cfg.test_image == "moon" and cfg.steps == 4
     updates = list(run_study(cfg, threading.Event()))
     plot, gallery, status, table, figure = updates[-1]
-    assert status.startswith("Done: 3 configurations")
+    assert status.startswith("Done: 3 configurations") and "the measurement" in status  # beaten or not, it says
     assert set(plot["configuration"]) == {"MSE", "SSIM", "mse + 0.1*fourier"} and len(plot) == 12
-    assert [row[0] for row in table] == ["MSE", "SSIM", "mse + 0.1*fourier"] and table[0][5] == "27.070 / 0.7348"
-    assert figure.endswith(".png") and [c for _, c in gallery][:2] == ["ground truth", "measurement"]
+    assert [row[0] for row in table] == ["Measurement (no training)", "MSE", "SSIM", "mse + 0.1*fourier"]
+    assert table[1][5] == "27.070 / 0.7348" and float(table[0][2]) > 15  # the measurement: the row to beat
+    captions = [c for _, c in gallery]
+    assert captions[0] == "ground truth" and captions[1].startswith("measurement: ") and captions[1].endswith(" dB")
+    assert all(re.fullmatch(r".+: \d+\.\d\d dB", c) for c in captions[2:]) and figure.endswith(".png")
 
 
 def test_train_handler_stops_and_says_so():
@@ -118,7 +122,7 @@ def test_train_handler_stops_and_says_so():
     cancel = threading.Event()
     cancel.set()
     *_, (plot, gallery, status, table, figure) = run_study(cfg, cancel)
-    assert status.startswith("Stopped") and len(table) == 1 and "(stopped)" in table[0][0]
+    assert status.startswith("Stopped") and [row[0] for row in table] == ["Measurement (no training)", "MSE (stopped)", "L1 (not run: stopped)"]
 
 
 @pytest.mark.parametrize(

@@ -71,16 +71,23 @@ def run_study(cfg: LossStudyConfig, cancel: threading.Event):
     stopped = any(r.status == "cancelled" for r in study.results.values())
     figure = study.save_figure(scratch_dir() / "loss_study.png")
     status = (f"Stopped after {study.wall_s:.1f} s." if stopped else f"Done: {len(study.results)} configurations in {study.wall_s:.1f} s.")
+    status += " " + study.against_the_measurement()
     latest.update({r.label: r.x_rec for r in study.results.values()})
     yield curves(study.relative_histories(), list(cfg.losses)), _gallery(study, latest), status, study.table_rows(), str(figure)
 
 
 def _gallery(study: LossStudy, latest: dict) -> list:
+    """Ground truth, measurement and each configuration's latest reconstruction; finished ones (and the
+    measurement) with their PSNR in the caption."""
     out = []
     if study.x_true is not None:
         out.append((to_uint8(study.x_true[0, 0].numpy()), "ground truth"))
-        out.append((to_uint8(study.y_delta[0, 0].numpy()), "measurement"))
-    out += [(to_uint8(x), label) for label, x in latest.items()]
+        done = bool(study.results) and len(latest) == len(study.results)
+        measured = f": {study.measurement_metrics()['psnr']:.2f} dB" if done else ""
+        out.append((to_uint8(study.y_delta[0, 0].numpy()), "measurement" + measured))
+    for label, x in latest.items():
+        r = study.results.get(label)
+        out.append((to_uint8(x), f"{label}: {r.metrics['psnr']:.2f} dB" if r else label))
     return out
 
 

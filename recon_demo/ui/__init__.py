@@ -21,7 +21,8 @@ TITLE = "recon-demo: end-to-end neural image reconstruction"
 # rows as the models need (no fixed gallery height that cuts the second row), each caption whole, under its
 # image rather than over it. On a phone the results come before the controls.
 CSS = """
-#outputs, #outputs .grid-wrap, #activations, #activations .grid-wrap { height: auto !important; max-height: none !important; }
+#outputs, #outputs .grid-wrap, #activations, #activations .grid-wrap, #train_recs, #train_recs .grid-wrap,
+#errors, #errors .grid-wrap { height: auto !important; max-height: none !important; }
 #outputs .grid-container { grid-template-columns: repeat(auto-fill, minmax(min(256px, 36vw), 1fr)) !important; }
 #activations .grid-container { grid-template-columns: repeat(auto-fill, minmax(min(320px, 84vw), 1fr)) !important; }
 #channels, #channels .grid-wrap { height: auto !important; max-height: none !important; }

@@ -46,6 +46,8 @@ import torch
 
 work, out, device, status = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 bench = json.loads((work / "bench.json").read_text())
+if not (work / "cuda.xml").exists():
+    sys.exit(f"gpu.sh: pytest -m cuda wrote no report (exit status {status}); see the output above")
 suite = ET.parse(work / "cuda.xml").getroot()
 suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
 counts = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}

@@ -2,9 +2,9 @@
 
 Students who open the teacher's link ask the same model, on measurements of the same size, at the same moment.
 ``MicroBatcher(run)`` gathers such calls: the first caller of a key (the model and the input's shape) leads a
-batch; while other requests are in flight it waits up to ``window_s`` for more callers of that key (at most
-``max_batch``), then runs ``run(model, stacked)`` once and hands each caller its own slice. A caller alone on the
-server does not wait at all. Each sample is computed independently by the networks (no batch statistics in
+batch; while callers outside its batch are in flight it waits up to ``window_s`` for more callers of that key (at
+most ``max_batch``; it stops waiting once every caller in flight has joined), then runs ``run(model, stacked)`` once
+and hands each caller its own copy of its slice. A caller alone on the server does not wait at all. Each sample is computed independently by the networks (no batch statistics in
 eval mode), so a batched result equals the unbatched one to float rounding (``tests/test_engine.py``).
 """
 
@@ -58,14 +58,16 @@ class MicroBatcher:
             batch.inputs.append(x)
             if len(batch.inputs) >= self.max_batch:
                 self._close(key, batch)
-            company = self._in_flight > 1
+            elif len(batch.inputs) >= self._in_flight:
+                batch.full.set()  # every caller in flight is in this batch: no reason to wait for more
+            company = self._in_flight > len(batch.inputs)  # callers elsewhere that may still join
         try:
             if leader:
-                return self._lead(key, batch, company)[index : index + 1]
+                return self._lead(key, batch, company)[index : index + 1].clone()
             batch.done.wait()
-            if batch.error is not None:
-                raise batch.error
-            return batch.output[index : index + 1]
+            if batch.error is not None:  # a new exception per caller: one instance raised in several threads is not safe
+                raise RuntimeError(f"batched inference failed: {batch.error}") from batch.error
+            return batch.output[index : index + 1].clone()  # its own memory: a cached image must not hold the batch
         finally:
             with self._lock:
                 self._in_flight -= 1

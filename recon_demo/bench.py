@@ -37,7 +37,7 @@ import torch
 from recon_demo.activations import count_flops
 from recon_demo.checkpoints import Manifest, ManifestEntry, save_checkpoint
 from recon_demo.engine import Engine, select_device
-from recon_demo.loadtest import classroom, idle_cpu_fraction, start_app
+from recon_demo.loadtest import classroom, idle_cpu_fraction, start_app, stop_app
 from recon_demo.models import create_model, list_models
 from recon_demo.progress import CLIProgress, Report, no_progress
 from recon_demo.runtime import native_bf16
@@ -160,7 +160,12 @@ def app_section(weights: Path, repeats: int, device: torch.device, with_classroo
     floor = import_floor_s()
     log = tempfile.NamedTemporaryFile("w+", suffix=".log")
     start = time.time()
-    proc, url = start_app(weights, log=log, env={"RECON_DEVICE": str(device)})
+    try:
+        proc, url = start_app(weights, log=log, env={"RECON_DEVICE": str(device)})
+    except RuntimeError:
+        said = Path(log.name).read_text()[-2000:]
+        log.close()
+        raise RuntimeError(f"app.py did not start; it said: {said}") from None
     try:
         client = Client(url, verbose=False)
         models = ",".join(ROUNDTRIP_MODELS)
@@ -193,8 +198,7 @@ def app_section(weights: Path, repeats: int, device: torch.device, with_classroo
             report["classroom"] = classroom(url, proc.pid)
         return report
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_app(proc)
         log.close()
 
 

@@ -43,9 +43,19 @@ def start_app(weights: Path | None = None, log=subprocess.DEVNULL, timeout: floa
             return proc, f"http://127.0.0.1:{port}/"
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
+                stop_app(proc)
                 raise RuntimeError("app.py did not start") from None
             time.sleep(0.05)
+
+
+def stop_app(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """Terminate the app and reap it; kill it when it does not stop within ``timeout`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def memory_mb(pid: int) -> tuple[float, float]:

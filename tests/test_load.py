@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from recon_demo.loadtest import classroom, idle_cpu_fraction, start_app
+from recon_demo.loadtest import classroom, idle_cpu_fraction, start_app, stop_app
 from tests._proc import cpu_over, log_size, memory_mb, wait_for_line
 
 pytestmark = pytest.mark.load
@@ -37,8 +37,7 @@ def server(trained_weights, tmp_path_factory):
     log = open(log_path, "w")
     proc, url = start_app(trained_weights, log=log, timeout=90, env={"RECON_DEVICE": "cpu"})
     yield url, proc.pid, log_path
-    proc.terminate()
-    proc.wait(timeout=30)
+    stop_app(proc)
     log.close()
 
 

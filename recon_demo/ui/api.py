@@ -15,7 +15,6 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 from gradio.utils import get_upload_folder, is_in_or_equal
-from PIL import Image
 
 from recon_demo.lab import Lab, Setting, SettingError
 from recon_demo.loss_study import PRESETS, LossStudy, live_config
@@ -27,7 +26,7 @@ from recon_demo.training import TrainingError
 def api_image(lab: Lab, image) -> str:
     """The lab's name for the API's ``image``: a catalogue name as it is; a file that ``gradio_client`` uploaded
     (``handle_file(path)`` arrives as ``{"path": …}`` inside gradio's upload folder; any other path is refused
-    unread) or, from a Python caller, a numpy array or PIL image, read and checked like a page's upload
+    unread) or, from a Python caller, a numpy array, read and checked like a page's upload
     (``Lab.add_upload``). Raises ``SettingError`` or ``ValueError`` saying what is accepted."""
     if isinstance(image, str):
         if image.startswith("upload:"):
@@ -38,8 +37,8 @@ def api_image(lab: Lab, image) -> str:
         if not isinstance(path, str) or not is_in_or_equal(path, get_upload_folder()) or not Path(path).is_file():
             raise SettingError("the image file must be sent with gradio_client's handle_file(path)")
         return lab.add_upload(path)
-    if isinstance(image, np.ndarray | Image.Image):
-        return lab.add_upload(np.asarray(image))
+    if isinstance(image, np.ndarray):
+        return lab.add_upload(image)
     raise SettingError(f"image must be an example's name, a file sent with handle_file(path) or an array, not {type(image).__name__}")
 
 
@@ -53,7 +52,7 @@ def reconstruct_answer(lab: Lab, image="camera", **flat) -> dict:
             raise SettingError("send your own image as a file (handle_file(path)), not by its upload key")
         start = time.perf_counter()
         result = lab.run(setting, max_channels=0)  # the API returns no activations: none are computed
-    except (SettingError, ValueError, TypeError) as err:
+    except (SettingError, ValueError, TypeError, OSError) as err:
         raise gr.Error(str(err)) from None
     ran = time.perf_counter()
     results = [

@@ -196,6 +196,19 @@ def test_a_bad_upload_says_why_and_keeps_the_image(browser, app_server, tmp_path
     page.close()
 
 
+def test_inspect_fills_itself_when_opened_and_when_a_choice_changes(browser, app_url):
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.goto(app_url)
+    page.wait_for_function("document.querySelectorAll('#outputs .caption-label').length >= 3", timeout=60_000)
+    page.get_by_role("tab", name="Inspect").click()  # no button pressed
+    page.wait_for_function("document.querySelector('#rf_text').innerText.includes('all 32 channels')", timeout=60_000)
+    assert page.locator("#channels img").count() == 32
+    page.locator("#inspect_layer input").click()
+    page.get_by_role("option", name="conv 2", exact=True).click()
+    page.wait_for_function("document.querySelector('#rf_text').innerText.includes('conv 2 (')", timeout=60_000)
+    page.close()
+
+
 def test_ct_tab_shows_the_sinogram_and_three_reconstructions(browser, app_url):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(app_url)

@@ -90,8 +90,8 @@ def build_app(lab: Lab | None = None) -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab("Reconstruct", id="reconstruct"):
                 rec = reconstruct.build(lab)
-            with gr.Tab("Inspect", id="inspect"):
-                inspector.build(lab, rec)
+            with gr.Tab("Inspect", id="inspect") as inspect_tab:
+                inspector.build(lab, rec, inspect_tab)
             with gr.Tab("Train", id="train"):
                 train.build(rec)
             with gr.Tab("Robustness", id="robustness"):

@@ -50,7 +50,8 @@ def inspect_outputs(lab: Lab, name: str, layer_name: str | None, scale_kind: str
     return (channels, seen.note, text, seen.receptive_field, to_uint8(seen.spectrum), to_uint8(seen.residual), architectures_rows())
 
 
-def build(lab: Lab, rec) -> None:
+def build(lab: Lab, rec, tab: gr.Tab) -> None:
+    """Lay out the tab; it fills itself when opened (``tab``'s select), and on its button after a change."""
     names = list_models()
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=280):
@@ -75,10 +76,14 @@ def build(lab: Lab, rec) -> None:
     def pick_model(name):
         return gr.update(choices=layer_choices(name), value=None)
 
-    model.input(pick_model, model, layer, api_visibility="private")
+    model_picked = model.input(pick_model, model, layer, api_visibility="private")
 
     def inspect(name, layer_name, scale_kind, progress=PROGRESS, *values):  # progress before *values: see reconstruct.run
         return inspect_outputs(lab, name, layer_name, scale_kind, *values, report=shown_by(progress))
 
-    show.click(inspect, [model, layer, scale, *rec.controls.inputs()], [channels, note, rf_text, rf_map, spectrum, residual, table],
-               api_visibility="private")  # fmt: skip
+    inputs, outputs = [model, layer, scale, *rec.controls.inputs()], [channels, note, rf_text, rf_map, spectrum, residual, table]
+    show.click(inspect, inputs, outputs, api_visibility="private")
+    tab.select(inspect, inputs, outputs, api_visibility="private")  # opened: the current setting, at once
+    model_picked.then(inspect, inputs, outputs, api_visibility="private")
+    for control in (layer, scale):  # a new choice shows at once (the architecture's: after its layer list is reset)
+        control.input(inspect, inputs, outputs, api_visibility="private", trigger_mode="always_last")

@@ -11,14 +11,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from recon_demo.loadtest import start_app, stop_app
 from tests._proc import cpu_over, log_size, wait_for_line
 
 pytestmark = pytest.mark.browser
@@ -28,12 +26,6 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
          "--disable-sync", "--no-first-run"]  # fmt: skip
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("RECON_ARTIFACTS", ROOT / "test-artifacts"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -67,26 +59,13 @@ def weights_dir(trained_weights, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def app_server(weights_dir, browser):
-    port = _free_port()
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "RECON_WEIGHTS_DIR": str(weights_dir), "RECON_DEVICE": "cpu",
-           "GRADIO_ANALYTICS_ENABLED": "False"}  # fmt: skip
     log = open(ARTIFACTS.mkdir(parents=True, exist_ok=True) or ARTIFACTS / "app.log", "w")
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"app.py exited with {proc.returncode}; see {ARTIFACTS / 'app.log'}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("app.py did not start within 90 s")
-    yield f"http://127.0.0.1:{port}/", proc.pid
-    proc.terminate()
-    proc.wait(timeout=20)
+    try:
+        proc, url = start_app(weights_dir, log=log, timeout=90, env={"RECON_DEVICE": "cpu"})
+    except RuntimeError as err:
+        pytest.fail(f"{err}; see {ARTIFACTS / 'app.log'}")
+    yield url, proc.pid
+    stop_app(proc, timeout=20)
     log.close()
 
 

@@ -31,9 +31,23 @@ def main(argv: list[str] | None = None) -> int:
     tune_allocator()
     try:
         return COMMANDS[args.command][0].main(args)
-    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback (train saves its state and says how to resume)
+    except BaseException as err:  # Ctrl-C: one line, no traceback (train saves its state and says how to resume)
+        if not _interrupted(err):
+            raise
         print(f"\n{args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _interrupted(err: BaseException | None) -> bool:
+    """Whether ``err`` is Ctrl-C, or comes from it: a KeyboardInterrupt inside a library imported on first use
+    (scipy, when RL first runs) surfaces as ``ImportError: initialization failed`` raised from it."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
 
 
 if __name__ == "__main__":

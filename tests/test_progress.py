@@ -97,3 +97,18 @@ def test_ctrl_c_ends_evaluate_with_one_line_and_status_130():
     assert proc.returncode == 130, err
     assert out == "" and "Traceback" not in err
     assert err.strip().splitlines() == ["evaluate: interrupted"], err
+
+
+def test_ctrl_c_inside_an_import_on_first_use_still_counts_as_an_interrupt():
+    # a KeyboardInterrupt while scipy initialises (RL's first use) surfaces as "ImportError: initialization failed"
+    from recon_demo.__main__ import _interrupted
+
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as stop:
+            raise ImportError("initialization failed") from stop
+    except ImportError as err:
+        chained = err
+    assert _interrupted(chained) and _interrupted(KeyboardInterrupt())
+    assert not _interrupted(ValueError("a real error")) and not _interrupted(ImportError("no module"))

@@ -37,11 +37,20 @@ _PARTS = ((r"(?:^|\.)net\.(\d+)$", lambda i: f"conv {int(i) // 2 + 1}"), (r"(?:^
 _WHOLE = {"out_conv": "output conv (1×1)", "patch_embed": "patch embedding (8×8, stride 8)"}
 
 
+_DENOISER = re.compile(r"^denoisers\.(\d+)\.(head|down|tail|up)(?:\.(\d+))?$")  # the unrolled network's D_k
+_DENOISER_PARTS = {"head": "full resolution, conv {}", "down": "half resolution, conv {}", "tail": "output, conv {}"}
+
+
 def layer_label(name: str) -> str:
     """A convolution's name as a student reads it: ``enc2.conv.net.2`` → "encoder block 2, conv 2",
-    ``bottleneck.conv.conv1`` → "bottleneck, conv 1", ``conv1_1.net.0`` → "node X1,1, conv 1", ``conv2`` → "conv 2"."""
+    ``bottleneck.conv.conv1`` → "bottleneck, conv 1", ``conv1_1.net.0`` → "node X1,1, conv 1", ``conv2`` → "conv 2",
+    ``denoisers.0.head.0`` → "denoiser 1, full resolution, conv 1" (the unrolled network)."""
     if name in _WHOLE:
         return _WHOLE[name]
+    if m := _DENOISER.match(name):  # denoisers.1.down.2 → "denoiser 2, half resolution, conv 2"
+        k, part, index = m.groups()
+        where = "up-convolution" if part == "up" else _DENOISER_PARTS[part].format(int(index) // 2 + 1)
+        return f"denoiser {int(k) + 1}, {where}"
     block = next((fmt.format(*m.groups()) for pattern, fmt in _BLOCKS if (m := re.match(pattern, name))), None)
     part = next((f(*m.groups()) for pattern, f in _PARTS if (m := re.search(pattern, name))), None)
     if part is None:

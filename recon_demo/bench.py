@@ -4,7 +4,8 @@ Everything is measured in one run, on the same 256² input:
 - per model, the median of ``--repeats`` timed runs for the engine and for a plain lecture-style loop (each
   model built as in the lecture, fp32, NCHW, called one after another under ``torch.no_grad()``), the model's
   FLOPs (``torch.utils.flop_counter``), and the largest difference between their outputs;
-- the totals for all seven and their ratio (``speedup``);
+- the totals for all seven and their ratio (``speedup``); the unrolled network (knows K) with the lecture's K, and
+  its time as a multiple of the UNet's (``unrolled.ratio_to_unet``);
 - the machine's limit: SGEMM throughput on the same run, and ``efficiency`` = (all seven's FLOPs ÷ the engine's
   time) ÷ SGEMM throughput;
 - the app, on the same device: the import floor (a fresh interpreter importing torch and gradio), the cold start
@@ -23,6 +24,7 @@ trains a small study. Nothing is asserted here; ``--format json`` gives the figu
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import re
 import statistics
@@ -39,6 +41,7 @@ from recon_demo.checkpoints import Manifest, ManifestEntry, save_checkpoint
 from recon_demo.engine import Engine, select_device
 from recon_demo.loadtest import classroom, idle_cpu_fraction, start_app, stop_app
 from recon_demo.models import create_model, list_models
+from recon_demo.operators import LECTURE_OPERATOR
 from recon_demo.progress import CLIProgress, Report, no_progress
 from recon_demo.runtime import native_bf16
 
@@ -69,14 +72,17 @@ def sgemm_gflops(device: torch.device, n: int = 2048, repeats: int = 10) -> floa
     return 2 * n**3 / (best / 1000) / 1e9
 
 
+BENCHED = (*list_models(), *list_models("beyond"))  # the seven, then the unrolled network (timed with the lecture's K)
+
+
 def weights_dir(folder: Path) -> tuple[Path, str]:
     """The shipped weights when every architecture has them, else random checkpoints written to ``folder``."""
     shipped = Manifest.load()
-    if all(shipped.find(name) for name in list_models()):
+    if all(shipped.find(name) for name in BENCHED):
         return shipped.weights_dir, "shipped"
     manifest = Manifest([], folder)
     torch.manual_seed(0)
-    for name in list_models():
+    for name in BENCHED:
         path = folder / f"{name}.safetensors"
         manifest.upsert(ManifestEntry(name, "course", path.name, save_checkpoint(create_model(name), path)))
     return folder, "random (no shipped weights yet; speed does not depend on them)"
@@ -111,6 +117,7 @@ def models_section(engine: Engine, repeats: int, report=lambda name: None) -> di
     engine_all = sum(m["ms"] for m in per_model.values())
     lecture_all = sum(m["lecture_ms"] for m in per_model.values())
     return {
+        **unrolled_section(engine, y, repeats, per_model["unet"]["ms"], report),
         "engine_all_ms": round(engine_all, 1),
         "lecture_loop_all_ms": round(lecture_all, 1),
         "speedup": round(lecture_all / engine_all, 3),
@@ -118,6 +125,17 @@ def models_section(engine: Engine, repeats: int, report=lambda name: None) -> di
         "max_abs_diff": max_diff,
         "per_model": per_model,
     }
+
+
+def unrolled_section(engine: Engine, y: torch.Tensor, repeats: int, unet_ms: float, report=lambda name: None) -> dict:
+    """The unrolled network on the same 256² input with the lecture's K, against the UNet timed just before."""
+    model = engine.model("unrolled")
+    K = LECTURE_OPERATOR.build()
+    ms = round(_median_ms(lambda: engine.forward(model, y, K), repeats, engine.device), 1)
+    flops = count_flops(copy.deepcopy(model).bind(K))  # a private copy: binding K changes how it is called
+    report("unrolled")
+    return {"unrolled": {"ms": ms, "gflop": round(flops / 1e9, 2), "unet_ms": unet_ms,
+                         "ratio_to_unet": round(ms / unet_ms, 2)}}  # fmt: skip
 
 
 def autocast_section(engine: Engine, repeats: int) -> dict:
@@ -244,7 +262,7 @@ def run_bench(quick: bool = False, device: str | None = None, repeats: int | Non
     device_t = select_device(device)
     repeats = repeats or (3 if quick else 15)
     with_app = app if app is not None else not quick
-    parts = [*(["app"] if with_app else []), "SGEMM", *list_models(), *(["autocast"] if device_t.type == "cuda" else []),
+    parts = [*(["app"] if with_app else []), "SGEMM", *BENCHED, *(["autocast"] if device_t.type == "cuda" else []),
              "loss study", "training step"]  # fmt: skip
     done = iter(range(1, len(parts) + 1))
 
@@ -282,6 +300,8 @@ def format_report(r: dict) -> str:
     for name, m in r["per_model"].items():
         lines.append(f"{name:<10} {m['ms']:>10.1f} {m['lecture_ms']:>11.1f} {m['gflop']:>7.2f} {m['max_abs_diff']:>11.1e}")
     lines.append(f"{'all seven':<10} {r['engine_all_ms']:>10.1f} {r['lecture_loop_all_ms']:>11.1f} {r['gflop_all']:>7.2f}")
+    u = r["unrolled"]
+    lines.append(f"{'unrolled':<10} {u['ms']:>10.1f} {'':>11} {u['gflop']:>7.2f}  (knows K; {u['ratio_to_unet']}× the UNet's time)")
     lines.append(f"speed-up {r['speedup']}×; SGEMM {r['sgemm_gflops']} GFLOP/s; engine {r['achieved_gflops']} GFLOP/s, "
                  f"efficiency {r['efficiency']}")  # fmt: skip
     if r.get("autocast_all_ms") is not None:

@@ -44,6 +44,13 @@ def regime_angles(regime: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _serves_every_blur(model: str) -> bool:
+    try:
+        return model_info(model).group == "beyond"
+    except ValueError:
+        return False
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit its architecture."""
 
@@ -225,10 +232,14 @@ class Manifest:
         os.replace(tmp, self.path)
 
     def find(self, model: str, regime: str = "course") -> ManifestEntry | None:
-        """The shipped checkpoint of ``model`` in ``regime``, or ``None`` when it has none yet."""
+        """The shipped checkpoint of ``model`` in ``regime``, or ``None`` when it has none yet. A network that is
+        handed the operator (group "beyond") has one checkpoint for every blur: its general one serves both regimes."""
         if regime not in REGIMES and regime_angles(regime) is None:
             raise ValueError(f"unknown regime {regime!r}; choose one of {', '.join(REGIMES)} or ct-<angles>")
-        return next((e for e in self.entries if e.model == model and e.regime == regime), None)
+        found = next((e for e in self.entries if e.model == model and e.regime == regime), None)
+        if found is None and regime == "course" and _serves_every_blur(model):
+            return self.find(model, "general")
+        return found
 
     def shipped(self, regime: str = "course") -> list[str]:
         """The models with a checkpoint in ``regime``, in manifest order."""

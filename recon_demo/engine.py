@@ -21,8 +21,8 @@ from recon_demo.baselines import BASELINES
 from recon_demo.batching import MicroBatcher
 from recon_demo.checkpoints import CheckpointError, Manifest, load_checkpoint
 from recon_demo.errors import UnknownName
-from recon_demo.methods import Deconvolution, Network, Reconstruction, Unavailable, run_methods
-from recon_demo.models import list_models, model_info
+from recon_demo.methods import Deconvolution, Network, Reconstruction, Unavailable, Unrolled, network_method, run_methods
+from recon_demo.models import knows_operator, list_models, model_info
 from recon_demo.operators import Blur
 from recon_demo.progress import Report, no_progress
 
@@ -94,31 +94,36 @@ class Engine:
         """For each lecture architecture: ``None`` when shipped weights exist, else the reason there are none."""
         return {name: None if self.manifest.find(name, regime) else f"no {regime} weights yet" for name in list_models()}
 
-    def forward(self, model: nn.Module, y_delta: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """``model(y_delta)`` on the engine's device, clamped to [0, 1]; returns (N, 1, H, W) on the CPU and ms."""
+    def forward(self, model: nn.Module, y_delta: torch.Tensor, operator=None) -> tuple[torch.Tensor, float]:
+        """``model(y_delta)`` on the engine's device, clamped to [0, 1]; returns (N, 1, H, W) on the CPU and ms.
+        A network that knows the operator is called as ``model(y_delta, operator)``."""
         x = y_delta.to(self.device, torch.float32).contiguous(memory_format=MEMORY_FORMAT)
         with torch.inference_mode():
             _synchronize(self.device)
             start = time.perf_counter()
-            out = model(x).contiguous()
+            out = (model(x, operator) if knows_operator(model) else model(x)).contiguous()
             _synchronize(self.device)
             ms = (time.perf_counter() - start) * 1000
         return out.clamp(0, 1).float().cpu(), ms
 
-    def infer(self, model: nn.Module, y_delta: torch.Tensor) -> torch.Tensor:
-        """``forward``'s image, in one batch with concurrent calls of the same model and shape (``batching``)."""
+    def infer(self, model: nn.Module, y_delta: torch.Tensor, operator=None) -> torch.Tensor:
+        """``forward``'s image, in one batch with concurrent calls of the same model and shape (``batching``); a
+        network handed an operator runs alone (its callers' operators differ)."""
+        if operator is not None:
+            return self.forward(model, y_delta, operator)[0]
         return self.batcher(model, y_delta.to(torch.float32))
 
     def network(self, name: str, checkpoint: str | Path | None = None, regime: str = "course",
-                architecture: str | None = None) -> Network | Unavailable:  # fmt: skip
+                architecture: str | None = None) -> Network | Unrolled | Unavailable:  # fmt: skip
         """The method of a network: ``name`` built as ``architecture`` (default ``name``) with the weights at
         ``checkpoint`` or its shipped ones; ``Unavailable`` (saying why) when there are none."""
         arch = architecture or name
         label = model_info(arch).label + (" (your checkpoint)" if arch != name else "")
         try:
-            return Network(name, label, self, self.model(arch, checkpoint, regime))
+            model = self.model(arch, checkpoint, regime)
         except CheckpointError as err:
             return Unavailable(name, label, str(err))
+        return network_method(name, label, self, model)
 
     def methods(self, models: list[str] = (), baselines: list[str] = (), *, checkpoints: dict[str, str | Path] | None = None,
                 architectures: dict[str, str] | None = None, regime: str = "course") -> list:  # fmt: skip

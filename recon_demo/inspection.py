@@ -11,14 +11,17 @@ is shared between requests.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from recon_demo.activations import activations, conv_layers, empirical_receptive_field, receptive_field_extent, scale_channels
 from recon_demo.checkpoints import CheckpointError
 from recon_demo.errors import UnknownName
-from recon_demo.models import create_model, list_models, model_info
+from recon_demo.lab import network_choices
+from recon_demo.metrics import psnr
+from recon_demo.models import create_model, knows_operator, model_info
 from recon_demo.pictures import kernel_spectrum, overlay, residual_map
 from recon_demo.progress import Report, no_progress
 from recon_demo.tables import architecture_summary
@@ -42,12 +45,14 @@ class Inspection:
     rf_formula: int | None  # the lecture's formula for plain chains, else None
     spectrum: np.ndarray  # (H, W) in [0, 1]: log |FFT| of the kernel
     residual: np.ndarray  # (H, W) in [0, 1]: |x_true − y_delta| × 4
+    iterates: list[np.ndarray] = field(default_factory=list)  # x_0 … x_K of a network that knows K, each (H, W)
+    iterate_psnr: list[float] = field(default_factory=list)  # each iterate's PSNR against x_true, dB
 
 
 def inspect(lab, setting, name: str, layer: str | None = None, scale: str = "shared", report: Report = no_progress) -> Inspection:
     """Look into network ``name`` on the setting's measurement; ``UnknownName`` or ``ValueError`` say what is wrong."""
-    if name not in list_models():
-        raise UnknownName(f"unknown architecture {name!r}; choose one of {', '.join(list_models())}")
+    if name not in network_choices():
+        raise UnknownName(f"unknown architecture {name!r}; choose one of {', '.join(network_choices())}")
     if scale not in SCALES:
         raise ValueError(f"colour scale must be 'shared' or 'channel', got {scale!r}")
     setting = setting.validated()
@@ -59,6 +64,11 @@ def inspect(lab, setting, name: str, layer: str | None = None, scale: str = "sha
         net = create_model(name).eval()
         note = f"{model_info(name).label} has no {setting.regime} weights yet: the untrained network is shown."
     net = copy.deepcopy(net)  # hooks and gradients on a private copy: the engine's model is shared between requests
+    steps: list[np.ndarray] = []
+    if knows_operator(net):
+        net.bind(setting.operator.build())  # Inspect's tools call net(y_delta)
+        with torch.inference_mode():
+            steps = [x[0, 0].clamp(0, 1).float().cpu().numpy() for x in net.iterates(y_delta.to(next(net.parameters()).device))]
     layers = conv_layers(net)
     layer = layer if layer in layers else layers[0]
     act = activations(net, y_delta, layer)  # (C, H, W)
@@ -70,7 +80,8 @@ def inspect(lab, setting, name: str, layer: str | None = None, scale: str = "sha
         model=name, layer=layer, channels=list(scale_channels(act[:MAX_CHANNELS], scale)), total_channels=int(act.shape[0]),
         note=note, receptive_field=overlay(image, rf), rf_extent=receptive_field_extent(rf, threshold=RF_THRESHOLD),
         rf_formula=architecture_summary(name)["receptive_field"], spectrum=kernel_spectrum(setting.operator.kernel().numpy()),
-        residual=residual_map(x_true[0, 0].numpy(), image),
+        residual=residual_map(x_true[0, 0].numpy(), image), iterates=steps,
+        iterate_psnr=[psnr(step, x_true[0, 0].numpy()) for step in steps],
     )  # fmt: skip
 
 

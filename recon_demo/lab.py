@@ -57,9 +57,14 @@ class SettingError(ValueError):
     """A setting the lab refuses; the message says what is allowed."""
 
 
+def network_choices() -> list[str]:
+    """The deblurring networks: the lecture's seven, then beyond the lecture the unrolled network that knows K."""
+    return list_models() + list_models("beyond")
+
+
 def model_choices() -> list[str]:
-    """What the model selector offers: the seven lecture architectures, then the classical baselines."""
-    return list_models() + list(BASELINE_CHOICES)
+    """What the model selector offers: the networks (``network_choices``), then the classical baselines."""
+    return network_choices() + list(BASELINE_CHOICES)
 
 
 def choice_label(name: str) -> str:

@@ -10,6 +10,7 @@ end-to-end networks) have the same shape:
 - ``Deconvolution``: a classical blur baseline (Wiener, Richardson-Lucy, TV), given the operator's kernel.
 - ``CTClassical``: FBP or SIRT, given the Radon transform.
 - ``FBPNetwork``: a CT network refining the filtered back-projection it computes with the operator.
+- ``Unrolled``: beyond the lecture, a network that is handed the operator and uses ``K`` and ``Kᵀ`` inside.
 
 ``run_methods`` runs a list of them on one measurement: each one's image, time and metrics (against ``x_true``,
 with data consistency against the operator), reporting each method done. The evaluate CLI (both tasks), the
@@ -67,6 +68,41 @@ class Network:
         from recon_demo.activations import first_layer_output
 
         return first_layer_output(self.model, y_delta)
+
+
+@dataclass
+class Unrolled:
+    """A network that knows the operator (``models.unrolled``): ``model(y_delta, operator)`` on the engine's device,
+    so one checkpoint serves every blur it is handed."""
+
+    name: str
+    label: str
+    engine: Engine
+    model: torch.nn.Module
+
+    def __call__(self, y_delta: torch.Tensor, operator: Any) -> torch.Tensor:
+        if operator is None:
+            raise ValueError(f"{self.label} needs the operator")
+        return self.engine.infer(self.model, y_delta, operator)
+
+    def iterates(self, y_delta: torch.Tensor, operator: Any) -> list[torch.Tensor]:
+        """x_0 … x_K, each (H, W) in [0, 1] on the CPU: the blur undone step by step."""
+        with torch.inference_mode():
+            steps = self.model.iterates(y_delta.to(self.engine.device, torch.float32), operator)
+        return [x[0, 0].clamp(0, 1).float().cpu() for x in steps]
+
+    def first_layer(self, y_delta: torch.Tensor, operator: Any) -> torch.Tensor:
+        """What the first convolution sees: the first denoiser's first layer on x_0, (C, H, W)."""
+        from recon_demo.activations import first_layer_output
+
+        return first_layer_output(self.model.denoisers[0], self.iterates(y_delta, operator)[0][None, None])
+
+
+def network_method(name: str, label: str, engine: Engine, model: torch.nn.Module) -> Network | Unrolled:
+    """The method of a loaded network: ``Unrolled`` when it is called with the operator, else ``Network``."""
+    from recon_demo.models import knows_operator
+
+    return (Unrolled if knows_operator(model) else Network)(name, label, engine, model)
 
 
 @dataclass
@@ -143,7 +179,7 @@ def run_methods(
             results.append(Reconstruction(method.name, method.label, None, error=method.error))
             report(i, len(methods), method.label)
             continue
-        if warm is not None and isinstance(method, (Network, FBPNetwork)) and (method.name, tuple(y_delta.shape)) not in warm:
+        if warm is not None and isinstance(method, (Network, FBPNetwork, Unrolled)) and (method.name, tuple(y_delta.shape)) not in warm:
             method(y_delta, operator)
             warm.add((method.name, tuple(y_delta.shape)))
         start = time.perf_counter()

@@ -2,9 +2,11 @@
 away from what a model was trained for.
 
 ``sweep`` changes one parameter of a setting (``noise``, ``angle`` or ``kernel_size``) over a list of values
-and reports each model's PSNR at each value. Networks see the measurement and nothing else. The classical
-baselines are given the setting's own (nominal) kernel while the measurement is made with the changed one,
-so an operator mismatch hurts them too: neither side is told the truth.
+and reports each model's PSNR at each value. End-to-end networks see the measurement and nothing else. The
+methods that are handed ``K`` (the classical baselines and the unrolled network) are given either the setting's
+own (nominal) kernel while the measurement is made with the changed one, so an operator mismatch hurts them too
+(neither side is told the truth), or, with ``told=True``, the changed kernel itself: the blur was measured, and a
+method that uses it should hold up where the end-to-end networks fall.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from recon_demo.baselines import BASELINES
-from recon_demo.lab import Lab, Setting, SettingError, choice_label
+from recon_demo.lab import Lab, Setting, SettingError, architecture_of, choice_label
+from recon_demo.models import model_info
 from recon_demo.progress import Report, no_progress
 
 PARAMETERS = {
@@ -36,13 +39,13 @@ class SweepPoint:
 
 def sweep(
     lab: Lab, setting: Setting, parameter: str, values: tuple[float, ...] | None = None, regimes: tuple[str, ...] | None = None,
-    report: Report = no_progress,
+    report: Report = no_progress, told: bool = False,
 ) -> list[SweepPoint]:
     """PSNR of each of the setting's models as ``parameter`` takes each of ``values`` (default: ``PARAMETERS``).
 
-    Networks run with the weights of each of ``regimes`` (default: the setting's) and are labelled
-    "UNet (course)"; baselines run once; the measurement's own PSNR is a series too (``MEASUREMENT``).
-    ``report`` hears of each value done.
+    End-to-end networks run with the weights of each of ``regimes`` (default: the setting's) and are labelled
+    "UNet (course)"; the methods handed ``K`` run once, with the nominal kernel or (``told``) the true one; the
+    measurement's own PSNR is a series too (``MEASUREMENT``). ``report`` hears of each value done.
     """
     if parameter not in PARAMETERS:
         raise SettingError(f"sweep one of {', '.join(PARAMETERS)}, got {parameter!r}")
@@ -52,9 +55,9 @@ def sweep(
     nominal = setting.validated()
     if not nominal.models or len(nominal.models) > MAX_MODELS:
         raise SettingError(f"choose 1 to {MAX_MODELS} models for a sweep, got {len(nominal.models)}")
-    networks = tuple(m for m in nominal.models if m not in BASELINES)
-    baselines = tuple(m for m in nominal.models if m in BASELINES)
-    assumed = nominal.operator  # what every method is handed, wherever the measurement moves
+    given_k = tuple(m for m in nominal.models if m in BASELINES or model_info(architecture_of(m)).group == "beyond")
+    networks = tuple(m for m in nominal.models if m not in given_k)
+    assumed = None if told else nominal.operator  # what the methods using K are handed (None: the true operator)
     points: list[SweepPoint] = []
     for i, value in enumerate(values):
         report(i, len(values), f"{parameter.replace('_', ' ')} = {value:g}")
@@ -62,12 +65,13 @@ def sweep(
         # through the lab: its caches serve a sweep run twice, or a point the Reconstruct tab has shown
         for regime in regimes or (moved.regime,):
             if networks:
-                result = lab.run(replace(moved, models=networks, regime=regime), with_lpips=False, max_channels=0, assumed=assumed)
+                result = lab.run(replace(moved, models=networks, regime=regime), with_lpips=False, max_channels=0)
                 points += [SweepPoint(f"{r.label} ({regime})", float(value), r.metrics.get("psnr") if r.image is not None else None)
                            for r in result.reconstructions]  # fmt: skip
-        if baselines:
-            result = lab.run(replace(moved, models=baselines), with_lpips=False, max_channels=0, assumed=assumed)
-            points += [SweepPoint(choice_label(r.name), float(value), r.metrics["psnr"]) for r in result.reconstructions]
+        if given_k:
+            result = lab.run(replace(moved, models=given_k), with_lpips=False, max_channels=0, assumed=assumed)
+            points += [SweepPoint(choice_label(r.name), float(value), r.metrics.get("psnr") if r.image is not None else None)
+                       for r in result.reconstructions]  # fmt: skip
         # the measurement itself: the line a method must stay above to be worth running
         points.append(SweepPoint(MEASUREMENT, float(value), result.measurement_metrics["psnr"]))
     report(len(values), len(values), "done")

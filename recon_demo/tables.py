@@ -12,7 +12,8 @@ from recon_demo.baselines import BASELINES
 from recon_demo.lab import WORK_SIZE, LabResult, SettingError, architecture_of
 from recon_demo.methods import Reconstruction
 from recon_demo.metrics import METRICS
-from recon_demo.models import count_parameters, create_model
+from recon_demo.models import count_parameters, create_model, knows_operator
+from recon_demo.operators import LECTURE_OPERATOR
 
 TABLE_COLUMNS = ("model", "MSE", "PSNR (dB)", "SSIM", "LPIPS", "data consistency", "ms", "parameters")
 SORTABLE = ("psnr", "ssim", "mse", "lpips", "dc", "ms")
@@ -70,9 +71,13 @@ _SUMMARIES: dict[str, dict[str, int | None]] = {}
 
 
 def architecture_summary(name: str) -> dict[str, int | None]:
-    """Parameters, FLOPs at 256² and the formula receptive field of an architecture (computed once, cached)."""
+    """Parameters, FLOPs at 256² and the formula receptive field of an architecture (computed once, cached); a
+    network that knows the operator is counted with the lecture's ``K`` (its data steps included)."""
     if name not in _SUMMARIES:
-        _SUMMARIES[name] = summary(create_model(name).eval(), WORK_SIZE, WORK_SIZE)
+        model = create_model(name).eval()
+        if knows_operator(model):
+            model.bind(LECTURE_OPERATOR.build())
+        _SUMMARIES[name] = summary(model, WORK_SIZE, WORK_SIZE)
     return _SUMMARIES[name]
 
 

@@ -5,14 +5,21 @@ import torch
 
 from recon_demo import activations as ins
 from recon_demo.errors import UnknownName
-from recon_demo.models import create_model, list_models
+from recon_demo.models import create_model, knows_operator, list_models
+from recon_demo.operators import LECTURE_OPERATOR
 
 ALL = list_models(group=None)
 
 
+def _built(name: str) -> torch.nn.Module:
+    """The architecture in eval mode; a network that knows K is bound to the lecture's, as Inspect binds it."""
+    model = create_model(name).eval()
+    return model.bind(LECTURE_OPERATOR.build()) if knows_operator(model) else model
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_first_layer_activations(name):
-    model = create_model(name).eval()
+    model = _built(name)
     act = ins.activations(model, torch.rand(1, 1, 32, 40))
     layer = dict(model.named_modules())[ins.first_conv(model)]
     assert act.shape[0] == layer.out_channels
@@ -28,7 +35,7 @@ def test_first_conv_names():
 
 @pytest.mark.parametrize("name", ALL)
 def test_hooks_are_always_removed(name):
-    model = create_model(name).eval()
+    model = _built(name)
     layers = ins.conv_layers(model)[:3]
     with pytest.raises(RuntimeError, match="boom"):
         with ins.capture_activations(model, layers) as captured:
@@ -101,6 +108,7 @@ def test_every_convolution_has_a_name_a_student_can_read():
     assert layer_label("bottleneck.conv.conv1") == "bottleneck, conv 1"
     assert layer_label("dec3.gate.psi") == "decoder block 3, attention gate, psi"
     assert layer_label("conv1_1.net.0") == "node X1,1, conv 1" and layer_label("conv3") == "conv 3"
-    for name in list_models():
+    assert layer_label("denoisers.1.down.2") == "denoiser 2, half resolution, conv 2"
+    for name in list_models() + list_models("beyond"):
         labels = [layer_label(layer) for layer in conv_layers(create_model(name))]
         assert len(set(labels)) == len(labels) and not any("." in label for label in labels), (name, labels)

@@ -148,10 +148,13 @@ def test_curves_keep_a_place_for_configurations_not_started():
 
 
 def test_inspect_handler(lab):
-    channels, note, text, rf_map, spectrum, residual, table = inspect_outputs(lab, "cnn", None, "channel", *values())
+    channels, note, text, rf_map, spectrum, residual, table, iterates = inspect_outputs(lab, "cnn", None, "channel", *values())
     assert len(channels) == 32 and note == "" and "conv 1 (`conv1`): all 32 channels" in text and "lecture's formula gives 7×7" in text
-    assert channels[0][1] == "1/32"
-    assert rf_map.shape == (256, 256, 3) and spectrum.shape == residual.shape == (256, 256) and len(table) == 7
+    assert channels[0][1] == "1/32" and iterates["visible"] is False  # an end-to-end network has no iterates
+    assert rf_map.shape == (256, 256, 3) and spectrum.shape == residual.shape == (256, 256) and len(table) == 8
+    assert table[-1][0] == "Unrolled (knows K)"
+    *_, iterates = inspect_outputs(lab, "unrolled", None, "shared", *values())
+    assert iterates["visible"] and [c for _, c in iterates["value"]][0].startswith("x_0: ") and len(iterates["value"]) == 6
     deeper = conv_layers(create_model("unet"))[3]
     _, note, text, *_ = inspect_outputs(lab, "unet", deeper, "shared", *values())
     assert "no course weights yet" in note and f"encoder block 2, conv 2 (`{deeper}`)" in text
@@ -162,7 +165,7 @@ def test_inspect_handler(lab):
 
 
 def test_robustness_handler(lab):
-    note, plot = sweep_outputs(lab, "noise", ["course", "general"], *values(models=["cnn", "rescnn", "wiener"]))
+    note, plot = sweep_outputs(lab, "noise", ["course", "general"], "true", *values(models=["cnn", "rescnn", "wiener"]))
     frame = plot["value"]
     assert isinstance(frame, pd.DataFrame) and plot["x_title"] == "noise level δ (relative)"
     assert set(frame["model"]) == {"CNN (course)", "CNN (general)", "Wiener", "Measurement (no reconstruction)", "your setting (0.01)"}
@@ -170,7 +173,7 @@ def test_robustness_handler(lab):
     assert list(marker["value"]) == [0.01, 0.01] and list(marker["psnr"]) == [frame["psnr"].min(), frame["psnr"].max()]
     assert "No weights yet for: ResCNN (course), ResCNN (general)" in note and "setting (noise level δ (relative) = 0.01)" in note
     with pytest.raises(gr.Error, match="choose course and/or general"):
-        sweep_outputs(lab, "noise", [], *values())
+        sweep_outputs(lab, "noise", [], "true", *values())
 
 
 @pytest.fixture(scope="module")

@@ -19,12 +19,15 @@ def test_quick_bench_reports_every_figure(capsys):
     printed = capsys.readouterr()
     report = json.loads(printed.out)  # stdout holds the JSON alone; the progress went to stderr
     assert printed.err.splitlines()[0] == "bench: measuring…"
-    assert printed.err.splitlines()[-1].startswith(f"bench: measuring: {len(list_models()) + 3}/{len(list_models()) + 3} in")
+    assert printed.err.splitlines()[-1].startswith(f"bench: measuring: {len(list_models()) + 4}/{len(list_models()) + 4} in")
     assert KEYS <= set(report) and report["device"] == "cpu" and report["quick"]
     assert list(report["per_model"]) == list_models()
     assert all({"ms", "lecture_ms", "gflop", "max_abs_diff"} <= set(m) for m in report["per_model"].values())
     assert report["max_abs_diff"] < 1e-4  # the engine's answers are the plain loop's
     assert 88 < report["gflop_all"] < 90  # the seven architectures' FLOPs at 256² (the issue's 89.5 with its counter)
+    unrolled = report["unrolled"]  # the network that knows K, with the lecture's K, beside the UNet of the same run
+    assert unrolled["ms"] > 0 and unrolled["ratio_to_unet"] == round(unrolled["ms"] / report["per_model"]["unet"]["ms"], 2)
+    assert 15 < unrolled["gflop"] < 19  # five denoisers and six data steps, below the UNet's 18.4
     assert report["sgemm_gflops"] > 0 and report["efficiency"] > 0 and report["train_steps_per_s"] > 0
     assert all(report[key] is None for key in APP_KEYS)  # the app is measured in full mode only
     step = report["train_step_ms"]

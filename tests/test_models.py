@@ -5,7 +5,8 @@ import torch
 
 from recon_demo.checkpoints import load_checkpoint
 from recon_demo.errors import UnknownName
-from recon_demo.models import count_parameters, create_model, list_models, model_info
+from recon_demo.models import count_parameters, create_model, knows_operator, list_models, model_info
+from recon_demo.operators import LECTURE_OPERATOR
 
 # The lecture's parameter counts for its default configurations.
 LECTURE_PARAMETERS = {
@@ -19,12 +20,14 @@ LECTURE_PARAMETERS = {
     "loss_study_cnn": 2_625,
     "fbp_resunet": 2_011_777,  # the Residual UNet; the FBP before it has no parameters
 }
+BEYOND_PARAMETERS = {"unrolled": 337_451}  # ours, not the lecture's: five 24-channel denoisers and six λ (≤ 2 M)
 ALL = list_models(group=None)
 
 
 def test_registry_lists_the_seven_lecture_architectures_in_lecture_order():
     assert list_models() == ["cnn", "rescnn", "unet", "resunet", "attunet", "unetpp", "vit"]
-    assert set(ALL) == set(LECTURE_PARAMETERS)
+    assert set(ALL) == set(LECTURE_PARAMETERS) | set(BEYOND_PARAMETERS)
+    assert list_models("beyond") == ["unrolled"]
     assert [model_info(n).label for n in list_models()] == [
         "CNN", "ResCNN", "UNet", "Residual UNet", "Attention UNet", "UNet++", "ViT",
     ]  # fmt: skip
@@ -32,7 +35,7 @@ def test_registry_lists_the_seven_lecture_architectures_in_lecture_order():
 
 @pytest.mark.parametrize("name", ALL)
 def test_parameter_count_matches_the_lecture(name):
-    assert count_parameters(create_model(name)) == LECTURE_PARAMETERS[name]
+    assert count_parameters(create_model(name)) == (LECTURE_PARAMETERS | BEYOND_PARAMETERS)[name]
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -41,7 +44,7 @@ def test_output_keeps_the_input_size_and_is_finite(name, shape, device):
     model = create_model(name).to(device).eval()
     x = torch.rand(shape, generator=torch.Generator().manual_seed(0)).to(device)
     with torch.inference_mode():
-        out = model(x)
+        out = model(x, LECTURE_OPERATOR.build()) if knows_operator(model) else model(x)
     assert out.shape == x.shape
     assert torch.isfinite(out).all()
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from recon_demo.operators import (
+    FFT_MIN_SIDE,
     NOISE_MODELS,
     Blur,
     OperatorSpec,
@@ -106,6 +107,32 @@ def test_forward_is_the_course_conv2d(device):
     out = Blur(k).forward(x)
     assert out.device == x.device and out.dtype == x.dtype
     assert torch.allclose(out, expected)
+
+
+@pytest.mark.parametrize("size", [FFT_MIN_SIDE, 25, 63])
+def test_large_kernels_by_fft_are_the_same_correlation(size, device):
+    k = motion_kernel(size, 33, "centered")
+    x = torch.rand(2, 1, 40, 57, device=device, dtype=torch.float64)
+    expected = torch.nn.functional.conv2d(x, k.to(device, torch.float64)[None, None], padding="same")
+    out = Blur(k).forward(x)
+    assert out.device == x.device and out.dtype == x.dtype
+    torch.testing.assert_close(out, expected, atol=1e-10, rtol=0)
+    y = torch.rand_like(x)
+    assert abs(float((out * y).sum() - (x * Blur(k).adjoint(y)).sum())) < 1e-9
+
+
+@pytest.mark.parametrize("sizes", [(3, 9, 5), (9, 25, 15)])
+def test_per_image_kernels_blur_each_image_with_its_own(sizes):
+    blurs = [OperatorSpec("motion", s, 30.0 * i).build() for i, s in enumerate(sizes)]
+    K = Blur.per_image(blurs)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 1, 30, 41, generator=g, dtype=torch.float64)
+    y = torch.rand(3, 1, 30, 41, generator=g, dtype=torch.float64)
+    for i, b in enumerate(blurs):
+        torch.testing.assert_close(K.forward(x)[i : i + 1], b.forward(x[i : i + 1]), atol=1e-6, rtol=0)
+        torch.testing.assert_close(K.adjoint(y)[i : i + 1], b.adjoint(y[i : i + 1]), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="one per image"):
+        K.forward(x[:2])
 
 
 def test_blur_refuses_bad_shapes():

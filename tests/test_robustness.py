@@ -23,6 +23,9 @@ def test_baselines_suffer_an_operator_mismatch(lab):
     points = sweep(lab, Setting.of(image="camera", models=("tv",)), "angle", (20.0, 90.0))
     at = {p.value: p.psnr for p in points if p.model == "TV"}
     assert at[20.0] > at[90.0] + 3  # TV assumes the 20° kernel while the blur is at 90°
+    told = {p.value: p.psnr for p in sweep(lab, Setting.of(image="camera", models=("tv",)), "angle", (90.0,), told=True)
+            if p.model == "TV"}  # fmt: skip
+    assert told[90.0] > at[90.0] + 3  # handed the true kernel, it holds up
 
 
 def test_models_without_weights_are_left_out_of_the_plot(lab):

@@ -113,10 +113,13 @@ def test_operator_ranges_are_sampled_within_bounds_and_reproducibly():
 def test_measurements_are_synthesised_per_image():
     x = torch.rand(4, 1, 32, 32)
     fixed = TrainConfig(noise=0.0)
-    assert torch.allclose(measure(fixed, x, torch.Generator()), LECTURE_OPERATOR.build().forward(x))
+    y, K = measure(fixed, x, torch.Generator())
+    assert torch.allclose(y, LECTURE_OPERATOR.build().forward(x)) and torch.equal(K.kernel, LECTURE_OPERATOR.kernel())
     general = TrainConfig(ranges=OperatorRanges(noise=(0.0, 0.0)))
-    y = measure(general, x.repeat(1, 1, 1, 1)[:1].repeat(4, 1, 1, 1), torch.Generator().manual_seed(0))
+    same = x[:1].repeat(4, 1, 1, 1)
+    y, K = measure(general, same, torch.Generator().manual_seed(0))
     assert not torch.allclose(y[0], y[1])  # each image drew its own operator
+    assert K.kernel.shape[0] == 4 and torch.allclose(K.forward(same), y)  # and the network that knows K is handed it
 
 
 def test_patches_and_epochs_sampling():

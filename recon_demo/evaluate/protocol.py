@@ -16,7 +16,7 @@ from recon_demo.checkpoints import ct_regime
 from recon_demo.ct_operators import CT_NOISE, CTSpec
 from recon_demo.engine import Engine
 from recon_demo.errors import UnknownName
-from recon_demo.methods import FBPNetwork, Network, run_methods
+from recon_demo.methods import FBPNetwork, network_method, run_methods
 from recon_demo.metrics import lpips_status
 from recon_demo.models import count_parameters, list_models, model_info
 from recon_demo.operators import OperatorSpec, add_relative_noise
@@ -102,7 +102,7 @@ def run_evaluation(cfg: EvalConfig, engine: Engine | None = None, report: Report
     engine = engine or Engine(cfg.device)
     K = cfg.operator.build()
     networks = {name: engine.model(name, path, cfg.regime) for name, path in cfg.models}  # fail early
-    methods = [Network(name, label(name), engine, model) for name, model in networks.items()]
+    methods = [network_method(name, label(name), engine, model) for name, model in networks.items()]
     methods += engine.methods(baselines=cfg.baselines)
     with_lpips, notes = _lpips_or_note(cfg.lpips)
     if cfg.unshipped:

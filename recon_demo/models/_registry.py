@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from recon_demo.errors import UnknownName
 
-GROUPS = ("reconstruction", "loss_study", "ct")
+GROUPS = ("reconstruction", "loss_study", "ct", "beyond")
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class ModelInfo:
     label: str  # the lecture's label in its results table: "CNN", "Residual UNet", ...
     display_name: str  # the class a student finds in the lecture: "SimpleCNN", "ResidualUNet", ...
     description: str  # one line for tooltips and --help
-    group: str  # "reconstruction" (the seven lecture architectures), "loss_study" or "ct" (FBP refiners)
+    group: str  # "reconstruction" (the lecture's seven), "loss_study", "ct" (FBP refiners) or "beyond" (knows K)
     factory: Callable[..., nn.Module]
 
 
@@ -62,6 +62,12 @@ def model_info(name: str) -> ModelInfo:
 def create_model(name: str, **kwargs) -> nn.Module:
     """Build the architecture ``name`` with the lecture's defaults, overridden by ``kwargs``."""
     return model_info(name).factory(**kwargs)
+
+
+def knows_operator(model: nn.Module) -> bool:
+    """Whether ``model`` is called as ``model(y_delta, operator)`` (the unrolled network) rather than ``model(y_delta)``
+    (the lecture's end-to-end networks); a DistributedDataParallel wrapper is looked through."""
+    return bool(getattr(getattr(model, "module", model), "knows_operator", False))
 
 
 def count_parameters(model: nn.Module) -> int:

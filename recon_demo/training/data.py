@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from recon_demo import datasets, images
 from recon_demo.ct_operators import radon_operator
-from recon_demo.operators import add_relative_noise
+from recon_demo.operators import Blur, add_relative_noise
 from recon_demo.training.config import DATA_SOURCES, TrainConfig, TrainingError, parse_source
 
 
@@ -228,15 +228,18 @@ def clean_batch(cfg: TrainConfig, data: TrainingImages, step: int, generator: to
     return torch.stack([_centre_crop(data.image(i), cfg.patch_size) for i in indices])
 
 
-def measure(cfg: TrainConfig, x_true: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """``y_delta = K x_true + e`` for a batch: the fixed operator, or one drawn per image from the ranges."""
+def measure(cfg: TrainConfig, x_true: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, Blur]:
+    """``(y_delta, K)`` for a batch, ``y_delta = K x_true + e``: the fixed operator, or one drawn per image from
+    the ranges (then ``K`` blurs each image with its own kernel, for a network that is handed it)."""
     if cfg.ranges is None:
-        return add_relative_noise(cfg.operator.build().forward(x_true), cfg.noise, generator)
-    out = []
+        operator = cfg.operator.build()
+        return add_relative_noise(operator.forward(x_true), cfg.noise, generator), operator
+    out, blurs = [], []
     for x in x_true.split(1):
         spec, level = cfg.ranges.sample(generator)
-        out.append(add_relative_noise(spec.build().forward(x), level, generator))
-    return torch.cat(out)
+        blurs.append(spec.build())
+        out.append(add_relative_noise(blurs[-1].forward(x), level, generator))
+    return torch.cat(out), Blur.per_image(blurs)
 
 
 def ct_batch(

@@ -20,7 +20,8 @@ from recon_demo.checkpoints import CheckpointError, load_state, read_state_dict,
 from recon_demo.engine import select_device
 from recon_demo.losses import WeightedLoss, check_available, parse_loss
 from recon_demo.metrics import compute_metrics
-from recon_demo.models import create_model
+from recon_demo.models import create_model, knows_operator
+from recon_demo.operators import Blur
 from recon_demo.runtime import native_bf16, tune_allocator
 from recon_demo.training.config import _RESUMABLE_CHANGES, TrainConfig, TrainEvent, TrainingError
 from recon_demo.training.data import TrainingImages, clean_batch, ct_batch, measure, validation_pair
@@ -169,7 +170,9 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         with torch.inference_mode():
-            x_rec = self.model(self.y_val.to(self.device)).float().clamp(0, 1).cpu()
+            y_val = self.y_val.to(self.device)
+            x_rec = self.model(y_val, self.cfg.operator.build()) if knows_operator(self.model) else self.model(y_val)
+            x_rec = x_rec.float().clamp(0, 1).cpu()
         self.model.train(was_training)
         image = x_rec[0, 0].numpy()
         return compute_metrics(image, self.x_val), image
@@ -178,16 +181,19 @@ class Trainer:
         world = self.world
         # Under torchrun every process draws the global batch (the same draws: one seed) and keeps its slice.
         cfg = replace(self.cfg, batch_size=self.cfg.batch_size * world.size) if world.distributed else self.cfg
+        operator = None
         if cfg.task == "ct":
             x_true, y_delta = ct_batch(cfg, self.data, self.step, self.generator, self.device)
         else:
             x_true = clean_batch(cfg, self.data, self.step, self.generator).to(self.device)
-            y_delta = measure(cfg, x_true, self.generator)
+            y_delta, operator = measure(cfg, x_true, self.generator)
         if world.distributed:
             mine = slice(world.rank * self.cfg.batch_size, (world.rank + 1) * self.cfg.batch_size)
             x_true, y_delta = x_true[mine], y_delta[mine]
+            if operator is not None and operator.kernel.ndim == 3:
+                operator = Blur(operator.kernel[mine])
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp):
-            x_rec = self.train_model(y_delta)
+            x_rec = self.train_model(y_delta, operator) if knows_operator(self.model) else self.train_model(y_delta)
         parts = self.loss_fn.parts(x_rec.float(), x_true)
         loss = self.loss_fn.total(parts)
         bad = not bool(torch.isfinite(loss))

@@ -8,8 +8,8 @@ from __future__ import annotations
 import gradio as gr
 
 from recon_demo.activations import conv_layers, layer_label
-from recon_demo.lab import Lab, SettingError
-from recon_demo.models import create_model, list_models, model_info
+from recon_demo.lab import Lab, SettingError, network_choices
+from recon_demo.models import create_model, model_info
 from recon_demo.pictures import to_uint8
 from recon_demo.progress import Report, no_progress
 from recon_demo.tables import architecture_summary
@@ -19,7 +19,7 @@ from recon_demo.ui.reconstruct import setting_from
 
 def architectures_rows() -> list[list]:
     rows = []
-    for name in list_models():
+    for name in network_choices():
         s = architecture_summary(name)
         rf = s["receptive_field"]
         rows.append([model_info(name).label, f"{s['parameters']:,}", f"{s['flops'] / 1e9:.2f}", f"{rf}×{rf}" if rf else "(not a plain chain)"])
@@ -47,12 +47,15 @@ def inspect_outputs(lab: Lab, name: str, layer_name: str | None, scale_kind: str
     if seen.rf_formula:
         text += f" The lecture's formula gives {seen.rf_formula}×{seen.rf_formula} for this plain chain of convolutions."
     channels = [(to_uint8(ch), f"{i + 1}/{c}") for i, ch in enumerate(seen.channels)]
-    return (channels, seen.note, text, seen.receptive_field, to_uint8(seen.spectrum), to_uint8(seen.residual), architectures_rows())
+    steps = [(to_uint8(x), f"x_{k}: {p:.2f} dB") for k, (x, p) in enumerate(zip(seen.iterates, seen.iterate_psnr))]
+    iterates = gr.update(value=steps or None, visible=bool(steps))
+    return (channels, seen.note, text, seen.receptive_field, to_uint8(seen.spectrum), to_uint8(seen.residual), architectures_rows(),
+            iterates)  # fmt: skip
 
 
 def build(lab: Lab, rec, tab: gr.Tab) -> None:
     """Lay out the tab; it fills itself when opened (``tab``'s select), and on its button after a change."""
-    names = list_models()
+    names = network_choices()
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=280):
             gr.Markdown("Uses the image, operator and weights of the Reconstruct tab.")
@@ -66,6 +69,8 @@ def build(lab: Lab, rec, tab: gr.Tab) -> None:
         with gr.Column(scale=2, min_width=320):
             channels = gr.Gallery(label="Activations, one image per channel (click to enlarge)", columns=8, height="auto",
                                   format="png", elem_id="channels")  # fmt: skip
+            iterates = gr.Gallery(label="The unrolled network's estimates x_0 … x_K: the blur undone step by step (PSNR each)",
+                                  columns=6, height="auto", format="png", visible=False, elem_id="iterates")  # fmt: skip
             with gr.Row():
                 rf_map = gr.Image(label="Receptive field of the centre pixel, over the measurement", height=300, elem_id="rf_map")
                 spectrum = gr.Image(label="Kernel's Fourier magnitude (dark: frequencies the blur destroys)", height=300)
@@ -81,7 +86,7 @@ def build(lab: Lab, rec, tab: gr.Tab) -> None:
     def inspect(name, layer_name, scale_kind, progress=PROGRESS, *values):  # progress before *values: see reconstruct.run
         return inspect_outputs(lab, name, layer_name, scale_kind, *values, report=shown_by(progress))
 
-    inputs, outputs = [model, layer, scale, *rec.controls.inputs()], [channels, note, rf_text, rf_map, spectrum, residual, table]
+    inputs, outputs = [model, layer, scale, *rec.controls.inputs()], [channels, note, rf_text, rf_map, spectrum, residual, table, iterates]
     show.click(inspect, inputs, outputs, api_visibility="private")
     tab.select(inspect, inputs, outputs, api_visibility="private")  # opened: the current setting, at once
     model_picked.then(inspect, inputs, outputs, api_visibility="private")

@@ -17,13 +17,18 @@ TITLES = {"noise": "noise level δ (relative)", "angle": "motion angle (°)", "k
 CURRENT = "your setting"
 
 
-def sweep_outputs(lab, param: str, weights: list[str], *values, report: Report = no_progress) -> tuple:
+HANDED = {"true": "the true K (the blur was measured)", "nominal": "the nominal K (it was not measured again)"}
+
+
+def sweep_outputs(lab, param: str, weights: list[str], handed: str, *values, report: Report = no_progress) -> tuple:
     """The Robustness tab's handler: a note and the PSNR curves' data; ``report`` hears of each value done."""
     setting = setting_from(*values)
     if not weights or any(w not in ("course", "general") for w in weights):
         raise gr.Error("choose course and/or general weights")
+    if handed not in HANDED:
+        raise gr.Error(f"the methods that use K are handed {' or '.join(HANDED)} K")
     try:
-        points = sweep(lab, setting, param, regimes=tuple(weights), report=report)
+        points = sweep(lab, setting, param, regimes=tuple(weights), report=report, told=handed == "true")
     except (SettingError, ValueError) as err:
         raise gr.Error(str(err)) from None
     missing = sorted({p.model for p in points if p.psnr is None})
@@ -31,6 +36,7 @@ def sweep_outputs(lab, param: str, weights: list[str], *values, report: Report =
     current = float(setting.flat()[param])
     note = (f"{len(PARAMETERS[param])} values of {TITLES[param]}, {' and '.join(weights)} weights, image {setting.image}; "
             f"the vertical line marks the Reconstruct tab's setting ({TITLES[param]} = {current:g}).")  # fmt: skip
+    note += f" Methods that use K were handed {HANDED[handed]}."
     if missing:
         note += f" No weights yet for: {', '.join(missing)}."
     psnrs = [r[1] for r in rows]
@@ -42,18 +48,21 @@ def sweep_outputs(lab, param: str, weights: list[str], *values, report: Report =
 
 
 def build(lab, rec) -> None:
-    gr.Markdown("Networks are trained for one operator and noise level (course weights) or a range of them (general "
-                "weights). Here the measurement moves away from the Reconstruct tab's setting while each model keeps "
-                "what it learned; the classical baselines keep assuming that setting's kernel too.")  # fmt: skip
+    gr.Markdown("End-to-end networks are trained for one operator and noise level (course weights) or a range of them "
+                "(general weights). Here the measurement moves away from the Reconstruct tab's setting while each "
+                "network keeps what it learned. The methods that use K (Wiener, RL, TV and the unrolled network) are "
+                "handed the true K, or the nominal one as if the blur had not been measured again.")  # fmt: skip
     with gr.Row():
         parameter = gr.Radio([(TITLES[p], p) for p in PARAMETERS], value="noise", label="Vary", elem_id="sweep_parameter")
         regimes = gr.CheckboxGroup(["course", "general"], value=["course", "general"], label="Weights", elem_id="sweep_regimes")
+        handed = gr.Radio([(text, key) for key, text in HANDED.items()], value="true", label="Methods that use K are handed",
+                          elem_id="sweep_handed")  # fmt: skip
         run = gr.Button("Run the sweep", variant="primary", elem_id="sweep")
     status = gr.Markdown(elem_id="sweep_status")
     plot = gr.LinePlot(x="value", y="psnr", color="model", height=420, label="PSNR (dB) as the measurement moves",
                        x_title=TITLES["noise"], y_title="PSNR (dB)", elem_id="sweep_plot")  # fmt: skip
 
-    def do_sweep(param, weights, progress=PROGRESS, *values):  # progress before *values: see reconstruct.run
-        return sweep_outputs(lab, param, weights, *values, report=shown_by(progress))
+    def do_sweep(param, weights, handed_k, progress=PROGRESS, *values):  # progress before *values: see reconstruct.run
+        return sweep_outputs(lab, param, weights, handed_k, *values, report=shown_by(progress))
 
-    run.click(do_sweep, [parameter, regimes, *rec.controls.inputs()], [status, plot], api_visibility="private")
+    run.click(do_sweep, [parameter, regimes, handed, *rec.controls.inputs()], [status, plot], api_visibility="private")

@@ -1,0 +1,155 @@
+"""The unrolled network that knows K: its data step, its use of K and Kᵀ, one checkpoint for several operators."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from recon_demo.models import create_model, knows_operator
+from recon_demo.models.unrolled import data_step
+from recon_demo.operators import LECTURE_OPERATOR, Blur, OperatorSpec
+
+
+class Counting:
+    """An operator that counts how often the network calls ``K`` and ``Kᵀ`` (and passes them through)."""
+
+    def __init__(self, blur: Blur):
+        self.blur, self.forwards, self.adjoints = blur, 0, 0
+
+    def forward(self, x):
+        self.forwards += 1
+        return self.blur.forward(x)
+
+    def adjoint(self, y):
+        self.adjoints += 1
+        return self.blur.adjoint(y)
+
+
+def _dense(blur: Blur, h: int, w: int) -> torch.Tensor:
+    """K as a matrix (h·w × h·w), column j = K e_j."""
+    basis = torch.eye(h * w, dtype=torch.float64).reshape(h * w, 1, h, w)
+    return blur.forward(basis).reshape(h * w, h * w).T
+
+
+def test_the_data_step_solves_the_regularised_normal_equations():
+    blur, h, w = OperatorSpec("motion", 5, 30.0).build(), 9, 11
+    g = torch.Generator().manual_seed(0)
+    y, z = torch.rand(1, 1, h, w, generator=g, dtype=torch.float64), torch.rand(1, 1, h, w, generator=g, dtype=torch.float64)
+    lam = torch.tensor(0.05, dtype=torch.float64)
+    K = _dense(blur, h, w)
+    expected = torch.linalg.solve(K.T @ K + lam * torch.eye(h * w, dtype=torch.float64), K.T @ y.flatten() + lam * z.flatten())
+    got = data_step(blur, y.float(), z.float(), lam.float(), steps=200)
+    torch.testing.assert_close(got.flatten().double(), expected, atol=2e-4, rtol=0)
+
+
+def test_it_uses_the_operator_it_is_handed_forward_and_adjoint():
+    model = create_model("unrolled").eval()
+    assert knows_operator(model) and not knows_operator(create_model("unet"))
+    counting = Counting(LECTURE_OPERATOR.build())
+    with torch.inference_mode():
+        model(torch.rand(1, 1, 32, 32), counting)
+    steps = len(model.denoisers) + 1  # x_0, then one data step after each denoiser
+    # each data step: KᵀK on the start and on every CG direction, and Kᵀ y_delta once
+    assert (counting.forwards, counting.adjoints) == (steps * (model.cg_steps + 1), steps * (model.cg_steps + 2))
+    with pytest.raises(ValueError, match="needs the operator"):
+        model(torch.rand(1, 1, 32, 32))
+
+
+def test_one_network_serves_several_operators_and_a_batch_of_them():
+    model = create_model("unrolled").eval()
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 1, 40, 40, generator=g)
+    blurs = [OperatorSpec("motion", 9, 20.0).build(), OperatorSpec("gaussian", 7, variance=2.0).build()]
+    K = Blur.per_image(blurs)
+    y = K.forward(x)
+    with torch.inference_mode():
+        together = model(y, K)
+        alone = [model(y[i : i + 1], b) for i, b in enumerate(blurs)]
+        swapped = model(y[:1], blurs[1])
+    for i in range(2):
+        torch.testing.assert_close(together[i : i + 1], alone[i], atol=1e-4, rtol=0)
+    assert (swapped - alone[0]).abs().max() > 1e-3  # the operator it is handed changes the answer
+
+
+def test_its_first_estimate_fits_the_measurement_better_than_the_measurement_does():
+    """x_0 is a regularised least-squares solution: ||K x_0 − y|| is far below ||K y − y||, whatever the weights."""
+    model = create_model("unrolled").eval()
+    K = LECTURE_OPERATOR.build()
+    x = torch.rand(1, 1, 48, 48, generator=torch.Generator().manual_seed(2))
+    y = K.forward(x)
+    with torch.inference_mode():
+        steps = model.iterates(y, K)
+    assert len(steps) == len(model.denoisers) + 1 and all(s.shape == y.shape for s in steps)
+    assert (K.forward(steps[0]) - y).norm() < 0.5 * (K.forward(y) - y).norm()
+
+
+def test_under_bf16_autocast_the_data_step_stays_float32():
+    model = create_model("unrolled").train()
+    K = LECTURE_OPERATOR.build()
+    y = K.forward(torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(3)))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(y, K)
+    assert out.dtype == torch.float32
+    out.float().mean().backward()
+    assert model.log_lam.grad is not None and torch.isfinite(model.log_lam.grad).all()
+
+
+def test_it_runs_on_the_device_with_a_kernel_on_the_cpu(device):
+    model = create_model("unrolled").to(device).eval()
+    y = torch.rand(1, 1, 33, 47, device=device)
+    with torch.inference_mode():
+        out = model(y, LECTURE_OPERATOR.build())  # the kernel lives on the CPU; K follows its input's device
+    assert out.device == y.device and out.shape == y.shape and torch.isfinite(out).all()
+
+
+@pytest.fixture(scope="module")
+def unrolled_lab(tmp_path_factory):
+    """A lab whose shipped weights are an unrolled network trained for a few steps by the train CLI (general)."""
+    from recon_demo.__main__ import main as cli
+    from recon_demo.checkpoints import Manifest
+    from recon_demo.engine import Engine
+    from recon_demo.lab import Lab
+
+    folder = tmp_path_factory.mktemp("unrolled_weights")
+    args = ["train", "--model", "unrolled", "--regime", "general", "--kernel-sizes", "3,21", "--steps", "3", "--batch-size", "2",
+            "--patch-size", "32", "--phantoms", "4", "--max-images", "6", "--val-size", "64", "--eval-every", "0", "--amp",
+            "--out", str(folder / "unrolled_general.safetensors")]  # fmt: skip
+    assert cli(args) == 0
+    return Lab(Engine("cpu", manifest=Manifest.load(folder)))
+
+
+def test_its_general_checkpoint_serves_the_course_regime_too(unrolled_lab):
+    manifest = unrolled_lab.engine.manifest
+    assert manifest.find("unrolled", "course") is manifest.find("unrolled", "general") is not None
+    assert manifest.find("unet", "course") is None  # only a network handed K falls back
+
+
+def test_the_lab_runs_it_beside_the_others_with_its_data_consistency(unrolled_lab):
+    from recon_demo.lab import Setting, model_choices
+
+    assert model_choices().index("unrolled") == 7  # after the lecture's seven, before the classical methods
+    setting = Setting(image="camera", operator=OperatorSpec("motion", 21, 70.0, kernel_style="centered"), noise=0.02,
+                      models=("unrolled", "wiener"))  # fmt: skip
+    result = unrolled_lab.run(setting, with_lpips=False, max_channels=4)
+    rec = result.by_name("unrolled")
+    assert rec.image is not None and rec.image.shape == (256, 256) and rec.error is None
+    assert {"psnr", "ssim", "dc"} <= set(rec.metrics) and rec.metrics["psnr"] > 10
+    assert rec.label == "Unrolled (knows K)" and "unrolled" in result.activations
+    assert "unrolled" not in result.badges  # a blur inside its training ranges
+
+
+def test_inspect_shows_its_iterates(unrolled_lab):
+    from recon_demo.lab import Setting
+
+    seen = unrolled_lab.inspect(Setting(models=("unrolled",)), "unrolled")
+    model = create_model("unrolled")
+    assert len(seen.iterates) == len(model.denoisers) + 1 == len(seen.iterate_psnr)
+    assert all(x.shape == (256, 256) and 0 <= x.min() and x.max() <= 1 for x in seen.iterates)
+    assert seen.layer == "denoisers.0.head.0" and seen.rf_extent[0] > 9  # the data steps see the whole kernel
+
+
+def test_ct_training_of_it_is_refused_with_a_reason():
+    from recon_demo.training.config import TrainConfig, TrainingError
+
+    with pytest.raises(TrainingError, match="trains on blur operators"):
+        TrainConfig(model="unrolled", task="ct").validated()

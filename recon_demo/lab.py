@@ -33,7 +33,8 @@ from recon_demo.engine import MAX_FILE_MODELS, Engine
 from recon_demo.methods import Reconstruction
 from recon_demo.models import list_models, model_info
 from recon_demo.operators import (
-    BLUR_TYPES,
+    ALL_BLURS,
+    DRAWN,
     KERNEL_STYLES,
     LECTURE_NOISE,
     LECTURE_OPERATOR,
@@ -115,8 +116,8 @@ class Setting:
     def validated(self) -> Setting:
         """A normalised copy; raises ``SettingError`` with what is allowed."""
         op = self.operator
-        if op.blur not in BLUR_TYPES:
-            raise SettingError(f"blur must be one of {', '.join(BLUR_TYPES)}, got {op.blur!r}")
+        if op.blur not in ALL_BLURS:
+            raise SettingError(f"blur must be one of {', '.join(ALL_BLURS)}, got {op.blur!r}")
         if op.kernel_style not in KERNEL_STYLES:
             raise SettingError(f"kernel style must be one of {', '.join(KERNEL_STYLES)}, got {op.kernel_style!r}")
         if self.regime not in REGIMES:
@@ -136,7 +137,13 @@ class Setting:
             kernel_size=size,
             angle=check_number("angle", op.angle, -360, 360),
             variance=check_number("variance", op.variance, 0.05, MAX_VARIANCE),
+            drawn=op.drawn if op.blur == DRAWN else "",  # a drawing only counts while it is the blur
         )
+        if operator.blur == DRAWN:
+            try:
+                operator.kernel()
+            except ValueError as err:
+                raise SettingError(str(err)) from None
         return replace(
             self,
             operator=operator,
@@ -147,18 +154,21 @@ class Setting:
 
     # URL parameters: short names a teacher can type
     _QUERY = {"image": "image", "blur": "blur", "size": "kernel_size", "angle": "angle", "variance": "variance",
-              "style": "kernel_style", "noise": "noise", "seed": "seed", "models": "models", "regime": "regime"}  # fmt: skip
+              "style": "kernel_style", "psf": "drawn", "noise": "noise", "seed": "seed", "models": "models",
+              "regime": "regime"}  # fmt: skip
 
     def to_query(self) -> dict[str, str]:
+        """The URL's parameters (a drawn kernel's code only while the blur is drawn)."""
         values = self.flat()
         values["models"] = ",".join(self.models)
-        return {key: f"{values[name]:g}" if isinstance(values[name], float) else str(values[name]) for key, name in self._QUERY.items()}
+        return {key: f"{values[name]:g}" if isinstance(values[name], float) else str(values[name]) for key, name in self._QUERY.items()
+                if values[name] != ""}  # fmt: skip
 
     @classmethod
     def from_query(cls, query: dict[str, str]) -> tuple[Setting, list[str]]:
         """The setting a URL describes; parameters that are unknown or invalid are dropped with a warning."""
         setting, warnings = cls(), []
-        for key, value in query.items():
+        for key, value in sorted(query.items(), key=lambda item: item[0] == "blur"):  # blur last: "drawn" needs its psf
             name = cls._QUERY.get(key)
             if name is None:
                 warnings.append(f"ignored the unknown URL parameter {key!r}")
@@ -400,7 +410,8 @@ class Lab:
     def badge(self, name: str, setting: Setting) -> str | None:
         """"trained for motion 9 @ 20°, noise 0.01" when the setting is away from what the checkpoint learned."""
         entry = self.engine.manifest.find(name, setting.regime)
-        return None if entry is None or fits(entry, setting) else f"trained for {entry.trained_for()}"
+        given_k = model_info(architecture_of(name)).group == "beyond"
+        return None if entry is None or fits(entry, setting, given_k) else f"trained for {entry.trained_for()}"
 
     def inspect(self, setting: Setting, name: str, layer: str | None = None, scale: str = "shared", report: Report = no_progress):
         """What the Inspect tab shows for network ``name`` on the setting's measurement (``inspection.Inspection``)."""
@@ -413,9 +424,13 @@ class Lab:
         return self.engine.available(regime)
 
 
-def fits(entry: ManifestEntry, setting: Setting) -> bool:
-    """Whether ``setting`` lies within what the checkpoint was trained for (its operator, or its ranges)."""
+def fits(entry: ManifestEntry, setting: Setting, given_k: bool = False) -> bool:
+    """Whether ``setting`` lies within what the checkpoint was trained for (its operator, or its ranges). A network
+    that is handed ``K`` (``given_k``) is not tied to a kernel: only its noise range counts."""
     op, noise, K = entry.operator, entry.noise, setting.operator
+    if given_k:
+        lo, hi = noise.get("range", (setting.noise, setting.noise))
+        return lo <= setting.noise <= hi + 1e-9
     if entry.regime == "general":
         def inside(key, value):
             lo, hi = op.get(key, (value, value))

@@ -9,14 +9,19 @@ conventions are the course library's (IPPy): ``K`` is a cross-correlation with z
 
 from __future__ import annotations
 
+import base64
 import math
+import zlib
 from dataclasses import asdict, dataclass, fields
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 KERNEL_STYLES = ("ippy", "centered")
-BLUR_TYPES = ("motion", "gaussian")
+BLUR_TYPES = ("motion", "gaussian")  # the parametric blurs (training draws from these)
+DRAWN = "drawn"  # a PSF a person drew, carried as a compact code (``encode_drawn``)
+ALL_BLURS = (*BLUR_TYPES, DRAWN)
 MAX_KERNEL_SIZE = 63  # beyond this a 256² image is mostly border; the UI and API refuse larger kernels
 # From this kernel side on, K and Kᵀ run by FFT (the same zero-padded correlation, equal to 1e-6): measured on a
 # 2-core CPU, a batch of 8 96² crops with one 25×25 kernel each took 24 ms as a grouped convolution, 1.5 ms by
@@ -112,6 +117,60 @@ def gaussian_kernel(size: int, variance: float) -> torch.Tensor:
     ax = torch.linspace(-(size - 1) / 2, (size - 1) / 2, size, dtype=torch.float64)
     yy, xx = torch.meshgrid(ax, ax, indexing="ij")
     kernel = torch.exp(-(xx**2 + yy**2) / (2 * variance))
+    return (kernel / kernel.sum()).float()
+
+
+def drawing_to_kernel(drawing: np.ndarray, size: int) -> np.ndarray:
+    """A drawing (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA, dark or opaque strokes on a light or transparent
+    ground, as a ``size`` × ``size`` PSF of its ink (area-averaged; not yet normalised)."""
+    size = _check_kernel_size(size)
+    a = np.asarray(drawing, dtype=np.float64)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3, 4) or min(a.shape[:2]) < 1:
+        raise ValueError(f"a drawing is a grey, RGB or RGBA image, got shape {tuple(np.shape(drawing))}")
+    scale = 255.0 if a.max() > 1 else 1.0
+    grey = a[..., :3].mean(axis=2) / scale if a.shape[2] >= 3 else a[..., 0] / scale
+    alpha = a[..., 3] / scale if a.shape[2] == 4 else np.ones(a.shape[:2])
+    ink = np.clip(alpha * (1.0 - grey), 0.0, 1.0)  # dark and opaque is ink; white or transparent is not
+    h, w = ink.shape
+    rows = np.minimum((np.arange(h) * size) // h, size - 1)  # each pixel's cell in the size × size grid
+    cols = np.minimum((np.arange(w) * size) // w, size - 1)
+    out = np.zeros((size, size))
+    np.add.at(out, (rows[:, None], cols[None, :]), ink)
+    counts = np.zeros((size, size))
+    np.add.at(counts, (rows[:, None], cols[None, :]), 1.0)
+    return out / np.maximum(counts, 1.0)
+
+
+def encode_drawn(kernel: np.ndarray) -> str:
+    """A PSF (k, k) ≥ 0 as a short URL-safe code: 8-bit levels (relative to its peak), zlib, base64url."""
+    k = np.asarray(kernel, dtype=np.float64)
+    if k.ndim != 2 or k.shape[0] != k.shape[1] or k.shape[0] % 2 == 0 or not np.isfinite(k).all() or (k < 0).any():
+        raise ValueError("a drawn kernel is a square, odd-sided array of non-negative numbers")
+    if k.max() <= 0:
+        raise ValueError("the drawn kernel is empty: draw on the pad")
+    levels = np.round(k / k.max() * 255).astype(np.uint8)
+    return base64.urlsafe_b64encode(zlib.compress(levels.tobytes(), 9)).decode().rstrip("=")
+
+
+def drawn_kernel(code: str, size: int) -> torch.Tensor:
+    """The PSF of a code from ``encode_drawn`` with side ``size``, summing to one; ``ValueError`` says what is wrong."""
+    size = _check_kernel_size(size)
+    if not isinstance(code, str) or not code:
+        raise ValueError("no drawn kernel yet: draw one on the pad")
+    if len(code) > 4 * MAX_KERNEL_SIZE**2:
+        raise ValueError("the drawn kernel's code is too long")
+    try:
+        packed = base64.b64decode(code + "=" * (-len(code) % 4), altchars=b"-_", validate=True)
+        raw = zlib.decompressobj().decompress(packed, size * size + 1)
+    except (ValueError, zlib.error):  # (at most one value more than needed is ever inflated)
+        raise ValueError("the drawn kernel's code cannot be read; draw the kernel again") from None
+    if len(raw) != size * size:
+        raise ValueError(f"the drawn kernel has {len(raw)} values, not {size}×{size}: draw it again at this size")
+    kernel = torch.from_numpy(np.frombuffer(raw, dtype=np.uint8).reshape(size, size).astype(np.float64))
+    if kernel.sum() <= 0:
+        raise ValueError("the drawn kernel is empty: draw on the pad")
     return (kernel / kernel.sum()).float()
 
 
@@ -248,11 +307,12 @@ NOISE_MODELS = {
 class OperatorSpec:
     """A blur described by plain values, as the CLI flags and the UI controls give it."""
 
-    blur: str = "motion"  # "motion" or "gaussian"
+    blur: str = "motion"  # "motion", "gaussian" or "drawn"
     kernel_size: int = 9  # odd side of the kernel
     angle: float = 20.0  # motion direction in degrees (motion only)
     variance: float = 1.0  # Gaussian variance in pixels² (gaussian only)
     kernel_style: str = "ippy"  # motion kernel style: "ippy" (course) or "centered"
+    drawn: str = ""  # the drawn PSF's code (``encode_drawn``; drawn only), kernel_size × kernel_size values
 
     def kernel(self) -> torch.Tensor:
         """The kernel this spec describes; raises ``ValueError`` with a readable message when invalid."""
@@ -260,7 +320,9 @@ class OperatorSpec:
             return motion_kernel(self.kernel_size, self.angle, self.kernel_style)
         if self.blur == "gaussian":
             return gaussian_kernel(self.kernel_size, self.variance)
-        raise ValueError(f"unknown blur {self.blur!r}; choose one of {', '.join(BLUR_TYPES)}")
+        if self.blur == DRAWN:
+            return drawn_kernel(self.drawn, self.kernel_size)
+        raise ValueError(f"unknown blur {self.blur!r}; choose one of {', '.join(ALL_BLURS)}")
 
     def build(self) -> Blur:
         """The operator ``K``."""
@@ -270,6 +332,8 @@ class OperatorSpec:
         """A short caption such as ``motion 9 @ 20° (ippy)``."""
         if self.blur == "gaussian":
             return f"gaussian {self.kernel_size}, variance {self.variance:g}"
+        if self.blur == DRAWN:
+            return f"drawn {self.kernel_size}×{self.kernel_size}"
         return f"motion {self.kernel_size} @ {self.angle:g}° ({self.kernel_style})"
 
     def to_dict(self) -> dict:
@@ -288,4 +352,4 @@ LECTURE_OPERATOR = OperatorSpec("motion", 9, 20.0, 1.0, "ippy")
 LECTURE_NOISE = 0.01
 
 
-OPERATOR_FIELDS = tuple(f.name for f in fields(OperatorSpec))  # blur, kernel_size, angle, variance, kernel_style
+OPERATOR_FIELDS = tuple(f.name for f in fields(OperatorSpec))  # blur, kernel_size, angle, variance, kernel_style, drawn

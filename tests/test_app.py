@@ -21,7 +21,7 @@ from recon_demo.models import create_model
 from recon_demo.tables import best_cells
 from recon_demo.ui import CSS, IDLE_POLL_S, PROGRESS_POLL_S, build_app, launch_settings, queue_settings, serve
 from recon_demo.ui.inspector import inspect_outputs
-from recon_demo.ui.reconstruct import BEST, Controls, from_url, render_setting
+from recon_demo.ui.reconstruct import BEST, Controls, drawn_code, from_url, render_setting
 from recon_demo.ui.robustness import sweep_outputs
 from recon_demo.ui.train import curves, run_study, study_config
 
@@ -145,6 +145,20 @@ def test_train_handler_bounds_what_clients_send(args, message):
 def test_curves_keep_a_place_for_configurations_not_started():
     frame = curves({"MSE": [1.0, 0.5]}, ["MSE", "L1"])
     assert list(frame["relative_loss"][:2]) == [1.0, 0.5] and frame["relative_loss"].isna().sum() == 1
+
+
+def test_drawing_on_the_pad_sets_the_kernel_and_an_empty_pad_waits(lab):
+    pad = np.full((248, 248, 4), 255, dtype=np.uint8)
+    pad[..., 3] = 0
+    assert drawn_code({"composite": pad, "layers": [], "background": None}, 9) == ""  # nothing drawn yet
+    waiting = render_setting(lab, *values(blur="drawn", drawn=""))
+    assert "Draw the kernel on the pad" in waiting[1] and len(waiting) == 12  # no run, no error pills
+    pad[100:140, 100:140] = (0, 0, 0, 255)  # a blot in the middle
+    code = drawn_code({"composite": pad}, 9)
+    *_, result = render_setting(lab, *values(blur="drawn", kernel_size=9, drawn=code))
+    assert result.setting.operator.describe() == "drawn 9×9" and result.kernel[4, 4] == result.kernel.max()
+    with pytest.raises(gr.Error, match="kernel size must be an odd integer"):
+        drawn_code({"composite": pad}, 8)
 
 
 def test_inspect_handler(lab):

@@ -221,6 +221,35 @@ def test_the_link_restores_a_setting(browser, app_url):
     page.close()
 
 
+def test_draw_your_own_kernel_and_share_it(browser, app_url):
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.goto(app_url + "?models=cnn,wiener")
+    page.wait_for_function("document.querySelectorAll('#outputs .caption-label').length >= 3", timeout=60_000)
+    page.locator("#blur").get_by_text("draw your own").click()
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Draw the kernel on the pad')", timeout=30_000)
+    assert page.locator("#outputs .caption-label").count() >= 3  # the last result stays; no error pills
+    page.wait_for_timeout(800)  # the brush is picked for the student
+    canvas = page.locator("#psf_pad canvas").first
+    canvas.scroll_into_view_if_needed()
+    bb = canvas.bounding_box()
+    page.mouse.move(bb["x"] + bb["width"] * 0.25, bb["y"] + bb["height"] * 0.25)
+    page.mouse.down()
+    for i in range(1, 16):  # a diagonal stroke
+        page.mouse.move(bb["x"] + bb["width"] * (0.25 + 0.03 * i), bb["y"] + bb["height"] * (0.25 + 0.03 * i))
+    page.mouse.up()
+    page.wait_for_function(f"{CAPTIONS}.some(c => c.startsWith('measurement: drawn 9×9'))", timeout=60_000)
+    captions = _captions(page)
+    assert any(c.startswith("CNN:") and "⚠" in c for c in captions), captions  # an end-to-end network was not told
+    assert any(c.startswith("Wiener:") and "handed the exact kernel" in c for c in captions), captions
+    page.screenshot(path=str(ARTIFACTS / "drawn_kernel.png"), full_page=True)
+    page.locator("#share").click()
+    page.wait_for_function("document.querySelector('#link textarea, #link input').value.includes('psf=')", timeout=30_000)
+    link = page.locator("#link textarea, #link input").first.input_value()
+    page.goto(link)  # the link restores the drawn kernel
+    page.wait_for_function(f"{CAPTIONS}.some(c => c.startsWith('measurement: drawn 9×9'))", timeout=60_000)
+    page.close()
+
+
 def test_train_twenty_steps_and_see_the_curve(browser, app_url):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(app_url)

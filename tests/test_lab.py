@@ -9,7 +9,7 @@ from PIL import Image
 
 from recon_demo.checkpoints import ManifestEntry
 from recon_demo.lab import MAX_KERNEL, Setting, SettingError, fits, model_choices, working_tensor
-from recon_demo.operators import LECTURE_OPERATOR
+from recon_demo.operators import LECTURE_OPERATOR, encode_drawn
 from recon_demo.pictures import error_map, kernel_spectrum, overlay, psf_preview
 from recon_demo.tables import metrics_csv, metrics_rows
 
@@ -53,9 +53,25 @@ def test_a_setting_travels_in_the_url():
     assert len(warnings) == 4 and any("unknown URL parameter 'colour'" in w for w in warnings)
 
 
+def test_a_drawn_kernel_is_validated_and_travels_in_the_url(lab):
+    code = encode_drawn(np.eye(15)[::-1])  # an anti-diagonal stroke
+    setting = Setting.of(image="moon", blur="drawn", kernel_size=15, drawn=code, models=("cnn", "tv")).validated()
+    assert setting.to_query()["psf"] == code and "psf" not in Setting().to_query()  # only while the blur is drawn
+    again, warnings = Setting.from_query(setting.to_query())  # "blur" before "psf" in the link: applied last
+    assert again == setting and warnings == []
+    assert Setting.of(blur="motion", drawn=code).validated().operator.drawn == ""  # a stale drawing does not count
+    for change, message in (({}, "no drawn kernel yet"), ({"kernel_size": 9, "drawn": code}, "not 9×9"),
+                            ({"drawn": "%%"}, "cannot be read")):  # fmt: skip
+        with pytest.raises(SettingError, match=message):
+            Setting.of(**{"blur": "drawn", "kernel_size": 15, **change}).validated()
+    result = lab.run(setting, with_lpips=False, max_channels=0)
+    assert result.kernel.shape == (15, 15) and abs(result.kernel.sum() - 1) < 1e-6
+    assert "cnn" in result.badges and result.by_name("tv").metrics["psnr"] > result.measurement_metrics["psnr"]
+
+
 def test_models_as_a_comma_string_and_repeats_are_normalised():
     assert Setting.of(models="cnn, unet,cnn,,tv").validated().models == ("cnn", "unet", "tv")
-    assert model_choices()[-3:] == ["wiener", "rl", "tv"]
+    assert model_choices()[-3:] == ["wiener", "rl", "tv"] and model_choices()[-4] == "unrolled"
 
 
 def test_run_gives_images_metrics_activations_and_sorted_rows(lab):

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import base64
 import math
+import zlib
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,6 +16,9 @@ from recon_demo.operators import (
     add_gaussian_noise,
     add_poisson_noise,
     add_relative_noise,
+    drawing_to_kernel,
+    drawn_kernel,
+    encode_drawn,
     gaussian_kernel,
     motion_kernel,
 )
@@ -190,3 +196,42 @@ def test_operator_spec_builds_and_describes():
     assert OperatorSpec("gaussian", 7, variance=2).describe() == "gaussian 7, variance 2"
     with pytest.raises(ValueError, match="unknown blur"):
         OperatorSpec("box").kernel()
+
+
+def test_a_drawing_becomes_a_normalised_kernel_and_a_short_code():
+    drawing = np.full((248, 248, 4), 255, dtype=np.uint8)
+    drawing[..., 3] = 0  # transparent ground
+    drawing[120:128, 20:228] = (0, 0, 0, 255)  # one horizontal black stroke across the middle
+    ink = drawing_to_kernel(drawing, 15)
+    assert ink.shape == (15, 15) and ink[7].sum() > 0 and ink[:6].sum() == ink[9:].sum() == 0
+    code = encode_drawn(ink)
+    assert len(code) < 60 and code.replace("-", "").replace("_", "").isalnum()  # fits a link as it is
+    k = drawn_kernel(code, 15)
+    assert k.shape == (15, 15) and abs(float(k.sum()) - 1) < 1e-6 and float(k[7].sum()) > 0.99
+    spec = OperatorSpec("drawn", 15, drawn=code)
+    assert spec.describe() == "drawn 15×15" and torch.equal(spec.build().kernel, k)
+    grey = np.full((62, 62), 255, dtype=np.uint8)  # dark strokes on white, no alpha: the same rule
+    grey[30:32, 5:57] = 0
+    torch.testing.assert_close(drawn_kernel(encode_drawn(drawing_to_kernel(grey, 15)), 15), k, atol=0.02, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "code, size, message",
+    [("", 9, "no drawn kernel yet"), ("%%%", 9, "cannot be read"), (None, 9, "no drawn kernel yet"), ("x" * 20_000, 9, "too long")],
+)
+def test_bad_drawn_codes_say_what_to_do(code, size, message):
+    with pytest.raises(ValueError, match=message):
+        drawn_kernel(code, size)
+
+
+def test_a_drawn_code_must_fit_its_size_and_hold_ink():
+    code = encode_drawn(np.eye(9))
+    with pytest.raises(ValueError, match="not 15×15"):
+        drawn_kernel(code, 15)
+    with pytest.raises(ValueError, match="empty"):
+        encode_drawn(np.zeros((9, 9)))
+    with pytest.raises(ValueError, match="odd-sided"):
+        encode_drawn(np.ones((8, 8)))
+    bomb = base64.urlsafe_b64encode(zlib.compress(bytes(10_000_000), 9)).decode()  # 10 MB of zeros, 10 kB of code
+    with pytest.raises(ValueError, match="too long|values, not"):
+        drawn_kernel(bomb, 9)

@@ -18,6 +18,8 @@ WHEN_TO_USE = {
     "attunet": "UNet whose skips are gated by attention: it learns where detail matters; slightly more parameters.",
     "unetpp": "Nested skips between every level: a quarter of UNet's parameters for similar quality.",
     "vit": "Attention between 8×8 patches: global from the first layer, but data-hungry and quadratic in the number of patches.",
+    "unrolled": "Beyond the lecture: when K is known (measured, or drawn). One checkpoint serves every blur, and its data "
+                "steps keep K x_rec close to y_delta; it is only as good as the K it is handed.",
 }
 
 METRIC_TEXT = {
@@ -36,7 +38,7 @@ def _row(*cells) -> str:
 
 def architectures_table() -> str:
     rows = ["| architecture | parameters | what it is | when to use it |", "|---|---|---|---|"]
-    for name in list_models():
+    for name in list_models() + list_models("beyond"):
         info = model_info(name)
         rows.append(_row(f"{info.label} (`{name}`)", f"{count_parameters_of(name):,}", info.description, WHEN_TO_USE.get(name, "")))
     return "\n".join(rows)
@@ -76,6 +78,14 @@ training, or when test images differ from training images: the lecture's CT-trai
 photographs. The Robustness tab shows it, and the ⚠ badge marks a checkpoint used away from its training
 operator. *General* weights, trained over many random operators, are meant to soften exactly this; the
 Reconstruct tab says which architectures have them yet.
+
+### Beyond the lecture: a network that knows the operator
+The lecture ends by pointing at the next step, putting `K` inside the network. *Unrolled (knows K)* alternates
+a small learned denoiser `D_k` with an exact data step, `x_k = argmin ‖K x − y_delta‖² + λ_k ‖x − D_k(x_(k−1))‖²`
+(solved with `K` and `Kᵀ` by conjugate gradients), five times: learned half-quadratic splitting, as in MoDL and
+USRNet. It is handed the kernel like Wiener and TV, so one checkpoint works for any blur, a drawn one too, and
+Inspect shows its estimates `x_0 … x_5`. What it costs: about twice a UNet's time, and a wrong `K` misleads it
+(Robustness: hand the methods that use K the nominal kernel).
 
 ### Computed tomography (CT tab)
 In CT the measurement is a sinogram `y_delta = A x_true + e`: for each angle, the sums of the image along

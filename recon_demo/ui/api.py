@@ -84,6 +84,7 @@ def register(lab: Lab) -> None:
         angle: float = 20.0,
         variance: float = 1.0,
         kernel_style: str = "ippy",
+        drawn: str = "",
         noise: float = 0.01,
         seed: int = 0,
         models: str = "cnn,unet,wiener",
@@ -91,10 +92,13 @@ def register(lab: Lab) -> None:
     ) -> dict:
         """Reconstruct an image blurred and noised as described, with the comma-separated models and baselines.
         ``image`` is an example's name or your own file sent with ``handle_file(path)`` (checked like a page's
-        upload). Returns the setting, the device, the metrics table, each reconstruction as a base64 PNG (an
-        error text where a model has no weights) and the server's time."""
+        upload). ``blur="drawn"`` takes your own PSF: ``drawn`` is its code (``recon_demo.operators.encode_drawn`` of a
+        kernel_size × kernel_size array; the app's link carries it as ``psf``). Returns the setting, the device, the
+        metrics table, each reconstruction as a base64 PNG (an error text where a model has no weights) and the
+        server's time."""
         return reconstruct_answer(lab, image, blur=blur, kernel_size=kernel_size, angle=angle, variance=variance,
-                                  kernel_style=kernel_style, noise=noise, seed=seed, models=models, regime=regime)  # fmt: skip
+                                  kernel_style=kernel_style, drawn=drawn, noise=noise, seed=seed, models=models,
+                                  regime=regime)  # fmt: skip
 
     def train(
         configurations: str = "MSE,L1,SSIM",

@@ -30,7 +30,7 @@ from recon_demo.lab import (
 )
 from recon_demo.metrics import METRICS
 from recon_demo.models import list_models, model_info
-from recon_demo.operators import BLUR_TYPES, KERNEL_STYLES
+from recon_demo.operators import ALL_BLURS, DRAWN, KERNEL_STYLES, drawing_to_kernel, encode_drawn
 from recon_demo.pictures import ERROR_RANGE, error_colour_bar, error_map, png_bytes, psf_preview, to_uint8
 from recon_demo.progress import Report, no_progress
 from recon_demo.tables import SORTABLE, TABLE_COLUMNS, best_cells, metrics_csv, metrics_rows
@@ -58,6 +58,7 @@ class Controls:
     angle: gr.Slider
     variance: gr.Slider
     kernel_style: gr.Radio
+    drawn: gr.Textbox  # the drawn PSF's code (hidden; the sketchpad writes it)
     noise: gr.Slider
     seed: gr.Number
     models: gr.CheckboxGroup
@@ -109,13 +110,19 @@ def build(lab: Lab) -> ReconstructTab:
             upload = gr.File(label="…or upload (PNG, JPEG, TIFF, 16-bit, RGBA, DICOM)", file_types=UPLOAD_TYPES, height=90,
                              elem_id="upload")
             with gr.Group():
-                blur = gr.Radio(list(BLUR_TYPES), value=default.operator.blur, label="Blur", elem_id="blur")
+                blur = gr.Radio([(BLUR_LABELS.get(b, b), b) for b in ALL_BLURS], value=default.operator.blur, label="Blur",
+                                elem_id="blur")  # fmt: skip
                 kernel_size = gr.Slider(1, MAX_KERNEL, value=default.operator.kernel_size, step=2, label="Kernel size", elem_id="kernel_size")
                 angle = gr.Slider(0, 180, value=default.operator.angle, step=1, label="Motion angle (°)", elem_id="angle")
                 variance = gr.Slider(0.1, MAX_VARIANCE, value=default.operator.variance, step=0.1, label="Gaussian variance",
                                      visible=False, elem_id="variance")  # fmt: skip
                 kernel_style = gr.Radio(list(KERNEL_STYLES), value=default.operator.kernel_style, label="Kernel style", elem_id="kernel_style",
                                         info="ippy: the course library's kernel; centered: a symmetric segment")  # fmt: skip
+                pad = gr.Sketchpad(label="Your kernel (PSF): scaled to kernel size², normalised",
+                                   canvas_size=(PAD_SIDE, PAD_SIDE), fixed_canvas=True, layers=False, transforms=(),
+                                   brush=gr.Brush(colors=["#000000"], default_size=PAD_BRUSH, color_mode="fixed"),
+                                   type="numpy", image_mode="RGBA", format="png", visible=False, elem_id="psf_pad")  # fmt: skip
+                drawn = gr.Textbox(value=default.operator.drawn, visible=False, elem_id="drawn")
                 noise = gr.Slider(0, MAX_NOISE, value=default.noise, step=0.001, label="Noise level δ (relative)", elem_id="noise")
                 seed = gr.Number(default.seed, precision=0, minimum=0, label="Noise seed", elem_id="seed")
             with gr.Row():
@@ -159,7 +166,7 @@ def build(lab: Lab) -> ReconstructTab:
             downloads = gr.File(label="Downloads: reconstructions (PNG) and metrics (CSV)", file_count="multiple",
                                 interactive=False, elem_id="downloads")  # fmt: skip
 
-    controls = Controls(image, blur, kernel_size, angle, variance, kernel_style, noise, seed, models, regime)
+    controls = Controls(image, blur, kernel_size, angle, variance, kernel_style, drawn, noise, seed, models, regime)
     inputs = controls.inputs()
 
     run_inputs = [*inputs, show_errors]  # the error maps are made only while they are shown
@@ -175,13 +182,24 @@ def build(lab: Lab) -> ReconstructTab:
         trigger(run, inputs=run_inputs, outputs=run_outputs, api_visibility="private", trigger_mode="always_last",
                 concurrency_id="reconstruct")  # fmt: skip
 
-    for slider in (kernel_size, angle, variance, noise):
+    for slider in (angle, variance, noise):
         rerun(slider.release)  # recompute on release, not on every drag tick
+
+    def resize_drawing(drawing, size, blur_type):  # a drawn kernel is redrawn at the new size before the run
+        return drawn_code(drawing, size) if blur_type == DRAWN else gr.update()
+
+    kernel_size.release(resize_drawing, [pad, kernel_size, blur], drawn, api_visibility="private", trigger_mode="always_last",
+                        show_progress="hidden").then(run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
     for widget in (blur, kernel_style, models, regime, image):
         rerun(widget.input)
     rerun(seed.submit)
-    blur.change(lambda b: (gr.update(visible=b == "motion"), gr.update(visible=b == "gaussian"), gr.update(visible=b == "motion")),
-                inputs=blur, outputs=[angle, variance, kernel_style], api_visibility="private")  # fmt: skip
+    blur.change(lambda b: (gr.update(visible=b == "motion"), gr.update(visible=b == "gaussian"), gr.update(visible=b == "motion"),
+                           gr.update(visible=b == DRAWN)),
+                inputs=blur, outputs=[angle, variance, kernel_style, pad], api_visibility="private")  # fmt: skip
+    blur.change(None, blur, None, js=PICK_BRUSH_JS, api_visibility="private")  # the pad opens ready to draw
+    # a stroke on the pad: its code (the kernel at the chosen size), then the reconstruction; empty → a message
+    pad.change(drawn_code, [pad, kernel_size], drawn, api_visibility="private", trigger_mode="always_last",
+               show_progress="hidden").then(run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
 
     def pick_example(evt: gr.SelectData):
         return examples[evt.index]
@@ -225,6 +243,29 @@ def build(lab: Lab) -> ReconstructTab:
     return ReconstructTab(controls, result_state, [url_note, dismiss], run, run_inputs, run_outputs, gallery)
 
 
+BLUR_LABELS = {DRAWN: "draw your own"}
+PICK_BRUSH_JS = """(blur) => { if (blur === "drawn") setTimeout(() => {
+    const brush = document.querySelector('#psf_pad button[aria-label="Brush"]');
+    if (brush) brush.click();
+}, 400); }"""
+PAD_SIDE = 248  # the sketchpad's canvas, pixels: 8 per cell of the largest (31²) kernel
+PAD_BRUSH = 12
+
+
+def drawn_code(drawing, kernel_size) -> str:
+    """The sketchpad's handler: the drawing as the code of a kernel_size² PSF (``operators.encode_drawn``); an
+    empty pad gives "" (the run then says to draw), a size that is not allowed raises ``gr.Error``."""
+    composite = drawing.get("composite") if isinstance(drawing, dict) else drawing
+    if composite is None:
+        return ""
+    try:
+        return encode_drawn(drawing_to_kernel(np.asarray(composite), int(kernel_size)))
+    except ValueError as err:
+        if "empty" in str(err):
+            return ""
+        raise gr.Error(str(err)) from None
+
+
 def accept_upload(lab: Lab, file) -> dict:
     """The upload handler: the file becomes the chosen image; else a warning says why it cannot and the image in
     use stays (a ``gr.Error`` here turned the Image menu into a red "Error" pill), and the log gets one line."""
@@ -259,6 +300,10 @@ def render_setting(lab: Lab, *values, show_errors: bool = False, report: Report 
     The error maps are made only when ``show_errors`` (the checkbox is on); otherwise their panel is cleared.
     ``report`` hears of each method done.
     """
+    flat = dict(zip([f.name for f in fields(Controls)], values))
+    if flat.get("blur") == DRAWN and not flat.get("drawn"):  # just switched to drawing: nothing to run yet
+        waiting = "Draw the kernel on the pad (pick the brush, then drag): every stroke updates the results."
+        return (gr.update(), waiting, *[gr.update()] * 10)
     setting = setting_from(*values)
     try:
         result = lab.run(setting, report=report)
@@ -312,7 +357,8 @@ def _render(result: LabResult, sort_by: str, show_errors: bool) -> tuple:
                    + f", and sees {here}: an end-to-end network never sees the kernel, so it reverses the blur it"
                    " learned, not this one.")  # fmt: skip
     if any(r.name in KNOW_THE_KERNEL and r.image is not None for r in result.reconstructions):
-        status += " Wiener, Richardson-Lucy and TV are handed the exact kernel; the networks must infer it."
+        status += (" Wiener, Richardson-Lucy, TV and the unrolled network are handed the exact kernel; the end-to-end"
+                   " networks must infer it.")  # fmt: skip
     availability = "\n\n".join(missing) if missing else ""
     rows = metrics_rows(result, sort_by)
     left, right = names[1][1], names[-1][1]
@@ -332,7 +378,7 @@ def _render(result: LabResult, sort_by: str, show_errors: bool) -> tuple:
 
 
 BEST = "font-weight: 700; color: #15803d; background-color: #dcfce7"
-KNOW_THE_KERNEL = ("wiener", "rl", "tv")  # the classical methods are given K; the lecture's networks are not
+KNOW_THE_KERNEL = ("wiener", "rl", "tv", "unrolled")  # given K: the classical methods and the unrolled network
 
 
 def styled(rows: list[list]):

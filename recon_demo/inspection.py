@@ -22,7 +22,7 @@ from recon_demo.errors import UnknownName
 from recon_demo.lab import network_choices
 from recon_demo.metrics import psnr
 from recon_demo.models import create_model, knows_operator, model_info
-from recon_demo.pictures import kernel_spectrum, overlay, residual_map
+from recon_demo.pictures import draw_box, kernel_spectrum, overlay, residual_map
 from recon_demo.progress import Report, no_progress
 from recon_demo.tables import architecture_summary
 
@@ -40,7 +40,7 @@ class Inspection:
     channels: list[np.ndarray]  # the first MAX_CHANNELS channels, each (H, W) in [0, 1] on the chosen scale
     total_channels: int  # how many the layer has
     note: str  # "" or why the untrained network is shown
-    receptive_field: np.ndarray  # (H, W) RGB uint8: the measurement with the centre pixel's dependencies over it
+    receptive_field: np.ndarray  # (H, W) RGB uint8: the measurement, the centre pixel's dependencies, their box
     rf_extent: tuple[int, int]  # (height, width) of the measured receptive field, pixels
     rf_formula: int | None  # the lecture's formula for plain chains, else None
     spectrum: np.ndarray  # (H, W) in [0, 1]: log |FFT| of the kernel
@@ -78,7 +78,7 @@ def inspect(lab, setting, name: str, layer: str | None = None, scale: str = "sha
     image = y_delta[0, 0].numpy()
     return Inspection(
         model=name, layer=layer, channels=list(scale_channels(act[:MAX_CHANNELS], scale)), total_channels=int(act.shape[0]),
-        note=note, receptive_field=overlay(image, rf), rf_extent=receptive_field_extent(rf, threshold=RF_THRESHOLD),
+        note=note, receptive_field=draw_box(overlay(image, rf), rf > RF_THRESHOLD), rf_extent=receptive_field_extent(rf, threshold=RF_THRESHOLD),
         rf_formula=architecture_summary(name)["receptive_field"], spectrum=kernel_spectrum(setting.operator.kernel().numpy()),
         residual=residual_map(x_true[0, 0].numpy(), image), iterates=steps,
         iterate_psnr=[psnr(step, x_true[0, 0].numpy()) for step in steps],

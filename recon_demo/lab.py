@@ -165,9 +165,10 @@ class Setting:
                 if values[name] != ""}  # fmt: skip
 
     @classmethod
-    def from_query(cls, query: dict[str, str]) -> tuple[Setting, list[str]]:
-        """The setting a URL describes; parameters that are unknown or invalid are dropped with a warning."""
-        setting, warnings = cls(), []
+    def from_query(cls, query: dict[str, str], base: Setting | None = None) -> tuple[Setting, list[str]]:
+        """The setting a URL describes, starting from ``base`` (default: the default setting; a lesson's link starts
+        from the lesson's); parameters that are unknown or invalid are dropped with a warning."""
+        setting, warnings = base or cls(), []
         for key, value in sorted(query.items(), key=lambda item: item[0] == "blur"):  # blur last: "drawn" needs its psf
             name = cls._QUERY.get(key)
             if name is None:

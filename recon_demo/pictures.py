@@ -55,6 +55,22 @@ def overlay(image: np.ndarray, heat: np.ndarray, colour: tuple[float, float, flo
     return to_uint8(grey * (1 - alpha) + np.asarray(colour) * alpha)
 
 
+def draw_box(picture: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int] = (255, 220, 0), width: int = 2) -> np.ndarray:
+    """``picture`` (H, W, 3) uint8 with the bounding box of ``mask``'s true pixels outlined in ``colour`` (the receptive
+    field's measured extent, drawn to its size); unchanged when the mask is empty."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    out = picture.copy()
+    if rows.size == 0:
+        return out
+    top, bottom, left, right = rows[0], rows[-1], cols[0], cols[-1]
+    for t in range(width):  # the outline grows outwards, so the box's inside is the extent itself
+        r0, r1 = max(top - 1 - t, 0), min(bottom + 1 + t, out.shape[0] - 1)
+        c0, c1 = max(left - 1 - t, 0), min(right + 1 + t, out.shape[1] - 1)
+        out[r0, c0 : c1 + 1] = out[r1, c0 : c1 + 1] = colour
+        out[r0 : r1 + 1, c0] = out[r0 : r1 + 1, c1] = colour
+    return out
+
+
 def residual_map(x_true: np.ndarray, y_delta: np.ndarray, gain: float = 4.0) -> np.ndarray:
     """|x_true − y_delta| × ``gain`` as a grey image in [0, 1]: the residual a ResCNN learns, made visible."""
     return np.clip(np.abs(x_true - y_delta) * gain, 0, 1)

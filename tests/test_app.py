@@ -21,7 +21,7 @@ from recon_demo.models import create_model
 from recon_demo.tables import best_cells
 from recon_demo.ui import CSS, IDLE_POLL_S, PROGRESS_POLL_S, build_app, launch_settings, queue_settings, serve
 from recon_demo.ui.inspector import inspect_outputs
-from recon_demo.ui.reconstruct import BEST, Controls, drawn_code, from_url, render_setting
+from recon_demo.ui.reconstruct import BEST, Controls, accept_upload, drawn_code, from_url, render_setting
 from recon_demo.ui.robustness import sweep_outputs
 from recon_demo.ui.train import curves, run_study, study_config
 
@@ -79,12 +79,33 @@ def test_reconstruct_handler_refuses_bad_values_with_a_message(lab):
 
 def test_the_url_sets_the_controls():
     request = SimpleNamespace(query_params={"image": "moon", "angle": "45", "size": "7", "models": "cnn,tv", "noise": "x"})
-    *controls, note, dismiss = from_url(request)
+    *controls, note, dismiss, lesson_key = from_url(request)
     named = dict(zip([f.name for f in fields(Controls)], controls))
     assert named["image"] == "moon" and named["angle"] == 45 and named["kernel_size"] == 7 and named["models"] == ["cnn", "tv"]
-    assert "ignored noise='x'" in note["value"] and note["visible"] and dismiss["visible"]
-    *_, note, dismiss = from_url(SimpleNamespace(query_params={"angle": "45"}))
+    assert "ignored noise='x'" in note["value"] and note["visible"] and dismiss["visible"] and lesson_key is None
+    *_, note, dismiss, _ = from_url(SimpleNamespace(query_params={"angle": "45"}))
     assert not note["visible"] and not dismiss["visible"]
+
+
+def test_a_lesson_sets_the_controls_opens_its_tab_and_has_a_link():
+    from recon_demo.lessons import LESSONS, TABS
+    from recon_demo.robustness import PARAMETERS
+    from recon_demo.ui.lessons import apply, show
+
+    assert len(LESSONS) >= 7
+    for key, item in LESSONS.items():
+        assert item.tab in TABS and (item.sweep is None or item.sweep in PARAMETERS) and len(item.text) > 60
+        *controls, text, tab, sweep = apply(key)
+        named = dict(zip([f.name for f in fields(Controls)], controls))
+        assert named["models"] == list(item.setting().models) and f"(?lesson={key})" in text
+        assert tab.selected == item.tab and show(key)[1].selected == item.tab
+        if item.sweep:
+            assert sweep["value"] == item.sweep
+    *controls, note, dismiss, key = from_url(SimpleNamespace(query_params={"lesson": "knows-k", "noise": "0.02"}))
+    named = dict(zip([f.name for f in fields(Controls)], controls))
+    assert key == "knows-k" and named["angle"] == 60 and named["noise"] == 0.02 and not note["visible"]  # the link's own values win
+    *_, note, _, key = from_url(SimpleNamespace(query_params={"lesson": "nope"}))
+    assert key is None and "ignored lesson='nope'" in note["value"]
 
 
 def test_train_handler_streams_curves_and_ends_with_a_table(lab):
@@ -145,6 +166,13 @@ def test_train_handler_bounds_what_clients_send(args, message):
 def test_curves_keep_a_place_for_configurations_not_started():
     frame = curves({"MSE": [1.0, 0.5]}, ["MSE", "L1"])
     assert list(frame["relative_loss"][:2]) == [1.0, 0.5] and frame["relative_loss"].isna().sum() == 1
+
+
+def test_a_webcam_or_clipboard_picture_becomes_the_image(lab):
+    photo = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)  # what gr.Image(type="numpy") gives
+    update = accept_upload(lab, photo)
+    assert update["value"].startswith("upload:") and update["choices"][0] == ("your upload", update["value"])
+    assert accept_upload(lab, None) == gr.update()
 
 
 def test_drawing_on_the_pad_sets_the_kernel_and_an_empty_pad_waits(lab):

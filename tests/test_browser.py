@@ -221,6 +221,53 @@ def test_the_link_restores_a_setting(browser, app_url):
     page.close()
 
 
+def test_arrow_keys_and_enter_recompute_and_the_results_are_marked_stale_meanwhile(browser, app_url):
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.goto(app_url + "?models=cnn")
+    page.wait_for_function("document.querySelectorAll('#outputs .caption-label').length >= 3", timeout=60_000)
+    page.locator("#angle input[type=range]").focus()
+    for _ in range(3):
+        page.keyboard.press("ArrowRight")
+    assert page.evaluate("document.querySelector('#results_col').classList.contains('stale')")  # at once, in the page
+    page.wait_for_function(f"{CAPTIONS}.some(c => c.includes('@ 23°'))", timeout=60_000)
+    page.wait_for_function("!document.querySelector('#results_col').classList.contains('stale')", timeout=10_000)
+    box = page.locator("#noise input[type=number]")
+    box.fill("0.03")
+    box.press("Enter")
+    page.wait_for_function(f"{CAPTIONS}.some(c => c.includes('δ 0.03'))", timeout=60_000)
+    page.locator("#kernel_size input[type=range]").focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(f"{CAPTIONS}.some(c => c.includes('motion 11 @ 23°'))", timeout=60_000)
+    page.close()
+
+
+SELECTED_TAB = "[...document.querySelectorAll('button[role=tab]')].filter(b => b.getAttribute('aria-selected') === 'true')[0]?.innerText"
+
+
+@pytest.mark.parametrize("width, height", [(1440, 900), (390, 844)], ids=["projector", "phone"])
+def test_a_lesson_sets_the_controls_opens_its_tab_and_its_link_does_too(browser, app_url, width, height):
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(app_url)
+    page.wait_for_function("document.querySelectorAll('#outputs .caption-label').length >= 3", timeout=60_000)
+    page.locator("#lesson input").click()
+    page.get_by_role("option", name="2. The first networks: CNN and ResCNN").click()
+    page.wait_for_function(f"{CAPTIONS}.map(c => c.split(':')[0]).join('|') === 'ground truth|measurement|CNN'", timeout=60_000)
+    assert page.locator("#models").get_by_label("ResCNN", exact=True).is_checked()  # (no ResCNN weights in this test)
+    assert not page.locator("#models").get_by_label("Wiener", exact=True).is_checked()
+    assert "learns only the correction" in page.locator("#lesson_text").inner_text()
+    page.locator("#lesson input").click()
+    page.get_by_role("option", name="1. The blur, and why undoing it is ill-posed").click()
+    page.wait_for_function(f"{SELECTED_TAB} === 'Inspect'", timeout=30_000)
+    page.wait_for_function("document.querySelectorAll('#channels img').length >= 8", timeout=60_000)  # filled for the lesson
+    page.screenshot(path=str(ARTIFACTS / f"lesson_{width}.png"))
+    href = page.locator("#lesson_text a").get_attribute("href")
+    assert href == "?lesson=ill-posed"
+    page.goto(app_url + "?lesson=one-operator")
+    page.wait_for_function(f"{SELECTED_TAB} === 'Robustness'", timeout=60_000)
+    page.wait_for_function("document.querySelector('#sweep_parameter input[value=angle]')?.checked", timeout=30_000)
+    page.close()
+
+
 def test_draw_your_own_kernel_and_share_it(browser, app_url):
     page = browser.new_page(viewport={"width": 1440, "height": 900})
     page.goto(app_url + "?models=cnn,wiener")

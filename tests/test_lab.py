@@ -201,3 +201,17 @@ def test_the_best_of_each_metric_column_is_found_in_its_direction():
             ["TV", "0.001", "35.1", "0.92", "0.10", "0.005", "82.5", "—"]]  # fmt: skip
     best = best_cells(rows)
     assert {(2, 1), (3, 1), (3, 2), (2, 3), (3, 4), (3, 5), (1, 6)} == best  # ties both; "—" and the measurement skipped
+
+
+def test_the_receptive_field_box_outlines_the_measured_extent():
+    from recon_demo.pictures import draw_box
+
+    picture = np.zeros((32, 32, 3), dtype=np.uint8)
+    mask = np.zeros((32, 32), dtype=bool)
+    mask[10:17, 12:21] = True  # a 7 × 9 extent
+    boxed = draw_box(picture, mask, width=1)
+    yellow = (boxed == (255, 220, 0)).all(axis=2)
+    rows, cols = np.flatnonzero(yellow.any(axis=1)), np.flatnonzero(yellow.any(axis=0))
+    assert (rows[0], rows[-1], cols[0], cols[-1]) == (9, 17, 11, 21)  # just outside the extent, all round
+    assert not yellow[10:17, 12:21].any() and yellow.sum() == 2 * (9 + 11) - 4
+    assert (draw_box(picture, np.zeros((32, 32), dtype=bool)) == picture).all()

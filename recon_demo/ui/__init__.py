@@ -10,7 +10,7 @@ import gradio as gr
 
 from recon_demo.ct_lab import CTLab
 from recon_demo.lab import Lab
-from recon_demo.ui import about, api, ct, inspector, reconstruct, robustness, train
+from recon_demo.ui import about, api, ct, inspector, lessons, reconstruct, robustness, train
 
 # gradio asks matplotlib for its backend around every event; without a backend named, matplotlib resolves one
 # by importing pyplot, 0.45 s of the first request here. The app draws off-screen only.
@@ -21,6 +21,8 @@ TITLE = "recon-demo: end-to-end neural image reconstruction"
 # rows as the models need (no fixed gallery height that cuts the second row), each caption whole, under its
 # image rather than over it. On a phone the results come before the controls.
 CSS = """
+#results_col.stale #outputs img { opacity: 0.45; transition: opacity 0.15s; }
+#results_col.stale #status::before { content: "⟳ updating to the new setting…"; display: block; font-weight: 600; }
 #outputs, #outputs .grid-wrap, #activations, #activations .grid-wrap, #train_recs, #train_recs .grid-wrap,
 #errors, #errors .grid-wrap { height: auto !important; max-height: none !important; }
 #outputs .grid-container { grid-template-columns: repeat(auto-fill, minmax(min(256px, 36vw), 1fr)) !important; }
@@ -35,7 +37,7 @@ CSS = """
 /* gradio's line plots put the legend below the chart inside a fixed height, cutting it: let it show */
 #sweep_plot, #curves { overflow: visible !important; margin-bottom: 110px !important; }
 #sweep_plot svg, #curves svg, #sweep_plot .vega-embed, #curves .vega-embed { overflow: visible !important; }
-@media (max-width: 700px) { #results_col { order: -1; } #sweep_plot, #curves { margin-bottom: 220px !important; } }
+@media (max-width: 700px) { #lesson_bar { flex-direction: column; } #results_col { order: -1; } #sweep_plot, #curves { margin-bottom: 220px !important; } }
 """
 
 
@@ -87,22 +89,25 @@ def build_app(lab: Lab | None = None) -> gr.Blocks:
     # Uploads and the files gradio caches for outputs are deleted after an hour (checked hourly).
     with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"## {TITLE}\nBlur an image, add noise, and watch the lecture's networks and classical methods undo it.")
-        with gr.Tabs():
+        bar = lessons.build()
+        with gr.Tabs() as tabs:
             with gr.Tab("Reconstruct", id="reconstruct"):
                 rec = reconstruct.build(lab)
             with gr.Tab("Inspect", id="inspect") as inspect_tab:
-                inspector.build(lab, rec, inspect_tab)
+                inspect = inspector.build(lab, rec, inspect_tab)
             with gr.Tab("Train", id="train"):
                 train.build(rec)
             with gr.Tab("Robustness", id="robustness"):
-                robustness.build(lab, rec)
+                sweep_parameter = robustness.build(lab, rec)
             with gr.Tab("CT", id="ct") as ct_tab:
                 ct.build(CTLab(lab), ct_tab)
             with gr.Tab("About", id="about"):
                 about.build()
         api.register(lab)
         demo.load(reconstruct.thumbnails, None, rec.examples, api_visibility="private")
-        demo.load(reconstruct.from_url, None, [*rec.controls.inputs(), *rec.url_note], api_visibility="private").then(
+        lessons.wire(bar, rec, tabs, sweep_parameter, inspect)
+        demo.load(reconstruct.from_url, None, [*rec.controls.inputs(), *rec.url_note, bar.menu], api_visibility="private").then(
+            lessons.show, bar.menu, [bar.text, tabs, sweep_parameter], api_visibility="private").then(
             rec.run, rec.run_inputs, rec.run_outputs, api_visibility="private"
         )
     return demo

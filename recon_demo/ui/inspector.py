@@ -5,6 +5,9 @@ magnitude and the residual |x_true − y_delta| that residual networks learn."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import partial
+
 import gradio as gr
 
 from recon_demo.activations import conv_layers, layer_label
@@ -53,7 +56,7 @@ def inspect_outputs(lab: Lab, name: str, layer_name: str | None, scale_kind: str
             iterates)  # fmt: skip
 
 
-def build(lab: Lab, rec, tab: gr.Tab) -> None:
+def build(lab: Lab, rec, tab: gr.Tab) -> InspectTab:
     """Lay out the tab; it fills itself when opened (``tab``'s select), and on its button after a change."""
     names = network_choices()
     with gr.Row(equal_height=False):
@@ -72,7 +75,8 @@ def build(lab: Lab, rec, tab: gr.Tab) -> None:
             iterates = gr.Gallery(label="The unrolled network's estimates x_0 … x_K: the blur undone step by step (PSNR each)",
                                   columns=6, height="auto", format="png", visible=False, elem_id="iterates")  # fmt: skip
             with gr.Row():
-                rf_map = gr.Image(label="Receptive field of the centre pixel, over the measurement", height=300, elem_id="rf_map")
+                rf_map = gr.Image(label="Receptive field of the centre pixel over the measurement; yellow: its measured extent",
+                                  height=300, elem_id="rf_map")  # fmt: skip
                 spectrum = gr.Image(label="Kernel's Fourier magnitude (dark: frequencies the blur destroys)", height=300)
                 residual = gr.Image(label="Residual |x_true − y_delta| (what ResCNN learns)", height=300)
             table = gr.Dataframe(headers=["architecture", "parameters", "GFLOP at 256²", "formula receptive field"],
@@ -92,3 +96,13 @@ def build(lab: Lab, rec, tab: gr.Tab) -> None:
     model_picked.then(inspect, inputs, outputs, api_visibility="private")
     for control in (layer, scale):  # a new choice shows at once (the architecture's: after its layer list is reset)
         control.input(inspect, inputs, outputs, api_visibility="private", trigger_mode="always_last")
+    return InspectTab(partial(inspect_outputs, lab), inputs, outputs)
+
+
+@dataclass
+class InspectTab:
+    """What a lesson that opens this tab needs to fill it (a tab opened by the app, not a click, is not "selected")."""
+
+    fill: object  # inputs' values → outputs (``inspect_outputs`` for the tab's lab)
+    inputs: list
+    outputs: list

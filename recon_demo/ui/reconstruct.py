@@ -28,6 +28,7 @@ from recon_demo.lab import (
     model_choices,
     working_tensor,
 )
+from recon_demo.lessons import LESSONS
 from recon_demo.metrics import METRICS
 from recon_demo.models import list_models, model_info
 from recon_demo.operators import ALL_BLURS, DRAWN, KERNEL_STYLES, drawing_to_kernel, encode_drawn
@@ -109,6 +110,9 @@ def build(lab: Lab) -> ReconstructTab:
                                  elem_id="examples")  # fmt: skip  (filled when a page opens: ``ReconstructTab.examples``)
             upload = gr.File(label="…or upload (PNG, JPEG, TIFF, 16-bit, RGBA, DICOM)", file_types=UPLOAD_TYPES, height=90,
                              elem_id="upload")
+            with gr.Accordion("…or take a photo, or paste a picture", open=False, elem_id="camera_box"):
+                camera = gr.Image(sources=["webcam", "clipboard"], type="numpy", image_mode="RGB", label="Webcam or clipboard",
+                                  height=200, elem_id="camera")  # fmt: skip
             with gr.Group():
                 blur = gr.Radio([(BLUR_LABELS.get(b, b), b) for b in ALL_BLURS], value=default.operator.blur, label="Blur",
                                 elem_id="blur")  # fmt: skip
@@ -179,16 +183,18 @@ def build(lab: Lab) -> ReconstructTab:
     run_outputs = [psf, status, availability, outputs, acts, errors, left, right, compare, table, downloads, result_state]
 
     def rerun(trigger):
+        # at once, in the page: the results are marked stale (dimmed, "updating…") until the new ones arrive
+        trigger(None, None, None, js=MARK_STALE, queue=False, api_visibility="private")
         trigger(run, inputs=run_inputs, outputs=run_outputs, api_visibility="private", trigger_mode="always_last",
-                concurrency_id="reconstruct")  # fmt: skip
+                concurrency_id="reconstruct").then(None, None, None, js=UNMARK_STALE, queue=False)  # fmt: skip
 
     for slider in (angle, variance, noise):
-        rerun(slider.release)  # recompute on release, not on every drag tick
+        rerun(slider.input)  # a drag, the arrow keys, a typed value with Enter: the last value is computed
 
     def resize_drawing(drawing, size, blur_type):  # a drawn kernel is redrawn at the new size before the run
         return drawn_code(drawing, size) if blur_type == DRAWN else gr.update()
 
-    kernel_size.release(resize_drawing, [pad, kernel_size, blur], drawn, api_visibility="private", trigger_mode="always_last",
+    kernel_size.input(resize_drawing, [pad, kernel_size, blur], drawn, api_visibility="private", trigger_mode="always_last",
                         show_progress="hidden").then(run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
     for widget in (blur, kernel_style, models, regime, image):
         rerun(widget.input)
@@ -207,6 +213,8 @@ def build(lab: Lab) -> ReconstructTab:
     gallery.select(pick_example, None, image, api_visibility="private").then(run, run_inputs, run_outputs, api_visibility="private")
 
     upload.upload(partial(accept_upload, lab), upload, image, api_visibility="private").then(run, run_inputs, run_outputs, api_visibility="private")
+    camera.input(partial(accept_upload, lab), camera, image, api_visibility="private").then(run, run_inputs, run_outputs,
+                                                                                           api_visibility="private")  # fmt: skip
 
     own_file.upload(partial(accept_checkpoint, lab), [own_arch, own_file, models], [models, own_status],
                     api_visibility="private").then(run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
@@ -244,6 +252,8 @@ def build(lab: Lab) -> ReconstructTab:
 
 
 BLUR_LABELS = {DRAWN: "draw your own"}
+MARK_STALE = "() => { document.querySelector('#results_col')?.classList.add('stale'); }"
+UNMARK_STALE = "() => { document.querySelector('#results_col')?.classList.remove('stale'); }"
 PICK_BRUSH_JS = """(blur) => { if (blur === "drawn") setTimeout(() => {
     const brush = document.querySelector('#psf_pad button[aria-label="Brush"]');
     if (brush) brush.click();
@@ -267,8 +277,9 @@ def drawn_code(drawing, kernel_size) -> str:
 
 
 def accept_upload(lab: Lab, file) -> dict:
-    """The upload handler: the file becomes the chosen image; else a warning says why it cannot and the image in
-    use stays (a ``gr.Error`` here turned the Image menu into a red "Error" pill), and the log gets one line."""
+    """The upload handler (a file, or the webcam's or clipboard's picture as an array): it becomes the chosen image;
+    else a warning says why it cannot and the image in use stays (a ``gr.Error`` here turned the Image menu into a
+    red "Error" pill), and the log gets one line."""
     if file is None:
         return gr.update()
     try:
@@ -313,13 +324,26 @@ def render_setting(lab: Lab, *values, show_errors: bool = False, report: Report 
 
 
 def from_url(request: gr.Request):
-    """The controls' values from the page's URL, then the note about parameters that were ignored (shown, with
-    its dismiss button, until the button is pressed: the reconstruction's own status does not overwrite it)."""
-    setting, warnings = Setting.from_query(dict(request.query_params) if request else {})
+    """The controls' values from the page's URL (a lesson's link, ``?lesson=…``, starts from the lesson's setting),
+    then the note about parameters that were ignored (shown, with its dismiss button, until the button is pressed:
+    the reconstruction's own status does not overwrite it), then the lesson's key (or None)."""
+    query = dict(request.query_params) if request else {}
+    key, warnings, base = query.pop("lesson", None), [], None
+    if key is not None:
+        if key in LESSONS:
+            base = LESSONS[key].setting()
+        else:
+            key, warnings = None, [f"ignored lesson={key!r}: the lessons are {', '.join(LESSONS)}"]
+    setting, more = Setting.from_query(query, base)
+    warnings += more
     note = "" if not warnings else "**Link:** " + "; ".join(warnings)
+    return (*control_values(setting), gr.update(value=note, visible=bool(note)), gr.update(visible=bool(note)), key)
+
+
+def control_values(setting: Setting) -> list:
+    """The Reconstruct controls' values for ``setting``, in ``Controls`` order."""
     flat = setting.flat()
-    values = [flat[f.name] if f.name != "models" else list(setting.models) for f in fields(Controls)]
-    return (*values, gr.update(value=note, visible=bool(note)), gr.update(visible=bool(note)))
+    return [flat[f.name] if f.name != "models" else list(setting.models) for f in fields(Controls)]
 
 
 # ---------------------------------------------------------------------------------------------- rendering

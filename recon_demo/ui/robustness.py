@@ -47,7 +47,8 @@ def sweep_outputs(lab, param: str, weights: list[str], handed: str, *values, rep
     return note, gr.update(value=frame, x_title=TITLES[param])
 
 
-def build(lab, rec) -> None:
+def build(lab, rec) -> gr.Radio:
+    """Lay out the tab; returns the parameter's radio (a lesson sets it)."""
     gr.Markdown("End-to-end networks are trained for one operator and noise level (course weights) or a range of them "
                 "(general weights). Here the measurement moves away from the Reconstruct tab's setting while each "
                 "network keeps what it learned. The methods that use K (Wiener, RL, TV and the unrolled network) are "
@@ -66,3 +67,4 @@ def build(lab, rec) -> None:
         return sweep_outputs(lab, param, weights, handed_k, *values, report=shown_by(progress))
 
     run.click(do_sweep, [parameter, regimes, handed, *rec.controls.inputs()], [status, plot], api_visibility="private")
+    return parameter

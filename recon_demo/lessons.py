@@ -1,0 +1,77 @@
+"""Lessons: one-click presets that walk a class through the lecture, each a setting, a tab and two lines of text.
+
+A teacher picks one in the app's "Lesson" menu (or opens its link, ``?lesson=one-operator``): the Reconstruct
+controls take the lesson's setting, the app shows the lesson's tab and its explanation. The order is the lecture's:
+the blur and why inverting it is ill-posed, the first networks, the UNet family, the classical methods beside them,
+the operator a network was trained for, the loss, CT; then, beyond the lecture, a network that is handed ``K``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from recon_demo.lab import Setting
+
+TABS = ("reconstruct", "inspect", "train", "robustness", "ct", "about")
+
+
+@dataclass(frozen=True)
+class Lesson:
+    """One preset: what the controls are set to, which tab opens, and what to look at."""
+
+    key: str  # its name in links: ?lesson=<key>
+    title: str  # the menu's text
+    tab: str  # the tab that opens (``TABS``)
+    text: str  # two lines: what to look at, and why it happens
+    values: dict = field(default_factory=dict)  # the Reconstruct tab's setting, by flat names (``Setting.of``)
+    sweep: str | None = None  # Robustness: the parameter to vary
+
+    def setting(self) -> Setting:
+        """The lesson's setting, validated."""
+        return Setting.of(**self.values).validated()
+
+
+LESSONS: dict[str, Lesson] = {
+    lesson.key: lesson
+    for lesson in (
+        Lesson("ill-posed", "1. The blur, and why undoing it is ill-posed", "inspect",
+               "In Inspect, the kernel's Fourier magnitude shows the frequencies the blur destroys. Wiener divides by them: "
+               "at δ = 0.05 the noise it amplifies is what you see in Reconstruct.",
+               {"models": ("wiener", "rl"), "noise": 0.05}),
+        Lesson("cnn-rescnn", "2. The first networks: CNN and ResCNN", "reconstruct",
+               "Same three layers, same 9,857 parameters; ResCNN learns only the correction y_delta → x_true. "
+               "Compare the two in the table, and their first layers below the images.",
+               {"models": ("cnn", "rescnn")}),
+        Lesson("unet-family", "3. The UNet family", "reconstruct",
+               "Pooling lets a UNet see the whole blur: every variant gains several dB over the CNN. Residual blocks, "
+               "attention gates and nested skips change little here; look at the parameter column.",
+               {"models": ("cnn", "unet", "resunet", "attunet", "unetpp", "vit")}),
+        Lesson("classical", "4. TV and Wiener beside the networks", "reconstruct",
+               "Wiener and TV are handed the exact kernel; the networks must infer it from examples. TV's edges are "
+               "sharp but its textures flat: compare the error maps and the LPIPS column.",
+               {"models": ("unet", "wiener", "tv")}),
+        Lesson("one-operator", "5. Trained for one operator: change the angle", "robustness",
+               "A course network learned motion 9 @ 20° only: run the sweep and watch it fall as the angle moves, while "
+               "the general weights, trained on random blurs, hold up better.",
+               {"models": ("cnn", "unet", "wiener")}, sweep="angle"),
+        Lesson("loss", "6. The loss decides what the network learns", "train",
+               "Train the same small CNN with MSE, L1 and SSIM (about half a minute on a laptop): the losses give "
+               "different images, and each wins on its own metric.",
+               {"models": ("cnn",)}),
+        Lesson("ct", "7. Computed tomography", "ct",
+               "Fewer angles, more streaks: FBP shows them, SIRT smooths them, and the network trained on FBPs "
+               "removes them. Try 20 angles.",
+               {"models": ("cnn",)}),
+        Lesson("knows-k", "8. Beyond the lecture: a network that knows K", "reconstruct",
+               "A centred blur at 60° that no course network was trained for: the end-to-end networks fail (⚠), the "
+               "unrolled network is handed K like TV and Wiener, and its data steps keep it consistent.",
+               {"models": ("unet", "unrolled", "tv"), "angle": 60.0, "kernel_size": 11, "kernel_style": "centered"}),
+    )
+}  # fmt: skip
+
+
+def lesson(key: str) -> Lesson:
+    """The lesson ``key``; ``KeyError`` names the known ones."""
+    if key not in LESSONS:
+        raise KeyError(f"unknown lesson {key!r}; the lessons are {', '.join(LESSONS)}")
+    return LESSONS[key]

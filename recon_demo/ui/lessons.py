@@ -1,0 +1,67 @@
+"""The lesson bar above the tabs: a menu of lessons (``recon_demo.lessons``); picking one sets the Reconstruct
+controls, opens the lesson's tab, shows its two lines with its own link, and runs the reconstruction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from recon_demo.lessons import LESSONS
+from recon_demo.ui.inspector import InspectTab
+from recon_demo.ui.reconstruct import ReconstructTab, control_values
+
+
+@dataclass
+class LessonBar:
+    menu: gr.Dropdown
+    text: gr.Markdown
+
+
+def build() -> LessonBar:
+    """The menu and the lesson's text; ``wire`` connects them once the tabs exist."""
+    with gr.Row(equal_height=True, elem_id="lesson_bar"):
+        menu = gr.Dropdown([(item.title, item.key) for item in LESSONS.values()], value=None, label="Lesson",
+                           info="one click: the setting, the tab and what to look at", scale=1, elem_id="lesson")  # fmt: skip
+        text = gr.Markdown(elem_id="lesson_text")
+    return LessonBar(menu, text)
+
+
+def lesson_text(key: str | None) -> str:
+    """The lesson's two lines and its link (relative, so it works on any host)."""
+    if key not in LESSONS:
+        return ""
+    item = LESSONS[key]
+    return f"**{item.title}.** {item.text} [Link to this lesson](?lesson={key})"
+
+
+def apply(key: str | None) -> tuple:
+    """The lesson handler: the controls' values, the lesson's text, the tab to show, the sweep's parameter."""
+    if key not in LESSONS:
+        return (*[gr.update()] * len(control_values(LESSONS["classical"].setting())), "", gr.update(), gr.update())
+    item = LESSONS[key]
+    return (*control_values(item.setting()), lesson_text(key), gr.Tabs(selected=item.tab),
+            gr.update(value=item.sweep) if item.sweep else gr.update())  # fmt: skip
+
+
+def show(key: str | None) -> tuple:
+    """After a lesson's link set the controls: its text, its tab and its sweep's parameter."""
+    if key not in LESSONS:
+        return "", gr.update(), gr.update()
+    item = LESSONS[key]
+    return lesson_text(key), gr.Tabs(selected=item.tab), gr.update(value=item.sweep) if item.sweep else gr.update()
+
+
+def wire(bar: LessonBar, rec: ReconstructTab, tabs: gr.Tabs, sweep_parameter: gr.Radio, inspect: InspectTab) -> None:
+    """Picking a lesson: the controls, the text, the tab and the sweep's parameter, then the reconstruction (and the
+    Inspect tab's figures when the lesson opens it)."""
+    outputs = [*rec.controls.inputs(), bar.text, tabs, sweep_parameter]
+
+    def fill_inspect(key, *values):
+        if key not in LESSONS or LESSONS[key].tab != "inspect":
+            return tuple(gr.update() for _ in inspect.outputs)
+        return inspect.fill(*values)
+
+    bar.menu.input(apply, bar.menu, outputs, api_visibility="private").then(
+        rec.run, rec.run_inputs, rec.run_outputs, api_visibility="private").then(
+        fill_inspect, [bar.menu, *inspect.inputs], inspect.outputs, api_visibility="private")  # fmt: skip

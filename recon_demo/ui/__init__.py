@@ -37,7 +37,7 @@ CSS = """
 /* gradio's line plots put the legend below the chart inside a fixed height, cutting it: let it show */
 #sweep_plot, #curves { overflow: visible !important; margin-bottom: 110px !important; }
 #sweep_plot svg, #curves svg, #sweep_plot .vega-embed, #curves .vega-embed { overflow: visible !important; }
-@media (max-width: 700px) { #lesson_bar { flex-direction: column; } #results_col { order: -1; } #sweep_plot, #curves { margin-bottom: 220px !important; } }
+@media (max-width: 700px) { #lesson_bar { flex-direction: column; } #results_col { order: -1; } #outputs { order: -1; } #sweep_plot, #curves { margin-bottom: 220px !important; } }
 """
 
 

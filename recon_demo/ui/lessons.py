@@ -12,6 +12,9 @@ from recon_demo.ui.inspector import InspectTab
 from recon_demo.ui.reconstruct import ReconstructTab, control_values
 
 
+NO_LESSON = "Pick a lesson to set everything up for one point of the lecture, or explore freely below."
+
+
 @dataclass
 class LessonBar:
     menu: gr.Dropdown
@@ -23,14 +26,14 @@ def build() -> LessonBar:
     with gr.Row(equal_height=True, elem_id="lesson_bar"):
         menu = gr.Dropdown([(item.title, item.key) for item in LESSONS.values()], value=None, label="Lesson",
                            info="one click: the setting, the tab and what to look at", scale=1, elem_id="lesson")  # fmt: skip
-        text = gr.Markdown(elem_id="lesson_text")
+        text = gr.Markdown(NO_LESSON, elem_id="lesson_text")
     return LessonBar(menu, text)
 
 
 def lesson_text(key: str | None) -> str:
     """The lesson's two lines and its link (relative, so it works on any host)."""
     if key not in LESSONS:
-        return ""
+        return NO_LESSON
     item = LESSONS[key]
     return f"**{item.title}.** {item.text} [Link to this lesson](?lesson={key})"
 
@@ -38,7 +41,7 @@ def lesson_text(key: str | None) -> str:
 def apply(key: str | None) -> tuple:
     """The lesson handler: the controls' values, the lesson's text, the tab to show, the sweep's parameter."""
     if key not in LESSONS:
-        return (*[gr.update()] * len(control_values(LESSONS["classical"].setting())), "", gr.update(), gr.update())
+        return (*[gr.update()] * len(control_values(LESSONS["classical"].setting())), NO_LESSON, gr.update(), gr.update())
     item = LESSONS[key]
     return (*control_values(item.setting()), lesson_text(key), gr.Tabs(selected=item.tab),
             gr.update(value=item.sweep) if item.sweep else gr.update())  # fmt: skip
@@ -47,7 +50,7 @@ def apply(key: str | None) -> tuple:
 def show(key: str | None) -> tuple:
     """After a lesson's link set the controls: its text, its tab and its sweep's parameter."""
     if key not in LESSONS:
-        return "", gr.update(), gr.update()
+        return NO_LESSON, gr.update(), gr.update()
     item = LESSONS[key]
     return lesson_text(key), gr.Tabs(selected=item.tab), gr.update(value=item.sweep) if item.sweep else gr.update()
 

@@ -152,21 +152,21 @@ def build(lab: Lab) -> ReconstructTab:
                 url_note = gr.Markdown(visible=False, elem_id="url_note")
                 dismiss = gr.Button("Dismiss", size="sm", visible=False, scale=0, elem_id="dismiss_note")
             status = gr.Markdown(elem_id="status")
-            outputs = gr.Gallery(label="Ground truth, measurement, reconstructions", columns=4, height=320,
-                                 format="png", object_fit="contain", elem_id="outputs")  # fmt: skip
-            acts = gr.Gallery(label="What each network's first layer sees (16 channels)", columns=4, height=280, visible=False,
-                              format="png", object_fit="contain", elem_id="activations")  # fmt: skip
-            show_errors = gr.Checkbox(False, label="Show error maps |x_rec − x_true| (black 0, yellow ≥ 0.25)", elem_id="show_errors")
-            errors = gr.Gallery(label="Error maps", columns=4, height=280, format="png", visible=False, elem_id="errors")
             with gr.Row():
                 left = gr.Dropdown(label="Compare: left", elem_id="left")
                 right = gr.Dropdown(label="right", elem_id="right")
             compare = gr.ImageSlider(label="Before / after", type="numpy", image_mode="L", format="png", height=420, max_height=420,
-                                     elem_id="compare")  # fmt: skip
+                                     buttons=["fullscreen", "download"], elem_id="compare")  # fmt: skip
+            outputs = gr.Gallery(label="Ground truth, measurement, reconstructions", columns=4, height=320,
+                                 format="png", object_fit="contain", elem_id="outputs")  # fmt: skip
             sort_by = gr.Dropdown([(label, name) for name, label in SORT_LABELS.items()], value="psnr", label="Sort by",
                                   elem_id="sort_by")  # fmt: skip
             table = gr.Dataframe(headers=list(TABLE_COLUMNS), interactive=False, wrap=False, elem_id="metrics",
                                  label="Metrics (the best of each column in bold green)")  # fmt: skip
+            acts = gr.Gallery(label="What each network's first layer sees (16 channels)", columns=4, height=280, visible=False,
+                              format="png", object_fit="contain", elem_id="activations")  # fmt: skip
+            show_errors = gr.Checkbox(False, label="Show error maps |x_rec − x_true| (black 0, yellow ≥ 0.25)", elem_id="show_errors")
+            errors = gr.Gallery(label="Error maps", columns=4, height=280, format="png", visible=False, elem_id="errors")
             downloads = gr.File(label="Downloads: reconstructions (PNG) and metrics (CSV)", file_count="multiple",
                                 interactive=False, elem_id="downloads")  # fmt: skip
 
@@ -385,7 +385,9 @@ def _render(result: LabResult, sort_by: str, show_errors: bool) -> tuple:
                    " networks must infer it.")  # fmt: skip
     availability = "\n\n".join(missing) if missing else ""
     rows = metrics_rows(result, sort_by)
-    left, right = names[1][1], names[-1][1]
+    done = [r for r in result.reconstructions if r.image is not None]
+    best = max(done, key=lambda r: r.metrics.get("psnr") or -np.inf).name if done else "x_true"
+    left, right = names[1][1], best  # the slider opens on the measurement against the best reconstruction
     return (
         psf_preview(result.kernel),
         status,

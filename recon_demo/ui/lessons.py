@@ -11,7 +11,6 @@ from recon_demo.lessons import LESSONS
 from recon_demo.ui.inspector import InspectTab
 from recon_demo.ui.reconstruct import ReconstructTab, control_values
 
-
 NO_LESSON = "Pick a lesson to set everything up for one point of the lecture, or explore freely below."
 
 

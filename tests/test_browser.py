@@ -314,6 +314,7 @@ def test_train_twenty_steps_and_see_the_curve(browser, app_url):
     page.wait_for_function("document.querySelector('#curves svg, #curves canvas') !== null", timeout=30_000)
     _assert_legend_shows(page, "#curves", ["MSE", "L1", "SSIM"])
     assert page.locator("#train_recs img").count() >= 5  # ground truth, measurement, three reconstructions
+    page.wait_for_function("document.querySelector('#figure img')?.naturalWidth > 300", timeout=30_000)  # the figure, inline
     page.screenshot(path=str(ARTIFACTS / "train.png"), full_page=True)
     page.close()
 

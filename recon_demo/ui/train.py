@@ -118,7 +118,9 @@ def build(rec) -> None:
             recs = gr.Gallery(label="Reconstructions of the test measurement", columns=4, height=300, format="png",
                               elem_id="train_recs")  # fmt: skip
             table = gr.Dataframe(headers=list(LossStudy.TABLE_COLUMNS), interactive=False, wrap=True, elem_id="train_table")
-            figure = gr.File(label="The lecture-style figure (PNG)", interactive=False, elem_id="figure")
+            gr.Markdown("**The lecture-style figure** (full screen or download: the buttons at its corner)")
+            figure = gr.Image(show_label=False, type="filepath", interactive=False, buttons=["fullscreen", "download"],
+                              elem_id="figure")  # fmt: skip
 
     inputs = [presets, custom, model, epochs, n_images, size, *rec.controls.inputs()]  # the operator and image: Reconstruct's
 

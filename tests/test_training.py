@@ -390,3 +390,14 @@ def test_amp_on_a_cpu_without_bf16_falls_back_to_fp32_and_says_so(tmp_path, caps
     assert entry.recipe["amp"] is False and entry.recipe["amp_note"] == "--amp ignored: RECON_CPU_BF16=0; training in fp32"
     monkeypatch.setenv("RECON_CPU_BF16", "1")
     assert Trainer(TrainConfig(model="cnn", steps=1, amp=True, phantoms=2, max_images=2, val_size=64)).cfg.amp
+
+
+def test_a_state_written_before_an_operator_field_existed_still_resumes(tmp_path):
+    cfg = TrainConfig(**{**SMALL, "steps": 2}, checkpoint=str(tmp_path / "cnn.safetensors"), device="cpu")
+    list(Trainer(cfg).run())
+    state = torch.load(cfg.state_path(), map_location="cpu", weights_only=True)
+    old = json.loads(state["config"])
+    old["operator"] = {"style" if k == "kernel_style" else k: v for k, v in old["operator"].items() if k != "drawn"}
+    state["config"] = json.dumps(old)  # as written before "style" was renamed and drawn kernels existed
+    torch.save(state, cfg.state_path())
+    assert Trainer(replace(cfg, steps=3), resume=True).step == 2

@@ -21,7 +21,7 @@ from recon_demo.engine import select_device
 from recon_demo.losses import WeightedLoss, check_available, parse_loss
 from recon_demo.metrics import compute_metrics
 from recon_demo.models import create_model, knows_operator
-from recon_demo.operators import Blur
+from recon_demo.operators import Blur, OperatorSpec
 from recon_demo.runtime import native_bf16, tune_allocator
 from recon_demo.training.config import _RESUMABLE_CHANGES, TrainConfig, TrainEvent, TrainingError
 from recon_demo.training.data import TrainingImages, clean_batch, ct_batch, measure, validation_pair
@@ -107,8 +107,8 @@ class Trainer:
         saved = TrainConfig().to_dict() | saved  # a field added since the state was written has its default
         if saved.get("ranges") and "styles" in saved["ranges"]:  # states written before "styles" became "kernel_styles"
             saved["ranges"]["kernel_styles"] = saved["ranges"].pop("styles")
-        if saved.get("operator") and "style" in saved["operator"]:  # and "style" became "kernel_style"
-            saved["operator"]["kernel_style"] = saved["operator"].pop("style")
+        if saved.get("operator"):  # "style" became "kernel_style"; fields added since (a drawn kernel) take their defaults
+            saved["operator"] = OperatorSpec.from_dict(saved["operator"]).to_dict()
         current = self.cfg.to_dict()
         changed = sorted(k for k in current if k not in _RESUMABLE_CHANGES and saved.get(k) != current[k])
         if changed:

@@ -193,14 +193,34 @@ def receptive_field_extent(rf_map: np.ndarray, threshold: float = 0.0) -> tuple[
 
 
 def count_flops(model: nn.Module, height: int = 256, width: int = 256) -> int:
-    """Floating-point operations of one forward pass on a (1, 1, height, width) input (a multiply-add is 2)."""
-    from torch.utils.flop_counter import FlopCounterMode  # imports triton where installed: not at the app's start
+    """Floating-point operations of one forward pass on a (1, 1, height, width) input (a multiply-add is 2), by
+    torch's per-operator formulas. Not through ``FlopCounterMode``: its module tracker registers global module
+    hooks, which reach every model of the process, and broke another request's backward pass in the app."""
+    from torch.utils._python_dispatch import TorchDispatchMode  # with flop_counter: imports triton where installed
+    from torch.utils.flop_counter import flop_registry
+
+    class Counting(TorchDispatchMode):  # thread-local, like every dispatch mode: only this call's operators
+        total = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            formula = flop_registry.get(func._overloadpacket)
+            if formula is None and func is not torch.ops.prim.device.default:
+                with self:  # a composite operator (conv2d): counted through the operators it decomposes into
+                    out = func.decompose(*args, **kwargs)
+                    if out is not NotImplemented:
+                        return out
+            out = func(*args, **kwargs)
+            if formula is not None:
+                self.total += formula(*args, **kwargs, out_val=out)
+            return out
 
     device = next(model.parameters()).device
     x = torch.zeros(1, 1, height, width, device=device)
-    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+    counter = Counting()
+    with counter, torch.inference_mode():
         model(x)
-    return int(counter.get_total_flops())
+    return int(counter.total)
 
 
 def summary(model: nn.Module, height: int = 256, width: int = 256) -> dict[str, int | None]:

@@ -11,6 +11,7 @@ is shared between requests.
 from __future__ import annotations
 
 import copy
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,6 +64,14 @@ def inspect(lab, setting, name: str, layer: str | None = None, scale: str = "sha
     except CheckpointError:
         net = create_model(name).eval()
         note = f"{model_info(name).label} has no {setting.regime} weights yet: the untrained network is shown."
+    with _ONE_AT_A_TIME:  # FLOP counting (a dispatch mode) and the receptive field's backward pass of two requests at
+        return _inspect(net, note, name, setting, x_true, y_delta, layer, scale, report)  # once broke autograd
+
+
+_ONE_AT_A_TIME = threading.Lock()
+
+
+def _inspect(net, note: str, name: str, setting, x_true, y_delta, layer: str | None, scale: str, report: Report) -> Inspection:
     net = copy.deepcopy(net)  # hooks and gradients on a private copy: the engine's model is shared between requests
     steps: list[np.ndarray] = []
     if knows_operator(net):

@@ -60,11 +60,11 @@ LESSONS: dict[str, Lesson] = {
                {"models": ("cnn",)}),
         Lesson("ct", "7. Computed tomography", "ct",
                "Fewer angles, more streaks: FBP shows them, SIRT smooths them, and the network trained on FBPs "
-               "removes them. Try 20 angles.",
+               "removes them. Move the angles slider to 20.",
                {"models": ("cnn",)}),
         Lesson("knows-k", "8. Beyond the lecture: a network that knows K", "reconstruct",
                "A centred blur at 60° that no course network was trained for: the end-to-end networks fail (⚠), the "
-               "unrolled network is handed K like TV and Wiener, and its data steps keep it consistent.",
+               "unrolled network is handed K like TV, and its data steps keep it consistent.",
                {"models": ("unet", "unrolled", "tv"), "angle": 60.0, "kernel_size": 11, "kernel_style": "centered"}),
     )
 }  # fmt: skip

@@ -112,3 +112,24 @@ def test_every_convolution_has_a_name_a_student_can_read():
     for name in list_models() + list_models("beyond"):
         labels = [layer_label(layer) for layer in conv_layers(create_model(name))]
         assert len(set(labels)) == len(labels) and not any("." in label for label in labels), (name, labels)
+
+
+@pytest.mark.parametrize("name", ["unet", "vit", "unetpp"])
+def test_flops_are_torchs_formulas_without_its_global_module_hooks(name):
+    from torch.nn.modules import module as module_hooks
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = _built(name)
+    with FlopCounterMode(display=False) as reference, torch.inference_mode():
+        model(torch.zeros(1, 1, 64, 64))
+    assert ins.count_flops(model, 64, 64) == reference.get_total_flops()
+
+    class Probe(torch.nn.Module):  # what another request's model would see while a FLOP count runs
+        def forward(self, x):
+            seen.append(len(module_hooks._global_forward_pre_hooks) + len(module_hooks._global_backward_hooks))
+            return x
+
+    seen: list[int] = []
+    probe = torch.nn.Sequential(Probe(), torch.nn.Conv2d(1, 1, 3))
+    ins.count_flops(probe, 16, 16)
+    assert seen == [0]  # FlopCounterMode's module tracker would have hooked every module of the process

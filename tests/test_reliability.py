@@ -83,7 +83,7 @@ def test_odd_but_valid_images_give_a_result(fresh_lab, kind):
     key = update["value"]
     x = fresh_lab.x_true(key)
     assert x.shape == (1, 1, 256, 256) and 0 <= float(x.min()) and float(x.max()) <= 1
-    outputs = render_setting(fresh_lab, key, "motion", 9, 20, 1, "ippy", 0.01, 0, ["cnn", "wiener"], "course")[3]
+    outputs = render_setting(fresh_lab, key, "motion", 9, 20, 1, "ippy", "", 0.01, 0, ["cnn", "wiener"], "course")[3]
     assert [c.split(":")[0] for _, c in outputs] == ["ground truth", "measurement", "CNN", "Wiener"]
 
 

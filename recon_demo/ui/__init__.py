@@ -94,7 +94,7 @@ def build_app(lab: Lab | None = None) -> gr.Blocks:
             with gr.Tab("Reconstruct", id="reconstruct"):
                 rec = reconstruct.build(lab)
             with gr.Tab("Inspect", id="inspect") as inspect_tab:
-                inspect = inspector.build(lab, rec, inspect_tab)
+                inspector.build(lab, rec, inspect_tab)
             with gr.Tab("Train", id="train"):
                 train.build(rec)
             with gr.Tab("Robustness", id="robustness"):
@@ -105,7 +105,7 @@ def build_app(lab: Lab | None = None) -> gr.Blocks:
                 about.build()
         api.register(lab)
         demo.load(reconstruct.thumbnails, None, rec.examples, api_visibility="private")
-        lessons.wire(bar, rec, tabs, sweep_parameter, inspect)
+        lessons.wire(bar, rec, tabs, sweep_parameter)
         demo.load(reconstruct.from_url, None, [*rec.controls.inputs(), *rec.url_note, bar.menu], api_visibility="private").then(
             lessons.show, bar.menu, [bar.text, tabs, sweep_parameter], api_visibility="private").then(
             rec.run, rec.run_inputs, rec.run_outputs, api_visibility="private"

@@ -5,9 +5,6 @@ magnitude and the residual |x_true − y_delta| that residual networks learn."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import partial
-
 import gradio as gr
 
 from recon_demo.activations import conv_layers, layer_label
@@ -49,6 +46,8 @@ def inspect_outputs(lab: Lab, name: str, layer_name: str | None, scale_kind: str
     text += f"Measured receptive field of the centre pixel: {h}×{w} pixels (gradient above 0.1 % of its peak)."
     if seen.rf_formula:
         text += f" The lecture's formula gives {seen.rf_formula}×{seen.rf_formula} for this plain chain of convolutions."
+    text += ("\n\nBeside it: the kernel's Fourier magnitude (dark: the frequencies the blur destroys, which no method can"
+             " simply divide back) and the residual |x_true − y_delta| (what ResCNN learns to add).")
     channels = [(to_uint8(ch), f"{i + 1}/{c}") for i, ch in enumerate(seen.channels)]
     steps = [(to_uint8(x), f"x_{k}: {p:.2f} dB") for k, (x, p) in enumerate(zip(seen.iterates, seen.iterate_psnr))]
     iterates = gr.update(value=steps or None, visible=bool(steps))
@@ -56,7 +55,7 @@ def inspect_outputs(lab: Lab, name: str, layer_name: str | None, scale_kind: str
             iterates)  # fmt: skip
 
 
-def build(lab: Lab, rec, tab: gr.Tab) -> InspectTab:
+def build(lab: Lab, rec, tab: gr.Tab) -> None:
     """Lay out the tab; it fills itself when opened (``tab``'s select), and on its button after a change."""
     names = network_choices()
     with gr.Row(equal_height=False):
@@ -72,13 +71,14 @@ def build(lab: Lab, rec, tab: gr.Tab) -> InspectTab:
         with gr.Column(scale=2, min_width=320):
             channels = gr.Gallery(label="Activations, one image per channel (click to enlarge)", columns=8, height="auto",
                                   format="png", elem_id="channels")  # fmt: skip
-            iterates = gr.Gallery(label="The unrolled network's estimates x_0 … x_K: the blur undone step by step (PSNR each)",
-                                  columns=6, height="auto", format="png", visible=False, elem_id="iterates")  # fmt: skip
+            iterates = gr.Gallery(label="The unrolled network's estimates x_0 … x_5 and their PSNR: x_0 fits the measurement "
+                                  "(a regularised least-squares step), each next one is denoised, then pulled back to agree "
+                                  "with y_delta; the PSNR should rise", columns=3, height="auto", format="png", visible=False,
+                                  elem_id="iterates")  # fmt: skip
             with gr.Row():
-                rf_map = gr.Image(label="Receptive field of the centre pixel over the measurement; yellow: its measured extent",
-                                  height=300, elem_id="rf_map")  # fmt: skip
-                spectrum = gr.Image(label="Kernel's Fourier magnitude (dark: frequencies the blur destroys)", height=300)
-                residual = gr.Image(label="Residual |x_true − y_delta| (what ResCNN learns)", height=300)
+                rf_map = gr.Image(label="Receptive field (yellow: measured extent)", height=300, elem_id="rf_map")
+                spectrum = gr.Image(label="Kernel's Fourier magnitude", height=300)
+                residual = gr.Image(label="Residual |x_true − y_delta|", height=300)
             table = gr.Dataframe(headers=["architecture", "parameters", "GFLOP at 256²", "formula receptive field"],
                                  interactive=False, label="Size and cost", elem_id="architectures")  # fmt: skip
 
@@ -96,13 +96,3 @@ def build(lab: Lab, rec, tab: gr.Tab) -> InspectTab:
     model_picked.then(inspect, inputs, outputs, api_visibility="private")
     for control in (layer, scale):  # a new choice shows at once (the architecture's: after its layer list is reset)
         control.input(inspect, inputs, outputs, api_visibility="private", trigger_mode="always_last")
-    return InspectTab(partial(inspect_outputs, lab), inputs, outputs)
-
-
-@dataclass
-class InspectTab:
-    """What a lesson that opens this tab needs to fill it (a tab opened by the app, not a click, is not "selected")."""
-
-    fill: object  # inputs' values → outputs (``inspect_outputs`` for the tab's lab)
-    inputs: list
-    outputs: list

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import gradio as gr
 
 from recon_demo.lessons import LESSONS
-from recon_demo.ui.inspector import InspectTab
 from recon_demo.ui.reconstruct import ReconstructTab, control_values
 
 NO_LESSON = "Pick a lesson to set everything up for one point of the lecture, or explore freely below."
@@ -54,16 +53,9 @@ def show(key: str | None) -> tuple:
     return lesson_text(key), gr.Tabs(selected=item.tab), gr.update(value=item.sweep) if item.sweep else gr.update()
 
 
-def wire(bar: LessonBar, rec: ReconstructTab, tabs: gr.Tabs, sweep_parameter: gr.Radio, inspect: InspectTab) -> None:
-    """Picking a lesson: the controls, the text, the tab and the sweep's parameter, then the reconstruction (and the
-    Inspect tab's figures when the lesson opens it)."""
+def wire(bar: LessonBar, rec: ReconstructTab, tabs: gr.Tabs, sweep_parameter: gr.Radio) -> None:
+    """Picking a lesson: the controls, the text, the tab and the sweep's parameter, then the reconstruction. (A tab
+    the app opens fires its "select" as a click does: Inspect then fills itself.)"""
     outputs = [*rec.controls.inputs(), bar.text, tabs, sweep_parameter]
-
-    def fill_inspect(key, *values):
-        if key not in LESSONS or LESSONS[key].tab != "inspect":
-            return tuple(gr.update() for _ in inspect.outputs)
-        return inspect.fill(*values)
-
-    bar.menu.input(apply, bar.menu, outputs, api_visibility="private").then(
-        rec.run, rec.run_inputs, rec.run_outputs, api_visibility="private").then(
-        fill_inspect, [bar.menu, *inspect.inputs], inspect.outputs, api_visibility="private")  # fmt: skip
+    bar.menu.input(apply, bar.menu, outputs, api_visibility="private", trigger_mode="always_last").then(
+        rec.run, rec.run_inputs, rec.run_outputs, api_visibility="private")  # fmt: skip

@@ -122,7 +122,7 @@ def build(lab: Lab) -> ReconstructTab:
                                      visible=False, elem_id="variance")  # fmt: skip
                 kernel_style = gr.Radio(list(KERNEL_STYLES), value=default.operator.kernel_style, label="Kernel style", elem_id="kernel_style",
                                         info="ippy: the course library's kernel; centered: a symmetric segment")  # fmt: skip
-                pad = gr.Sketchpad(label="Your kernel (PSF): scaled to kernel size², normalised",
+                pad = gr.Sketchpad(label="Your kernel (PSF)",
                                    canvas_size=(PAD_SIDE, PAD_SIDE), fixed_canvas=True, layers=False, transforms=(),
                                    brush=gr.Brush(colors=["#000000"], default_size=PAD_BRUSH, color_mode="fixed"),
                                    type="numpy", image_mode="RGBA", format="png", visible=False, elem_id="psf_pad")  # fmt: skip
@@ -186,7 +186,9 @@ def build(lab: Lab) -> ReconstructTab:
         # at once, in the page: the results are marked stale (dimmed, "updating…") until the new ones arrive
         trigger(None, None, None, js=MARK_STALE, queue=False, api_visibility="private")
         trigger(run, inputs=run_inputs, outputs=run_outputs, api_visibility="private", trigger_mode="always_last",
-                concurrency_id="reconstruct").then(None, None, None, js=UNMARK_STALE, queue=False)  # fmt: skip
+                concurrency_id="reconstruct", show_progress_on=[status]).then(None, None, None, js=UNMARK_STALE,
+                                                                              queue=False)  # fmt: skip
+        # (the progress bar sits on the status line: the dimmed results stay in view instead of a white overlay)
 
     for slider in (angle, variance, noise):
         rerun(slider.input)  # a drag, the arrow keys, a typed value with Enter: the last value is computed
@@ -313,7 +315,7 @@ def render_setting(lab: Lab, *values, show_errors: bool = False, report: Report 
     """
     flat = dict(zip([f.name for f in fields(Controls)], values))
     if flat.get("blur") == DRAWN and not flat.get("drawn"):  # just switched to drawing: nothing to run yet
-        waiting = "Draw the kernel on the pad (pick the brush, then drag): every stroke updates the results."
+        waiting = "Draw the kernel on the pad (drag on it): every stroke updates the results."
         return (gr.update(), waiting, *[gr.update()] * 10)
     setting = setting_from(*values)
     try:
@@ -380,9 +382,10 @@ def _render(result: LabResult, sort_by: str, show_errors: bool) -> tuple:
         status += (" ⚠ " + "; ".join(f"{choice_label(n)} was {t}" for n, t in result.badges.items())
                    + f", and sees {here}: an end-to-end network never sees the kernel, so it reverses the blur it"
                    " learned, not this one.")  # fmt: skip
-    if any(r.name in KNOW_THE_KERNEL and r.image is not None for r in result.reconstructions):
-        status += (" Wiener, Richardson-Lucy, TV and the unrolled network are handed the exact kernel; the end-to-end"
-                   " networks must infer it.")  # fmt: skip
+    given = [r.label for r in result.reconstructions if r.name in KNOW_THE_KERNEL and r.image is not None]
+    if given:
+        who = given[0] if len(given) == 1 else ", ".join(given[:-1]) + " and " + given[-1]
+        status += f" {who} {'is' if len(given) == 1 else 'are'} handed the exact kernel; the end-to-end networks must infer it."
     availability = "\n\n".join(missing) if missing else ""
     rows = metrics_rows(result, sort_by)
     done = [r for r in result.reconstructions if r.image is not None]

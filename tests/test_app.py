@@ -208,8 +208,12 @@ def test_inspect_handler(lab):
 
 
 def test_robustness_handler(lab):
-    note, plot = sweep_outputs(lab, "noise", ["course", "general"], "true", *values(models=["cnn", "rescnn", "wiener"]))
+    note, plot, legend = sweep_outputs(lab, "noise", ["course", "general"], "true", *values(models=["cnn", "rescnn", "wiener"]))
     frame = plot["value"]
+    colours = plot["color_map"]
+    assert set(colours) == set(frame["model"]) and len(set(colours.values())) == len(colours)  # one colour each
+    assert colours["Measurement (no reconstruction)"] == "#7f7f7f" and colours["your setting (0.01)"] == "#222222"
+    assert all(f"background:{c}" in legend and name.replace("δ", "δ") in legend for name, c in colours.items())
     assert isinstance(frame, pd.DataFrame) and plot["x_title"] == "noise level δ (relative)"
     assert set(frame["model"]) == {"CNN (course)", "CNN (general)", "Wiener", "Measurement (no reconstruction)", "your setting (0.01)"}
     marker = frame[frame["model"] == "your setting (0.01)"]

@@ -340,7 +340,13 @@ def test_the_sweep_shows_its_progress_while_it_runs(browser, app_url):
     # every curve is named in a legend that shows (not cut by the plot's height), the axis says what moved
     page.wait_for_function("document.querySelector('#sweep_plot svg') && "
                            "document.querySelector('#sweep_plot').innerText.includes('your setting (20)')", timeout=30_000)  # fmt: skip
-    _assert_legend_shows(page, "#sweep_plot", ["CNN (course)", "TV", "Measurement (no reconstruction)", "your setting (20)"])
+    # the sweep's own legend under the plot: every series, in type a class can read, wrapping inside the screen
+    items = page.evaluate("""[...document.querySelectorAll('#sweep_legend .legend-item')].map(e => {
+        const r = e.getBoundingClientRect();
+        return {text: e.innerText, right: r.right, size: parseFloat(getComputedStyle(e).fontSize)};
+    })""")
+    assert {i["text"] for i in items} >= {"CNN (course)", "TV", "Measurement (no reconstruction)", "your setting (20)"}, items
+    assert all(i["size"] >= 14 and i["right"] <= 1400 for i in items), items
     assert "motion angle (°)" in page.locator("#sweep_plot").inner_text()
     page.screenshot(path=str(ARTIFACTS / "sweep.png"), full_page=True)
     page.close()

@@ -21,6 +21,9 @@ TITLE = "recon-demo: end-to-end neural image reconstruction"
 # rows as the models need (no fixed gallery height that cuts the second row), each caption whole, under its
 # image rather than over it. On a phone the results come before the controls.
 CSS = """
+.sweep-legend { display: flex; flex-wrap: wrap; gap: 6px 18px; font-size: 16px; margin: 4px 0 0 8px; }
+.sweep-legend .legend-item { display: inline-flex; align-items: center; gap: 6px; }
+.sweep-legend .swatch { display: inline-block; width: 26px; height: 4px; border-radius: 2px; }
 #results_col.stale #outputs img { opacity: 0.45; transition: opacity 0.15s; }
 #results_col.stale #status::before { content: "⟳ updating to the new setting…"; display: block; font-weight: 600; }
 #outputs, #outputs .grid-wrap, #activations, #activations .grid-wrap, #train_recs, #train_recs .grid-wrap,
@@ -35,9 +38,10 @@ CSS = """
 #outputs .caption-label, #activations .caption-label { position: static !important; white-space: normal !important;
     max-width: none !important; overflow: visible !important; text-overflow: clip !important; font-size: 0.95rem; }
 /* gradio's line plots put the legend below the chart inside a fixed height, cutting it: let it show */
-#sweep_plot, #curves { overflow: visible !important; margin-bottom: 110px !important; }
+#curves { overflow: visible !important; margin-bottom: 110px !important; }
+#sweep_plot g.role-legend { display: none; }
 #sweep_plot svg, #curves svg, #sweep_plot .vega-embed, #curves .vega-embed { overflow: visible !important; }
-@media (max-width: 700px) { #lesson_bar { flex-direction: column; } #results_col { order: -1; } #outputs { order: -1; } #sweep_plot, #curves { margin-bottom: 220px !important; } }
+@media (max-width: 700px) { #lesson_bar { flex-direction: column; } #results_col { order: -1; } #outputs { order: -1; } #curves { margin-bottom: 220px !important; } }
 """
 
 

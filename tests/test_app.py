@@ -304,6 +304,19 @@ def test_arrays_from_python_callers_are_checked_like_uploads(lab):
             reconstruct_answer(lab, bad, models="wiener")
 
 
+def test_the_api_takes_a_drawn_kernel_and_refuses_a_bad_one(lab):
+    from recon_demo.operators import encode_drawn
+    from recon_demo.ui.api import reconstruct_answer
+
+    psf = np.zeros((15, 15))
+    psf[7, 2:13], psf[3:8, 12] = 1, 1  # the README's L-shaped shake
+    out = reconstruct_answer(lab, "camera", blur="drawn", kernel_size=15, drawn=encode_drawn(psf), models="wiener")
+    assert out["setting"]["blur"] == "drawn" and out["setting"]["psf"] == encode_drawn(psf) and out["results"][0]["png_base64"]
+    for drawn, message in (("", "no drawn kernel yet"), ("!!", "cannot be read"), (encode_drawn(np.eye(9)), "not 15×15")):
+        with pytest.raises(gr.Error, match=message):
+            reconstruct_answer(lab, "camera", blur="drawn", kernel_size=15, drawn=drawn, models="wiener")
+
+
 def test_api_through_gradio_client(server):
     from gradio_client import Client
 

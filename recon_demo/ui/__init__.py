@@ -30,7 +30,7 @@ CSS = """
 #errors, #errors .grid-wrap { height: auto !important; max-height: none !important; }
 #outputs .grid-container { grid-template-columns: repeat(auto-fill, minmax(min(256px, 36vw), 1fr)) !important; }
 #activations .grid-container { grid-template-columns: repeat(auto-fill, minmax(min(320px, 84vw), 1fr)) !important; }
-#channels, #channels .grid-wrap { height: auto !important; max-height: none !important; }
+#channels, #channels .grid-wrap, #iterates, #iterates .grid-wrap { height: auto !important; max-height: none !important; }
 #channels .grid-container { grid-template-columns: repeat(auto-fill, minmax(88px, 1fr)) !important; }
 #outputs .thumbnail-item, #activations .thumbnail-item { height: auto !important; aspect-ratio: auto !important;
     flex-direction: column; }

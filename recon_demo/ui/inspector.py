@@ -43,7 +43,7 @@ def inspect_outputs(lab: Lab, name: str, layer_name: str | None, scale_kind: str
     c, hh, ww = seen.total_channels, *seen.channels[0].shape
     shown = f"all {c} channels" if len(seen.channels) == c else f"the first {len(seen.channels)} of its {c} channels"
     text = f"**{model_info(name).label}**, {layer_label(seen.layer)} (`{seen.layer}`): {shown}, each {hh}×{ww}.\n\n"
-    text += f"Measured receptive field of the centre pixel: {h}×{w} pixels (gradient above 0.1 % of its peak)."
+    text += f"Measured receptive field of the centre pixel: {h}×{w} pixels (gradient above 0.1 % of its peak; the yellow box)."
     if seen.rf_formula:
         text += f" The lecture's formula gives {seen.rf_formula}×{seen.rf_formula} for this plain chain of convolutions."
     text += ("\n\nBeside it: the kernel's Fourier magnitude (dark: the frequencies the blur destroys, which no method can"
@@ -76,7 +76,7 @@ def build(lab: Lab, rec, tab: gr.Tab) -> None:
                                   "with y_delta; the PSNR should rise", columns=3, height="auto", format="png", visible=False,
                                   elem_id="iterates")  # fmt: skip
             with gr.Row():
-                rf_map = gr.Image(label="Receptive field (yellow: measured extent)", height=300, elem_id="rf_map")
+                rf_map = gr.Image(label="Receptive field", height=300, elem_id="rf_map")
                 spectrum = gr.Image(label="Kernel's Fourier magnitude", height=300)
                 residual = gr.Image(label="Residual |x_true − y_delta|", height=300)
             table = gr.Dataframe(headers=["architecture", "parameters", "GFLOP at 256²", "formula receptive field"],

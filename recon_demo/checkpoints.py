@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from recon_demo.models import create_model, model_info
+from recon_demo.models import create_model, is_handed_operator, model_info
 
 WEIGHTS_DIR = Path(os.environ.get("RECON_WEIGHTS_DIR", Path(__file__).resolve().parent.parent / "weights"))
 MAX_CHECKPOINT_BYTES = 64 * 1024 * 1024  # the largest lecture model in fp32 is about 8 MB
@@ -42,13 +42,6 @@ def regime_angles(regime: str) -> int | None:
     """``ct-60`` → 60; ``None`` for a regime that is not a CT one."""
     match = _CT_REGIME.fullmatch(regime)
     return int(match.group(1)) if match else None
-
-
-def _serves_every_blur(model: str) -> bool:
-    try:
-        return model_info(model).group == "beyond"
-    except ValueError:
-        return False
 
 
 class CheckpointError(ValueError):
@@ -237,7 +230,7 @@ class Manifest:
         if regime not in REGIMES and regime_angles(regime) is None:
             raise ValueError(f"unknown regime {regime!r}; choose one of {', '.join(REGIMES)} or ct-<angles>")
         found = next((e for e in self.entries if e.model == model and e.regime == regime), None)
-        if found is None and regime == "course" and _serves_every_blur(model):
+        if found is None and regime == "course" and is_handed_operator(model):
             return self.find(model, "general")
         return found
 

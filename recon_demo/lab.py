@@ -31,7 +31,7 @@ from recon_demo.baselines import BASELINES
 from recon_demo.checkpoints import REGIMES, CheckpointError, ManifestEntry
 from recon_demo.engine import MAX_FILE_MODELS, Engine
 from recon_demo.methods import Reconstruction
-from recon_demo.models import list_models, model_info
+from recon_demo.models import is_handed_operator, list_models, model_info
 from recon_demo.operators import (
     ALL_BLURS,
     DRAWN,
@@ -411,8 +411,7 @@ class Lab:
     def badge(self, name: str, setting: Setting) -> str | None:
         """"trained for motion 9 @ 20°, noise 0.01" when the setting is away from what the checkpoint learned."""
         entry = self.engine.manifest.find(name, setting.regime)
-        given_k = model_info(architecture_of(name)).group == "beyond"
-        return None if entry is None or fits(entry, setting, given_k) else f"trained for {entry.trained_for()}"
+        return None if entry is None or fits(entry, setting, is_handed_operator(architecture_of(name))) else f"trained for {entry.trained_for()}"
 
     def inspect(self, setting: Setting, name: str, layer: str | None = None, scale: str = "shared", report: Report = no_progress):
         """What the Inspect tab shows for network ``name`` on the setting's measurement (``inspection.Inspection``)."""

@@ -9,10 +9,11 @@ from recon_demo.models._registry import (
     ModelInfo,
     count_parameters,
     create_model,
+    is_handed_operator,
     knows_operator,
     list_models,
     model_info,
     register_model,
 )
 
-__all__ = ["ModelInfo", "count_parameters", "create_model", "knows_operator", "list_models", "model_info", "register_model"]
+__all__ = ["ModelInfo", "count_parameters", "create_model", "is_handed_operator", "knows_operator", "list_models", "model_info", "register_model"]

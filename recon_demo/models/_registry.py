@@ -64,6 +64,11 @@ def create_model(name: str, **kwargs) -> nn.Module:
     return model_info(name).factory(**kwargs)
 
 
+def is_handed_operator(name: str) -> bool:
+    """Whether the architecture ``name`` is handed the operator (group "beyond"); ``False`` for an unknown name."""
+    return name in _REGISTRY and _REGISTRY[name].group == "beyond"
+
+
 def knows_operator(model: nn.Module) -> bool:
     """Whether ``model`` is called as ``model(y_delta, operator)`` (the unrolled network) rather than ``model(y_delta)``
     (the lecture's end-to-end networks); a DistributedDataParallel wrapper is looked through."""

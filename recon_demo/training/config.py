@@ -15,7 +15,7 @@ from recon_demo import images
 from recon_demo.checkpoints import ct_regime
 from recon_demo.ct_operators import CT_NOISE, FILTERS, LECTURE_ANGLES, check_geometry
 from recon_demo.losses import parse_loss
-from recon_demo.models import model_info
+from recon_demo.models import is_handed_operator, model_info
 from recon_demo.operators import BLUR_TYPES, KERNEL_STYLES, LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec
 
 TASKS = ("deblur", "ct")
@@ -149,7 +149,7 @@ class TrainConfig:
         need(isinstance(self.model_kwargs, dict), f"model kwargs must be a mapping, got {self.model_kwargs!r}")
         need(self.task in TASKS, f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
         need(self.ct_filter in FILTERS, f"unknown FBP filter {self.ct_filter!r}; choose one of {', '.join(FILTERS)}")
-        need(self.task != "ct" or not _knows_operator(self.model),
+        need(self.task != "ct" or not is_handed_operator(self.model),
              "the unrolled network trains on blur operators here: its CT training is not built yet")
         need(self.task != "ct" or self.ranges is None, "random blur operators (the general regime) are for deblurring, not CT")
         for name, value, lo, hi in (("steps", self.steps, 1, MAX_STEPS), ("batch size", self.batch_size, 1, MAX_BATCH),
@@ -199,13 +199,6 @@ class TrainConfig:
     def state_path(self) -> Path | None:
         """Where the resumable state of this run lives: beside the checkpoint, ``NAME.state.pt``."""
         return None if self.checkpoint is None else Path(self.checkpoint).with_suffix(".state.pt")
-
-
-def _knows_operator(model: str) -> bool:
-    try:
-        return model_info(model).group == "beyond"
-    except ValueError:
-        return False  # an unknown name is reported where the model is built
 
 
 def _is_int(value) -> bool:

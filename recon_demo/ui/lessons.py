@@ -3,12 +3,12 @@ controls, opens the lesson's tab, shows its two lines with its own link, and run
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import gradio as gr
 
 from recon_demo.lessons import LESSONS
-from recon_demo.ui.reconstruct import ReconstructTab, control_values
+from recon_demo.ui.reconstruct import Controls, ReconstructTab, control_values
 
 NO_LESSON = "Pick a lesson to set everything up for one point of the lecture, or explore freely below."
 
@@ -37,12 +37,9 @@ def lesson_text(key: str | None) -> str:
 
 
 def apply(key: str | None) -> tuple:
-    """The lesson handler: the controls' values, the lesson's text, the tab to show, the sweep's parameter."""
-    if key not in LESSONS:
-        return (*[gr.update()] * len(control_values(LESSONS["classical"].setting())), NO_LESSON, gr.update(), gr.update())
-    item = LESSONS[key]
-    return (*control_values(item.setting()), lesson_text(key), gr.Tabs(selected=item.tab),
-            gr.update(value=item.sweep) if item.sweep else gr.update())  # fmt: skip
+    """The lesson handler: the controls' values (unchanged without a lesson), then ``show``'s text, tab and parameter."""
+    controls = control_values(LESSONS[key].setting()) if key in LESSONS else [gr.update() for _ in fields(Controls)]
+    return (*controls, *show(key))
 
 
 def show(key: str | None) -> tuple:

@@ -103,14 +103,23 @@ class UnrolledNet(nn.Module):
         self.bound_operator = operator
         return self
 
-    def iterates(self, y_delta: torch.Tensor, operator: Any = None) -> list[torch.Tensor]:
-        """The estimates x_0 (the regularised data step from the measurement) … x_K (the result)."""
+    def _operator(self, operator: Any) -> Any:
         operator = operator if operator is not None else getattr(self, "bound_operator", None)
         if operator is None:
             raise ValueError("the unrolled network needs the operator: model(y_delta, operator)")
-        lam = self.log_lam.exp()
+        return operator
+
+    def first_estimate(self, y_delta: torch.Tensor, operator: Any = None) -> torch.Tensor:
+        """x_0: the regularised data step from the measurement (from its FBP for CT), what the first denoiser sees."""
+        operator = self._operator(operator)
         start = operator.fbp(y_delta) if hasattr(operator, "fbp") else y_delta
-        x = data_step(operator, y_delta, start, lam[0], self.cg_steps)
+        return data_step(operator, y_delta, start, self.log_lam[0].exp(), self.cg_steps)
+
+    def iterates(self, y_delta: torch.Tensor, operator: Any = None) -> list[torch.Tensor]:
+        """The estimates x_0 (``first_estimate``) … x_K (the result)."""
+        operator = self._operator(operator)
+        lam = self.log_lam.exp()
+        x = self.first_estimate(y_delta, operator)
         out = [x]
         for k, denoise in enumerate(self.denoisers, start=1):
             x = data_step(operator, y_delta, denoise(x.to(y_delta.dtype)), lam[k], self.cg_steps)

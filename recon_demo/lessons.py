@@ -68,10 +68,3 @@ LESSONS: dict[str, Lesson] = {
                {"models": ("unet", "unrolled", "tv"), "angle": 60.0, "kernel_size": 11, "kernel_style": "centered"}),
     )
 }  # fmt: skip
-
-
-def lesson(key: str) -> Lesson:
-    """The lesson ``key``; ``KeyError`` names the known ones."""
-    if key not in LESSONS:
-        raise KeyError(f"unknown lesson {key!r}; the lessons are {', '.join(LESSONS)}")
-    return LESSONS[key]

@@ -85,12 +85,6 @@ class Unrolled:
             raise ValueError(f"{self.label} needs the operator")
         return self.engine.infer(self.model, y_delta, operator)
 
-    def iterates(self, y_delta: torch.Tensor, operator: Any) -> list[torch.Tensor]:
-        """x_0 … x_K, each (H, W) in [0, 1] on the CPU: the blur undone step by step."""
-        with torch.inference_mode():
-            steps = self.model.iterates(y_delta.to(self.engine.device, torch.float32), operator)
-        return [x[0, 0].clamp(0, 1).float().cpu() for x in steps]
-
     def first_layer(self, y_delta: torch.Tensor, operator: Any) -> torch.Tensor:
         """What the first convolution sees: the first denoiser's first layer on x_0, (C, H, W)."""
         from recon_demo.activations import first_layer_output

@@ -39,7 +39,7 @@ import torch
 from recon_demo.activations import count_flops
 from recon_demo.checkpoints import Manifest, ManifestEntry, save_checkpoint
 from recon_demo.engine import Engine, select_device
-from recon_demo.loadtest import classroom, idle_cpu_fraction, start_app, stop_app
+from recon_demo.loadtest import classroom, idle_usage, start_app, stop_app
 from recon_demo.models import create_model, list_models
 from recon_demo.operators import LECTURE_OPERATOR
 from recon_demo.progress import CLIProgress, Report, no_progress
@@ -47,7 +47,7 @@ from recon_demo.runtime import native_bf16
 
 ROUNDTRIP_MODELS = ("unet", "rescnn", "wiener")  # three models through the app, two networks and a baseline
 APP_KEYS = ("import_floor_s", "cold_start_s", "app_start_s", "roundtrip_ms", "roundtrip_models", "roundtrip_compute_ms",
-            "roundtrip_overhead_ms", "roundtrip_split_ms", "idle_cpu_fraction", "classroom")  # None without the app
+            "roundtrip_overhead_ms", "roundtrip_split_ms", "idle_cpu_fraction", "idle_wakeups_per_s", "classroom")  # None without the app
 
 
 def _median_ms(fn, repeats: int, device: torch.device) -> float:
@@ -201,7 +201,7 @@ def app_section(weights: Path, repeats: int, device: torch.device, with_classroo
         roundtrip = statistics.median(times)
         part = {key: statistics.median(s[key] for s in server) for key in ("compute", "lab", "encode")}
         time.sleep(2)  # the last request's work settles
-        idle = idle_cpu_fraction(proc.pid, 10.0)
+        idle = idle_usage(proc.pid, 10.0)
         report = {
             "import_floor_s": round(floor, 2), "cold_start_s": round(served - start, 2),
             "app_start_s": round(served - float(imported.group(1)), 2),
@@ -210,7 +210,8 @@ def app_section(weights: Path, repeats: int, device: torch.device, with_classroo
             "roundtrip_split_ms": {"metrics_and_measurement": round(part["lab"] - part["compute"], 1),
                                    "png_encoding": round(part["encode"], 1),
                                    "transport_and_queue": round(roundtrip - part["lab"] - part["encode"], 1)},
-            "idle_cpu_fraction": None if idle is None else round(idle, 4),
+            "idle_cpu_fraction": None if idle is None else round(idle[0], 4),
+            "idle_wakeups_per_s": None if idle is None else round(idle[1], 1),
         }  # fmt: skip
         if with_classroom:
             report["classroom"] = classroom(url, proc.pid)
@@ -308,7 +309,8 @@ def format_report(r: dict) -> str:
         lines.append(f"bf16 autocast: all seven {r['autocast_all_ms']} ms, PSNR change ≤ {r['autocast_max_psnr_change_db']:.4f} dB")
     if r["cold_start_s"] is not None:
         split = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in r["roundtrip_split_ms"].items())
-        idle = "n/a" if r["idle_cpu_fraction"] is None else f"{r['idle_cpu_fraction']:.2%} of a core"
+        idle = ("n/a" if r["idle_cpu_fraction"] is None
+                else f"{r['idle_cpu_fraction']:.2%} of a core, {r['idle_wakeups_per_s']:.0f} wake-ups/s")  # fmt: skip
         lines += [f"app: cold start {r['cold_start_s']} s = import floor {r['import_floor_s']} s + the app's own {r['app_start_s']} s; "
                   f"idle server {idle}",
                   f"/reconstruct round trip ({r['roundtrip_models']}) {r['roundtrip_ms']} ms = compute {r['roundtrip_compute_ms']} ms "

@@ -8,6 +8,7 @@ they are ``None``.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -70,13 +71,26 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def idle_cpu_fraction(pid: int, seconds: float = 10.0) -> float | None:
-    """The share of one core the process uses over ``seconds`` of wall time (``None`` without /proc)."""
+def voluntary_switches(pid: int) -> int:
+    """How many times the process's threads have gone to sleep so far (``voluntary_ctxt_switches``, all threads)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            status = (task / "status").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        total += int(re.search(r"^voluntary_ctxt_switches:\s*(\d+)", status, re.M).group(1))
+    return total
+
+
+def idle_usage(pid: int, seconds: float = 10.0) -> tuple[float, float] | None:
+    """(the share of one core the process uses, how many times a second its threads wake) over ``seconds`` of
+    wall time; ``None`` without /proc. The wake-ups count the same on a fast and a busy machine; the CPU does not."""
     if not Path(f"/proc/{pid}/stat").exists():
         return None
-    before = cpu_seconds(pid)
+    cpu, woken = cpu_seconds(pid), voluntary_switches(pid)
     time.sleep(seconds)
-    return (cpu_seconds(pid) - before) / seconds
+    return (cpu_seconds(pid) - cpu) / seconds, (voluntary_switches(pid) - woken) / seconds
 
 
 def _reconstructions(url: str, client_id: int, n: int) -> list[tuple[float, float]]:

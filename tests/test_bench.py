@@ -62,7 +62,7 @@ def test_the_app_section_splits_the_round_trip_and_measures_the_idle_server(trai
     assert set(split) == {"metrics_and_measurement", "png_encoding", "transport_and_queue"}
     assert r["roundtrip_overhead_ms"] == pytest.approx(r["roundtrip_ms"] - r["roundtrip_compute_ms"], abs=0.2)
     assert sum(split.values()) == pytest.approx(r["roundtrip_overhead_ms"], abs=0.5)  # the parts make the whole
-    assert 0 <= r["idle_cpu_fraction"] < 0.5
+    assert 0 <= r["idle_cpu_fraction"] < 0.5 and r["idle_wakeups_per_s"] > 0
 
 
 @pytest.mark.slow

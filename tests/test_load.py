@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from recon_demo.loadtest import classroom, idle_cpu_fraction, start_app, stop_app
+from recon_demo.loadtest import classroom, idle_usage, start_app, stop_app
 from tests._proc import cpu_over, log_size, memory_mb, wait_for_line
 
 pytestmark = pytest.mark.load
@@ -42,13 +42,14 @@ def server(trained_weights, tmp_path_factory):
 
 
 def test_an_idle_server_sleeps(server):
-    # Nothing open, nothing asked: gradio's queue polled every 1 ms and cost 2.9 % of a core here; with
-    # ui.IDLE_POLL_S it is under 1 %. The bound is loose so that a loaded machine passes; a 1 ms poll fails it.
+    # Nothing open, nothing asked: with gradio's own polling (every 1 ms for events, 10 ms for progress) the
+    # server's threads woke ~850 times a second here (7-8 % of a core); with ui.IDLE_POLL_S / PROGRESS_POLL_S
+    # ~77 times (2 %). Wake-ups are counted, not CPU time, so that a slow or busy machine passes the same.
     url, pid, _ = server
     time.sleep(2)  # the start's last work settles
-    fraction = idle_cpu_fraction(pid, 10.0)
-    print(f"\nidle server: {fraction:.2%} of a core over 10 s")
-    assert fraction < 0.02
+    fraction, wakeups = idle_usage(pid, 10.0)
+    print(f"\nidle server: {fraction:.2%} of a core, {wakeups:.0f} wake-ups/s over 10 s")
+    assert wakeups < 300
 
 
 def test_a_classroom_at_once(server):

@@ -16,6 +16,10 @@ that installs each; ``scripts/install-training-data.sh`` installs them all). Eve
 A slice is kept only where tissue covers at least ``MIN_TISSUE`` of it (the air around a head is no
 "sharp" target). The held-out images of ``evaluate`` come from scikit-image and never enter these sources
 (``tests/test_datasets.py`` compares their hashes with every installed source).
+
+A second held-out set, ``evaluate --images heldout-medical`` (``held_out_medical``), holds the distinct CT and
+MR slices that PyPI ``pydicom`` and ``pydicom-data`` ship as their test files (``MEDICAL``): real scans of
+patients no training source shows, never trained on, so CT- and MR-like quality is visible here.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ CT_TISSUE_HU = -500.0  # above this, a CT pixel is tissue (air is -1000)
 CT_LEVELS = (-100.0, 400.0)  # the window level a crop draws, HU (uniform)
 CT_WIDTHS = (80.0, 2000.0)  # the window width it draws, HU (log-uniform: brain 80, soft tissue 400, bone 2000)
 MRI_SLICE_STEP = 2  # every second slice along each axis: neighbours 1 mm apart are nearly the same image
+MEDICAL_INSTALL = "pip install pydicom pydicom-data"
 
 _BACKGROUNDS = "/usr/share/backgrounds"
 _PLASMA = "/usr/share/wallpapers"
@@ -253,6 +258,58 @@ def credits() -> list[Photo]:
     return [p for p in PHOTOS if (path := _resolve(p.path)) is not None and path.exists()]
 
 
+# ------------------------------------------------------------------------------------------------ held-out medical
+
+
+@dataclass(frozen=True)
+class MedicalSlice:
+    """One slice of the held-out medical set: its name in ``evaluate``'s tables and the file a package ships."""
+
+    name: str
+    path: str  # "pip:PACKAGE/…" (see ``_resolve``)
+    what: str
+
+
+# Every distinct CT and MR slice of at least 128² in pydicom's and pydicom-data's test files (MIT-licensed packages;
+# each file's origin is in pydicom's data/test_files/README.txt). Left out: re-encodings of the same slice (693_*,
+# MR2_*: the uncompressed one is read), examples_overlay.dcm (a crop of MR-SIEMENS-DICOM-WithOverlays.dcm), the
+# 64² MR_small and emri_small series, the 16² DICOMDIR thumbnails and eCT_Supplemental.dcm (two perfusion maps,
+# not anatomy).
+MEDICAL = (
+    MedicalSlice("ct-head", "pip:data_store/data/693_UNCR.dcm", "head CT (the CQ500 collection), 512²"),
+    MedicalSlice("ct-skull-base", "pip:pydicom/data/test_files/J2K_pixelrep_mismatch.dcm",
+                 "head CT at the skull base, 512² (JPEG 2000)"),  # fmt: skip
+    MedicalSlice("ct-abdomen", "pip:data_store/data/explicit_VR-UN.dcm", "abdominal CT (pancreas collection, TCIA), 512²"),
+    MedicalSlice("ct-vertebra", "pip:pydicom/data/test_files/CT_small.dcm", "CT of a vertebra (NEMA CT1, downsized), 128²"),
+    MedicalSlice("mr-abdomen", "pip:data_store/data/MR-SIEMENS-DICOM-WithOverlays.dcm", "abdominal MR (GDCM's sample), 484²"),
+    MedicalSlice("mr-shoulder", "pip:data_store/data/MR2_UNCR.dcm", "shoulder MR (NEMA MR2), 1024²"),
+)
+
+
+def medical_missing() -> list[str]:
+    """The held-out medical set's files that are not on disk here (all of them without pydicom / pydicom-data)."""
+    return [m.path for m in MEDICAL if (path := _resolve(m.path)) is None or not path.exists()]
+
+
+def held_out_medical(limit: int | None = None) -> list[tuple[str, object]]:
+    """(name, 8-bit grey PIL image) for each slice of the held-out medical set, in ``MEDICAL``'s order; raises
+    ``FileNotFoundError`` naming what is missing and the command that installs it (the set is all or nothing,
+    so that its figures compare across machines)."""
+    from PIL import Image
+
+    from recon_demo import images
+
+    missing = medical_missing()
+    if missing:
+        raise FileNotFoundError(f"the held-out medical set needs pydicom and pydicom-data ({MEDICAL_INSTALL}); "
+                                f"missing: {', '.join(missing)}")  # fmt: skip
+    out = []
+    for m in MEDICAL[: limit or None]:
+        pixels = np.round(images.dicom_pixels(_resolve(m.path)) * 255).astype(np.uint8)
+        out.append((m.name, Image.fromarray(pixels, mode="L")))
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ the CLI
 
 
@@ -273,6 +330,11 @@ def listing(report=None) -> list[dict]:
         rows.append({"source": name, "installed": n > 0, "images": n, "license": source.license, "what": source.what,
                      "install": source.install})  # fmt: skip
         report(i, len(SOURCES), name)
+    missing = medical_missing()
+    rows.append({"source": "heldout-medical", "installed": not missing, "images": len(MEDICAL) if not missing else 0,
+                 "license": "MIT (the packages; origins in pydicom's test_files/README.txt)",
+                 "what": "held out, never trained on: evaluate --images heldout-medical (real CT and MR slices)",
+                 "install": MEDICAL_INSTALL})  # fmt: skip
     return rows
 
 

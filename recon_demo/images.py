@@ -35,7 +35,7 @@ PHANTOM_TRAIN_SEED_START = 1000  # training draws phantoms with seeds from here 
 class ExampleImage:
     name: str
     source: str  # where it comes from, for captions and the README
-    split: str  # "train" or "held_out"
+    split: str  # "train", "held_out" (evaluate's default set) or "held_out_medical" (never trained on either)
     load: Callable[[], Image.Image]
 
 
@@ -105,18 +105,12 @@ def _optional_examples() -> list[ExampleImage]:
             found.append(
                 ExampleImage(name.split(".")[0], "scikit-learn", "train", lambda n=name: _from_array(load_sample_image(n)))
             )
-    try:
-        from pydicom.data import get_testdata_file
-    except ImportError:
-        pass
-    else:
+    if importlib.util.find_spec("pydicom") is not None:  # its own test slices, read where the package put them
+        folder = Path(importlib.util.find_spec("pydicom").submodule_search_locations[0]) / "data" / "test_files"
         for name in ("CT_small.dcm", "MR_small.dcm"):
-            if get_testdata_file(name) is not None:
-                found.append(
-                    ExampleImage(
-                        name.split(".")[0].lower(), "pydicom", "train", lambda n=name: _dicom_to_image(get_testdata_file(n))
-                    )
-                )
+            if (folder / name).exists():  # held out: CT_small is one of `evaluate --images heldout-medical`'s
+                found.append(ExampleImage(name.split(".")[0].lower(), "pydicom", "held_out_medical",
+                                          lambda p=folder / name: _dicom_to_image(p)))  # fmt: skip
     return found
 
 
@@ -170,7 +164,14 @@ def ellipse_phantom(size: int = 256, seed: int = 0) -> np.ndarray:
     return np.clip(img, 0, 1).astype(np.float32)
 
 
-def _dicom_to_image(source) -> Image.Image:
+DICOM_TOP_PERCENTILE = 99.5  # a DICOM slice maps its floor .. this percentile of its values to [0, 1]
+
+
+def dicom_pixels(source) -> np.ndarray:
+    """A DICOM file's slice (path or file object; a multi-frame series: its middle frame) in [0, 1], by one rule
+    for every scan: the stored values rescaled (CT: Hounsfield units), then the floor (CT: air, -1000 HU, so the
+    scanner's padding outside its field of view is black; otherwise 0, or the minimum where values go below) to
+    the ``DICOM_TOP_PERCENTILE``-th percentile mapped to [0, 1], clipped. Raises ``ValueError``."""
     try:
         import pydicom
     except ImportError:
@@ -179,12 +180,22 @@ def _dicom_to_image(source) -> Image.Image:
     if "PixelData" not in ds:
         raise ValueError("this DICOM file holds no pixel data")
     arr = ds.pixel_array.astype(np.float64)
-    if arr.ndim == 3:  # a multi-frame series: the middle frame
+    if arr.ndim == 3 and getattr(ds, "SamplesPerPixel", 1) == 1:  # a multi-frame series: the middle frame
         arr = arr[arr.shape[0] // 2]
-    arr = arr * float(getattr(ds, "RescaleSlope", 1)) + float(getattr(ds, "RescaleIntercept", 0))
-    lo, hi = float(arr.min()), float(arr.max())
-    arr = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
-    return Image.fromarray(arr.astype(np.float32), mode="F")
+    if arr.ndim != 2:
+        raise ValueError(f"this DICOM file holds no grey slice (pixel array of shape {arr.shape})")
+    arr = arr * float(getattr(ds, "RescaleSlope", 1) or 1) + float(getattr(ds, "RescaleIntercept", 0) or 0)
+    floor = -1000.0 if getattr(ds, "Modality", "") == "CT" else min(0.0, float(arr.min()))
+    top = float(np.percentile(arr, DICOM_TOP_PERCENTILE))
+    if top <= floor:
+        top = float(arr.max())
+    if top <= floor:
+        return np.zeros(arr.shape, np.float32)
+    return np.clip((arr - floor) / (top - floor), 0.0, 1.0).astype(np.float32)
+
+
+def _dicom_to_image(source) -> Image.Image:
+    return Image.fromarray(dicom_pixels(source), mode="F")
 
 
 def _is_dicom(head: bytes) -> bool:

@@ -170,7 +170,8 @@ def test_the_data_listing_names_every_source_its_licence_and_install_command(ope
     assert cli(["data", "--format", "json"]) == 0
     printed = capsys.readouterr()
     rows = {r["source"]: r for r in json.loads(printed.out)}
-    assert set(rows) == {"package", "phantoms", "ct-head", "mri", "photos"}
+    assert set(rows) == {"package", "phantoms", "ct-head", "mri", "photos", "heldout-medical"}
+    assert rows["heldout-medical"]["install"] == "pip install pydicom pydicom-data"
     assert rows["ct-head"]["installed"] and rows["ct-head"]["images"] == 5 and rows["ct-head"]["license"] == "GPL-2"
     assert not rows["mri"]["installed"] and rows["mri"]["install"] == "apt-get install -y mricron-data"
     assert printed.err.startswith("data: reading the sources…")
@@ -186,8 +187,11 @@ def _ahash(img: np.ndarray) -> np.ndarray:
 
 
 def test_no_training_image_of_any_installed_source_is_a_held_out_image(monkeypatch):
-    # the real sources as installed here (none in CI): package, phantoms and whatever open data is on disk
+    # the real sources as installed here (none in CI): package, phantoms and whatever open data is on disk; the
+    # held-out medical set too where pydicom-data is installed
     held_out = {name: _ahash(images.to_tensor(images.load_example(name), 256)[0, 0].numpy()) for name in images.split_names("held_out")}
+    if not datasets.medical_missing():
+        held_out |= {name: _ahash(images.protocol_tensor(img, 256)[0, 0].numpy()) for name, img in datasets.held_out_medical()}
     sources = ["package", "phantoms", *(name for name, s in datasets.SOURCES.items() if s.installed())]
     data = TrainingImages(tuple(sources), 256, phantoms=16)
     for i in range(len(data)):
@@ -203,4 +207,83 @@ def test_the_install_script_installs_every_package_the_sources_name():
             words = command.split()
             packages = [w for w in words[2:] if not w.startswith("-")]  # after "apt-get install" / "pip install"
             assert packages and all(p in script.split() for p in packages), (source.name, packages)
+    assert "pip install -q pydicom pydicom-data" in script  # the held-out medical set (datasets.MEDICAL_INSTALL)
     assert script.splitlines()[-1] == "python3 -m recon_demo data"  # it ends by showing what is now installed
+
+
+# ------------------------------------------------------------------------------------------------ held-out medical
+
+
+def write_dicom(path: Path, pixels: np.ndarray, modality: str = "CT", slope: float = 1.0, intercept: float = 0.0) -> Path:
+    """A DICOM file as scanners write one: file meta, explicit VR little endian, int16 or uint16 pixel data."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage if modality == "CT" else MRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, modality
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = int(pixels.dtype == np.int16)
+    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    if pixels.ndim == 3:
+        ds.NumberOfFrames = pixels.shape[0]
+    ds.Rows, ds.Columns = pixels.shape[-2:]
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_a_dicom_slice_maps_air_to_black_and_its_top_percentile_to_white(tmp_path):
+    pytest.importorskip("pydicom")
+    hu = np.full((64, 64), -1000, np.int16)  # air
+    hu[8:56, 8:56] = 40  # soft tissue
+    hu[20:30, 20:30] = 1000  # bone
+    hu[:, :4] = -3024  # the scanner's padding outside its field of view
+    stored = (hu + 1024).astype(np.int16)  # stored as scanners do (signed): HU = stored - 1024
+    x = images.dicom_pixels(write_dicom(tmp_path / "ct.dcm", stored, intercept=-1024.0))
+    assert x.dtype == np.float32 and x.shape == (64, 64)
+    assert x[0, 0] == 0 and x[4, 4] == 0  # padding and air: black
+    assert x[25, 25] == pytest.approx(1.0) and x[40, 40] == pytest.approx(1040 / 2000)  # bone the top; tissue between
+    series = np.stack([np.full((32, 32), v, np.uint16) for v in (0, 100, 200)])
+    series[:, :, :16] = 0
+    mr = images.dicom_pixels(write_dicom(tmp_path / "mr.dcm", series, "MR"))  # a series: its middle frame, floor 0
+    assert mr[0, 0] == 0 and mr[0, 20] == pytest.approx(1.0)
+    img = images.open_image((tmp_path / "ct.dcm").read_bytes())  # an upload reads the same way
+    assert np.allclose(np.asarray(img), x)
+
+
+def test_the_held_out_medical_set_is_all_or_nothing_and_evaluate_reads_it(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("pydicom")
+    rng = np.random.default_rng(0)
+    files = []
+    for i, modality in enumerate(("CT", "CT", "MR")):
+        pixels = rng.integers(0, 2000, (96, 80)).astype(np.uint16)
+        files.append(datasets.MedicalSlice(f"scan-{i}", str(write_dicom(tmp_path / f"{i}.dcm", pixels, modality)), "test"))
+    monkeypatch.setattr(datasets, "MEDICAL", tuple(files))
+    loaded = datasets.held_out_medical()
+    assert [n for n, _ in loaded] == ["scan-0", "scan-1", "scan-2"]
+    assert all(img.mode == "L" and img.size == (80, 96) for _, img in loaded)
+    assert cli(["evaluate", "--images", "heldout-medical", "--limit", "2", "--baselines", "input,wiener", "--quiet",
+                "--format", "json"]) == 0  # fmt: skip
+    result = json.loads(capsys.readouterr().out)
+    assert result["protocol"]["images"] == ["scan-0", "scan-1"] and result["protocol"]["images_dir"] == "heldout-medical"
+    monkeypatch.setattr(datasets, "MEDICAL", (*files, datasets.MedicalSlice("gone", str(tmp_path / "gone.dcm"), "test")))
+    with pytest.raises(FileNotFoundError, match=r"pip install pydicom pydicom-data.*gone\.dcm"):
+        datasets.held_out_medical()
+    assert cli(["evaluate", "--images", "heldout-medical", "--baselines", "input", "--quiet"]) != 0
+    assert "pip install pydicom pydicom-data" in capsys.readouterr().err
+
+
+def test_pydicom_slices_in_the_catalogue_are_never_training_images():
+    pytest.importorskip("pydicom")
+    cat = images.catalogue()
+    assert cat["ct_small"].split == "held_out_medical" and "ct_small" not in images.split_names("train", True)
+    assert "ct_small" not in images.split_names("held_out", True)  # evaluate's default set is unchanged
+    x = images.to_tensor(images.load_example("ct_small"))
+    assert min(x.shape[-2:]) == 256 and x.max() <= 1 and x.std() > 0.05

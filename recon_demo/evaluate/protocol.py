@@ -81,11 +81,19 @@ def parse_baselines(spec: str | None, registry: dict = BASELINES, kind: str = "b
     return names
 
 
+HELD_OUT_MEDICAL = "heldout-medical"  # --images: the held-out CT and MR slices (datasets.held_out_medical)
+
+
 def load_images(folder: str | None, limit: int | None) -> list[tuple[str, Image.Image]]:
-    """(name, PIL image) pairs in sorted name order: a folder's image files, or the held-out examples."""
+    """(name, PIL image) pairs in sorted name order: a folder's image files, the held-out examples, or the
+    held-out medical set (``HELD_OUT_MEDICAL``, in its own order)."""
     if folder is None:
         names = sorted(images.split_names("held_out"))[: limit or None]
         return [(name, images.load_example(name)) for name in names]
+    if folder == HELD_OUT_MEDICAL:
+        from recon_demo import datasets
+
+        return datasets.held_out_medical(limit)
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"no folder {root}")

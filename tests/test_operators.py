@@ -127,6 +127,22 @@ def test_large_kernels_by_fft_are_the_same_correlation(size, device):
     assert abs(float((out * y).sum() - (x * Blur(k).adjoint(y)).sum())) < 1e-9
 
 
+def test_the_spectral_operator_is_the_same_correlation_and_keeps_its_kernel_transform(device):
+    k = motion_kernel(9, 20)
+    K, S = Blur(k), Blur(k).spectral()
+    assert not K.fft and S.fft and S.spectral() is S
+    x = torch.rand(2, 1, 40, 57, device=device, dtype=torch.float64)
+    torch.testing.assert_close(S.forward(x), K.forward(x), atol=1e-10, rtol=0)
+    torch.testing.assert_close(S.adjoint(x), K.adjoint(x), atol=1e-10, rtol=0)
+    assert len(S._spectra) == 2  # one transform for K, one for Kᵀ: kept
+    first = S._spectra[next(iter(S._spectra))]
+    S.forward(x)
+    assert S._spectra[next(iter(S._spectra))] is first and len(S._spectra) == 2
+    for side in range(20, 40):  # more image sizes than it keeps: the store stays bounded
+        S.forward(torch.rand(1, 1, side, side, device=device))
+    assert len(S._spectra) <= 8
+
+
 @pytest.mark.parametrize("sizes", [(3, 9, 5), (9, 25, 15)])
 def test_per_image_kernels_blur_each_image_with_its_own(sizes):
     blurs = [OperatorSpec("motion", s, 30.0 * i).build() for i, s in enumerate(sizes)]

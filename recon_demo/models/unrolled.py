@@ -107,7 +107,7 @@ class UnrolledNet(nn.Module):
         operator = operator if operator is not None else getattr(self, "bound_operator", None)
         if operator is None:
             raise ValueError("the unrolled network needs the operator: model(y_delta, operator)")
-        return operator
+        return operator.spectral() if hasattr(operator, "spectral") else operator  # a blur: K and Kᵀ by FFT
 
     def first_estimate(self, y_delta: torch.Tensor, operator: Any = None) -> torch.Tensor:
         """x_0: the regularised data step from the measurement (from its FBP for CT), what the first denoiser sees."""

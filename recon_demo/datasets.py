@@ -1,7 +1,7 @@
 """Open training data, by name: what ``train --data NAME`` reads, from files that installed packages put on disk.
 
-Nothing here is fetched at run time, and the app, ``evaluate`` and the test suite never need these packages:
-they are training-time data (``python3 -m recon_demo data`` lists them, installed or not, with the command
+Nothing here is fetched at run time, and the app, ``evaluate``'s defaults and the test suite never need these
+packages: they are training-time data (``python3 -m recon_demo data`` lists them, installed or not, with the command
 that installs each; ``scripts/install-training-data.sh`` installs them all). Every source yields grey images:
 
 - ``ct-head``: a real head CT, Debian ``invesalius-examples`` (GPL-2). An InVesalius project ``.inv3`` is a
@@ -31,14 +31,19 @@ import tarfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 MIN_TISSUE = 0.15  # a slice is kept where at least this share of its pixels is tissue
 CT_TISSUE_HU = -500.0  # above this, a CT pixel is tissue (air is -1000)
 CT_LEVELS = (-100.0, 400.0)  # the window level a crop draws, HU (uniform)
 CT_WIDTHS = (80.0, 2000.0)  # the window width it draws, HU (log-uniform: brain 80, soft tissue 400, bone 2000)
 MRI_SLICE_STEP = 2  # every second slice along each axis: neighbours 1 mm apart are nearly the same image
+HELD_OUT_MEDICAL = "heldout-medical"  # evaluate --images HELD_OUT_MEDICAL: the set ``held_out_medical`` reads
 MEDICAL_INSTALL = "pip install pydicom pydicom-data"
 
 _BACKGROUNDS = "/usr/share/backgrounds"
@@ -273,8 +278,9 @@ class MedicalSlice:
 # Every distinct CT and MR slice of at least 128² in pydicom's and pydicom-data's test files (MIT-licensed packages;
 # each file's origin is in pydicom's data/test_files/README.txt). Left out: re-encodings of the same slice (693_*,
 # MR2_*: the uncompressed one is read), examples_overlay.dcm (a crop of MR-SIEMENS-DICOM-WithOverlays.dcm), the
-# 64² MR_small and emri_small series, the 16² DICOMDIR thumbnails and eCT_Supplemental.dcm (two perfusion maps,
-# not anatomy).
+# 64² MR_small and emri_small series, the 16² DICOMDIR thumbnails, eCT_Supplemental.dcm (two perfusion maps, not
+# anatomy) and bad_sequence.dcm (a 512² CT in JPEG Lossless, which no decoder that pydicom and Pillow bring reads).
+# JPEG 2000 (one slice) is read by Pillow's OpenJPEG, which pydicom uses.
 MEDICAL = (
     MedicalSlice("ct-head", "pip:data_store/data/693_UNCR.dcm", "head CT (the CQ500 collection), 512²"),
     MedicalSlice("ct-skull-base", "pip:pydicom/data/test_files/J2K_pixelrep_mismatch.dcm",
@@ -291,7 +297,7 @@ def medical_missing() -> list[str]:
     return [m.path for m in MEDICAL if (path := _resolve(m.path)) is None or not path.exists()]
 
 
-def held_out_medical(limit: int | None = None) -> list[tuple[str, object]]:
+def held_out_medical(limit: int | None = None) -> list[tuple[str, Image.Image]]:
     """(name, 8-bit grey PIL image) for each slice of the held-out medical set, in ``MEDICAL``'s order; raises
     ``FileNotFoundError`` naming what is missing and the command that installs it (the set is all or nothing,
     so that its figures compare across machines)."""
@@ -331,9 +337,9 @@ def listing(report=None) -> list[dict]:
                      "install": source.install})  # fmt: skip
         report(i, len(SOURCES), name)
     missing = medical_missing()
-    rows.append({"source": "heldout-medical", "installed": not missing, "images": len(MEDICAL) if not missing else 0,
+    rows.append({"source": HELD_OUT_MEDICAL, "installed": not missing, "images": len(MEDICAL) if not missing else 0,
                  "license": "MIT (the packages; origins in pydicom's test_files/README.txt)",
-                 "what": "held out, never trained on: evaluate --images heldout-medical (real CT and MR slices)",
+                 "what": f"held out, never trained on: evaluate --images {HELD_OUT_MEDICAL} (real CT and MR slices)",
                  "install": MEDICAL_INSTALL})  # fmt: skip
     return rows
 

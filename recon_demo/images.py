@@ -1,10 +1,10 @@
 """Images: the example catalogue, procedural phantoms, and turning any picture into the lecture's input.
 
 The catalogue holds only images that installed packages ship and load offline (scikit-image's data
-module; scikit-learn's two sample photographs and pydicom's CT/MR test slices when those packages are
-installed) and phantoms that we generate. Each has a split: ``held_out`` images are never used in
-training and are what ``evaluate`` reads by default; ``train`` images (and phantoms from seed
-``PHANTOM_TRAIN_SEED_START`` on) are for training.
+module; pydicom's CT and MR test slices; scikit-learn's two sample photographs when it is installed) and
+phantoms that we generate. Each has a split: ``held_out`` images are never used in training and are what
+``evaluate`` reads by default; ``held_out_medical`` (pydicom's slices) are never used in training either;
+``train`` images (and phantoms from seed ``PHANTOM_TRAIN_SEED_START`` on) are for training.
 
 Any user image becomes a grey float image in [0, 1] (``to_grayscale``), resized as the lecture does it
 (the lecture's torchvision ``Resize(size)`` on the shorter side, antialiased) by ``to_tensor``.
@@ -94,7 +94,7 @@ _SKIMAGE_TRAIN = (
 
 
 def _optional_examples() -> list[ExampleImage]:
-    """scikit-learn's sample photographs and pydicom's test slices, when those packages are installed."""
+    """scikit-learn's sample photographs and pydicom's test slices, where those packages are installed."""
     found: list[ExampleImage] = []
     try:
         from sklearn.datasets import load_sample_image
@@ -165,33 +165,54 @@ def ellipse_phantom(size: int = 256, seed: int = 0) -> np.ndarray:
 
 
 DICOM_TOP_PERCENTILE = 99.5  # a DICOM slice maps its floor .. this percentile of its values to [0, 1]
+AIR_HU = -1000.0  # the floor of a CT slice in Hounsfield units
 
 
 def dicom_pixels(source) -> np.ndarray:
-    """A DICOM file's slice (path or file object; a multi-frame series: its middle frame) in [0, 1], by one rule
-    for every scan: the stored values rescaled (CT: Hounsfield units), then the floor (CT: air, -1000 HU, so the
-    scanner's padding outside its field of view is black; otherwise 0, or the minimum where values go below) to
-    the ``DICOM_TOP_PERCENTILE``-th percentile mapped to [0, 1], clipped. Raises ``ValueError``."""
+    """A DICOM file's slice (path or file object; a multi-frame series: its middle frame) as grey in [0, 1]:
+    the stored values through the modality LUT (CT: Hounsfield units), colour and palette images to grey (ITU-R
+    601), then the floor (a CT in HU: air, −1000, so the scanner's padding outside its field of view is black;
+    otherwise 0, or the minimum where values go below) to the ``DICOM_TOP_PERCENTILE``-th percentile mapped to
+    [0, 1], clipped; MONOCHROME1 (white is low) inverted. Refuses slices over ``MAX_PIXELS`` before decoding.
+    Raises ``ValueError``."""
     try:
         import pydicom
+        from pydicom.pixels import apply_color_lut, apply_modality_lut, pixel_array
     except ImportError:
         raise ValueError("DICOM files need the package pydicom, which is not installed") from None
-    ds = pydicom.dcmread(source)
+    try:
+        ds = pydicom.dcmread(source)
+    except Exception as err:  # pydicom raises many kinds on a damaged file
+        raise ValueError(f"not a readable DICOM file ({type(err).__name__}: {err})") from None
     if "PixelData" not in ds:
         raise ValueError("this DICOM file holds no pixel data")
-    arr = ds.pixel_array.astype(np.float64)
-    if arr.ndim == 3 and getattr(ds, "SamplesPerPixel", 1) == 1:  # a multi-frame series: the middle frame
-        arr = arr[arr.shape[0] // 2]
-    if arr.ndim != 2:
-        raise ValueError(f"this DICOM file holds no grey slice (pixel array of shape {arr.shape})")
-    arr = arr * float(getattr(ds, "RescaleSlope", 1) or 1) + float(getattr(ds, "RescaleIntercept", 0) or 0)
-    floor = -1000.0 if getattr(ds, "Modality", "") == "CT" else min(0.0, float(arr.min()))
+    rows, columns = int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0)
+    if rows * columns > MAX_PIXELS:
+        raise ValueError(f"the image is {columns}×{rows} pixels; the limit is {MAX_PIXELS:,} pixels")
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    try:
+        arr = pixel_array(ds, index=frames // 2 if frames > 1 else None)  # a series: its middle slice alone
+    except Exception as err:  # a compression no installed decoder reads, or damaged pixel data
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        name = getattr(syntax, "name", syntax) or "unknown"
+        raise ValueError(f"the DICOM pixel data cannot be decoded here ({name}: {err})") from None
+    interpretation = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
+    if interpretation == "PALETTE COLOR":
+        arr = apply_color_lut(arr, ds)
+    if arr.ndim == 3 and arr.shape[-1] == 3:  # colour (pydicom gives YBR as RGB)
+        arr = arr.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+        floor = 0.0
+    elif arr.ndim == 2:
+        arr = np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)
+        in_hu = getattr(ds, "Modality", "") == "CT" and str(getattr(ds, "RescaleType", "HU") or "HU") == "HU"
+        floor = AIR_HU if in_hu and arr.min() < AIR_HU / 2 else min(0.0, float(arr.min()))
+    else:
+        raise ValueError(f"this DICOM file holds no image slice (pixel array of shape {arr.shape})")
     top = float(np.percentile(arr, DICOM_TOP_PERCENTILE))
     if top <= floor:
         top = float(arr.max())
-    if top <= floor:
-        return np.zeros(arr.shape, np.float32)
-    return np.clip((arr - floor) / (top - floor), 0.0, 1.0).astype(np.float32)
+    grey = np.zeros(arr.shape, np.float32) if top <= floor else np.clip((arr - floor) / (top - floor), 0.0, 1.0)
+    return (1.0 - grey if interpretation == "MONOCHROME1" else grey).astype(np.float32)
 
 
 def _dicom_to_image(source) -> Image.Image:
@@ -206,7 +227,7 @@ def open_image(source: str | Path | bytes | Image.Image) -> Image.Image:
     """Open a path, raw bytes or a PIL image; refuse unreadable files and images over ``MAX_PIXELS``.
 
     Raises ``ValueError`` with a message a person can act on. Multi-frame images give their first frame;
-    DICOM files (when pydicom is installed) give their pixel data scaled to [0, 1].
+    DICOM files give their slice as grey in [0, 1] (``dicom_pixels``).
     """
     if isinstance(source, Image.Image):
         return source

@@ -192,9 +192,10 @@ class Blur:
         self._spectra: dict[tuple, torch.Tensor] = {}  # the kernel's FFT per (image size, flip, device, dtype)
 
     def spectral(self) -> Blur:
-        """The same operator always run by FFT (equal to 1e-6), with the kernel's transform kept between calls: for
-        a solver that applies K and Kᵀ dozens of times (the unrolled network's data steps). Measured on a 2-core
-        CPU at 256², one image: a 9×9 correlation took 1.5 ms as a convolution, 0.3-0.7 ms by FFT."""
+        """The same operator always run by FFT (equal to 1e-6), keeping the kernel's transform for the operator's
+        lifetime: for a solver that applies K and Kᵀ dozens of times in one call (the unrolled network's data
+        steps). Measured on a 2-core CPU at 256², one image: a 9×9 correlation took 1.5 ms as a convolution,
+        0.3-0.7 ms by FFT."""
         return self if self.fft else Blur(self.kernel, fft=True)
 
     @classmethod
@@ -242,14 +243,18 @@ class Blur:
         return full[:, c : c + h, c : c + w].to(x.dtype)[:, None]  # (N, 1, H, W)
 
     def _spectrum(self, size: tuple[int, int], flip: bool, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        key = (size, flip, device, dtype)
-        if key not in self._spectra:
-            if len(self._spectra) >= 8:  # a handful of image sizes at most
-                self._spectra.clear()
+        # Keyed on inference mode too: a transform made under it cannot be saved for a later backward pass (Inspect
+        # reconstructs under inference mode, then takes the receptive field's gradient with the same operator).
+        key = (size, flip, device, dtype, torch.is_inference_mode_enabled())
+        spectrum = self._spectra.get(key)
+        if spectrum is None:
             k = self.kernel.shape[-1]
             kernel = (self.kernel if flip else self.kernel.flip(-2, -1)).to(device=device, dtype=dtype).reshape(-1, k, k)
-            self._spectra[key] = torch.fft.rfft2(kernel, s=size)  # (1 or N, H', W'/2 + 1)
-        return self._spectra[key]
+            spectrum = torch.fft.rfft2(kernel, s=size)  # (1 or N, H', W'/2 + 1)
+            if len(self._spectra) >= 8:  # a handful of image sizes at most
+                self._spectra.clear()
+            self._spectra[key] = spectrum  # a concurrent caller at worst computes it once more
+        return spectrum
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``K x``."""

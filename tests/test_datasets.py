@@ -214,8 +214,9 @@ def test_the_install_script_installs_every_package_the_sources_name():
 # ------------------------------------------------------------------------------------------------ held-out medical
 
 
-def write_dicom(path: Path, pixels: np.ndarray, modality: str = "CT", slope: float = 1.0, intercept: float = 0.0) -> Path:
-    """A DICOM file as scanners write one: file meta, explicit VR little endian, int16 or uint16 pixel data."""
+def write_dicom(path: Path, pixels: np.ndarray, modality: str = "CT", slope: float = 1.0, intercept: float = 0.0,
+                interpretation: str = "MONOCHROME2", **extra) -> Path:  # fmt: skip
+    """A DICOM file as scanners write one: file meta, explicit VR little endian, int16, uint16 or RGB uint8 pixels."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
@@ -226,14 +227,20 @@ def write_dicom(path: Path, pixels: np.ndarray, modality: str = "CT", slope: flo
     ds = Dataset()
     ds.file_meta = meta
     ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, modality
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit = 15
+    colour = interpretation == "RGB"
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = (3 if colour else 1), interpretation
+    if colour:
+        ds.PlanarConfiguration = 0
+    ds.BitsAllocated = ds.BitsStored = pixels.dtype.itemsize * 8
+    ds.HighBit = ds.BitsStored - 1
     ds.PixelRepresentation = int(pixels.dtype == np.int16)
-    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
-    if pixels.ndim == 3:
+    if not colour:
+        ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    for name, value in extra.items():
+        setattr(ds, name, value)
+    if pixels.ndim == (4 if colour else 3):
         ds.NumberOfFrames = pixels.shape[0]
-    ds.Rows, ds.Columns = pixels.shape[-2:]
+    ds.Rows, ds.Columns = pixels.shape[-3:-1] if colour else pixels.shape[-2:]
     ds.PixelData = pixels.tobytes()
     ds.save_as(path, enforce_file_format=True)
     return path
@@ -250,12 +257,49 @@ def test_a_dicom_slice_maps_air_to_black_and_its_top_percentile_to_white(tmp_pat
     assert x.dtype == np.float32 and x.shape == (64, 64)
     assert x[0, 0] == 0 and x[4, 4] == 0  # padding and air: black
     assert x[25, 25] == pytest.approx(1.0) and x[40, 40] == pytest.approx(1040 / 2000)  # bone the top; tissue between
-    series = np.stack([np.full((32, 32), v, np.uint16) for v in (0, 100, 200)])
-    series[:, :, :16] = 0
-    mr = images.dicom_pixels(write_dicom(tmp_path / "mr.dcm", series, "MR"))  # a series: its middle frame, floor 0
-    assert mr[0, 0] == 0 and mr[0, 20] == pytest.approx(1.0)
     img = images.open_image((tmp_path / "ct.dcm").read_bytes())  # an upload reads the same way
     assert np.allclose(np.asarray(img), x)
+    # a CT map that is not in HU (its rescale type says so): from its own minimum, not from air
+    mapped = images.dicom_pixels(write_dicom(tmp_path / "map.dcm", stored, intercept=-1024.0, RescaleType="US"))
+    assert mapped[0, 0] == 0 and mapped[4, 4] == pytest.approx(2024 / 4024)
+
+
+def test_dicom_series_colour_and_inverted_grey_become_one_grey_slice(tmp_path):
+    pytest.importorskip("pydicom")
+    series = np.zeros((3, 32, 32), np.uint16)
+    for i in range(3):
+        series[i, :, 8 * (i + 1) :] = 100  # each frame bright from its own column on
+    mr = images.dicom_pixels(write_dicom(tmp_path / "mr.dcm", series, "MR"))  # a series: its middle frame, floor 0
+    assert mr[0, 15] == 0 and mr[0, 16] == pytest.approx(1.0)
+    rgb = np.zeros((16, 16, 3), np.uint8)
+    rgb[:, 8:] = (255, 0, 0)  # red on black: grey 0.299 of white, which is the top
+    rgb[:2, :2] = 255
+    grey = images.dicom_pixels(write_dicom(tmp_path / "rgb.dcm", rgb, "MR", interpretation="RGB"))
+    assert grey.shape == (16, 16) and grey[8, 0] == 0 and grey[8, 12] == pytest.approx(0.299, abs=1e-3)
+    inverted = images.dicom_pixels(write_dicom(tmp_path / "m1.dcm", series[1], "MR", interpretation="MONOCHROME1"))
+    assert inverted[0, 0] == pytest.approx(1.0) and inverted[0, 20] == 0  # white is low in MONOCHROME1
+
+
+def test_a_dicom_file_that_cannot_be_decoded_says_so(tmp_path):
+    pytest.importorskip("pydicom")
+    import pydicom
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000Lossless
+
+    path = write_dicom(tmp_path / "j2k.dcm", np.zeros((16, 16), np.uint16), "MR")
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    ds.PixelData = encapsulate([b"not a JPEG 2000 codestream"])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(ValueError, match="cannot be decoded here"):
+        images.dicom_pixels(path)
+    big = write_dicom(tmp_path / "big.dcm", np.zeros((8, 8), np.uint16), "MR")
+    ds = pydicom.dcmread(big)
+    ds.Rows = ds.Columns = 8000  # the header claims 64 megapixels: refused before decoding
+    ds.save_as(big, enforce_file_format=True)
+    with pytest.raises(ValueError, match="the limit is"):
+        images.open_image(big)
 
 
 def test_the_held_out_medical_set_is_all_or_nothing_and_evaluate_reads_it(tmp_path, monkeypatch, capsys):

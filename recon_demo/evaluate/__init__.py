@@ -21,7 +21,7 @@ import json
 import sys
 from dataclasses import replace
 
-from recon_demo import ct_baselines
+from recon_demo import ct_baselines, datasets
 from recon_demo.baselines import BASELINES
 from recon_demo.checkpoints import REGIMES, CheckpointError, Manifest
 from recon_demo.ct_operators import FILTERS, LECTURE_ANGLES, CTSpec
@@ -56,8 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default="deblur", choices=("deblur", "ct"), help="deblur (default) or ct (sinograms)")
     parser.add_argument("--models", help="comma list: registry names (shipped weights), NAME=PATH for a checkpoint, or 'all'")
     parser.add_argument("--regime", default="course", choices=REGIMES, help="which shipped checkpoints plain names select")
-    parser.add_argument("--images", help="folder of images, or 'heldout-medical' (real CT and MR slices, needs "
-                        "pip install pydicom pydicom-data); default: the held-out package images")
+    parser.add_argument("--images", help=f"folder of images, or '{datasets.HELD_OUT_MEDICAL}' (real CT and MR slices, "
+                        f"needs {datasets.MEDICAL_INSTALL}); default: the held-out package images")
     parser.add_argument("--limit", type=int, help="evaluate only the first N images")
     parser.add_argument("--size", type=int, default=256, help="Resize(size) of the shorter side (default 256)")
     parser.add_argument("--operator", default="motion", choices=("motion", "gaussian"), help="blur type")

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from recon_demo import ct_baselines, images
+from recon_demo import ct_baselines, datasets, images
 from recon_demo.baselines import BASELINES
 from recon_demo.checkpoints import ct_regime
 from recon_demo.ct_operators import CT_NOISE, CTSpec
@@ -81,18 +81,13 @@ def parse_baselines(spec: str | None, registry: dict = BASELINES, kind: str = "b
     return names
 
 
-HELD_OUT_MEDICAL = "heldout-medical"  # --images: the held-out CT and MR slices (datasets.held_out_medical)
-
-
 def load_images(folder: str | None, limit: int | None) -> list[tuple[str, Image.Image]]:
     """(name, PIL image) pairs in sorted name order: a folder's image files, the held-out examples, or the
     held-out medical set (``HELD_OUT_MEDICAL``, in its own order)."""
     if folder is None:
         names = sorted(images.split_names("held_out"))[: limit or None]
         return [(name, images.load_example(name)) for name in names]
-    if folder == HELD_OUT_MEDICAL:
-        from recon_demo import datasets
-
+    if folder == datasets.HELD_OUT_MEDICAL:
         return datasets.held_out_medical(limit)
     root = Path(folder)
     if not root.is_dir():

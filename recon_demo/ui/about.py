@@ -101,6 +101,6 @@ Data consistency is then measured on the sinogram, `‖A x_rec − y_delta‖ / 
 
 ### Credits
 The architectures, the operator conventions and the evaluation protocol follow a university course's lecture
-notes on end-to-end reconstruction. The images come from scikit-image (and scikit-learn and pydicom when
+notes on end-to-end reconstruction. The images come from scikit-image and pydicom (and scikit-learn when
 installed), plus phantoms generated here. Nothing is downloaded at run time.
 """)

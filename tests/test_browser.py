@@ -129,7 +129,7 @@ def test_compare_models_in_the_browser(browser, app_url):
     page.close()
 
 
-TILES = """[...document.querySelectorAll('#outputs .gallery-item')].map(e => {
+TILES = """(gallery) => [...document.querySelectorAll(gallery + ' .gallery-item')].map(e => {
     const img = e.querySelector('img').getBoundingClientRect(), cap = e.querySelector('.caption-label');
     return {left: img.left, right: img.right, top: img.top, width: img.width,
             cut: cap.scrollWidth > cap.clientWidth + 1 || cap.scrollHeight > cap.clientHeight + 1, text: cap.innerText};
@@ -143,7 +143,7 @@ def test_results_are_legible_on_a_projector_and_a_phone(browser, app_url, width,
     page.goto(app_url)
     page.wait_for_function("document.querySelectorAll('#outputs .caption-label').length >= 4", timeout=60_000)
     page.wait_for_timeout(500)  # the default CNN, UNet (no weights in this test) and Wiener: 4 pictures
-    tiles = page.evaluate(TILES)
+    tiles = page.evaluate(TILES, "#outputs")
     page.screenshot(path=str(ARTIFACTS / f"results-{width}.png"))
     assert not any(t["cut"] for t in tiles), tiles
     assert any("dB" in t["text"] for t in tiles) and "measurement: motion 9 @ 20° (ippy), δ 0.01" in [t["text"] for t in tiles]
@@ -201,6 +201,8 @@ def test_ct_tab_shows_the_sinogram_and_three_reconstructions(browser, app_url):
     assert page.locator("#ct_sinogram img").count() == 1
     captions = page.locator("#ct_outputs .caption-label").all_inner_texts()
     assert [c.split(":")[0] for c in captions] == ["ground truth", "FBP", "SIRT", "FBP + Residual UNet"], captions
+    tiles = page.evaluate(TILES, "#ct_outputs")  # as the Reconstruct tab's: whole captions, tiles a projector shows
+    assert not any(t["cut"] for t in tiles) and min(t["width"] for t in tiles) >= 256, tiles
     assert "60 angles" in page.locator("#ct_status").inner_text()
     page.screenshot(path=str(ARTIFACTS / "ct.png"), full_page=True)
     page.close()

@@ -19,7 +19,7 @@ os.environ.setdefault("MPLBACKEND", "agg")
 TITLE = "recon-demo: end-to-end neural image reconstruction"
 # The results as a projector needs them: tiles of at least 256 px as the width allows (two on a phone), as many
 # rows as the models need (no fixed gallery height that cuts the second row), each caption whole, under its
-# image rather than over it. On a phone the results come before the controls.
+# image rather than over it; the CT tab's pictures the same way. On a phone the results come before the controls.
 CSS = """
 .sweep-legend { display: flex; flex-wrap: wrap; gap: 6px 18px; font-size: 16px; margin: 4px 0 0 8px; }
 .sweep-legend .legend-item { display: inline-flex; align-items: center; gap: 6px; }
@@ -27,15 +27,15 @@ CSS = """
 #results_col.stale #outputs img { opacity: 0.45; transition: opacity 0.15s; }
 #results_col.stale #status::before { content: "⟳ updating to the new setting…"; display: block; font-weight: 600; }
 #outputs, #outputs .grid-wrap, #activations, #activations .grid-wrap, #train_recs, #train_recs .grid-wrap,
-#errors, #errors .grid-wrap { height: auto !important; max-height: none !important; }
-#outputs .grid-container { grid-template-columns: repeat(auto-fill, minmax(min(256px, 36vw), 1fr)) !important; }
+#errors, #errors .grid-wrap, #ct_outputs, #ct_outputs .grid-wrap { height: auto !important; max-height: none !important; }
+#outputs .grid-container, #ct_outputs .grid-container { grid-template-columns: repeat(auto-fill, minmax(min(256px, 36vw), 1fr)) !important; }
 #activations .grid-container { grid-template-columns: repeat(auto-fill, minmax(min(320px, 84vw), 1fr)) !important; }
 #channels, #channels .grid-wrap, #iterates, #iterates .grid-wrap { height: auto !important; max-height: none !important; }
 #channels .grid-container { grid-template-columns: repeat(auto-fill, minmax(88px, 1fr)) !important; }
-#outputs .thumbnail-item, #activations .thumbnail-item { height: auto !important; aspect-ratio: auto !important;
+#outputs .thumbnail-item, #activations .thumbnail-item, #ct_outputs .thumbnail-item { height: auto !important; aspect-ratio: auto !important;
     flex-direction: column; }
-#outputs .thumbnail-item img, #activations .thumbnail-item img { aspect-ratio: 1 / 1; width: 100%; height: auto; }
-#outputs .caption-label, #activations .caption-label { position: static !important; white-space: normal !important;
+#outputs .thumbnail-item img, #activations .thumbnail-item img, #ct_outputs .thumbnail-item img { aspect-ratio: 1 / 1; width: 100%; height: auto; }
+#outputs .caption-label, #activations .caption-label, #ct_outputs .caption-label { position: static !important; white-space: normal !important;
     max-width: none !important; overflow: visible !important; text-overflow: clip !important; font-size: 0.95rem; }
 /* gradio's line plots put the legend below the chart inside a fixed height, cutting it: let it show */
 #curves { overflow: visible !important; margin-bottom: 110px !important; }

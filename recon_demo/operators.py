@@ -184,19 +184,10 @@ class Blur:
     regime, handed to a network that knows ``K``).
     """
 
-    def __init__(self, kernel: torch.Tensor, fft: bool | None = None):
+    def __init__(self, kernel: torch.Tensor):
         if kernel.ndim not in (2, 3) or kernel.shape[-1] != kernel.shape[-2] or kernel.shape[-1] % 2 == 0:
             raise ValueError(f"a blur kernel must be square with an odd side, got shape {tuple(kernel.shape)}")
         self.kernel = kernel.detach().clone()  # (k, k), or (N, k, k): one per image
-        self.fft = kernel.shape[-1] >= FFT_MIN_SIDE if fft is None else fft  # by FFT, or as a convolution
-        self._spectra: dict[tuple, torch.Tensor] = {}  # the kernel's FFT per (image size, flip, device, dtype)
-
-    def spectral(self) -> Blur:
-        """The same operator always run by FFT (equal to 1e-6), keeping the kernel's transform for the operator's
-        lifetime: for a solver that applies K and Kᵀ dozens of times in one call (the unrolled network's data
-        steps). Measured on a 2-core CPU at 256², one image: a 9×9 correlation took 1.5 ms as a convolution,
-        0.3-0.7 ms by FFT."""
-        return self if self.fft else Blur(self.kernel, fft=True)
 
     @classmethod
     def per_image(cls, blurs: list[Blur]) -> Blur:
@@ -222,7 +213,7 @@ class Blur:
 
     def _correlate(self, x: torch.Tensor, flip: bool) -> torch.Tensor:
         self._check_input(x)
-        if self.fft:
+        if self.kernel.shape[-1] >= FFT_MIN_SIDE:
             return self._correlate_fft(x, flip)
         weight = self._weight(x, flip)
         if weight.shape[0] == 1:
@@ -236,25 +227,13 @@ class Blur:
         # convolution of the FFT the linear one, whose centre H × W is the "same" correlation.
         n, _, h, w = x.shape
         k = self.kernel.shape[-1]
+        kernel = self.kernel if flip else self.kernel.flip(-2, -1)
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32  # no half-precision FFT on the CPU
+        kernel = kernel.to(device=x.device, dtype=dtype).reshape(-1, k, k)  # (1 or N, k, k)
         size = (h + k - 1, w + k - 1)
-        full = torch.fft.irfft2(torch.fft.rfft2(x[:, 0].to(dtype), s=size) * self._spectrum(size, flip, x.device, dtype), s=size)
+        full = torch.fft.irfft2(torch.fft.rfft2(x[:, 0].to(dtype), s=size) * torch.fft.rfft2(kernel, s=size), s=size)
         c = k // 2
         return full[:, c : c + h, c : c + w].to(x.dtype)[:, None]  # (N, 1, H, W)
-
-    def _spectrum(self, size: tuple[int, int], flip: bool, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        # Keyed on inference mode too: a transform made under it cannot be saved for a later backward pass (Inspect
-        # reconstructs under inference mode, then takes the receptive field's gradient with the same operator).
-        key = (size, flip, device, dtype, torch.is_inference_mode_enabled())
-        spectrum = self._spectra.get(key)
-        if spectrum is None:
-            k = self.kernel.shape[-1]
-            kernel = (self.kernel if flip else self.kernel.flip(-2, -1)).to(device=device, dtype=dtype).reshape(-1, k, k)
-            spectrum = torch.fft.rfft2(kernel, s=size)  # (1 or N, H', W'/2 + 1)
-            if len(self._spectra) >= 8:  # a handful of image sizes at most
-                self._spectra.clear()
-            self._spectra[key] = spectrum  # a concurrent caller at worst computes it once more
-        return spectrum
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``K x``."""

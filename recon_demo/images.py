@@ -105,8 +105,9 @@ def _optional_examples() -> list[ExampleImage]:
             found.append(
                 ExampleImage(name.split(".")[0], "scikit-learn", "train", lambda n=name: _from_array(load_sample_image(n)))
             )
-    if importlib.util.find_spec("pydicom") is not None:  # its own test slices, read where the package put them
-        folder = Path(importlib.util.find_spec("pydicom").submodule_search_locations[0]) / "data" / "test_files"
+    pydicom = importlib.util.find_spec("pydicom")
+    if pydicom is not None:  # its own test slices, read where the package put them
+        folder = Path(pydicom.submodule_search_locations[0]) / "data" / "test_files"
         for name in ("CT_small.dcm", "MR_small.dcm"):
             if (folder / name).exists():  # held out: CT_small is one of `evaluate --images heldout-medical`'s
                 found.append(ExampleImage(name.split(".")[0].lower(), "pydicom", "held_out_medical",

@@ -127,6 +127,24 @@ def test_large_kernels_by_fft_are_the_same_correlation(size, device):
     assert abs(float((out * y).sum() - (x * Blur(k).adjoint(y)).sum())) < 1e-9
 
 
+def test_the_solver_operator_is_the_same_correlation_by_scipy_where_no_gradient_is_asked():
+    kernels = [motion_kernel(9, 20), torch.stack([motion_kernel(9, 20), motion_kernel(5, 70, "centered").new_zeros(9, 9)])]
+    kernels[1][1, 2:7, 2:7] = motion_kernel(5, 70, "centered")
+    for kernel in kernels:
+        K, S = Blur(kernel), Blur(kernel).for_solver()
+        assert S.solver and not K.solver and S.for_solver() is S
+        x = torch.rand(2, 1, 40, 57, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        torch.testing.assert_close(S.forward(x), K.forward(x), atol=1e-10, rtol=0)
+        torch.testing.assert_close(S.adjoint(x), K.adjoint(x), atol=1e-10, rtol=0)
+        assert S.forward(x.float()).dtype == torch.float32
+    assert len(S._transfers) == 3  # K and Kᵀ in float64, K in float32: kept for the next call
+    x = torch.rand(1, 1, 24, 24, requires_grad=True)  # a gradient is asked: the convolution, as before
+    S = Blur(motion_kernel(9, 20)).for_solver()
+    S.forward(x).sum().backward()
+    torch.testing.assert_close(x.grad, Blur(motion_kernel(9, 20)).adjoint(torch.ones_like(x)), atol=1e-6, rtol=0)
+    assert not S._transfers
+
+
 @pytest.mark.parametrize("sizes", [(3, 9, 5), (9, 25, 15)])
 def test_per_image_kernels_blur_each_image_with_its_own(sizes):
     blurs = [OperatorSpec("motion", s, 30.0 * i).build() for i, s in enumerate(sizes)]

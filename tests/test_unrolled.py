@@ -51,6 +51,10 @@ def test_it_uses_the_operator_it_is_handed_forward_and_adjoint():
     steps = len(model.denoisers) + 1  # x_0, then one data step after each denoiser
     # each data step: KᵀK on the start and on every CG direction, and Kᵀ y_delta once
     assert (counting.forwards, counting.adjoints) == (steps * (model.cg_steps + 1), steps * (model.cg_steps + 2))
+    y = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert model._operator(counting.blur).solver and model._operator(counting) is counting  # a Blur: by scipy's FFT
+    with torch.inference_mode():  # by FFT (a Blur's for_solver()) or by convolution (the wrapper): the same result
+        torch.testing.assert_close(model(y, counting.blur), model(y, Counting(counting.blur)), atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="needs the operator"):
         model(torch.rand(1, 1, 32, 32))
 

@@ -86,9 +86,9 @@ class UnrolledNet(nn.Module):
     For CT the measurement is a sinogram and the first estimate is the operator's ``fbp`` (when it has one)
     instead of ``y_delta`` itself. Defaults: measured on a 2-core CPU at 256², five iterations of 24-channel
     denoisers with five CG steps each cost 1.5-2× the lecture's UNet and train at 0.57 s a step (bf16, batch 8
-    of 96²); more channels or CG steps went past 2×. The data steps take K as it comes (a 9×9 blur: conv2d): by
-    FFT one request ran at 1.39× the UNet instead of 1.66×, but two at once took 2.3× the time of two by
-    convolution (torch's FFT thread teams contend), and a classroom sends requests at once.
+    of 96²); more channels or CG steps went past 2×. A blur's data steps run by scipy's FFT where no gradient is
+    asked (``Blur.for_solver``): by torch's FFT one request ran at 1.39× the UNet instead of 1.66× by
+    convolution, but two at once took 2.3× the time of two by convolution (its thread teams contend).
     """
 
     knows_operator = True  # the training loop, the engine and Inspect hand it the operator
@@ -109,7 +109,7 @@ class UnrolledNet(nn.Module):
         operator = operator if operator is not None else getattr(self, "bound_operator", None)
         if operator is None:
             raise ValueError("the unrolled network needs the operator: model(y_delta, operator)")
-        return operator
+        return operator.for_solver() if hasattr(operator, "for_solver") else operator  # a blur: by scipy's FFT
 
     def first_estimate(self, y_delta: torch.Tensor, operator: Any = None) -> torch.Tensor:
         """x_0: the regularised data step from the measurement (from its FBP for CT), what the first denoiser sees."""

@@ -194,9 +194,10 @@ class Blur:
     def for_solver(self) -> Blur:
         """The same operator for a solver that applies K and Kᵀ dozens of times in one call (the unrolled network's
         data steps): on the CPU, where no gradient is asked of its input, it runs by scipy's single-threaded FFT
-        (equal to 1e-5) and keeps the kernel's transform. Measured on a 2-core CPU at 256², a 9×9 correlation
-        took 0.4-1.0 ms so against 2.6-3.5 ms as a convolution, also with two requests at once (torch's own FFT
-        was as fast alone, but its thread teams contend when two requests run it)."""
+        (equal to 1e-5) and keeps the kernel's transform. Measured on a 2-core CPU at 256²: the unrolled network
+        cost the same either way on a quiet machine, and less by FFT on a loaded one (1.42 against 1.91 times the
+        UNet) and with two requests at once; torch's own FFT was as fast alone, but its thread teams contend when
+        two requests run it (2.3 times the time)."""
         return self if self.solver else Blur(self.kernel, solver=True)
 
     @classmethod

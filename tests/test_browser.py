@@ -277,7 +277,9 @@ def test_draw_your_own_kernel_and_share_it(browser, app_url):
     page.locator("#blur").get_by_text("draw your own").click()
     page.wait_for_function("document.querySelector('#status').innerText.includes('Draw the kernel on the pad')", timeout=30_000)
     assert page.locator("#outputs .caption-label").count() >= 3  # the last result stays; no error pills
-    page.wait_for_timeout(800)  # the brush is picked for the student
+    # the brush is picked for the student once the pad is shown (on a busy server, later than the status)
+    page.wait_for_function("document.querySelector('#psf_pad button[aria-label=\"Brush\"]')?.classList.contains('highlight')",
+                           timeout=30_000)  # fmt: skip
     canvas = page.locator("#psf_pad canvas").first
     canvas.scroll_into_view_if_needed()
     bb = canvas.bounding_box()

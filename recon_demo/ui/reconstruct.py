@@ -256,10 +256,15 @@ def build(lab: Lab) -> ReconstructTab:
 BLUR_LABELS = {DRAWN: "draw your own"}
 MARK_STALE = "() => { document.querySelector('#results_col')?.classList.add('stale'); }"
 UNMARK_STALE = "() => { document.querySelector('#results_col')?.classList.remove('stale'); }"
-PICK_BRUSH_JS = """(blur) => { if (blur === "drawn") setTimeout(() => {
-    const brush = document.querySelector('#psf_pad button[aria-label="Brush"]');
-    if (brush) brush.click();
-}, 400); }"""
+# The pad arrives with the server's answer to the blur change, later on a busy server: look for its brush every
+# 100 ms (for up to 10 s) and pick it once it is shown, unless it is already picked (gradio marks it "highlight").
+PICK_BRUSH_JS = """(blur) => { if (blur !== "drawn") return; let tries = 0;
+    const pick = () => {
+        const brush = document.querySelector('#psf_pad button[aria-label="Brush"]');
+        if (brush && brush.offsetParent !== null) { if (!brush.classList.contains('highlight')) brush.click(); }
+        else if (++tries < 100) setTimeout(pick, 100);
+    };
+    setTimeout(pick, 100); }"""
 PAD_SIDE = 248  # the sketchpad's canvas, pixels: 8 per cell of the largest (31²) kernel
 PAD_BRUSH = 12
 

@@ -253,20 +253,16 @@ class Blur:
 
         n, _, h, w = x.shape
         k = self.kernel.shape[-1]
-        dtype = np.float64 if x.dtype == torch.float64 else np.float32
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32  # as _correlate_fft's
         size = (h + k - 1, w + k - 1)
-        key = (size, flip, dtype)
-        transfer = self._transfers.get(key)
+        transfer = self._transfers.get((size, flip, dtype))
         if transfer is None:  # the same zero-padded product as _correlate_fft's
-            padded = np.zeros((self.kernel.reshape(-1, k, k).shape[0], *size), dtype)
-            padded[:, :k, :k] = (self.kernel if flip else self.kernel.flip(-2, -1)).reshape(-1, k, k).numpy()
-            transfer = fft.rfft2(padded)
-            self._transfers[key] = transfer  # one operator sees one or two image sizes
-        padded = np.zeros((n, *size), dtype)
-        padded[:, :h, :w] = x[:, 0].detach().to(torch.float64 if dtype == np.float64 else torch.float32).numpy()
+            kernels = (self.kernel if flip else self.kernel.flip(-2, -1)).to(dtype).reshape(-1, k, k).numpy()
+            transfer = fft.rfft2(kernels, s=size)  # (1 or N, H', W'/2 + 1)
+            self._transfers[(size, flip, dtype)] = transfer  # one operator sees one or two image sizes
+        full = fft.irfft2(fft.rfft2(x[:, 0].detach().to(dtype).numpy(), s=size) * transfer, s=size)
         c = k // 2
-        full = fft.irfft2(fft.rfft2(padded) * transfer, s=size)[:, c : c + h, c : c + w]
-        return torch.from_numpy(np.ascontiguousarray(full, dtype=dtype)).to(x.dtype)[:, None]  # (N, 1, H, W)
+        return torch.from_numpy(np.ascontiguousarray(full[:, c : c + h, c : c + w])).to(x.dtype)[:, None]  # (N, 1, H, W)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``K x``."""

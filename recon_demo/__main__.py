@@ -6,9 +6,12 @@ on Ctrl-C with one line and exit status 130."""
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 
 from recon_demo import bench, datasets, evaluate, loss_study, training
+from recon_demo.progress import CTRL_C, on_ctrl_c
 from recon_demo.runtime import tune_allocator
 
 COMMANDS = {
@@ -29,13 +32,16 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--quiet", action="store_true", help="no progress on stderr (the result alone, on stdout)")
     args = parser.parse_args(argv)
     tune_allocator()
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)  # train sets its own while it trains
     try:
         return COMMANDS[args.command][0].main(args)
     except BaseException as err:  # Ctrl-C: one line, no traceback (train saves its state and says how to resume)
-        if not _interrupted(err):
+        if not (_interrupted(err) or CTRL_C.is_set()):
             raise
         print(f"\n{args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _interrupted(err: BaseException | None) -> bool:
@@ -50,5 +56,17 @@ def _interrupted(err: BaseException | None) -> bool:
     return False
 
 
+def _exit(code: int) -> None:
+    """Exit with ``code``. After a Ctrl-C the process ends here, streams flushed, without the interpreter's
+    finalisation: a KeyboardInterrupt that went through code a C extension ran by ``PyRun_String`` (Cython's module
+    set-up does, e.g. scipy's on its first use) leaves CPython's "unhandled interrupt" flag set, and the
+    interpreter then ends itself by SIGINT (status −2) whatever status was asked for; seen in CI under load."""
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())

@@ -7,11 +7,15 @@ tqdm bar on stderr; elsewhere (a pipe, a CI log, ``nohup``), one line when a pha
 at most one every ``EVERY_S`` seconds between, so that stdout keeps only the result (``--format json`` stays
 parseable) and logs stay readable. ``--quiet`` shows nothing. The app wraps gradio's ``Progress`` in the same
 callable (``recon_demo.ui``), so the core never imports gradio.
+
+Ctrl-C in a CLI (``on_ctrl_c``) is remembered as well as raised: a library imported on first use can swallow the
+KeyboardInterrupt (as an ``ImportError`` it falls back from), and the next ``update`` of a phase raises it again.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +23,15 @@ from typing import TextIO
 
 Report = Callable[[int, int, str], None]  # (units done, units in all, what is being done now)
 EVERY_S = 30.0  # without a terminal, a line at most this often within a phase
+
+
+CTRL_C = threading.Event()  # set by a CLI's first Ctrl-C (``on_ctrl_c``)
+
+
+def on_ctrl_c(signum: int, frame: object) -> None:
+    """The CLIs' SIGINT handler: remember the Ctrl-C, then raise KeyboardInterrupt as Python's own handler does."""
+    CTRL_C.set()
+    raise KeyboardInterrupt
 
 
 def no_progress(done: int, total: int, what: str) -> None:
@@ -48,6 +61,8 @@ class Phase:
         self.update(done, what)
 
     def update(self, done: int, what: str = "") -> None:
+        if CTRL_C.is_set():  # a Ctrl-C that a library swallowed: the job stops here
+            raise KeyboardInterrupt
         self.done = done
         if self._bar is not None:
             if self._bar.total != self.total:

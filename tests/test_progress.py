@@ -112,3 +112,32 @@ def test_ctrl_c_inside_an_import_on_first_use_still_counts_as_an_interrupt():
         chained = err
     assert _interrupted(chained) and _interrupted(KeyboardInterrupt())
     assert not _interrupted(ValueError("a real error")) and not _interrupted(ImportError("no module"))
+
+
+def test_a_ctrl_c_a_library_swallowed_stops_the_command_at_its_next_progress_update(monkeypatch, capsys):
+    # a KeyboardInterrupt raised inside a library's first import can become an ImportError the library falls back
+    # from; the Ctrl-C is remembered, and the next progress update ends the command with one line and 130
+    import types
+
+    from recon_demo import __main__ as cli
+    from recon_demo.progress import CTRL_C, CLIProgress
+
+    def swallowing_job(args) -> int:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, delivered to our handler
+            time.sleep(5)
+        except KeyboardInterrupt:
+            pass  # what a library's `except ImportError: fallback` does to it
+        with CLIProgress("evaluate", stream=io.StringIO()).phase("images", 2) as phase:
+            phase(1, 2, "image 1")
+        return 0
+
+    module = types.SimpleNamespace(main=swallowing_job, add_arguments=lambda parser: None, __doc__="a job")
+    monkeypatch.setitem(cli.COMMANDS, "evaluate", (module, "a job"))
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        assert cli.main(["evaluate"]) == 130
+    finally:
+        CTRL_C.clear()
+    assert capsys.readouterr().err.strip() == "evaluate: interrupted"
+    assert signal.getsignal(signal.SIGINT) is before  # the CLI's handler is removed again

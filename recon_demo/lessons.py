@@ -55,7 +55,7 @@ LESSONS: dict[str, Lesson] = {
                "the general weights, trained on random blurs, hold up better.",
                {"models": ("cnn", "unet", "wiener")}, sweep="angle"),
         Lesson("loss", "6. The loss decides what the network learns", "train",
-               "Train the same small CNN with MSE, L1 and SSIM (about half a minute on a laptop): the losses give "
+               "Train the same small residual CNN with MSE, L1 and SSIM (about half a minute on a laptop): the losses give "
                "different images, and each wins on its own metric.",
                {"models": ("cnn",)}),
         Lesson("ct", "7. Computed tomography", "ct",

@@ -38,6 +38,12 @@ def error_colour_bar(width: int = 256, height: int = 24) -> np.ndarray:
     return error_map(np.tile(np.linspace(0, ERROR_RANGE, width), (height, 1)), np.zeros((height, width)))
 
 
+def error_scale_colours(n: int = 11) -> list[str]:
+    """The error maps' colour scale as ``n`` evenly spaced CSS colours (``#rrggbb``), 0 first: the app draws its
+    colour bar from them as a gradient under the maps."""
+    return ["#{:02x}{:02x}{:02x}".format(*rgb) for rgb in error_colour_bar(width=n, height=1)[0]]
+
+
 def kernel_spectrum(kernel: np.ndarray, size: int = WORK_SIZE) -> np.ndarray:
     """log(1 + |FFT|) of the kernel on a size² grid, centred, scaled to [0, 1]: the frequencies the blur kills."""
     padded = np.zeros((size, size))

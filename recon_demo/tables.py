@@ -44,13 +44,15 @@ def metrics_rows(result: LabResult, sort_by: str = "psnr") -> list[list]:
 _DIRECTIONS = {1: False, 2: True, 3: True, 4: False, 5: False, 6: False}  # MSE, PSNR, SSIM, LPIPS, DC, ms
 
 
-def best_cells(rows: list[list]) -> set[tuple[int, int]]:
-    """(row, column) of the best value of each metric column among the methods (the measurement's first row is
-    the reference, not a contender); ties are all marked. What the page highlights."""
+def best_cells(rows: list[list], reference_row: bool = True) -> set[tuple[int, int]]:
+    """(row, column) of the best value of each metric column among the methods (with ``reference_row``, the first
+    row is the measurement: the reference, not a contender; the CT table has none); ties are all marked. What the
+    page highlights."""
     best: set[tuple[int, int]] = set()
+    first = 1 if reference_row else 0
     for col, higher in _DIRECTIONS.items():
         values = {}
-        for i, row in enumerate(rows[1:], start=1):
+        for i, row in enumerate(rows[first:], start=first):
             try:
                 values[i] = float(row[col])
             except (ValueError, TypeError, IndexError):

@@ -3,6 +3,7 @@ named API endpoints answer through gradio_client on a loopback server."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import threading
@@ -21,7 +22,7 @@ from recon_demo.models import create_model
 from recon_demo.tables import best_cells
 from recon_demo.ui import CSS, IDLE_POLL_S, PROGRESS_POLL_S, build_app, launch_settings, queue_settings, serve
 from recon_demo.ui.inspector import inspect_outputs
-from recon_demo.ui.reconstruct import BEST, Controls, accept_upload, drawn_code, from_url, render_setting
+from recon_demo.ui.reconstruct import BEST, Controls, accept_upload, drawn_code, error_scale_html, from_url, render_setting
 from recon_demo.ui.robustness import sweep_outputs
 from recon_demo.ui.train import curves, run_study, study_config
 
@@ -56,8 +57,10 @@ def test_reconstruct_handler_fills_every_panel(lab):
     assert "ResCNN**: no course weights shipped yet" in availability
     assert [caption.split(":")[0] for _, caption in outputs] == ["ground truth", "measurement", "CNN", "TV"]
     assert acts["visible"] and [c for _, c in acts["value"]] == ["CNN: first layer"]
-    assert len(errors) == 3 and errors[0][0].shape == (256, 256, 3)  # CNN, TV and the colour bar
-    assert errors[-1][1].startswith("colour bar") and errors[-1][0][:, 0].max() < 8 and errors[-1][0][:, -1].min() > 150  # inferno: black to yellow
+    assert len(errors) == 2 and errors[0][0].shape == (256, 256, 3) and [c for _, c in errors] == ["CNN: |x_rec − x_true|", "TV: |x_rec − x_true|"]
+    scale = error_scale_html()  # the colour bar under the maps: inferno from black to yellow, its ends labelled
+    first, last = re.search(r"linear-gradient\(to right, (#\w{6}).*(#\w{6})\)", scale).groups()
+    assert max(bytes.fromhex(first[1:])) < 8 and min(bytes.fromhex(last[1:])[:2]) > 150 and "≥ 0.25" in scale
     assert outputs[-1][1].endswith("(handed the exact kernel)") and "handed the exact kernel" in status
     assert [v for _, v in left["choices"]] == ["x_true", "y_delta", "cnn", "tv"] and left["value"] == "y_delta"
     assert right["value"] == max(("cnn", "tv"), key=lambda n: result.by_name(n).metrics["psnr"])  # the best one
@@ -121,9 +124,12 @@ def test_train_handler_streams_curves_and_ends_with_a_table(lab):
     )
     assert list(cfg.losses) == ["MSE", "SSIM", "mse + 0.1*fourier"] and cfg.test_image == "moon" and cfg.steps == 4
     updates = list(run_study(cfg, threading.Event()))
-    plot, gallery, status, table, figure = updates[-1]
+    plot, gallery, status, table, figure, legend = updates[-1]
     assert status.startswith("Done: 3 configurations") and "the measurement" in status  # beaten or not, it says
-    assert set(plot["configuration"]) == {"MSE", "SSIM", "mse + 0.1*fourier"} and len(plot) == 12
+    frame, colours = plot["value"], plot["color_map"]
+    assert set(frame["configuration"]) == {"MSE", "SSIM", "mse + 0.1*fourier"} and len(frame) == 12
+    assert all(u[0]["color_map"] == colours for u in updates) and len(set(colours.values())) == 3  # a colour each, kept
+    assert all(f"background:{c}\"></span>{html.escape(n)}" in legend for n, c in colours.items())  # our legend, same colours
     assert [row[0] for row in table] == ["Measurement (no training)", "MSE", "SSIM", "mse + 0.1*fourier"]
     assert table[1][5] == "27.070 / 0.7348" and float(table[0][2]) > 15  # the measurement: the row to beat
     captions = [c for _, c in gallery]
@@ -143,7 +149,7 @@ def test_train_handler_stops_and_says_so():
     )
     cancel = threading.Event()
     cancel.set()
-    *_, (plot, gallery, status, table, figure) = run_study(cfg, cancel)
+    *_, (plot, gallery, status, table, figure, legend) = run_study(cfg, cancel)
     assert status.startswith("Stopped") and [row[0] for row in table] == ["Measurement (no training)", "MSE (stopped)", "L1 (not run: stopped)"]
 
 

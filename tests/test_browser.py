@@ -153,6 +153,18 @@ def test_results_are_legible_on_a_projector_and_a_phone(browser, app_url, width,
     else:
         assert tiles[0]["top"] < height  # the first result is on the first screen, above the controls
         assert min(t["width"] for t in tiles) >= 140, tiles
+        page.locator("#to_controls a").click()  # the floating button takes a phone to the settings, and back
+        page.wait_for_function("Math.abs(document.querySelector('#controls_col').getBoundingClientRect().top) < 60", timeout=10_000)
+        page.locator("#to_results a").click()
+        page.wait_for_function("Math.abs(document.querySelector('#results_col').getBoundingClientRect().top) < 60", timeout=10_000)
+    # the error maps: the same tiles and whole captions, their colour bar drawn beside them, not as a tile
+    page.locator("#show_errors input").check()
+    page.wait_for_function("document.querySelectorAll('#errors .caption-label').length >= 2", timeout=60_000)
+    page.wait_for_timeout(300)
+    maps = page.evaluate(TILES, "#errors")
+    assert not any(t["cut"] for t in maps) and all(0 <= t["left"] and t["right"] <= width for t in maps), maps
+    assert min(t["width"] for t in maps) >= (256 if width >= 1440 else 140), maps
+    assert all(t["text"].endswith("|x_rec − x_true|") for t in maps) and page.locator("#error_scale .bar").is_visible()
     page.close()
 
 
@@ -316,7 +328,7 @@ def test_train_twenty_steps_and_see_the_curve(browser, app_url):
     table = page.locator("#train_table").inner_text()
     assert all(label in table for label in ("MSE", "L1", "SSIM")) and "27.070 / 0.7348" in table
     page.wait_for_function("document.querySelector('#curves svg, #curves canvas') !== null", timeout=30_000)
-    _assert_legend_shows(page, "#curves", ["MSE", "L1", "SSIM"])
+    _assert_our_legend_shows(page, "#curves_legend", {"MSE", "L1", "SSIM"}, 1400)
     assert page.locator("#train_recs img").count() >= 5  # ground truth, measurement, three reconstructions
     page.wait_for_function("document.querySelector('#figure img')?.naturalWidth > 300", timeout=30_000)  # the figure, inline
     page.screenshot(path=str(ARTIFACTS / "train.png"), full_page=True)
@@ -345,34 +357,20 @@ def test_the_sweep_shows_its_progress_while_it_runs(browser, app_url):
     page.wait_for_function("document.querySelector('#sweep_plot svg') && "
                            "document.querySelector('#sweep_plot').innerText.includes('your setting (20)')", timeout=30_000)  # fmt: skip
     # the sweep's own legend under the plot: every series, in type a class can read, wrapping inside the screen
-    items = page.evaluate("""[...document.querySelectorAll('#sweep_legend .legend-item')].map(e => {
-        const r = e.getBoundingClientRect();
-        return {text: e.innerText, right: r.right, size: parseFloat(getComputedStyle(e).fontSize)};
-    })""")
-    assert {i["text"] for i in items} >= {"CNN (course)", "TV", "Measurement (no reconstruction)", "your setting (20)"}, items
-    assert all(i["size"] >= 14 and i["right"] <= 1400 for i in items), items
+    _assert_our_legend_shows(page, "#sweep_legend", {"CNN (course)", "TV", "Measurement (no reconstruction)", "your setting (20)"}, 1400)
     assert "motion angle (°)" in page.locator("#sweep_plot").inner_text()
     page.screenshot(path=str(ARTIFACTS / "sweep.png"), full_page=True)
     page.close()
 
 
-LEGEND = """([plot, names]) => names.map(name => {
-    const label = [...document.querySelectorAll(plot + ' svg text')].find(t => t.textContent === name);
-    if (!label) return [name, 'missing'];
-    const r = label.getBoundingClientRect();
-    // shown unless an ancestor that clips its overflow (the svg, the plot's block) ends before the label does
-    for (let box = label.parentElement; box; box = box.parentElement) {
-        const style = getComputedStyle(box), b = box.getBoundingClientRect();
-        if ((style.overflow !== 'visible' || style.overflowY !== 'visible') && (r.bottom > b.bottom + 1 || r.top < b.top - 1))
-            return [name, 'cut by ' + (box.id || box.tagName)];
-    }
-    return [name, 'shown'];
-})"""
-
-
-def _assert_legend_shows(page, plot: str, names: list[str]) -> None:
-    seen = page.evaluate(LEGEND, [plot, names])
-    assert all(state == "shown" for _, state in seen), seen
+def _assert_our_legend_shows(page, legend: str, names: set[str], width: int) -> None:
+    """The legend of our own under a plot: every series named, in type a class can read, inside the screen."""
+    items = page.evaluate("""(legend) => [...document.querySelectorAll(legend + ' .legend-item')].map(e => {
+        const r = e.getBoundingClientRect();
+        return {text: e.innerText, right: r.right, size: parseFloat(getComputedStyle(e).fontSize), height: r.height};
+    })""", legend)  # fmt: skip
+    assert {i["text"] for i in items} >= names, items
+    assert all(i["size"] >= 14 and 0 < i["height"] and i["right"] <= width for i in items), items
 
 
 def test_closing_the_page_stops_its_training(browser, app_server):

@@ -165,8 +165,10 @@ def test_the_ct_tab_handler_shows_the_sinogram_pictures_and_table(bare_ct_lab):
     assert "20 angles" in status and "hann" in status and "⚠" in status  # no weights in this lab: said so
     assert sinogram.shape == (364, 360) and sinogram.dtype == np.uint8
     assert [caption.split(":")[0] for _, caption in pictures] == ["ground truth", "FBP", "SIRT"]
-    assert list(table.columns) == list(CT_TABLE_COLUMNS) and len(table) == 2
-    assert table.iloc[0]["method"] == "SIRT"  # best PSNR first
+    frame = table.data  # a pandas Styler: the best value of each column marked, every row a contender
+    assert list(frame.columns) == list(CT_TABLE_COLUMNS) and len(frame) == 2
+    assert frame.iloc[0]["method"] == "SIRT"  # best PSNR first
+    assert re.search(r"_row0_col2[^{]*\{[^}]*font-weight: 700", table.to_html())  # SIRT's PSNR is marked
     with pytest.raises(gr.Error, match="number of angles"):
         ct_outputs(bare_ct_lab, "phantom-2", 0, 0.02, "ramp", 3)
     with pytest.raises(gr.Error, match="unknown example image"):

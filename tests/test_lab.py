@@ -201,6 +201,8 @@ def test_the_best_of_each_metric_column_is_found_in_its_direction():
             ["TV", "0.001", "35.1", "0.92", "0.10", "0.005", "82.5", "—"]]  # fmt: skip
     best = best_cells(rows)
     assert {(2, 1), (3, 1), (3, 2), (2, 3), (3, 4), (3, 5), (1, 6)} == best  # ties both; "—" and the measurement skipped
+    ct = [["FBP", "0.010", "20.0", "0.50", "0.30", "0.10", "5"], ["SIRT", "0.005", "23.0", "0.60", "0.20", "0.20", "50"]]
+    assert best_cells(ct, reference_row=False) == {(1, 1), (1, 2), (1, 3), (1, 4), (0, 5), (0, 6)}  # CT: every row competes
 
 
 def test_the_receptive_field_box_outlines_the_measured_extent():

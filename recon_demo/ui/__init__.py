@@ -17,32 +17,61 @@ from recon_demo.ui import about, api, ct, inspector, lessons, reconstruct, robus
 os.environ.setdefault("MPLBACKEND", "agg")
 
 TITLE = "recon-demo: end-to-end neural image reconstruction"
-# The results as a projector needs them: tiles of at least 256 px as the width allows (two on a phone), as many
-# rows as the models need (no fixed gallery height that cuts the second row), each caption whole, under its
-# image rather than over it; the CT tab's pictures the same way. On a phone the results come before the controls.
-CSS = """
+# The results as a projector needs them: tiles of at least 256 px as the width allows (two on a phone; with few
+# pictures they widen to fill the row), as many rows as there are pictures (no fixed gallery height that cuts the
+# second row), each caption whole, under its image rather than over it; the same for the error maps, the Train
+# tab's reconstructions and the CT tab's pictures. On a phone the results come before the controls, with a button
+# to jump between them; tables keep their words whole and scroll sideways when they must.
+_TILED = ("#outputs", "#errors", "#ct_outputs", "#train_recs", "#activations")
+CSS = (
+    ", ".join(f"{g}, {g} .grid-wrap" for g in _TILED) + " { height: auto !important; max-height: none !important; }\n"
+    + ", ".join(f"{g} .thumbnail-item" for g in _TILED) + " { height: auto !important; aspect-ratio: auto !important; flex-direction: column; }\n"
+    + ", ".join(f"{g} .thumbnail-item img" for g in _TILED) + " { aspect-ratio: 1 / 1; width: 100%; height: auto; }\n"
+    + ", ".join(f"{g} .caption-label" for g in _TILED)
+    + " { position: static !important; white-space: normal !important; max-width: none !important; overflow: visible !important;"
+      " text-overflow: clip !important; font-size: 0.95rem; }\n"
+    + ", ".join(f"{g} .grid-container" for g in _TILED[:3])
+    + " { grid-template-columns: repeat(auto-fit, minmax(min(256px, 36vw), 1fr)) !important; }\n"
+    + "#train_recs .grid-container { grid-template-columns: repeat(auto-fit, minmax(min(200px, 36vw), 1fr)) !important; }\n"
+    + """
 .sweep-legend { display: flex; flex-wrap: wrap; gap: 6px 18px; font-size: 16px; margin: 4px 0 0 8px; }
 .sweep-legend .legend-item { display: inline-flex; align-items: center; gap: 6px; }
 .sweep-legend .swatch { display: inline-block; width: 26px; height: 4px; border-radius: 2px; }
+.error-scale { display: flex; align-items: center; gap: 10px; font-size: 16px; margin: 0 8px; }
+.error-scale .bar { flex: 1; max-width: 520px; height: 18px; border-radius: 3px; }
+.error-scale-note { font-size: 14px; margin: 4px 8px 0; }
 #results_col.stale #outputs img { opacity: 0.45; transition: opacity 0.15s; }
 #results_col.stale #status::before { content: "⟳ updating to the new setting…"; display: block; font-weight: 600; }
-#outputs, #outputs .grid-wrap, #activations, #activations .grid-wrap, #train_recs, #train_recs .grid-wrap,
-#errors, #errors .grid-wrap, #ct_outputs, #ct_outputs .grid-wrap { height: auto !important; max-height: none !important; }
-#outputs .grid-container, #ct_outputs .grid-container { grid-template-columns: repeat(auto-fill, minmax(min(256px, 36vw), 1fr)) !important; }
-#activations .grid-container { grid-template-columns: repeat(auto-fill, minmax(min(320px, 84vw), 1fr)) !important; }
+#activations .grid-container { grid-template-columns: repeat(auto-fill, minmax(min(320px, 80vw), 1fr)) !important; }
 #channels, #channels .grid-wrap, #iterates, #iterates .grid-wrap { height: auto !important; max-height: none !important; }
 #channels .grid-container { grid-template-columns: repeat(auto-fill, minmax(88px, 1fr)) !important; }
-#outputs .thumbnail-item, #activations .thumbnail-item, #ct_outputs .thumbnail-item { height: auto !important; aspect-ratio: auto !important;
-    flex-direction: column; }
-#outputs .thumbnail-item img, #activations .thumbnail-item img, #ct_outputs .thumbnail-item img { aspect-ratio: 1 / 1; width: 100%; height: auto; }
-#outputs .caption-label, #activations .caption-label, #ct_outputs .caption-label { position: static !important; white-space: normal !important;
-    max-width: none !important; overflow: visible !important; text-overflow: clip !important; font-size: 0.95rem; }
-/* gradio's line plots put the legend below the chart inside a fixed height, cutting it: let it show */
-#curves { overflow: visible !important; margin-bottom: 110px !important; }
-#sweep_plot g.role-legend { display: none; }
+#examples .grid-container { grid-template-columns: repeat(auto-fill, minmax(84px, 1fr)) !important; }
+#about_text table { display: block; overflow-x: auto; }
+#about_text th, #about_text td { word-break: normal !important; overflow-wrap: normal !important; hyphens: none; }
+#about_text td:nth-child(n+3) { min-width: 14em; }
+#about_text td:nth-child(2), #about_text th { white-space: nowrap; }
+#metrics th, #ct_metrics th { white-space: nowrap; }
+/* the figure's title clear of its full-screen and download buttons */
+#figure img { padding-top: 36px; }
+/* the plots' own legends are one row of 10-px text that runs off a phone: a legend of our own is under each */
+#sweep_plot g.role-legend, #curves g.role-legend { display: none; }
 #sweep_plot svg, #curves svg, #sweep_plot .vega-embed, #curves .vega-embed { overflow: visible !important; }
-@media (max-width: 700px) { #lesson_bar { flex-direction: column; } #results_col { order: -1; } #outputs { order: -1; } #curves { margin-bottom: 220px !important; } }
+#to_controls, #to_results { display: none; }
+@media (max-width: 700px) {
+  #lesson_bar { flex-direction: column; }
+  #results_col, #ct_results_col { order: -1; }
+  #outputs { order: -1; }
+  #metrics, #ct_metrics, #train_table { font-size: 13px; }
+  #to_controls { display: block; position: fixed; left: auto; right: 12px; bottom: 14px; z-index: 50; width: auto !important;
+    min-width: 0 !important; padding: 0; border: none; background: none; }
+  #to_results { display: block; margin: 6px 0; }
+  #to_controls *, #to_results * { border: none !important; background: transparent; box-shadow: none; padding: 0; margin: 0; }
+  #to_controls a, #to_results a { display: inline-block; padding: 8px 13px; border-radius: 22px; font-weight: 600;
+    background: var(--button-primary-background-fill); color: var(--button-primary-text-color); text-decoration: none;
+    box-shadow: 0 2px 6px rgba(0, 0, 0, 0.3); }
+}
 """
+)
 
 
 # Two CPU cores: two inferences at a time, one training at a time (its own queue), at most 64 waiting; past

@@ -103,4 +103,4 @@ Data consistency is then measured on the sinogram, `‖A x_rec − y_delta‖ / 
 The architectures, the operator conventions and the evaluation protocol follow a university course's lecture
 notes on end-to-end reconstruction. The images come from scikit-image and pydicom (and scikit-learn when
 installed), plus phantoms generated here. Nothing is downloaded at run time.
-""")
+""", elem_id="about_text")

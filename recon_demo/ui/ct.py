@@ -7,14 +7,13 @@ from __future__ import annotations
 from functools import partial
 
 import gradio as gr
-import pandas as pd
 
 from recon_demo.ct_lab import CT_TABLE_COLUMNS, MAX_ANGLES, CTLab, CTSetting, ct_rows, sinogram_picture
 from recon_demo.ct_operators import FILTERS
 from recon_demo.lab import MAX_NOISE, SettingError
 from recon_demo.pictures import to_uint8
 from recon_demo.ui._progress import PROGRESS, shown_by
-from recon_demo.ui.reconstruct import UPLOAD_TYPES, accept_upload, image_choices
+from recon_demo.ui.reconstruct import UPLOAD_TYPES, accept_upload, image_choices, styled
 
 
 def ct_outputs(ct_lab: CTLab, image: str, angles, noise, filter: str, seed, progress: gr.Progress | None = None) -> tuple:
@@ -32,7 +31,7 @@ def ct_outputs(ct_lab: CTLab, image: str, angles, noise, filter: str, seed, prog
               f"FBP window {s.filter}.")  # fmt: skip
     if result.notes:
         status += "\n\n" + "\n\n".join(f"⚠ {n}" for n in result.notes)
-    table = pd.DataFrame(ct_rows(result), columns=list(CT_TABLE_COLUMNS))
+    table = styled(ct_rows(result), CT_TABLE_COLUMNS, reference_row=False)  # every row a method: the best marked
     return status, sinogram_picture(result.sinogram), pictures, table
 
 
@@ -45,7 +44,7 @@ def build(ct_lab: CTLab, tab: gr.Tab | None = None) -> None:
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=300):
             image = gr.Dropdown(image_choices(), value=default.image, label="Image", elem_id="ct_image")
-            upload = gr.File(label="…or upload an image", file_types=UPLOAD_TYPES, height=90)
+            upload = gr.File(label="…or upload an image", file_types=UPLOAD_TYPES, height=130)
             angles = gr.Slider(1, MAX_ANGLES, value=default.angles, step=1, label="Number of angles (over 180°)", elem_id="ct_angles")
             noise = gr.Slider(0, MAX_NOISE, value=default.noise, step=0.001, label="Noise level δ (relative, on the sinogram)",
                               elem_id="ct_noise")  # fmt: skip
@@ -53,13 +52,14 @@ def build(ct_lab: CTLab, tab: gr.Tab | None = None) -> None:
                               info="ramp: sharpest and noisiest; the windows trade detail for less noise")  # fmt: skip
             seed = gr.Number(default.seed, precision=0, label="Noise seed", elem_id="ct_seed")
             run = gr.Button("Reconstruct", variant="primary", elem_id="ct_run")
-        with gr.Column(scale=2, min_width=300):
+        with gr.Column(scale=2, min_width=300, elem_id="ct_results_col"):  # first on a phone
             status = gr.Markdown(elem_id="ct_status")
             sinogram = gr.Image(label="Sinogram y_delta (detector bins down, angles 0° → 180° across)", type="numpy",
                                 height=260, elem_id="ct_sinogram")  # fmt: skip
             pictures = gr.Gallery(label="Ground truth and reconstructions", columns=4, height=300, object_fit="contain",
                                   elem_id="ct_outputs")  # fmt: skip
-            table = gr.Dataframe(headers=list(CT_TABLE_COLUMNS), label="Metrics (data consistency: ||A x_rec − y_delta|| / ||y_delta||)",
+            table = gr.Dataframe(headers=list(CT_TABLE_COLUMNS), label="Metrics (the best of each column in bold green; data "
+                                 "consistency: ||A x_rec − y_delta|| / ||y_delta||)",
                                  interactive=False, wrap=True, elem_id="ct_metrics")  # fmt: skip
     inputs = [image, angles, noise, window, seed]
     outputs = [status, sinogram, pictures, table]

@@ -62,7 +62,8 @@ def build(lab: Lab, rec, tab: gr.Tab) -> None:
         with gr.Column(scale=1, min_width=280):
             gr.Markdown("Uses the image, operator and weights of the Reconstruct tab.")
             model = gr.Dropdown([(model_info(n).label, n) for n in names], value=names[0], label="Architecture", elem_id="inspect_model")
-            layer = gr.Dropdown(layer_choices(names[0]), value=None, label="Convolution (default: the first)",
+            first = layer_choices(names[0])
+            layer = gr.Dropdown(first, value=first[0][1], label="Convolution (default: the first)",
                                 elem_id="inspect_layer")  # fmt: skip
             scale = gr.Radio([("shared scale", "shared"), ("per channel", "channel")], value="shared", label="Colour scale")
             show = gr.Button("Inspect", variant="primary", elem_id="inspect")
@@ -83,7 +84,8 @@ def build(lab: Lab, rec, tab: gr.Tab) -> None:
                                  interactive=False, label="Size and cost", elem_id="architectures")  # fmt: skip
 
     def pick_model(name):
-        return gr.update(choices=layer_choices(name), value=None)
+        choices = layer_choices(name)
+        return gr.update(choices=choices, value=choices[0][1])  # its first convolution, named
 
     model_picked = model.input(pick_model, model, layer, api_visibility="private")
 

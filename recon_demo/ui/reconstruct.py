@@ -32,7 +32,7 @@ from recon_demo.lessons import LESSONS
 from recon_demo.metrics import METRICS
 from recon_demo.models import list_models, model_info
 from recon_demo.operators import ALL_BLURS, DRAWN, KERNEL_STYLES, drawing_to_kernel, encode_drawn
-from recon_demo.pictures import ERROR_RANGE, error_colour_bar, error_map, png_bytes, psf_preview, to_uint8
+from recon_demo.pictures import ERROR_RANGE, error_map, error_scale_colours, png_bytes, psf_preview, to_uint8
 from recon_demo.progress import Report, no_progress
 from recon_demo.tables import SORTABLE, TABLE_COLUMNS, best_cells, metrics_csv, metrics_rows
 from recon_demo.ui._files import scratch_dir
@@ -105,10 +105,11 @@ def build(lab: Lab) -> ReconstructTab:
     result_state = gr.State(None)
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=300, elem_id="controls_col"):
+            gr.HTML('<a href="#results_col">↑ back to the results</a>', elem_id="to_results")  # a phone's way back
             image = gr.Dropdown(image_choices(), value=default.image, label="Image", elem_id="image")
             gallery = gr.Gallery(label="Examples: click one", columns=6, height=150, allow_preview=False, show_label=True,
                                  elem_id="examples")  # fmt: skip  (filled when a page opens: ``ReconstructTab.examples``)
-            upload = gr.File(label="…or upload (PNG, JPEG, TIFF, 16-bit, RGBA, DICOM)", file_types=UPLOAD_TYPES, height=90,
+            upload = gr.File(label="…or upload (PNG, JPEG, TIFF, 16-bit, RGBA, DICOM)", file_types=UPLOAD_TYPES, height=130,
                              elem_id="upload")
             with gr.Accordion("…or take a photo, or paste a picture", open=False, elem_id="camera_box"):
                 camera = gr.Image(sources=["webcam", "clipboard"], type="numpy", image_mode="RGB", label="Webcam or clipboard",
@@ -148,6 +149,7 @@ def build(lab: Lab) -> ReconstructTab:
                 share = gr.Button("Copy link to this setting", size="sm", elem_id="share")
             link = gr.Textbox(label="Link", buttons=["copy"], interactive=False, elem_id="link")
         with gr.Column(scale=3, min_width=320, elem_id="results_col"):
+            gr.HTML('<a href="#controls_col">⚙ settings</a>', elem_id="to_controls")  # on a phone the controls are below
             with gr.Row(visible=True):
                 url_note = gr.Markdown(visible=False, elem_id="url_note")
                 dismiss = gr.Button("Dismiss", size="sm", visible=False, scale=0, elem_id="dismiss_note")
@@ -155,7 +157,7 @@ def build(lab: Lab) -> ReconstructTab:
             with gr.Row():
                 left = gr.Dropdown(label="Compare: left", elem_id="left")
                 right = gr.Dropdown(label="right", elem_id="right")
-            compare = gr.ImageSlider(label="Before / after", type="numpy", image_mode="L", format="png", height=420, max_height=420,
+            compare = gr.ImageSlider(label="Before / after: drag the handle; scroll on the picture to zoom", type="numpy", image_mode="L", format="png", height=420, max_height=420,
                                      buttons=["fullscreen", "download"], elem_id="compare")  # fmt: skip
             outputs = gr.Gallery(label="Ground truth, measurement, reconstructions", columns=4, height=320,
                                  format="png", object_fit="contain", elem_id="outputs")  # fmt: skip
@@ -166,6 +168,7 @@ def build(lab: Lab) -> ReconstructTab:
             acts = gr.Gallery(label="What each network's first layer sees (16 channels)", columns=4, height=280, visible=False,
                               format="png", object_fit="contain", elem_id="activations")  # fmt: skip
             show_errors = gr.Checkbox(False, label="Show error maps |x_rec − x_true| (black 0, yellow ≥ 0.25)", elem_id="show_errors")
+            error_scale = gr.HTML(error_scale_html(), visible=False, elem_id="error_scale")
             errors = gr.Gallery(label="Error maps", columns=4, height=280, format="png", visible=False, elem_id="errors")
             downloads = gr.File(label="Downloads: reconstructions (PNG) and metrics (CSV)", file_count="multiple",
                                 interactive=False, elem_id="downloads")  # fmt: skip
@@ -229,9 +232,9 @@ def build(lab: Lab) -> ReconstructTab:
     ).then(run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
 
     def toggle_errors(show, result):
-        return gr.update(visible=show, value=_error_gallery(result) if show and result else None)
+        return gr.update(visible=show, value=_error_gallery(result) if show and result else None), gr.update(visible=show)
 
-    show_errors.change(toggle_errors, [show_errors, result_state], errors, api_visibility="private")
+    show_errors.change(toggle_errors, [show_errors, result_state], [errors, error_scale], api_visibility="private")
 
     def resort(key, result):
         return styled(metrics_rows(result, key)) if result else gr.update()
@@ -415,13 +418,13 @@ BEST = "font-weight: 700; color: #15803d; background-color: #dcfce7"
 KNOW_THE_KERNEL = ("wiener", "rl", "tv", "unrolled")  # given K: the classical methods and the unrolled network
 
 
-def styled(rows: list[list]):
-    """The metrics table with the best value of each column marked (``tables.best_cells``): a pandas Styler,
+def styled(rows: list[list], columns: tuple[str, ...] = TABLE_COLUMNS, reference_row: bool = True):
+    """A metrics table with the best value of each column marked (``tables.best_cells``): a pandas Styler,
     which gr.Dataframe shows with its colours; the numbers stay as they are (the CSV has them plain)."""
     import pandas as pd
 
-    best = best_cells(rows)
-    frame = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+    best = best_cells(rows, reference_row)
+    frame = pd.DataFrame(rows, columns=list(columns))
     marks = pd.DataFrame("", index=frame.index, columns=frame.columns)
     for i, j in best:
         marks.iat[i, j] = BEST
@@ -466,8 +469,16 @@ def _pair(result: LabResult, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _error_gallery(result: LabResult) -> list:
-    maps = [(error_map(r.image, result.x_true), f"{r.label}: |x_rec − x_true|") for r in result.reconstructions if r.image is not None]
-    return maps + [(error_colour_bar(), f"colour bar: |x_rec − x_true| from 0 (black) to {ERROR_RANGE:g} and above (yellow)")]
+    return [(error_map(r.image, result.x_true), f"{r.label}: |x_rec − x_true|") for r in result.reconstructions if r.image is not None]
+
+
+def error_scale_html() -> str:
+    """The error maps' colour bar, drawn under them as a gradient with its ends labelled."""
+    gradient = ", ".join(error_scale_colours())
+    return (f'<div class="error-scale"><span>0</span><span class="bar" style="background: linear-gradient(to right, {gradient})">'
+            f"</span><span>≥ {ERROR_RANGE:g}</span></div>"
+            f'<div class="error-scale-note">|x_rec − x_true|: black where the reconstruction is exact, yellow where it is off '
+            f"by {ERROR_RANGE:g} or more (a quarter of the grey range)</div>")  # fmt: skip
 
 
 def _downloads(result: LabResult, rows: list[list], files: dict[str, str]) -> list[str]:

@@ -4,14 +4,13 @@ weights (the computation is ``recon_demo.robustness``)."""
 
 from __future__ import annotations
 
-import html
-
 import gradio as gr
 import pandas as pd
 
 from recon_demo.lab import SettingError
 from recon_demo.progress import Report, no_progress
 from recon_demo.robustness import MEASUREMENT, PARAMETERS, as_rows, sweep
+from recon_demo.ui._legend import legend_html, series_colours
 from recon_demo.ui._progress import PROGRESS, shown_by
 from recon_demo.ui.reconstruct import setting_from
 
@@ -46,29 +45,17 @@ def sweep_outputs(lab, param: str, weights: list[str], handed: str, *values, rep
         marker = f"{CURRENT} ({current:g})"
         rows += [(current, min(psnrs), marker), (current, max(psnrs), marker)]
     frame = pd.DataFrame(rows, columns=["value", "psnr", "model"])
-    colours = series_colours(list(dict.fromkeys(frame["model"])))
+    colours = colours_of(list(dict.fromkeys(frame["model"])))
     return note, gr.update(value=frame, x_title=TITLES[param], color_map=colours), legend_html(colours)
 
 
-# Fixed colours per series, so a series keeps its colour from one sweep to the next, and a legend of our own under
-# the plot: the plot's legend is one row of 10-px text that runs off a phone's screen.
-PALETTE = ("#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#b279a2", "#ff9da6", "#9d755d", "#eeca3b", "#17becf",
-           "#bcbd22", "#8c564b")  # fmt: skip
-FIXED = {MEASUREMENT: "#7f7f7f"}
-MARKER_COLOUR = "#222222"  # black: the palette's orange and gold were too close
+FIXED = {MEASUREMENT: "#7f7f7f"}  # the measurement grey
+MARKER_COLOUR = "#222222"  # the current setting's line black: the palette's orange and gold were too close
 
 
-def series_colours(names: list[str]) -> dict[str, str]:
-    """A colour per series: the measurement grey, the current setting's line black, the others from ``PALETTE``."""
-    others = iter(PALETTE * 2)
-    return {n: FIXED.get(n) or (MARKER_COLOUR if n.startswith(CURRENT) else next(others)) for n in names}
-
-
-def legend_html(colours: dict[str, str]) -> str:
-    """The series as a wrapping list of coloured line swatches with their names, readable on a projector and a phone."""
-    items = "".join(f'<span class="legend-item"><span class="swatch" style="background:{c}"></span>{html.escape(n)}</span>'
-                    for n, c in colours.items())  # fmt: skip
-    return f'<div class="sweep-legend">{items}</div>'
+def colours_of(names: list[str]) -> dict[str, str]:
+    """The sweep's series colours: the measurement grey, the current setting's line black, the others in turn."""
+    return series_colours(names, FIXED | {n: MARKER_COLOUR for n in names if n.startswith(CURRENT)})
 
 
 

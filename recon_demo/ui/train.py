@@ -22,14 +22,18 @@ from recon_demo.loss_study import (
     LossStudy,
     LossStudyConfig,
     live_config,
+    live_defaults,
 )
 from recon_demo.losses import LOSSES
 from recon_demo.models import model_info
 from recon_demo.pictures import to_uint8
 from recon_demo.training import TrainingError
 from recon_demo.ui._files import scratch_dir
+from recon_demo.ui._legend import legend_html, series_colours
 
 UPDATE_EVERY_S = 0.4  # how often the page is redrawn while training
+READY = ("Press **Train**. The defaults (the residual CNN at 128², three losses) take about half a minute on a laptop; "
+         "the lecture's own protocol (its small CNN at 256²) takes longer and, this short, stays below the measurement.")
 
 _CANCELS: dict[str, threading.Event] = {}  # session → its running study's stop flag
 _CANCELS_LOCK = threading.Lock()
@@ -55,8 +59,15 @@ def curves(relative: dict[str, list[float]], labels: list[str]) -> pd.DataFrame:
 
 
 def run_study(cfg: LossStudyConfig, cancel: threading.Event):
-    """Yield (curves, reconstructions, status, table, figure) while ``cfg`` trains; the last has the table and figure."""
+    """Yield (curves, reconstructions, status, table, figure, legend) while ``cfg`` trains; the last has the table
+    and figure. Each configuration keeps its colour in the plot and in the legend under it."""
     study = LossStudy(cfg)
+    colours = series_colours(list(cfg.losses))
+    legend = legend_html(colours)
+
+    def plot():
+        return gr.update(value=curves(study.relative_histories(), list(cfg.losses)), color_map=colours)
+
     latest: dict[str, object] = {}
     shown = 0.0
     start = time.perf_counter()
@@ -67,13 +78,13 @@ def run_study(cfg: LossStudyConfig, cancel: threading.Event):
         if now - shown >= UPDATE_EVERY_S:
             shown = now
             status = f"Training **{label}**: step {event.step} of {cfg.steps} ({now - start:.0f} s)"
-            yield curves(study.relative_histories(), list(cfg.losses)), _gallery(study, latest), status, gr.update(), gr.update()
+            yield plot(), _gallery(study, latest), status, gr.update(), gr.update(), legend
     stopped = any(r.status == "cancelled" for r in study.results.values())
     figure = study.save_figure(scratch_dir() / "loss_study.png")
     status = (f"Stopped after {study.wall_s:.1f} s." if stopped else f"Done: {len(study.results)} configurations in {study.wall_s:.1f} s.")
     status += " " + study.against_the_measurement()
     latest.update({r.label: r.x_rec for r in study.results.values()})
-    yield curves(study.relative_histories(), list(cfg.losses)), _gallery(study, latest), status, study.table_rows(), str(figure)
+    yield plot(), _gallery(study, latest), status, study.table_rows(), str(figure), legend
 
 
 def _gallery(study: LossStudy, latest: dict) -> list:
@@ -93,10 +104,10 @@ def _gallery(study: LossStudy, latest: dict) -> list:
 
 def build(rec) -> None:
     """Lay out the tab; ``rec`` is the Reconstruct tab, whose operator and image the study uses."""
-    defaults = LossStudyConfig()
+    defaults = live_defaults()
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=300):
-            gr.Markdown("The lecture's loss study: the same small CNN, the same data and seed, trained with each loss. "
+            gr.Markdown("The lecture's loss study: the same small network, the same data and seed, trained with each loss. "
                         "The operator and test image come from the Reconstruct tab.")  # fmt: skip
             presets = gr.CheckboxGroup(list(PRESETS), value=list(EXPERIMENTS["pure"]), label="Configurations (lecture presets)",
                                        elem_id="presets")  # fmt: skip
@@ -111,13 +122,15 @@ def build(rec) -> None:
                 train = gr.Button("Train", variant="primary", elem_id="train")
                 stop = gr.Button("Stop", variant="stop", elem_id="stop")
         with gr.Column(scale=2, min_width=320):
-            status = gr.Markdown("Press **Train**.", elem_id="train_status")
+            status = gr.Markdown(READY, elem_id="train_status")
             plot = gr.LinePlot(x="step", y="relative_loss", color="configuration", y_title="loss / its first value", height=300,
                                label="Loss curves",
                                elem_id="curves")  # fmt: skip
+            legend = gr.HTML(elem_id="curves_legend")
             recs = gr.Gallery(label="Reconstructions of the test measurement", columns=4, height=300, format="png",
                               elem_id="train_recs")  # fmt: skip
-            table = gr.Dataframe(headers=list(LossStudy.TABLE_COLUMNS), interactive=False, wrap=True, elem_id="train_table")
+            table = gr.Dataframe(headers=list(LossStudy.TABLE_COLUMNS), interactive=False, wrap=True, elem_id="train_table",
+                                 column_widths=["24%", "11%", "11%", "9%", "9%", "24%", "12%"])  # the time column whole
             gr.Markdown("**The lecture-style figure** (full screen or download: the buttons at its corner)")
             figure = gr.Image(show_label=False, type="filepath", interactive=False, buttons=["fullscreen", "download"],
                               elem_id="figure")  # fmt: skip
@@ -146,6 +159,6 @@ def build(rec) -> None:
         cancel.set()
         return "Stopping…"
 
-    train.click(start, inputs, [plot, recs, status, table, figure], concurrency_limit=1, concurrency_id="train",
+    train.click(start, inputs, [plot, recs, status, table, figure, legend], concurrency_limit=1, concurrency_id="train",
                 api_visibility="private")  # fmt: skip
     stop.click(halt, None, status, queue=False, api_visibility="private")

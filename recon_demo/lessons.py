@@ -25,6 +25,7 @@ class Lesson:
     text: str  # two lines: what to look at, and why it happens
     values: dict = field(default_factory=dict)  # the Reconstruct tab's setting, by flat names (``Setting.of``)
     sweep: str | None = None  # Robustness: the parameter to vary
+    errors: bool = False  # Reconstruct: show the error maps
 
     def setting(self) -> Setting:
         """The lesson's setting, validated."""
@@ -49,7 +50,7 @@ LESSONS: dict[str, Lesson] = {
         Lesson("classical", "4. TV and Wiener beside the networks", "reconstruct",
                "Wiener and TV are handed the exact kernel; the networks must infer it from examples. TV's edges are "
                "sharp but its textures flat: compare the error maps and the LPIPS column.",
-               {"models": ("unet", "wiener", "tv")}),
+               {"models": ("unet", "wiener", "tv")}, errors=True),
         Lesson("one-operator", "5. Trained for one operator: change the angle", "robustness",
                "A course network learned motion 9 @ 20° only: run the sweep and watch it fall as the angle moves, while "
                "the general weights, trained on random blurs, hold up better.",

@@ -99,12 +99,14 @@ def test_a_lesson_sets_the_controls_opens_its_tab_and_has_a_link():
     assert len(LESSONS) >= 7
     for key, item in LESSONS.items():
         assert item.tab in TABS and (item.sweep is None or item.sweep in PARAMETERS) and len(item.text) > 60
-        *controls, text, tab, sweep = apply(key)
+        *controls, text, tab, sweep, errors = apply(key)
         named = dict(zip([f.name for f in fields(Controls)], controls))
         assert named["models"] == list(item.setting().models) and f"(?lesson={key})" in text
         assert tab.selected == item.tab and show(key)[1].selected == item.tab
         if item.sweep:
             assert sweep["value"] == item.sweep
+        assert errors == ({"value": True, "__type__": "update"} if item.errors else {"__type__": "update"})
+    assert LESSONS["classical"].errors  # "compare the error maps": they are shown
     *controls, note, dismiss, key = from_url(SimpleNamespace(query_params={"lesson": "knows-k", "noise": "0.02"}))
     named = dict(zip([f.name for f in fields(Controls)], controls))
     assert key == "knows-k" and named["angle"] == 60 and named["noise"] == 0.02 and not note["visible"]  # the link's own values win

@@ -140,7 +140,7 @@ def build_app(lab: Lab | None = None) -> gr.Blocks:
         demo.load(reconstruct.thumbnails, None, rec.examples, api_visibility="private")
         lessons.wire(bar, rec, tabs, sweep_parameter)
         demo.load(reconstruct.from_url, None, [*rec.controls.inputs(), *rec.url_note, bar.menu], api_visibility="private").then(
-            lessons.show, bar.menu, [bar.text, tabs, sweep_parameter], api_visibility="private").then(
+            lessons.show, bar.menu, lessons.show_outputs(bar, rec, tabs, sweep_parameter), api_visibility="private").then(
             rec.run, rec.run_inputs, rec.run_outputs, api_visibility="private"
         )
     return demo

@@ -43,16 +43,23 @@ def apply(key: str | None) -> tuple:
 
 
 def show(key: str | None) -> tuple:
-    """After a lesson's link set the controls: its text, its tab and its sweep's parameter."""
+    """After a lesson's link set the controls: its text, its tab, its sweep's parameter and the error maps (on
+    where the lesson looks at them, else as they were)."""
     if key not in LESSONS:
-        return NO_LESSON, gr.update(), gr.update()
+        return NO_LESSON, gr.update(), gr.update(), gr.update()
     item = LESSONS[key]
-    return lesson_text(key), gr.Tabs(selected=item.tab), gr.update(value=item.sweep) if item.sweep else gr.update()
+    return (lesson_text(key), gr.Tabs(selected=item.tab), gr.update(value=item.sweep) if item.sweep else gr.update(),
+            gr.update(value=True) if item.errors else gr.update())  # fmt: skip
+
+
+def show_outputs(bar: LessonBar, rec: ReconstructTab, tabs: gr.Tabs, sweep_parameter: gr.Radio) -> list:
+    """What ``show`` fills."""
+    return [bar.text, tabs, sweep_parameter, rec.show_errors]
 
 
 def wire(bar: LessonBar, rec: ReconstructTab, tabs: gr.Tabs, sweep_parameter: gr.Radio) -> None:
     """Picking a lesson: the controls, the text, the tab and the sweep's parameter, then the reconstruction. (A tab
     the app opens fires its "select" as a click does: Inspect then fills itself.)"""
-    outputs = [*rec.controls.inputs(), bar.text, tabs, sweep_parameter]
+    outputs = [*rec.controls.inputs(), *show_outputs(bar, rec, tabs, sweep_parameter)]
     bar.menu.input(apply, bar.menu, outputs, api_visibility="private", trigger_mode="always_last").then(
         rec.run, rec.run_inputs, rec.run_outputs, api_visibility="private")  # fmt: skip

@@ -96,6 +96,7 @@ class ReconstructTab:
     run_inputs: list  # the controls, then the error-map checkbox
     run_outputs: list
     examples: gr.Gallery  # the catalogue's thumbnails, filled by the app's load event (made once, 0.25 s, not at start)
+    show_errors: gr.Checkbox  # the error maps' switch (a lesson turns it on)
 
 
 def build(lab: Lab) -> ReconstructTab:
@@ -253,7 +254,7 @@ def build(lab: Lab) -> ReconstructTab:
     share.click(query, inputs, link, api_visibility="private").then(None, link, link, js=COPY_LINK_JS)
     dismiss.click(lambda: (gr.update(visible=False), gr.update(visible=False)), None, [url_note, dismiss], queue=False,
                   api_visibility="private")  # fmt: skip
-    return ReconstructTab(controls, result_state, [url_note, dismiss], run, run_inputs, run_outputs, gallery)
+    return ReconstructTab(controls, result_state, [url_note, dismiss], run, run_inputs, run_outputs, gallery, show_errors)
 
 
 BLUR_LABELS = {DRAWN: "draw your own"}

@@ -150,6 +150,12 @@ def test_results_are_legible_on_a_projector_and_a_phone(browser, app_url, width,
     assert all(0 <= t["left"] and t["right"] <= width for t in tiles), tiles  # no tile leaves the screen
     if width >= 1440:
         assert min(t["width"] for t in tiles) >= 256, tiles
+        box = page.locator("#compare img").first.bounding_box()  # the before/after slider zooms under the wheel
+        page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.5)
+        for _ in range(6):
+            page.mouse.wheel(0, -100)
+        page.wait_for_function("new DOMMatrix(getComputedStyle(document.querySelector('#compare img')).transform).a > 1.1",
+                               timeout=10_000)  # fmt: skip
     else:
         assert tiles[0]["top"] < height  # the first result is on the first screen, above the controls
         assert min(t["width"] for t in tiles) >= 140, tiles

@@ -33,6 +33,9 @@ _DESCRIPTION = (
 )
 
 
+CT_ANY = "ct-any"  # a CT checkpoint for every number of angles: a network handed the Radon transform itself
+
+
 def ct_regime(angles: int) -> str:
     """The manifest regime of CT checkpoints trained at ``angles`` angles: ``ct-60``."""
     return f"ct-{int(angles)}"
@@ -227,8 +230,8 @@ class Manifest:
     def find(self, model: str, regime: str = "course") -> ManifestEntry | None:
         """The shipped checkpoint of ``model`` in ``regime``, or ``None`` when it has none yet. A network that is
         handed the operator (group "beyond") has one checkpoint for every blur: its general one serves both regimes."""
-        if regime not in REGIMES and regime_angles(regime) is None:
-            raise ValueError(f"unknown regime {regime!r}; choose one of {', '.join(REGIMES)} or ct-<angles>")
+        if regime not in (*REGIMES, CT_ANY) and regime_angles(regime) is None:
+            raise ValueError(f"unknown regime {regime!r}; choose one of {', '.join(REGIMES)}, ct-<angles> or {CT_ANY}")
         found = next((e for e in self.entries if e.model == model and e.regime == regime), None)
         if found is None and regime == "course" and is_handed_operator(model):
             return self.find(model, "general")

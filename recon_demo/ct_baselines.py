@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 import torch
 
+from recon_demo.checkpoints import CT_ANY, ct_regime
 from recon_demo.ct_operators import CT_NOISE, LECTURE_ANGLES, Radon, sirt
 from recon_demo.errors import UnknownName
 from recon_demo.methods import CTClassical
-from recon_demo.models import list_models, model_info
+from recon_demo.models import is_handed_operator, list_models, model_info
 from recon_demo.operators import add_relative_noise
 
 # SIRT's stopping point, tuned on the held-out images at 60 angles and δ = 0.01 (its best case): 26.42 dB at 50
@@ -74,21 +75,35 @@ def method(name: str, filter: str = "ramp") -> CTClassical:
     return CTClassical(name, baseline.label, baseline, filter)
 
 
-def parse_models(spec: str | None) -> list[tuple[str, str | None]]:
-    """``"fbp_resunet=FILE"`` or ``"all"`` (every CT model of the registry) → (name, path or None) pairs."""
+def ct_models() -> list[str]:
+    """The networks for CT: the registry's CT group (they refine the FBP), then those handed the operator (they take
+    the sinogram and the Radon transform itself, ``methods.Unrolled``; one checkpoint for every number of angles)."""
+    return [*list_models("ct"), *(name for name in list_models("beyond") if is_handed_operator(name))]
+
+
+def parse_models(spec: str | None, shipped_any: list[str] = ()) -> list[tuple[str, str | None]]:
+    """``"fbp_resunet=FILE"``, ``"unrolled"`` or ``"all"`` → (name, path or None) pairs. ``"all"`` is every CT
+    refiner, and the networks handed the operator among ``shipped_any`` (those with a ``ct-any`` checkpoint)."""
     items: list[tuple[str, str | None]] = []
     for item in (s.strip() for s in (spec or "").split(",")):
         if not item:
             continue
         if item == "all":
-            items += [(name, None) for name in list_models("ct")]
+            items += [(name, None) for name in ct_models() if name in list_models("ct") or name in shipped_any]
             continue
         name, _, path = item.partition("=")
         name = name.strip()
-        if model_info(name).group != "ct":
-            raise UnknownName(f"{name} is not a CT model; CT models: {', '.join(list_models('ct'))}")
+        if name not in ct_models():
+            model_info(name)  # an unknown name says so
+            raise UnknownName(f"{name} is not a CT model; CT models: {', '.join(ct_models())}")
         items.append((name, path.strip() or None))
     return items
+
+
+def ct_regime_of(name: str, angles: int) -> str:
+    """The manifest regime of ``name``'s CT checkpoint for ``angles``: ``ct-<angles>`` for a refiner of the FBP,
+    ``ct-any`` for a network handed the operator."""
+    return CT_ANY if is_handed_operator(name) else ct_regime(angles)
 
 
 def label(name: str) -> str:
@@ -100,6 +115,8 @@ __all__ = [
     "CT_NOISE",
     "LECTURE_ANGLES",
     "CTBaseline",
+    "ct_models",
+    "ct_regime_of",
     "measure",
     "parse_models",
 ]

@@ -3,9 +3,10 @@
 ``CTSetting`` is what the tab's controls say (image, number of angles, noise, FBP window, seed);
 ``CTLab.run`` measures and reconstructs, with every method's metrics against the true image and its data
 consistency ``||A x_rec − y_delta|| / ||y_delta||``, now measured in the sinogram's domain. Images come from
-the app's ``Lab`` (the catalogue and the session's uploads, 256² squares). The learned model is the shipped
-CT checkpoint trained for the chosen number of angles or, when there is none, for the nearest one, with a
-note saying so: a network trained for 60 views meets 45 as an operator it has never seen.
+the app's ``Lab`` (the catalogue and the session's uploads, 256² squares). The learned refiner of the FBP is the
+shipped CT checkpoint trained for the chosen number of angles or, when there is none, for the nearest one, with a
+note saying so: a network trained for 60 views meets 45 as an operator it has never seen. The unrolled network,
+handed the Radon transform itself, has one CT checkpoint (``ct-any``) for every number of angles.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from recon_demo.checkpoints import CheckpointError, ct_regime, regime_angles
-from recon_demo.ct_baselines import CT_BASELINES, measure, method
+from recon_demo.checkpoints import CT_ANY, CheckpointError, ct_regime, regime_angles
+from recon_demo.ct_baselines import CT_BASELINES, ct_models, measure, method
 from recon_demo.ct_operators import CT_NOISE, FILTERS, LECTURE_ANGLES, is_built, radon_operator
 from recon_demo.lab import MAX_NOISE, MAX_SEED, Lab, SettingError, check_number
-from recon_demo.methods import FBPNetwork, Reconstruction, run_methods
+from recon_demo.methods import FBPNetwork, Reconstruction, network_method, run_methods
 from recon_demo.models import list_models, model_info
 from recon_demo.progress import Report, no_progress
 from recon_demo.tables import metric_cells
@@ -104,12 +105,6 @@ class CTLab:
                 self._results.move_to_end(key)
                 return self._results[key]
         x_true = self.lab.x_true(setting.image)  # (1, 1, 256, 256)
-        total = len(CT_BASELINES) + len(list_models("ct")) + 1
-        if not is_built(x_true.shape[-1], setting.angles):
-            report(0, total, f"building the projection matrix for {setting.angles} angles…")
-        radon = radon_operator(x_true.shape[-1], setting.angles)
-        y_delta = measure(x_true, radon, setting.noise, torch.Generator().manual_seed(setting.seed))  # builds on first use
-        report(1, total, "sinogram measured")
         methods, notes = [method(name, setting.filter) for name in CT_BASELINES], []
         for model in list_models("ct"):
             network, note = self.learned(model, setting.angles)
@@ -117,6 +112,18 @@ class CTLab:
                 notes.append(note)
             if network is not None:
                 methods.append(FBPNetwork(model, model_info(model).label, self.lab.engine, network, setting.filter))
+        for model in ct_models()[len(list_models("ct")):]:  # handed the Radon transform: one checkpoint, any angles
+            try:
+                network = self.lab.engine.model(model, regime=CT_ANY)
+            except CheckpointError:
+                continue  # no CT weights shipped for it
+            methods.append(network_method(model, model_info(model).label, self.lab.engine, network))
+        total = len(methods) + 1
+        if not is_built(x_true.shape[-1], setting.angles):
+            report(0, total, f"building the projection matrix for {setting.angles} angles…")
+        radon = radon_operator(x_true.shape[-1], setting.angles)
+        y_delta = measure(x_true, radon, setting.noise, torch.Generator().manual_seed(setting.seed))  # builds on first use
+        report(1, total, "sinogram measured")
         recs = run_methods(methods, y_delta, radon, x_true, with_lpips=with_lpips,
                            report=lambda done, _, what: report(1 + done, total, what))  # fmt: skip
         report(total, total, "done")

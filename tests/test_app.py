@@ -126,14 +126,17 @@ def test_train_handler_streams_curves_and_ends_with_a_table(lab):
     )
     assert list(cfg.losses) == ["MSE", "SSIM", "mse + 0.1*fourier"] and cfg.test_image == "moon" and cfg.steps == 4
     updates = list(run_study(cfg, threading.Event()))
-    plot, gallery, status, table, figure, legend = updates[-1]
+    plot, gallery, status, table, figure, legend, lecture = updates[-1]
     assert status.startswith("Done: 3 configurations") and "the measurement" in status  # beaten or not, it says
     frame, colours = plot["value"], plot["color_map"]
     assert set(frame["configuration"]) == {"MSE", "SSIM", "mse + 0.1*fourier"} and len(frame) == 12
     assert all(u[0]["color_map"] == colours for u in updates) and len(set(colours.values())) == 3  # a colour each, kept
     assert all(f"background:{c}\"></span>{html.escape(n)}" in legend for n, c in colours.items())  # our legend, same colours
-    assert [row[0] for row in table] == ["Measurement (no training)", "MSE", "SSIM", "mse + 0.1*fourier"]
-    assert table[1][5] == "27.070 / 0.7348" and float(table[0][2]) > 15  # the measurement: the row to beat
+    frame = table.data  # the best of each column marked; the lecture's figures beside the table, said to be other data
+    assert list(frame.columns) == ["loss", "MSE", "PSNR dB", "SSIM", "LPIPS", "time"] and "font-weight: 700" in table.to_html()
+    assert list(frame["loss"]) == ["Measurement (no training)", "MSE", "SSIM", "mse + 0.1*fourier"]
+    assert float(frame.iloc[0]["PSNR dB"]) > 15  # the measurement: the row to beat
+    assert "MSE 27.070 dB / SSIM 0.7348" in lecture and "another data set" in lecture and "fourier" not in lecture
     captions = [c for _, c in gallery]
     assert captions[0] == "ground truth" and captions[1].startswith("measurement: ") and captions[1].endswith(" dB")
     assert all(re.fullmatch(r".+: \d+\.\d\d dB", c) for c in captions[2:]) and figure.endswith(".png")
@@ -151,8 +154,8 @@ def test_train_handler_stops_and_says_so():
     )
     cancel = threading.Event()
     cancel.set()
-    *_, (plot, gallery, status, table, figure, legend) = run_study(cfg, cancel)
-    assert status.startswith("Stopped") and [row[0] for row in table] == ["Measurement (no training)", "MSE (stopped)", "L1 (not run: stopped)"]
+    *_, (plot, gallery, status, table, figure, legend, lecture) = run_study(cfg, cancel)
+    assert status.startswith("Stopped") and list(table.data["loss"]) == ["Measurement (no training)", "MSE (stopped)", "L1 (not run: stopped)"]
 
 
 @pytest.mark.parametrize(

@@ -335,7 +335,8 @@ def test_train_twenty_steps_and_see_the_curve(browser, app_url):
     page.wait_for_function("document.querySelector('#train_status').innerText.startsWith('Done')", timeout=120_000)
     assert "3 configurations" in page.locator("#train_status").inner_text()
     table = page.locator("#train_table").inner_text()
-    assert all(label in table for label in ("MSE", "L1", "SSIM")) and "27.070 / 0.7348" in table
+    assert all(label in table for label in ("MSE", "L1", "SSIM")) and "Measurement" in table
+    assert "MSE 27.070 dB / SSIM 0.7348" in page.locator("#train_lecture").inner_text()  # the lecture's, as other data
     page.wait_for_function("document.querySelector('#curves svg, #curves canvas') !== null", timeout=30_000)
     _assert_our_legend_shows(page, "#curves_legend", {"MSE", "L1", "SSIM"}, 1400)
     assert page.locator("#train_recs img").count() >= 5  # ground truth, measurement, three reconstructions

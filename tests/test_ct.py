@@ -22,7 +22,9 @@ from recon_demo.ui.ct import ct_outputs
 
 
 def test_ct_models_and_baselines_are_parsed_from_their_registries():
-    assert ct_baselines.parse_models("all") == [("fbp_resunet", None)]
+    assert ct_baselines.parse_models("all") == [("fbp_resunet", None)]  # the unrolled network once it has CT weights
+    assert ct_baselines.parse_models("all", ["unrolled"]) == [("fbp_resunet", None), ("unrolled", None)]
+    assert ct_baselines.parse_models("unrolled=u.safetensors") == [("unrolled", "u.safetensors")]  # handed A itself
     assert ct_baselines.parse_models("fbp_resunet=w.safetensors") == [("fbp_resunet", "w.safetensors")]
     with pytest.raises(UnknownName, match="not a CT model"):
         ct_baselines.parse_models("unet")
@@ -91,8 +93,12 @@ def test_train_ct_writes_a_checkpoint_that_evaluate_reads(tmp_path, capsys):
 def test_train_ct_refuses_the_general_regime_and_a_bad_angle_count(capsys):
     assert cli(["train", "--task", "ct", "--model", "fbp_resunet", "--regime", "general"]) == 2
     assert "is for deblurring" in capsys.readouterr().err
-    assert cli(["train", "--task", "ct", "--model", "fbp_resunet", "--angles", "0,180"]) == 2
-    assert "a number of angles" in capsys.readouterr().err
+    assert cli(["train", "--task", "ct", "--model", "fbp_resunet", "--angles", "sixty"]) == 2
+    assert "a number of angles or a range LOW,HIGH" in capsys.readouterr().err
+    assert cli(["train", "--task", "ct", "--model", "unrolled", "--angles", "0,180", "--patch-size", "256"]) == 2
+    assert "number of angles must be between 1 and 360, got 0" in capsys.readouterr().err
+    assert cli(["train", "--task", "ct", "--model", "fbp_resunet", "--angles", "20,180"]) == 2  # a refiner of one geometry's FBP
+    assert "a range of angle counts is for a CT network handed the operator" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +127,8 @@ def test_the_ct_lab_reconstructs_with_fbp_sirt_and_says_when_no_weights_exist(ba
 def test_the_ct_lab_says_when_it_builds_a_projection_matrix_then_each_method(bare_ct_lab):
     heard: list[tuple[int, int, str]] = []
     bare_ct_lab.run(CTSetting("phantom-2", angles=37, noise=0.01), with_lpips=False, report=lambda *a: heard.append(a))
-    assert heard[0] == (0, 4, "building the projection matrix for 37 angles…")
-    assert [d for d, _, _ in heard] == sorted(d for d, _, _ in heard) and heard[-1][:2] == (4, 4)
+    assert heard[0] == (0, 3, "building the projection matrix for 37 angles…")  # FBP, SIRT (no weights here) and the sinogram
+    assert [d for d, _, _ in heard] == sorted(d for d, _, _ in heard) and heard[-1][:2] == (3, 3)
     assert {"FBP", "SIRT"} <= {what for _, _, what in heard}
     heard.clear()  # the same geometry again, another image: no build this time
     bare_ct_lab.run(CTSetting("phantom-3", angles=37, noise=0.01), with_lpips=False, report=lambda *a: heard.append(a))

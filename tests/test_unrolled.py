@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -152,8 +154,62 @@ def test_inspect_shows_its_iterates(unrolled_lab):
     assert seen.layer == "denoisers.0.head.0" and seen.rf_extent[0] > 9  # the data steps see the whole kernel
 
 
-def test_ct_training_of_it_is_refused_with_a_reason():
+def test_ct_training_draws_its_angle_count_from_the_range_and_refuses_what_does_not_fit():
+    from recon_demo.training.cli import config_from_args
     from recon_demo.training.config import TrainConfig, TrainingError
+    from recon_demo.training.data import STEPS_PER_GEOMETRY, TrainingImages, ct_sinogram_batch
 
-    with pytest.raises(TrainingError, match="trains on blur operators"):
-        TrainConfig(model="unrolled", task="ct").validated()
+    cfg = TrainConfig(model="unrolled", task="ct", angle_range=(20, 180), image_size=64, patch_size=64, val_size=64,
+                      batch_size=2, data=("phantoms",), phantoms=4).validated()  # fmt: skip
+    assert cfg.regime() == "custom" and replace(cfg, image_size=256, patch_size=256, val_size=256).regime() == "ct-any"
+    data, g = TrainingImages(cfg.data, cfg.image_size, cfg.phantoms), torch.Generator().manual_seed(0)
+    counts = []
+    for step in range(3 * STEPS_PER_GEOMETRY):
+        x, y, radon = ct_sinogram_batch(cfg, data, step, g, torch.device("cpu"))
+        assert x.shape == (2, 1, 64, 64) and y.shape == (2, 1, *radon.sinogram_shape)
+        counts.append(radon.n_angles)
+    blocks = [set(counts[i : i + STEPS_PER_GEOMETRY]) for i in range(0, len(counts), STEPS_PER_GEOMETRY)]
+    assert all(len(b) == 1 and 20 <= min(b) <= 180 for b in blocks) and len(set.union(*blocks)) > 1  # a geometry per block
+    with pytest.raises(TrainingError, match="range of angle counts is for a CT network handed the operator"):
+        TrainConfig(model="fbp_resunet", task="ct", angle_range=(20, 180)).validated()
+    with pytest.raises(TrainingError, match="trains on whole images"):
+        TrainConfig(model="unrolled", task="ct", patch_size=64).validated()
+    parser = __import__("argparse").ArgumentParser()
+    from recon_demo.training.cli import add_arguments
+
+    add_arguments(parser)
+    args = parser.parse_args(["--task", "ct", "--model", "unrolled", "--angles", "20,180", "--patch-size", "256"])
+    assert config_from_args(args).angle_range == (20, 180)
+
+
+def test_trained_for_ct_it_reconstructs_any_angle_count_in_evaluate_and_the_ct_tab(tmp_path_factory, capsys):
+    import json
+
+    from recon_demo.__main__ import main as cli
+    from recon_demo.checkpoints import CT_ANY, Manifest
+    from recon_demo.ct_lab import CTLab, CTSetting
+    from recon_demo.engine import Engine
+    from recon_demo.lab import Lab
+
+    folder = tmp_path_factory.mktemp("unrolled_ct")
+    out = folder / "unrolled_ct.safetensors"
+    args = ["train", "--task", "ct", "--model", "unrolled", "--angles", "20,40", "--steps", "2", "--batch-size", "1",
+            "--image-size", "64", "--patch-size", "64", "--val-size", "64", "--phantoms", "4", "--data", "phantoms",
+            "--eval-every", "0", "--out", str(out), "--manifest-dir", str(folder)]  # fmt: skip
+    assert cli(args) == 0
+    capsys.readouterr()
+    for angles in ("20", "45"):  # one checkpoint, two operators; handed the sinogram and A, not an FBP
+        assert cli(["evaluate", "--task", "ct", "--models", f"unrolled={out}", "--baselines", "sirt", "--angles", angles,
+                    "--size", "64", "--limit", "1", "--format", "json", "--quiet"]) == 0  # fmt: skip
+        result = json.loads(capsys.readouterr().out)
+        assert result["results"]["unrolled"]["psnr"] > 10 and result["results"]["unrolled"]["dc"] is not None
+    entry = Manifest.load(folder).entries[0]
+    assert (entry.model, entry.regime) == ("unrolled", "custom")  # 64² training: not the shipped ct-any protocol
+    entry.regime = CT_ANY  # as if shipped: the CT tab then runs it beside FBP, SIRT and the refiner
+    manifest = Manifest.load(folder)
+    manifest.entries = [entry]
+    lab = CTLab(Lab(Engine("cpu", manifest=manifest)))
+    for angles in (20, 45):
+        result = lab.run(CTSetting(image="phantom-1", angles=angles), with_lpips=False)
+        unrolled = next(r for r in result.reconstructions if r.name == "unrolled")
+        assert unrolled.label == "Unrolled (knows K)" and unrolled.image.shape == (256, 256) and unrolled.metrics["psnr"] > 10

@@ -23,7 +23,7 @@ from dataclasses import replace
 
 from recon_demo import ct_baselines, datasets
 from recon_demo.baselines import BASELINES
-from recon_demo.checkpoints import REGIMES, CheckpointError, Manifest
+from recon_demo.checkpoints import CT_ANY, REGIMES, CheckpointError, Manifest
 from recon_demo.ct_operators import FILTERS, LECTURE_ANGLES, CTSpec
 from recon_demo.evaluate.formats import FORMATS, format_markdown, format_off_course_markdown, format_table
 from recon_demo.evaluate.protocol import (
@@ -116,7 +116,7 @@ def ct_config_from_args(args: argparse.Namespace) -> CTEvalConfig:
     spec = CTSpec(args.angles, args.size, args.fbp_filter)
     spec.build()  # validates the geometry before any work
     return CTEvalConfig(
-        models=ct_baselines.parse_models(args.models),
+        models=ct_baselines.parse_models(args.models, Manifest.load().shipped(CT_ANY) if "all" in (args.models or "") else []),
         baselines=parse_baselines(args.baselines, ct_baselines.CT_BASELINES, "CT baseline"),
         images=args.images,
         limit=args.limit,

@@ -18,7 +18,7 @@ from recon_demo.engine import Engine
 from recon_demo.errors import UnknownName
 from recon_demo.methods import FBPNetwork, network_method, run_methods
 from recon_demo.metrics import lpips_status
-from recon_demo.models import count_parameters, list_models, model_info
+from recon_demo.models import count_parameters, knows_operator, list_models, model_info
 from recon_demo.operators import OperatorSpec, add_relative_noise
 from recon_demo.progress import Report, no_progress
 
@@ -219,8 +219,10 @@ def run_ct_evaluation(cfg: CTEvalConfig, engine: Engine | None = None, report: R
     radon = cfg.spec.build()
     engine = engine or Engine(cfg.device)
     regime = ct_regime(cfg.spec.angles)
-    networks = {name: engine.model(name, path, regime) for name, path in cfg.models}  # fail early
-    methods = [FBPNetwork(name, label(name, "ct"), engine, model, cfg.spec.filter) for name, model in networks.items()]
+    regimes = {name: ct_baselines.ct_regime_of(name, cfg.spec.angles) for name, _ in cfg.models}
+    networks = {name: engine.model(name, path, regimes[name]) for name, path in cfg.models}  # fail early
+    methods = [network_method(name, label(name, "ct"), engine, model) if knows_operator(model)  # handed the Radon transform
+               else FBPNetwork(name, label(name, "ct"), engine, model, cfg.spec.filter) for name, model in networks.items()]  # fmt: skip
     methods += [ct_baselines.method(name, cfg.spec.filter) for name in cfg.baselines]
     with_lpips, notes = _lpips_or_note(cfg.lpips)
     torch.manual_seed(cfg.seed)
@@ -241,7 +243,7 @@ def run_ct_evaluation(cfg: CTEvalConfig, engine: Engine | None = None, report: R
         "seed": cfg.seed,
         "lpips": with_lpips,
         "regime": regime,
-        "checkpoints": {name: path or f"shipped ({regime})" for name, path in cfg.models},
+        "checkpoints": {name: path or f"shipped ({regimes[name]})" for name, path in cfg.models},
         "device": str(engine.device),
     }
     results = _averages(per_image, list(networks) + list(cfg.baselines), (*REPORTED, "dc"))

@@ -115,7 +115,8 @@ class UnrolledNet(nn.Module):
     def first_estimate(self, y_delta: torch.Tensor, operator: Any = None) -> torch.Tensor:
         """x_0: the regularised data step from the measurement (from its FBP for CT), what the first denoiser sees."""
         operator = self._operator(operator)
-        start = operator.fbp(y_delta) if hasattr(operator, "fbp") else y_delta
+        with torch.autocast(y_delta.device.type, enabled=False):  # the FBP in float32, as the data steps
+            start = operator.fbp(y_delta.float()) if hasattr(operator, "fbp") else y_delta
         return data_step(operator, y_delta, start, self.log_lam[0].exp(), self.cg_steps)
 
     def iterates(self, y_delta: torch.Tensor, operator: Any = None) -> list[torch.Tensor]:

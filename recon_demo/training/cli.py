@@ -65,7 +65,8 @@ def add_arguments(parser) -> None:
     g.add_argument("--blurs", default=",".join(GENERAL_RANGES.blurs), help="general: blur types")
     g.add_argument("--kernel-sizes", default="3,15", help="general: odd kernel sizes LOW,HIGH")
     g.add_argument("--angles", help="general: motion angles LOW,HIGH in degrees (default 0,180); "
-                   f"ct: the number of projection angles (default {LECTURE_ANGLES})")
+                   f"ct: the number of projection angles (default {LECTURE_ANGLES}), or LOW,HIGH for a network handed the "
+                   "operator (--model unrolled): each step draws its number in that range")
     g.add_argument("--fbp-filter", default="ramp", choices=FILTERS, help="ct: the FBP window of the network's input")
     g.add_argument("--kernel-styles", "--styles", dest="kernel_styles", default=",".join(GENERAL_RANGES.kernel_styles),
                    help="general: motion kernel styles")  # fmt: skip
@@ -105,15 +106,17 @@ def config_from_args(args) -> TrainConfig:
     except json.JSONDecodeError as err:
         raise ValueError(f"--model-kwargs is not JSON ({err})") from None
     ranges = None
-    angles = LECTURE_ANGLES
+    angles, angle_range = LECTURE_ANGLES, None
     if args.task == "ct":
         if args.regime == "general":
             raise ValueError("--regime general (random blurs) is for deblurring, not --task ct")
-        if args.angles is not None:
+        if args.angles is not None and "," in args.angles:  # a range: each step draws its number of angles
+            angle_range = _pair(args.angles, int)
+        elif args.angles is not None:
             try:
                 angles = int(args.angles)
             except ValueError:
-                raise ValueError(f"--angles for ct is a number of angles, got {args.angles!r}") from None
+                raise ValueError(f"--angles for ct is a number of angles or a range LOW,HIGH, got {args.angles!r}") from None
     elif args.regime == "general":
         ranges = OperatorRanges(
             blurs=_names(args.blurs), kernel_size=_pair(args.kernel_sizes, int), angle=_pair(args.angles or "0,180"),
@@ -121,7 +124,7 @@ def config_from_args(args) -> TrainConfig:
             lecture_share=args.lecture_share,
         )  # fmt: skip
     cfg = TrainConfig(
-        task=args.task, angles=angles, ct_filter=args.fbp_filter, model=args.model, model_kwargs=kwargs, loss=args.loss, steps=args.steps, batch_size=args.batch_size,
+        task=args.task, angles=angles, angle_range=angle_range, ct_filter=args.fbp_filter, model=args.model, model_kwargs=kwargs, loss=args.loss, steps=args.steps, batch_size=args.batch_size,
         patch_size=args.patch_size, lr=args.lr, schedule=args.schedule,
         operator=OperatorSpec(blur=args.blur, kernel_size=args.kernel_size, angle=args.angle, variance=args.variance, kernel_style=args.kernel_style),
         noise=args.noise, ranges=ranges, data=_names(args.data), image_size=args.image_size,

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from recon_demo import images
-from recon_demo.checkpoints import ct_regime
+from recon_demo.checkpoints import CT_ANY, ct_regime
 from recon_demo.ct_operators import CT_NOISE, FILTERS, LECTURE_ANGLES, check_geometry
 from recon_demo.losses import parse_loss
 from recon_demo.models import is_handed_operator, model_info
@@ -104,7 +104,8 @@ class TrainConfig:
     operator: OperatorSpec = LECTURE_OPERATOR  # the fixed blur, when ranges is None
     noise: float = LECTURE_NOISE  # the fixed relative noise level, when ranges is None
     ranges: OperatorRanges | None = None  # random operators (a general model) instead of the fixed one
-    angles: int = LECTURE_ANGLES  # ct: projection angles in [0, π)
+    angles: int = LECTURE_ANGLES  # ct: projection angles in [0, π) (with angle_range: the validation's)
+    angle_range: tuple[int, int] | None = None  # ct, a network handed the operator: each step's angle count drawn in it
     ct_filter: str = "ramp"  # ct: the FBP window that makes the network's input
     data: tuple[str, ...] = DATA_SOURCES  # package, phantoms, datasets.SOURCES (ct-head, mri, photos), folders; "NAME:W" weights a source
     crop_scales: tuple[float, ...] = (1.0,)  # each crop covers scale × patch_size pixels, shrunk to patch_size (scale drawn per crop)
@@ -138,8 +139,9 @@ class TrainConfig:
             if self.ranges is not None:
                 self.ranges.validate()
             if self.task == "ct":
-                check_geometry(self.image_size, self.angles)
-                check_geometry(self.val_size, self.angles)
+                for angles in (self.angles, *(self.angle_range or ())):
+                    check_geometry(self.image_size, angles)
+                    check_geometry(self.val_size, angles)
         except ValueError as err:
             raise TrainingError(str(err)) from None
         need(
@@ -149,8 +151,14 @@ class TrainConfig:
         need(isinstance(self.model_kwargs, dict), f"model kwargs must be a mapping, got {self.model_kwargs!r}")
         need(self.task in TASKS, f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
         need(self.ct_filter in FILTERS, f"unknown FBP filter {self.ct_filter!r}; choose one of {', '.join(FILTERS)}")
-        need(self.task != "ct" or not is_handed_operator(self.model),
-             "the unrolled network trains on blur operators here: its CT training is not built yet")
+        handed = is_handed_operator(self.model)
+        need(self.angle_range is None or (self.task == "ct" and handed),
+             "a range of angle counts is for a CT network handed the operator (--task ct --model unrolled)")
+        need(self.angle_range is None or (len(self.angle_range) == 2 and all(_is_int(a) for a in self.angle_range)
+                                          and 1 <= self.angle_range[0] <= self.angle_range[1]),
+             f"the range of angle counts must be two integers LOW,HIGH with 1 <= LOW <= HIGH, got {self.angle_range!r}")
+        need(self.task != "ct" or not handed or self.patch_size == self.image_size,
+             "a CT network handed the operator trains on whole images: its measurement is their sinogram")
         need(self.task != "ct" or self.ranges is None, "random blur operators (the general regime) are for deblurring, not CT")
         for name, value, lo, hi in (("steps", self.steps, 1, MAX_STEPS), ("batch size", self.batch_size, 1, MAX_BATCH),
                                     ("image size", self.image_size, 8, MAX_IMAGE_SIZE),
@@ -180,7 +188,8 @@ class TrainConfig:
             images.catalogue()[self.val_image].split == "held_out",
             f"the validation image must be a held-out image, not {self.val_image!r}",
         )
-        return replace(self, data=tuple(self.data), lr=float(self.lr), crop_scales=tuple(float(c) for c in self.crop_scales))
+        return replace(self, data=tuple(self.data), lr=float(self.lr), crop_scales=tuple(float(c) for c in self.crop_scales),
+                       angle_range=tuple(self.angle_range) if self.angle_range is not None else None)
 
     def to_dict(self) -> dict:
         """Plain JSON-ready values (for the manifest and the resumable state)."""
@@ -188,9 +197,12 @@ class TrainConfig:
 
     def regime(self) -> str:
         """``general`` (random operators), ``course`` (the lecture's setting), ``ct-<angles>`` (CT at 256², the
-        ramp filter and noise 0.01) or ``custom`` (another fixed setting)."""
+        ramp filter and noise 0.01), ``ct-any`` (the same over a range of angle counts) or ``custom`` (another fixed
+        setting)."""
         if self.task == "ct":
             standard = (self.noise, self.ct_filter, self.image_size, self.val_size) == (CT_NOISE, "ramp", 256, 256)
+            if self.angle_range is not None:
+                return CT_ANY if standard else "custom"
             return ct_regime(self.angles) if standard else "custom"
         if self.ranges is not None:
             return "general"

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from recon_demo import datasets, images
-from recon_demo.ct_operators import radon_operator
+from recon_demo.ct_operators import Radon, radon_operator
+from recon_demo.models import is_handed_operator
 from recon_demo.operators import Blur, add_relative_noise
 from recon_demo.training.config import DATA_SOURCES, TrainConfig, TrainingError, parse_source
 
@@ -262,6 +263,23 @@ def ct_batch(
     return both[:, :1], both[:, 1:]
 
 
+STEPS_PER_GEOMETRY = 10  # CT over a range of angle counts: steps that share one number of angles
+
+
+def ct_sinogram_batch(
+    cfg: TrainConfig, data: TrainingImages, step: int, generator: torch.Generator, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, Radon]:
+    """CT training for a network handed the operator: ``(x_true, y_delta, radon)`` with whole ``image_size``² images
+    and their noisy sinograms. The number of angles is drawn in ``cfg.angle_range`` for every ``STEPS_PER_GEOMETRY``
+    steps (from the seed and the step, so a resumed run draws the same): a new geometry's matrices take seconds
+    to build, and only a few are kept."""
+    full = clean_batch(replace(cfg, patch_size=cfg.image_size), data, step, generator).to(device)  # (B, 1, n, n)
+    lo, hi = cfg.angle_range or (cfg.angles, cfg.angles)
+    draw = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step // STEPS_PER_GEOMETRY)
+    radon = radon_operator(cfg.image_size, int(torch.randint(lo, hi + 1, (), generator=draw)))
+    return full, add_relative_noise(radon.forward(full), cfg.noise, generator), radon
+
+
 def validation_pair(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """The fixed held-out pair ``(x_true, network input)``: ``val_image`` with the config's fixed operator
     (the lecture's for a general model; for CT the FBP of its sinogram) and noise drawn from ``seed``; the
@@ -270,7 +288,8 @@ def validation_pair(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
     if cfg.task == "ct":
         x_true = images.protocol_tensor(images.load_example(cfg.val_image), cfg.val_size, square=True)
         radon = radon_operator(cfg.val_size, cfg.angles)
-        return x_true, radon.fbp(add_relative_noise(radon.forward(x_true), cfg.noise, generator), cfg.ct_filter)
+        y_delta = add_relative_noise(radon.forward(x_true), cfg.noise, generator)
+        return x_true, y_delta if is_handed_operator(cfg.model) else radon.fbp(y_delta, cfg.ct_filter)
     x_true = images.protocol_tensor(images.load_example(cfg.val_image), cfg.val_size)
     y_delta = add_relative_noise(cfg.operator.build().forward(x_true), cfg.noise, generator)
     return x_true, y_delta

@@ -17,6 +17,7 @@ import torch.nn as nn
 
 from recon_demo import distributed
 from recon_demo.checkpoints import CheckpointError, load_state, read_state_dict, save_checkpoint
+from recon_demo.ct_operators import radon_operator
 from recon_demo.engine import select_device
 from recon_demo.losses import WeightedLoss, check_available, parse_loss
 from recon_demo.metrics import compute_metrics
@@ -24,7 +25,7 @@ from recon_demo.models import create_model, knows_operator
 from recon_demo.operators import Blur, OperatorSpec
 from recon_demo.runtime import native_bf16, tune_allocator
 from recon_demo.training.config import _RESUMABLE_CHANGES, TrainConfig, TrainEvent, TrainingError
-from recon_demo.training.data import TrainingImages, clean_batch, ct_batch, measure, validation_pair
+from recon_demo.training.data import TrainingImages, clean_batch, ct_batch, ct_sinogram_batch, measure, validation_pair
 
 
 class _Stop(Exception):
@@ -171,18 +172,26 @@ class Trainer:
         self.model.eval()
         with torch.inference_mode():
             y_val = self.y_val.to(self.device)
-            x_rec = self.model(y_val, self.cfg.operator.build()) if knows_operator(self.model) else self.model(y_val)
+            x_rec = self.model(y_val, self._validation_operator()) if knows_operator(self.model) else self.model(y_val)
             x_rec = x_rec.float().clamp(0, 1).cpu()
         self.model.train(was_training)
         image = x_rec[0, 0].numpy()
         return compute_metrics(image, self.x_val), image
+
+    def _validation_operator(self):
+        """The operator of the fixed validation measurement: the config's blur, or for CT its Radon transform."""
+        if self.cfg.task == "ct":
+            return radon_operator(self.cfg.val_size, self.cfg.angles)
+        return self.cfg.operator.build()
 
     def _train_step(self, cancel) -> tuple[float, dict[str, float]]:
         world = self.world
         # Under torchrun every process draws the global batch (the same draws: one seed) and keeps its slice.
         cfg = replace(self.cfg, batch_size=self.cfg.batch_size * world.size) if world.distributed else self.cfg
         operator = None
-        if cfg.task == "ct":
+        if cfg.task == "ct" and knows_operator(self.model):  # the sinogram and the Radon transform itself
+            x_true, y_delta, operator = ct_sinogram_batch(cfg, self.data, self.step, self.generator, self.device)
+        elif cfg.task == "ct":
             x_true, y_delta = ct_batch(cfg, self.data, self.step, self.generator, self.device)
         else:
             x_true = clean_batch(cfg, self.data, self.step, self.generator).to(self.device)
@@ -190,7 +199,7 @@ class Trainer:
         if world.distributed:
             mine = slice(world.rank * self.cfg.batch_size, (world.rank + 1) * self.cfg.batch_size)
             x_true, y_delta = x_true[mine], y_delta[mine]
-            if operator is not None and operator.kernel.ndim == 3:
+            if isinstance(operator, Blur) and operator.kernel.ndim == 3:
                 operator = Blur(operator.kernel[mine])
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp):
             x_rec = self.train_model(y_delta, operator) if knows_operator(self.model) else self.train_model(y_delta)

@@ -55,6 +55,8 @@ CSS = (
 #figure img { padding-top: 36px; }
 /* the plots' own legends are one row of 10-px text that runs off a phone: a legend of our own is under each */
 #sweep_plot g.role-legend, #curves g.role-legend { display: none; }
+#sweep_plot svg text, #curves svg text { font-size: 13px !important; }  /* the axes, legible on a projector */
+#outputs .grid-container, #errors .grid-container, #ct_outputs .grid-container { grid-auto-rows: auto !important; align-items: start; }
 #sweep_plot svg, #curves svg, #sweep_plot .vega-embed, #curves .vega-embed { overflow: visible !important; }
 #to_controls, #to_results { display: none; }
 @media (max-width: 700px) {
@@ -63,7 +65,7 @@ CSS = (
   #outputs { order: -1; }
   #metrics, #ct_metrics, #train_table { font-size: 13px; }
   #to_controls { display: block; position: fixed; left: auto; right: 12px; bottom: 14px; z-index: 50; width: auto !important;
-    min-width: 0 !important; padding: 0; border: none; background: none; }
+    min-width: 0 !important; padding: 0 !important; border: none !important; background: none !important; box-shadow: none !important; }
   #to_results { display: block; margin: 6px 0; }
   #to_controls *, #to_results * { border: none !important; background: transparent; box-shadow: none; padding: 0; margin: 0; }
   #to_controls a, #to_results a { display: inline-block; padding: 8px 13px; border-radius: 22px; font-weight: 600;

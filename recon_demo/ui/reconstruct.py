@@ -119,7 +119,9 @@ def build(lab: Lab) -> ReconstructTab:
                 blur = gr.Radio([(BLUR_LABELS.get(b, b), b) for b in ALL_BLURS], value=default.operator.blur, label="Blur",
                                 elem_id="blur")  # fmt: skip
                 kernel_size = gr.Slider(1, MAX_KERNEL, value=default.operator.kernel_size, step=2, label="Kernel size", elem_id="kernel_size")
-                angle = gr.Slider(0, 180, value=default.operator.angle, step=1, label="Motion angle (°)", elem_id="angle")
+                angle = gr.Slider(0, 180, value=default.operator.angle, step=1, label="Motion angle (°)", elem_id="angle",
+                                  info="the lecture's kernel (ippy style) is drawn on the pixel grid: it changes only every "
+                                       "few degrees (see the preview); the centered style changes with every degree")  # fmt: skip
                 variance = gr.Slider(0.1, MAX_VARIANCE, value=default.operator.variance, step=0.1, label="Gaussian variance",
                                      visible=False, elem_id="variance")  # fmt: skip
                 kernel_style = gr.Radio(list(KERNEL_STYLES), value=default.operator.kernel_style, label="Kernel style", elem_id="kernel_style",
@@ -158,7 +160,7 @@ def build(lab: Lab) -> ReconstructTab:
             with gr.Row():
                 left = gr.Dropdown(label="Compare: left", elem_id="left")
                 right = gr.Dropdown(label="right", elem_id="right")
-            compare = gr.ImageSlider(label="Before / after: drag the handle; scroll on the picture to zoom", type="numpy", image_mode="L", format="png", height=420, max_height=420,
+            compare = gr.ImageSlider(label="Before / after: drag; scroll to zoom", type="numpy", image_mode="L", format="png", height=420, max_height=420,
                                      buttons=["fullscreen", "download"], elem_id="compare")  # fmt: skip
             outputs = gr.Gallery(label="Ground truth, measurement, reconstructions", columns=4, height=320,
                                  format="png", object_fit="contain", elem_id="outputs")  # fmt: skip

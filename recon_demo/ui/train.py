@@ -30,6 +30,7 @@ from recon_demo.pictures import to_uint8
 from recon_demo.training import TrainingError
 from recon_demo.ui._files import scratch_dir
 from recon_demo.ui._legend import legend_html, series_colours
+from recon_demo.ui.reconstruct import styled
 
 UPDATE_EVERY_S = 0.4  # how often the page is redrawn while training
 READY = ("Press **Train**. The defaults (the residual CNN at 128², three losses) take about half a minute on a laptop; "
@@ -59,8 +60,9 @@ def curves(relative: dict[str, list[float]], labels: list[str]) -> pd.DataFrame:
 
 
 def run_study(cfg: LossStudyConfig, cancel: threading.Event):
-    """Yield (curves, reconstructions, status, table, figure, legend) while ``cfg`` trains; the last has the table
-    and figure. Each configuration keeps its colour in the plot and in the legend under it."""
+    """Yield (curves, reconstructions, status, table, figure, legend, the lecture's figures) while ``cfg`` trains;
+    the last has the table, the figure and the lecture's. Each configuration keeps its colour in the plot and in
+    the legend under it."""
     study = LossStudy(cfg)
     colours = series_colours(list(cfg.losses))
     legend = legend_html(colours)
@@ -78,13 +80,33 @@ def run_study(cfg: LossStudyConfig, cancel: threading.Event):
         if now - shown >= UPDATE_EVERY_S:
             shown = now
             status = f"Training **{label}**: step {event.step} of {cfg.steps} ({now - start:.0f} s)"
-            yield plot(), _gallery(study, latest), status, gr.update(), gr.update(), legend
+            yield plot(), _gallery(study, latest), status, gr.update(), gr.update(), legend, gr.update()
     stopped = any(r.status == "cancelled" for r in study.results.values())
     figure = study.save_figure(scratch_dir() / "loss_study.png")
     status = (f"Stopped after {study.wall_s:.1f} s." if stopped else f"Done: {len(study.results)} configurations in {study.wall_s:.1f} s.")
     status += " " + study.against_the_measurement()
     latest.update({r.label: r.x_rec for r in study.results.values()})
-    yield plot(), _gallery(study, latest), status, study.table_rows(), str(figure), legend
+    yield plot(), _gallery(study, latest), status, shown_table(study), str(figure), legend, lecture_note(study)
+
+
+LECTURE_COLUMN = LossStudy.TABLE_COLUMNS.index("the lecture's, on its CT data: PSNR / SSIM")
+
+
+def shown_table(study: LossStudy):
+    """The study's table as the page shows it: the measurement first (the row to beat), the best value of each
+    column marked, and the lecture's column left to ``lecture_note`` (its numbers come from other data)."""
+    columns = tuple(c for i, c in enumerate(LossStudy.TABLE_COLUMNS) if i != LECTURE_COLUMN)
+    return styled([[c for i, c in enumerate(row) if i != LECTURE_COLUMN] for row in study.table_rows()], columns)
+
+
+def lecture_note(study: LossStudy) -> str:
+    """The lecture's own figures for the configurations it studied, said to be from another data set."""
+    published = [(row[0], row[LECTURE_COLUMN]) for row in study.table_rows()[1:] if row[LECTURE_COLUMN] != "—"]
+    if not published:
+        return ""
+    figures = "; ".join(f"{label} {value.replace(' / ', ' dB / SSIM ')}" for label, value in published)
+    return (f"The lecture's own results for these losses (PSNR / SSIM), measured on its CT slices, another data set: "
+            f"{figures}. Compare their order with ours, not their values.")  # fmt: skip
 
 
 def _gallery(study: LossStudy, latest: dict) -> list:
@@ -129,8 +151,10 @@ def build(rec) -> None:
             legend = gr.HTML(elem_id="curves_legend")
             recs = gr.Gallery(label="Reconstructions of the test measurement", columns=4, height=300, format="png",
                               elem_id="train_recs")  # fmt: skip
-            table = gr.Dataframe(headers=list(LossStudy.TABLE_COLUMNS), interactive=False, wrap=True, elem_id="train_table",
-                                 column_widths=["24%", "11%", "11%", "9%", "9%", "24%", "12%"])  # the time column whole
+            table = gr.Dataframe(headers=[c for i, c in enumerate(LossStudy.TABLE_COLUMNS) if i != LECTURE_COLUMN],
+                                 interactive=False, wrap=False, elem_id="train_table",
+                                 label="Results (the best of each column in bold green; the measurement is the row to beat)")  # fmt: skip
+            lecture = gr.Markdown(elem_id="train_lecture")
             gr.Markdown("**The lecture-style figure** (full screen or download: the buttons at its corner)")
             figure = gr.Image(show_label=False, type="filepath", interactive=False, buttons=["fullscreen", "download"],
                               elem_id="figure")  # fmt: skip
@@ -159,6 +183,6 @@ def build(rec) -> None:
         cancel.set()
         return "Stopping…"
 
-    train.click(start, inputs, [plot, recs, status, table, figure, legend], concurrency_limit=1, concurrency_id="train",
+    train.click(start, inputs, [plot, recs, status, table, figure, legend, lecture], concurrency_limit=1, concurrency_id="train",
                 api_visibility="private")  # fmt: skip
     stop.click(halt, None, status, queue=False, api_visibility="private")

@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--quiet", action="store_true", help="no progress on stderr (the result alone, on stdout)")
     args = parser.parse_args(argv)
     tune_allocator()
+    CTRL_C.clear()  # a Ctrl-C of an earlier command in this process is not this one's
     previous = signal.signal(signal.SIGINT, on_ctrl_c)  # train sets its own while it trains
     try:
         return COMMANDS[args.command][0].main(args)

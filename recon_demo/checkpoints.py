@@ -186,7 +186,9 @@ class ManifestEntry:
         """A caption such as ``motion 9 @ 20°, noise 0.01`` for badges."""
         op = self.operator
         if self.task == "ct":
-            return f"CT, {op.get('angles')} angles, sinogram noise {self.noise.get('level'):g}"
+            lo, hi = op.get("angle_range") or (op.get("angles"), op.get("angles"))
+            angles = f"{lo} angles" if lo == hi else f"{lo} to {hi} angles"
+            return f"CT, {angles}, sinogram noise {self.noise.get('level'):g}"
         if self.regime == "general" or not op:
             return "random operators (general model)"
         if op.get("blur") == "gaussian":

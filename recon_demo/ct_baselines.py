@@ -2,9 +2,11 @@
 
 ``y_delta = A x_true + e`` with ``A`` the parallel-beam Radon transform (``ct_operators.Radon``) and ``e``
 the lecture's relative noise, now relative to the sinogram's norm. The measurement does not live in the
-image's domain, so a network does not see it directly: the learned models (registry group ``"ct"``) refine
-the filtered back-projection (``methods.FBPNetwork``), "first a crude reconstruction, then a learned refinement". Shipped ones sit
-in the weights manifest under the regime ``ct-<angles>``.
+image's domain, so the lecture's networks do not see it directly: the learned models (registry group ``"ct"``)
+refine the filtered back-projection (``methods.FBPNetwork``), "first a crude reconstruction, then a learned
+refinement"; shipped ones sit in the weights manifest under the regime ``ct-<angles>``. Beyond the lecture, a
+network handed the operator (``takes_sinogram``: the unrolled one) takes the sinogram and the Radon transform
+itself; its one CT checkpoint, regime ``ct-any``, serves every number of angles.
 
 ``evaluate --task ct`` (``evaluate.run_ct_evaluation``) runs the blur's protocol on these pieces.
 """
@@ -75,10 +77,15 @@ def method(name: str, filter: str = "ramp") -> CTClassical:
     return CTClassical(name, baseline.label, baseline, filter)
 
 
+def takes_sinogram(name: str) -> bool:
+    """Whether the CT network ``name`` takes the sinogram and the Radon transform itself (a network handed the
+    operator, ``methods.Unrolled``: one checkpoint for every number of angles) rather than refining the FBP."""
+    return is_handed_operator(name)
+
+
 def ct_models() -> list[str]:
-    """The networks for CT: the registry's CT group (they refine the FBP), then those handed the operator (they take
-    the sinogram and the Radon transform itself, ``methods.Unrolled``; one checkpoint for every number of angles)."""
-    return [*list_models("ct"), *(name for name in list_models("beyond") if is_handed_operator(name))]
+    """The networks for CT: the registry's CT group (they refine the FBP), then those that ``takes_sinogram``."""
+    return [*list_models("ct"), *(name for name in list_models("beyond") if takes_sinogram(name))]
 
 
 def parse_models(spec: str | None, shipped_any: list[str] = ()) -> list[tuple[str, str | None]]:
@@ -103,7 +110,7 @@ def parse_models(spec: str | None, shipped_any: list[str] = ()) -> list[tuple[st
 def ct_regime_of(name: str, angles: int) -> str:
     """The manifest regime of ``name``'s CT checkpoint for ``angles``: ``ct-<angles>`` for a refiner of the FBP,
     ``ct-any`` for a network handed the operator."""
-    return CT_ANY if is_handed_operator(name) else ct_regime(angles)
+    return CT_ANY if takes_sinogram(name) else ct_regime(angles)
 
 
 def label(name: str) -> str:

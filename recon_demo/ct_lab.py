@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from recon_demo.checkpoints import CT_ANY, CheckpointError, ct_regime, regime_angles
-from recon_demo.ct_baselines import CT_BASELINES, ct_models, measure, method
+from recon_demo.ct_baselines import CT_BASELINES, ct_models, measure, method, takes_sinogram
 from recon_demo.ct_operators import CT_NOISE, FILTERS, LECTURE_ANGLES, is_built, radon_operator
 from recon_demo.lab import MAX_NOISE, MAX_SEED, Lab, SettingError, check_number
 from recon_demo.methods import FBPNetwork, Reconstruction, network_method, run_methods
@@ -112,11 +112,14 @@ class CTLab:
                 notes.append(note)
             if network is not None:
                 methods.append(FBPNetwork(model, model_info(model).label, self.lab.engine, network, setting.filter))
-        for model in ct_models()[len(list_models("ct")):]:  # handed the Radon transform: one checkpoint, any angles
+        for model in filter(takes_sinogram, ct_models()):  # handed the Radon transform: one checkpoint, any angles
+            if self.lab.engine.manifest.find(model, CT_ANY) is None:
+                continue  # no CT weights shipped for it
             try:
                 network = self.lab.engine.model(model, regime=CT_ANY)
-            except CheckpointError:
-                continue  # no CT weights shipped for it
+            except CheckpointError as err:
+                notes.append(f"{model_info(model).label}: {err}")
+                continue
             methods.append(network_method(model, model_info(model).label, self.lab.engine, network))
         total = len(methods) + 1
         if not is_built(x_true.shape[-1], setting.angles):

@@ -40,7 +40,7 @@ def error_colour_bar(width: int = 256, height: int = 24) -> np.ndarray:
 
 def error_scale_colours(n: int = 11) -> list[str]:
     """The error maps' colour scale as ``n`` evenly spaced CSS colours (``#rrggbb``), 0 first: the app draws its
-    colour bar from them as a gradient under the maps."""
+    colour bar from them as a gradient above the maps."""
     return ["#{:02x}{:02x}{:02x}".format(*rgb) for rgb in error_colour_bar(width=n, height=1)[0]]
 
 

@@ -18,6 +18,7 @@ from PIL import Image
 
 from recon_demo.activations import conv_layers
 from recon_demo.lab import Setting, SettingError
+from recon_demo.loss_study import LIVE_DEFAULTS
 from recon_demo.models import create_model
 from recon_demo.tables import best_cells
 from recon_demo.ui import CSS, IDLE_POLL_S, PROGRESS_POLL_S, build_app, launch_settings, queue_settings, serve
@@ -46,6 +47,9 @@ def test_the_blocks_build_without_launching(app):
     named = {d.get("api_name") for d in config["dependencies"] if d.get("api_visibility", "public") == "public"}
     assert {"reconstruct", "train"} <= named
     assert queue_settings() == {"default_concurrency_limit": 2, "max_size": 64}
+    values = {c["props"].get("elem_id"): c["props"].get("value") for c in config["components"]}
+    assert (values["train_model"], values["size"]) == (LIVE_DEFAULTS["model"], LIVE_DEFAULTS["size"])  # the Train tab's defaults
+    assert values["inspect_layer"] == "conv1"  # Inspect names the convolution it shows from the start (the CNN's first)
 
 
 def test_reconstruct_handler_fills_every_panel(lab):

@@ -174,12 +174,17 @@ def test_ct_training_draws_its_angle_count_from_the_range_and_refuses_what_does_
         TrainConfig(model="fbp_resunet", task="ct", angle_range=(20, 180)).validated()
     with pytest.raises(TrainingError, match="trains on whole images"):
         TrainConfig(model="unrolled", task="ct", patch_size=64).validated()
+    with pytest.raises(TrainingError, match="validation's 60 angles must lie in the range"):
+        TrainConfig(model="unrolled", task="ct", angle_range=(90, 180), patch_size=256).validated()
+    assert TrainConfig(model="unrolled", task="ct", patch_size=256).validated().regime() == "custom"  # one geometry: not ct-any
     parser = __import__("argparse").ArgumentParser()
     from recon_demo.training.cli import add_arguments
 
     add_arguments(parser)
     args = parser.parse_args(["--task", "ct", "--model", "unrolled", "--angles", "20,180", "--patch-size", "256"])
-    assert config_from_args(args).angle_range == (20, 180)
+    assert (config_from_args(args).angle_range, config_from_args(args).angles) == ((20, 180), 60)
+    args = parser.parse_args(["--task", "ct", "--model", "unrolled", "--angles", "90,180", "--patch-size", "256"])
+    assert config_from_args(args).validated().angles == 90  # the validation's count moves inside the range
 
 
 def test_trained_for_ct_it_reconstructs_any_angle_count_in_evaluate_and_the_ct_tab(tmp_path_factory, capsys):
@@ -205,6 +210,7 @@ def test_trained_for_ct_it_reconstructs_any_angle_count_in_evaluate_and_the_ct_t
         assert result["results"]["unrolled"]["psnr"] > 10 and result["results"]["unrolled"]["dc"] is not None
     entry = Manifest.load(folder).entries[0]
     assert (entry.model, entry.regime) == ("unrolled", "custom")  # 64² training: not the shipped ct-any protocol
+    assert entry.operator["angle_range"] == [20, 40] and entry.trained_for() == "CT, 20 to 40 angles, sinogram noise 0.01"
     entry.regime = CT_ANY  # as if shipped: the CT tab then runs it beside FBP, SIRT and the refiner
     manifest = Manifest.load(folder)
     manifest.entries = [entry]

@@ -91,7 +91,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
                             kernel_style=args.kernel_style)  # fmt: skip
     operator.kernel()  # validates the operator before any work
     shipped = Manifest.load().shipped(args.regime)
-    asks_all = "all" in [s.strip() for s in (args.models or "").split(",")]
+    asks_all = _asks_all(args.models)
     if asks_all and not shipped and not args.baselines:
         raise ValueError(f"no {args.regime} weights are shipped yet, so 'all' selects no model")
     return EvalConfig(
@@ -110,13 +110,18 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
     )
 
 
+def _asks_all(models: str | None) -> bool:
+    """Whether ``--models`` names "all" as one of its items."""
+    return "all" in [s.strip() for s in (models or "").split(",")]
+
+
 def ct_config_from_args(args: argparse.Namespace) -> CTEvalConfig:
     """The CT evaluation the flags describe (``--task ct``); the blur's flags are ignored."""
     _check_protocol_args(args, 512, " for ct")
     spec = CTSpec(args.angles, args.size, args.fbp_filter)
     spec.build()  # validates the geometry before any work
     return CTEvalConfig(
-        models=ct_baselines.parse_models(args.models, Manifest.load().shipped(CT_ANY) if "all" in (args.models or "") else []),
+        models=ct_baselines.parse_models(args.models, Manifest.load().shipped(CT_ANY) if _asks_all(args.models) else []),
         baselines=parse_baselines(args.baselines, ct_baselines.CT_BASELINES, "CT baseline"),
         images=args.images,
         limit=args.limit,

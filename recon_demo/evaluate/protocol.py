@@ -18,7 +18,7 @@ from recon_demo.engine import Engine
 from recon_demo.errors import UnknownName
 from recon_demo.methods import FBPNetwork, network_method, run_methods
 from recon_demo.metrics import lpips_status
-from recon_demo.models import count_parameters, knows_operator, list_models, model_info
+from recon_demo.models import count_parameters, list_models, model_info
 from recon_demo.operators import OperatorSpec, add_relative_noise
 from recon_demo.progress import Report, no_progress
 
@@ -221,7 +221,7 @@ def run_ct_evaluation(cfg: CTEvalConfig, engine: Engine | None = None, report: R
     regime = ct_regime(cfg.spec.angles)
     regimes = {name: ct_baselines.ct_regime_of(name, cfg.spec.angles) for name, _ in cfg.models}
     networks = {name: engine.model(name, path, regimes[name]) for name, path in cfg.models}  # fail early
-    methods = [network_method(name, label(name, "ct"), engine, model) if knows_operator(model)  # handed the Radon transform
+    methods = [network_method(name, label(name, "ct"), engine, model) if ct_baselines.takes_sinogram(name)  # handed A
                else FBPNetwork(name, label(name, "ct"), engine, model, cfg.spec.filter) for name, model in networks.items()]  # fmt: skip
     methods += [ct_baselines.method(name, cfg.spec.filter) for name in cfg.baselines]
     with_lpips, notes = _lpips_or_note(cfg.lpips)

@@ -66,7 +66,7 @@ def add_arguments(parser) -> None:
     g.add_argument("--kernel-sizes", default="3,15", help="general: odd kernel sizes LOW,HIGH")
     g.add_argument("--angles", help="general: motion angles LOW,HIGH in degrees (default 0,180); "
                    f"ct: the number of projection angles (default {LECTURE_ANGLES}), or LOW,HIGH for a network handed the "
-                   "operator (--model unrolled): each step draws its number in that range")
+                   "operator (--model unrolled): every ten steps draw their number in that range")
     g.add_argument("--fbp-filter", default="ramp", choices=FILTERS, help="ct: the FBP window of the network's input")
     g.add_argument("--kernel-styles", "--styles", dest="kernel_styles", default=",".join(GENERAL_RANGES.kernel_styles),
                    help="general: motion kernel styles")  # fmt: skip
@@ -110,8 +110,9 @@ def config_from_args(args) -> TrainConfig:
     if args.task == "ct":
         if args.regime == "general":
             raise ValueError("--regime general (random blurs) is for deblurring, not --task ct")
-        if args.angles is not None and "," in args.angles:  # a range: each step draws its number of angles
+        if args.angles is not None and "," in args.angles:  # a range: every ten steps draw their number of angles
             angle_range = _pair(args.angles, int)
+            angles = min(max(LECTURE_ANGLES, angle_range[0]), angle_range[1])  # the validation's, inside the range
         elif args.angles is not None:
             try:
                 angles = int(args.angles)

@@ -105,7 +105,7 @@ class TrainConfig:
     noise: float = LECTURE_NOISE  # the fixed relative noise level, when ranges is None
     ranges: OperatorRanges | None = None  # random operators (a general model) instead of the fixed one
     angles: int = LECTURE_ANGLES  # ct: projection angles in [0, π) (with angle_range: the validation's)
-    angle_range: tuple[int, int] | None = None  # ct, a network handed the operator: each step's angle count drawn in it
+    angle_range: tuple[int, int] | None = None  # ct, a network handed the operator: the angle counts it trains over
     ct_filter: str = "ramp"  # ct: the FBP window that makes the network's input
     data: tuple[str, ...] = DATA_SOURCES  # package, phantoms, datasets.SOURCES (ct-head, mri, photos), folders; "NAME:W" weights a source
     crop_scales: tuple[float, ...] = (1.0,)  # each crop covers scale × patch_size pixels, shrunk to patch_size (scale drawn per crop)
@@ -157,6 +157,8 @@ class TrainConfig:
         need(self.angle_range is None or (len(self.angle_range) == 2 and all(_is_int(a) for a in self.angle_range)
                                           and 1 <= self.angle_range[0] <= self.angle_range[1]),
              f"the range of angle counts must be two integers LOW,HIGH with 1 <= LOW <= HIGH, got {self.angle_range!r}")
+        need(self.angle_range is None or self.angle_range[0] <= self.angles <= self.angle_range[1],
+             f"the validation's {self.angles} angles must lie in the range of angle counts {self.angle_range!r}")
         need(self.task != "ct" or not handed or self.patch_size == self.image_size,
              "a CT network handed the operator trains on whole images: its measurement is their sinogram")
         need(self.task != "ct" or self.ranges is None, "random blur operators (the general regime) are for deblurring, not CT")
@@ -201,8 +203,8 @@ class TrainConfig:
         setting)."""
         if self.task == "ct":
             standard = (self.noise, self.ct_filter, self.image_size, self.val_size) == (CT_NOISE, "ramp", 256, 256)
-            if self.angle_range is not None:
-                return CT_ANY if standard else "custom"
+            if is_handed_operator(self.model):  # its shipped CT checkpoint serves every number of angles
+                return CT_ANY if standard and self.angle_range is not None else "custom"
             return ct_regime(self.angles) if standard else "custom"
         if self.ranges is not None:
             return "general"

@@ -64,7 +64,9 @@ def manifest_entry(trainer: Trainer, checkpoint: Path, sha256: str, manifest_dir
     """The manifest's description of a finished run: what, trained how, on what, where, and how good."""
     cfg = trainer.cfg
     if cfg.task == "ct":
-        operator = CTSpec(cfg.angles, cfg.image_size, cfg.ct_filter).to_dict()
+        operator = CTSpec(cfg.angles, cfg.image_size, cfg.ct_filter).to_dict()  # angles: those it is measured at
+        if cfg.angle_range is not None:
+            operator["angle_range"] = list(cfg.angle_range)  # those it trained over
         noise = {"kind": "relative", "level": cfg.noise, "on": "sinogram"}
     elif cfg.ranges is None:
         operator, noise = cfg.operator.to_dict(), {"kind": "relative", "level": cfg.noise}

@@ -17,7 +17,7 @@ import numpy as np
 from gradio.utils import get_upload_folder, is_in_or_equal
 
 from recon_demo.lab import Lab, Setting, SettingError
-from recon_demo.loss_study import PRESETS, LossStudy, live_config
+from recon_demo.loss_study import LIVE_DEFAULTS, PRESETS, LossStudy, live_config
 from recon_demo.pictures import png_bytes
 from recon_demo.tables import TABLE_COLUMNS, metrics_rows
 from recon_demo.training import TrainingError
@@ -103,10 +103,10 @@ def register(lab: Lab) -> None:
     def train(
         configurations: str = "MSE,L1,SSIM",
         custom: str = "",
-        model: str = "loss_study_cnn",
+        model: str = LIVE_DEFAULTS["model"],  # the Train tab's defaults
         epochs: int = 10,
         images: int = 32,
-        size: int = 128,
+        size: int = LIVE_DEFAULTS["size"],
         blur: str = "motion",
         kernel_size: int = 9,
         angle: float = 20.0,

@@ -476,7 +476,7 @@ def _error_gallery(result: LabResult) -> list:
 
 
 def error_scale_html() -> str:
-    """The error maps' colour bar, drawn under them as a gradient with its ends labelled."""
+    """The error maps' colour bar, drawn above them as a gradient with its ends labelled."""
     gradient = ", ".join(error_scale_colours())
     return (f'<div class="error-scale"><span>0</span><span class="bar" style="background: linear-gradient(to right, {gradient})">'
             f"</span><span>≥ {ERROR_RANGE:g}</span></div>"

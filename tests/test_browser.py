@@ -206,7 +206,7 @@ def test_inspect_fills_itself_when_opened_and_when_a_choice_changes(browser, app
     page.close()
 
 
-def test_ct_tab_shows_the_sinogram_and_three_reconstructions(browser, app_url):
+def test_ct_tab_shows_the_sinogram_and_four_reconstructions(browser, app_url):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(app_url)
     page.get_by_role("tab", name="CT", exact=True).click()  # opening the tab shows the default setting
@@ -214,11 +214,11 @@ def test_ct_tab_shows_the_sinogram_and_three_reconstructions(browser, app_url):
     page.wait_for_function("[...document.querySelectorAll('#ct_metrics [role=gridcell]')].some(c => c.innerText.includes('SIRT'))",
                            timeout=90_000)  # fmt: skip
     table = page.locator("#ct_metrics").inner_text()
-    assert all(name in table for name in ("FBP", "SIRT", "FBP + Residual UNet")), table
+    assert all(name in table for name in ("FBP", "SIRT", "FBP + Residual UNet", "Unrolled (knows K)")), table
     assert re.search(r"FBP \+ Residual UNet.*?\d+\.\d{3}", table, re.S), table
     assert page.locator("#ct_sinogram img").count() == 1
     captions = page.locator("#ct_outputs .caption-label").all_inner_texts()
-    assert [c.split(":")[0] for c in captions] == ["ground truth", "FBP", "SIRT", "FBP + Residual UNet"], captions
+    assert [c.split(":")[0] for c in captions] == ["ground truth", "FBP", "SIRT", "FBP + Residual UNet", "Unrolled (knows K)"], captions
     tiles = page.evaluate(TILES, "#ct_outputs")  # as the Reconstruct tab's: whole captions, tiles a projector shows
     assert not any(t["cut"] for t in tiles) and min(t["width"] for t in tiles) >= 256, tiles
     assert "60 angles" in page.locator("#ct_status").inner_text()

@@ -83,8 +83,11 @@ def test_evaluate_reproduces_the_recorded_held_out_metrics(key):
     op, noise = _operator(entry)
     result = run_evaluation(EvalConfig(models=[(entry.model, None)], baselines=["input"], operator=op, noise=noise,
                                        regime=entry.regime, device="cpu"))  # fmt: skip
+    # a network handed A runs 36 float32 CG iterations of sparse products whose sums depend on the thread count
+    # (its metrics were recorded with one thread): 1e-3 for it, 1e-4 for the refiners
+    tolerance = 1e-3 if ct_baselines.takes_sinogram(entry.model) else 1e-4
     for metric in ("mse", "psnr", "ssim"):
-        assert result["results"][entry.model][metric] == pytest.approx(entry.metrics["model"][metric], abs=1e-4)
+        assert result["results"][entry.model][metric] == pytest.approx(entry.metrics["model"][metric], abs=tolerance)
         assert result["results"]["input"][metric] == pytest.approx(entry.metrics["measurement"][metric], abs=1e-4)
 
 
@@ -134,8 +137,11 @@ def test_evaluate_reproduces_the_recorded_ct_metrics(key):
     spec = CTSpec(entry.operator["angles"], entry.operator["size"], entry.operator["filter"])
     cfg = CTEvalConfig(models=[(entry.model, None)], baselines=["fbp"], spec=spec, noise=entry.noise["level"], device="cpu")
     result = run_ct_evaluation(cfg, Engine("cpu", manifest=MANIFEST))
+    # a network handed A runs 36 float32 CG iterations of sparse products whose sums depend on the thread count
+    # (its metrics were recorded with one thread): 1e-3 for it, 1e-4 for the refiners
+    tolerance = 1e-3 if ct_baselines.takes_sinogram(entry.model) else 1e-4
     for metric in ("mse", "psnr", "ssim"):
-        assert result["results"][entry.model][metric] == pytest.approx(entry.metrics["model"][metric], abs=1e-4)
+        assert result["results"][entry.model][metric] == pytest.approx(entry.metrics["model"][metric], abs=tolerance)
         assert result["results"]["fbp"][metric] == pytest.approx(entry.metrics["fbp"][metric], abs=1e-4)
 
 

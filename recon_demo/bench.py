@@ -4,8 +4,8 @@ Everything is measured in one run, on the same 256² input:
 - per model, the median of ``--repeats`` timed runs for the engine and for a plain lecture-style loop (each
   model built as in the lecture, fp32, NCHW, called one after another under ``torch.no_grad()``), the model's
   FLOPs (``torch.utils.flop_counter``), and the largest difference between their outputs;
-- the totals for all seven and their ratio (``speedup``); the unrolled network (knows K) with the lecture's K, and
-  its time as a multiple of the UNet's (``unrolled.ratio_to_unet``);
+- the totals for all seven and their ratio (``speedup``); the unrolled network (knows K) and TV with the lecture's
+  K, and their times as multiples of the UNet's (``unrolled.ratio_to_unet``, ``tv.ratio_to_unet``);
 - the machine's limit: SGEMM throughput on the same run, and ``efficiency`` = (all seven's FLOPs ÷ the engine's
   time) ÷ SGEMM throughput;
 - the app, on the same device: the import floor (a fresh interpreter importing torch and gradio), the cold start
@@ -134,8 +134,12 @@ def unrolled_section(engine: Engine, y: torch.Tensor, repeats: int, unet_ms: flo
     ms = round(_median_ms(lambda: engine.forward(model, y, K), repeats, engine.device), 1)
     flops = count_flops(copy.deepcopy(model).bind(K))  # a private copy: binding K changes how it is called
     report("unrolled")
+    tv = engine.methods(baselines=["tv"])[0]  # TV as the app runs it, handed the same K
+    tv_ms = round(_median_ms(lambda: tv(y, K), repeats, engine.device), 1)
+    report("tv")
     return {"unrolled": {"ms": ms, "gflop": round(flops / 1e9, 2), "unet_ms": unet_ms,
-                         "ratio_to_unet": round(ms / unet_ms, 2)}}  # fmt: skip
+                         "ratio_to_unet": round(ms / unet_ms, 2)},
+            "tv": {"ms": tv_ms, "ratio_to_unet": round(tv_ms / unet_ms, 2)}}  # fmt: skip
 
 
 def autocast_section(engine: Engine, repeats: int) -> dict:
@@ -263,7 +267,7 @@ def run_bench(quick: bool = False, device: str | None = None, repeats: int | Non
     device_t = select_device(device)
     repeats = repeats or (3 if quick else 15)
     with_app = app if app is not None else not quick
-    parts = [*(["app"] if with_app else []), "SGEMM", *BENCHED, *(["autocast"] if device_t.type == "cuda" else []),
+    parts = [*(["app"] if with_app else []), "SGEMM", *BENCHED, "tv", *(["autocast"] if device_t.type == "cuda" else []),
              "loss study", "training step"]  # fmt: skip
     done = iter(range(1, len(parts) + 1))
 
@@ -303,6 +307,7 @@ def format_report(r: dict) -> str:
     lines.append(f"{'all seven':<10} {r['engine_all_ms']:>10.1f} {r['lecture_loop_all_ms']:>11.1f} {r['gflop_all']:>7.2f}")
     u = r["unrolled"]
     lines.append(f"{'unrolled':<10} {u['ms']:>10.1f} {'':>11} {u['gflop']:>7.2f}  (knows K; {u['ratio_to_unet']}× the UNet's time)")
+    lines.append(f"{'TV':<10} {r['tv']['ms']:>10.1f} {'':>11} {'':>7}  (handed K; {r['tv']['ratio_to_unet']}× the UNet's time)")
     lines.append(f"speed-up {r['speedup']}×; SGEMM {r['sgemm_gflops']} GFLOP/s; engine {r['achieved_gflops']} GFLOP/s, "
                  f"efficiency {r['efficiency']}")  # fmt: skip
     if r.get("autocast_all_ms") is not None:

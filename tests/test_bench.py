@@ -19,7 +19,8 @@ def test_quick_bench_reports_every_figure(capsys):
     printed = capsys.readouterr()
     report = json.loads(printed.out)  # stdout holds the JSON alone; the progress went to stderr
     assert printed.err.splitlines()[0] == "bench: measuring…"
-    assert printed.err.splitlines()[-1].startswith(f"bench: measuring: {len(list_models()) + 4}/{len(list_models()) + 4} in")
+    parts = len(list_models()) + 5  # SGEMM, the seven, the unrolled network, TV, the loss study, a training step
+    assert printed.err.splitlines()[-1].startswith(f"bench: measuring: {parts}/{parts} in")
     assert KEYS <= set(report) and report["device"] == "cpu" and report["quick"]
     assert list(report["per_model"]) == list_models()
     assert all({"ms", "lecture_ms", "gflop", "max_abs_diff"} <= set(m) for m in report["per_model"].values())
@@ -28,6 +29,8 @@ def test_quick_bench_reports_every_figure(capsys):
     unrolled = report["unrolled"]  # the network that knows K, with the lecture's K, beside the UNet of the same run
     assert unrolled["ms"] > 0 and unrolled["ratio_to_unet"] == round(unrolled["ms"] / report["per_model"]["unet"]["ms"], 2)
     assert 15 < unrolled["gflop"] < 19  # five denoisers and six data steps, below the UNet's 18.4
+    tv = report["tv"]  # TV as the app runs it, handed the same K, beside the same UNet
+    assert tv["ms"] > 0 and tv["ratio_to_unet"] == round(tv["ms"] / report["per_model"]["unet"]["ms"], 2)
     assert report["sgemm_gflops"] > 0 and report["efficiency"] > 0 and report["train_steps_per_s"] > 0
     assert all(report[key] is None for key in APP_KEYS)  # the app is measured in full mode only
     step = report["train_step_ms"]

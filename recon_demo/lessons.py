@@ -52,7 +52,7 @@ LESSONS: dict[str, Lesson] = {
                "sharp but its textures flat: compare the error maps and the LPIPS column.",
                {"models": ("unet", "wiener", "tv")}, errors=True),
         Lesson("one-operator", "5. Trained for one operator: change the angle", "robustness",
-               "A course network learned motion 9 @ 20° only: run the sweep and watch it fall as the angle moves, while "
+               "A course network learned motion 9 @ 20° only: the sweep shows it fall as the angle moves, while "
                "the general weights, trained on random blurs, hold up better.",
                {"models": ("cnn", "unet", "wiener")}, sweep="angle"),
         Lesson("loss", "6. The loss decides what the network learns", "train",

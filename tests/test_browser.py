@@ -285,6 +285,8 @@ def test_a_lesson_sets_the_controls_opens_its_tab_and_its_link_does_too(browser,
     page.goto(app_url + "?lesson=one-operator")
     page.wait_for_function(f"{SELECTED_TAB} === 'Robustness'", timeout=60_000)
     page.wait_for_function("document.querySelector('#sweep_parameter input[value=angle]')?.checked", timeout=30_000)
+    # the lesson's sweep runs by itself: the plot is not an empty box waiting for a button
+    page.wait_for_function("document.querySelector('#sweep_status').innerText.includes('values of motion angle')", timeout=120_000)
     page.goto(app_url + "?lesson=classical")  # "compare the error maps": the lesson shows them
     page.wait_for_function("document.querySelectorAll('#errors .caption-label').length >= 2", timeout=60_000)
     assert page.locator("#show_errors input").is_checked() and page.locator("#error_scale .bar").is_visible()

@@ -79,5 +79,8 @@ def build(lab, rec) -> gr.Radio:
     def do_sweep(param, weights, handed_k, progress=PROGRESS, *values):  # progress before *values: see reconstruct.run
         return sweep_outputs(lab, param, weights, handed_k, *values, report=shown_by(progress))
 
-    run.click(do_sweep, [parameter, regimes, handed, *rec.controls.inputs()], [status, plot, legend], api_visibility="private")
+    inputs, outputs = [parameter, regimes, handed, *rec.controls.inputs()], [status, plot, legend]
+    run.click(do_sweep, inputs, outputs, api_visibility="private")
+    # another parameter (a student's choice, or a lesson's) sweeps at once, as every other control recomputes
+    parameter.change(do_sweep, inputs, outputs, api_visibility="private", trigger_mode="always_last")
     return parameter

@@ -117,7 +117,7 @@ def models_section(engine: Engine, repeats: int, report=lambda name: None) -> di
     engine_all = sum(m["ms"] for m in per_model.values())
     lecture_all = sum(m["lecture_ms"] for m in per_model.values())
     return {
-        **unrolled_section(engine, y, repeats, per_model["unet"]["ms"], report),
+        **handed_k_section(engine, y, repeats, per_model["unet"]["ms"], report),
         "engine_all_ms": round(engine_all, 1),
         "lecture_loop_all_ms": round(lecture_all, 1),
         "speedup": round(lecture_all / engine_all, 3),
@@ -127,8 +127,9 @@ def models_section(engine: Engine, repeats: int, report=lambda name: None) -> di
     }
 
 
-def unrolled_section(engine: Engine, y: torch.Tensor, repeats: int, unet_ms: float, report=lambda name: None) -> dict:
-    """The unrolled network on the same 256² input with the lecture's K, against the UNet timed just before."""
+def handed_k_section(engine: Engine, y: torch.Tensor, repeats: int, unet_ms: float, report=lambda name: None) -> dict:
+    """The methods handed the lecture's K, the unrolled network and TV, on the same 256² input, against the UNet
+    timed just before."""
     model = engine.model("unrolled")
     K = LECTURE_OPERATOR.build()
     ms = round(_median_ms(lambda: engine.forward(model, y, K), repeats, engine.device), 1)

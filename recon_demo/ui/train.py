@@ -14,6 +14,7 @@ import pandas as pd
 from recon_demo.lab import FLAT_FIELDS, Setting
 from recon_demo.loss_study import (
     EXPERIMENTS,
+    LECTURE_RESULTS,
     LIVE_MODELS,
     MAX_EPOCHS,
     MAX_IMAGES,
@@ -90,21 +91,22 @@ def run_study(cfg: LossStudyConfig, cancel: threading.Event):
 
 
 LECTURE_COLUMN = LossStudy.TABLE_COLUMNS.index("the lecture's, on its CT data: PSNR / SSIM")
+SHOWN_COLUMNS = tuple(c for i, c in enumerate(LossStudy.TABLE_COLUMNS) if i != LECTURE_COLUMN)
 
 
 def shown_table(study: LossStudy):
-    """The study's table as the page shows it: the measurement first (the row to beat), the best value of each
-    column marked, and the lecture's column left to ``lecture_note`` (its numbers come from other data)."""
-    columns = tuple(c for i, c in enumerate(LossStudy.TABLE_COLUMNS) if i != LECTURE_COLUMN)
-    return styled([[c for i, c in enumerate(row) if i != LECTURE_COLUMN] for row in study.table_rows()], columns)
+    """The study's table as the page shows it (``SHOWN_COLUMNS``): the measurement first (the row to beat), the
+    best value of each column marked, and the lecture's column left to ``lecture_note`` (other data)."""
+    return styled([[c for i, c in enumerate(row) if i != LECTURE_COLUMN] for row in study.table_rows()], SHOWN_COLUMNS)
 
 
 def lecture_note(study: LossStudy) -> str:
-    """The lecture's own figures for the configurations it studied, said to be from another data set."""
-    published = [(row[0], row[LECTURE_COLUMN]) for row in study.table_rows()[1:] if row[LECTURE_COLUMN] != "—"]
+    """The lecture's own figures (``LECTURE_RESULTS``) for the configurations it studied, said to be from another
+    data set."""
+    published = [(label, LECTURE_RESULTS[label]) for label in study.results if label in LECTURE_RESULTS]
     if not published:
         return ""
-    figures = "; ".join(f"{label} {value.replace(' / ', ' dB / SSIM ')}" for label, value in published)
+    figures = "; ".join(f"{label} {p:.3f} dB / SSIM {s:.4f}" for label, (p, s) in published)
     return (f"The lecture's own results for these losses (PSNR / SSIM), measured on its CT slices, another data set: "
             f"{figures}. Compare their order with ours, not their values.")  # fmt: skip
 
@@ -151,7 +153,7 @@ def build(rec) -> None:
             legend = gr.HTML(elem_id="curves_legend")
             recs = gr.Gallery(label="Reconstructions of the test measurement", columns=4, height=300, format="png",
                               elem_id="train_recs")  # fmt: skip
-            table = gr.Dataframe(headers=[c for i, c in enumerate(LossStudy.TABLE_COLUMNS) if i != LECTURE_COLUMN],
+            table = gr.Dataframe(headers=list(SHOWN_COLUMNS),
                                  interactive=False, wrap=False, elem_id="train_table",
                                  label="Results (the best of each column in bold green; the measurement is the row to beat)")  # fmt: skip
             lecture = gr.Markdown(elem_id="train_lecture")

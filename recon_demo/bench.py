@@ -5,7 +5,8 @@ Everything is measured in one run, on the same 256² input:
   model built as in the lecture, fp32, NCHW, called one after another under ``torch.no_grad()``), the model's
   FLOPs (``torch.utils.flop_counter``), and the largest difference between their outputs;
 - the totals for all seven and their ratio (``speedup``); the unrolled network (knows K) and TV with the lecture's
-  K, and their times as multiples of the UNet's (``unrolled.ratio_to_unet``, ``tv.ratio_to_unet``);
+  K, and their times as multiples of the UNet's (``unrolled.ratio_to_unet``, ``tv.ratio_to_unet``): the three
+  timed in turn, round after round, each ratio the median of the rounds' (a shared CPU's speed drifts);
 - the machine's limit: SGEMM throughput on the same run, and ``efficiency`` = (all seven's FLOPs ÷ the engine's
   time) ÷ SGEMM throughput;
 - the app, on the same device: the import floor (a fresh interpreter importing torch and gradio), the cold start
@@ -50,8 +51,9 @@ APP_KEYS = ("import_floor_s", "cold_start_s", "app_start_s", "roundtrip_ms", "ro
             "roundtrip_overhead_ms", "roundtrip_split_ms", "idle_cpu_fraction", "idle_wakeups_per_s", "classroom")  # None without the app
 
 
-def _median_ms(fn, repeats: int, device: torch.device) -> float:
-    fn()  # warm-up: weights in cache, oneDNN / cuDNN primitives chosen
+def _median_ms(fn, repeats: int, device: torch.device, warm: bool = True) -> float:
+    if warm:
+        fn()  # warm-up: weights in cache, oneDNN / cuDNN primitives chosen
     times = []
     for _ in range(repeats):
         if device.type == "cuda":
@@ -117,7 +119,7 @@ def models_section(engine: Engine, repeats: int, report=lambda name: None) -> di
     engine_all = sum(m["ms"] for m in per_model.values())
     lecture_all = sum(m["lecture_ms"] for m in per_model.values())
     return {
-        **handed_k_section(engine, y, repeats, per_model["unet"]["ms"], report),
+        **handed_k_section(engine, y, repeats, report),
         "engine_all_ms": round(engine_all, 1),
         "lecture_loop_all_ms": round(lecture_all, 1),
         "speedup": round(lecture_all / engine_all, 3),
@@ -127,20 +129,37 @@ def models_section(engine: Engine, repeats: int, report=lambda name: None) -> di
     }
 
 
-def handed_k_section(engine: Engine, y: torch.Tensor, repeats: int, unet_ms: float, report=lambda name: None) -> dict:
-    """The methods handed the lecture's K, the unrolled network and TV, on the same 256² input, against the UNet
-    timed just before."""
-    model = engine.model("unrolled")
+def handed_k_section(engine: Engine, y: torch.Tensor, repeats: int, report=lambda name: None) -> dict:
+    """The methods handed the lecture's K, the unrolled network and TV, on the same 256² input, against the UNet:
+    the three run in turn, ``repeats`` rounds, and each ratio is the median of the rounds' ratios, so that a
+    machine that slows down or speeds up during the run (a shared CPU does, by 30 % and more) moves both."""
+    unet, model = engine.model("unet"), engine.model("unrolled")
     K = LECTURE_OPERATOR.build()
-    ms = round(_median_ms(lambda: engine.forward(model, y, K), repeats, engine.device), 1)
+    tv = engine.methods(baselines=["tv"])[0]  # TV as the app runs it, handed the same K
+    calls = {"unet": lambda: engine.forward(unet, y), "unrolled": lambda: engine.forward(model, y, K), "tv": lambda: tv(y, K)}
+    times = _interleaved_ms(calls, repeats, engine.device)
     flops = count_flops(copy.deepcopy(model).bind(K))  # a private copy: binding K changes how it is called
     report("unrolled")
-    tv = engine.methods(baselines=["tv"])[0]  # TV as the app runs it, handed the same K
-    tv_ms = round(_median_ms(lambda: tv(y, K), repeats, engine.device), 1)
     report("tv")
-    return {"unrolled": {"ms": ms, "gflop": round(flops / 1e9, 2), "unet_ms": unet_ms,
-                         "ratio_to_unet": round(ms / unet_ms, 2)},
-            "tv": {"ms": tv_ms, "ratio_to_unet": round(tv_ms / unet_ms, 2)}}  # fmt: skip
+
+    def against_unet(name: str) -> dict:
+        ratios = [t / u for t, u in zip(times[name], times["unet"])]
+        return {"ms": round(statistics.median(times[name]), 1), "ratio_to_unet": round(statistics.median(ratios), 2)}
+
+    unet_ms = round(statistics.median(times["unet"]), 1)
+    return {"unrolled": {**against_unet("unrolled"), "gflop": round(flops / 1e9, 2), "unet_ms": unet_ms},
+            "tv": {**against_unet("tv"), "unet_ms": unet_ms}}  # fmt: skip
+
+
+def _interleaved_ms(calls: dict, repeats: int, device: torch.device) -> dict[str, list[float]]:
+    """Each call's time in ms, ``repeats`` rounds of all the calls in turn (after one warm-up each)."""
+    for fn in calls.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, fn in calls.items():
+            times[name].append(_median_ms(fn, 1, device, warm=False))
+    return times
 
 
 def autocast_section(engine: Engine, repeats: int) -> dict:

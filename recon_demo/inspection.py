@@ -65,18 +65,18 @@ def inspect(lab, setting, name: str, layer: str | None = None, scale: str = "sha
         net = create_model(name).eval()
         note = f"{model_info(name).label} has no {setting.regime} weights yet: the untrained network is shown."
     with _ONE_AT_A_TIME:  # FLOP counting (a dispatch mode) and the receptive field's backward pass of two requests at
-        return _inspect(net, note, name, setting, x_true, y_delta, layer, scale, report)  # once broke autograd
+        return _inspect(net, lab.engine, note, name, setting, x_true, y_delta, layer, scale, report)  # once broke autograd
 
 
 _ONE_AT_A_TIME = threading.Lock()
 
 
-def _inspect(net, note: str, name: str, setting, x_true, y_delta, layer: str | None, scale: str, report: Report) -> Inspection:
+def _inspect(net, engine, note: str, name: str, setting, x_true, y_delta, layer: str | None, scale: str, report: Report) -> Inspection:
     net = copy.deepcopy(net)  # hooks and gradients on a private copy: the engine's model is shared between requests
     steps: list[np.ndarray] = []
     if knows_operator(net):
         net.bind(setting.operator.build())  # Inspect's tools call net(y_delta)
-        with torch.inference_mode():
+        with torch.inference_mode(), engine.precision(net):  # as Reconstruct runs it: its last iterate is that result
             steps = [x[0, 0].clamp(0, 1).float().cpu().numpy() for x in net.iterates(y_delta.to(next(net.parameters()).device))]
     layers = conv_layers(net)
     layer = layer if layer in layers else layers[0]

@@ -212,7 +212,8 @@ def test_inspect_handler(lab):
     assert rf_map.shape == (256, 256, 3) and spectrum.shape == residual.shape == (256, 256) and len(table) == 8
     assert table[-1][0] == "Unrolled (knows K)"
     *_, iterates = inspect_outputs(lab, "unrolled", None, "shared", *values())
-    assert iterates["visible"] and [c for _, c in iterates["value"]][0].startswith("x_0: ") and len(iterates["value"]) == 6
+    captions = [c.split(": ")[0] for _, c in iterates["value"]]  # x_0, then one after each of its denoisers
+    assert iterates["visible"] and len(captions) > 2 and captions == [f"x_{k}" for k in range(len(captions))]
     deeper = conv_layers(create_model("unet"))[3]
     _, note, text, *_ = inspect_outputs(lab, "unet", deeper, "shared", *values())
     assert "no course weights yet" in note and f"encoder block 2, conv 2 (`{deeper}`)" in text

@@ -219,3 +219,33 @@ def test_trained_for_ct_it_reconstructs_any_angle_count_in_evaluate_and_the_ct_t
         result = lab.run(CTSetting(image="phantom-1", angles=angles), with_lpips=False)
         unrolled = next(r for r in result.reconstructions if r.name == "unrolled")
         assert unrolled.label == "Unrolled (knows K)" and unrolled.image.shape == (256, 256) and unrolled.metrics["psnr"] > 10
+
+
+def test_the_engine_runs_it_in_bf16_where_told_and_the_lecture_networks_always_in_float32(monkeypatch):
+    from recon_demo.engine import Engine
+
+    torch.manual_seed(0)
+    unrolled, unet = create_model("unrolled").eval(), create_model("unet").eval()
+    K = LECTURE_OPERATOR.build()
+    y = K.forward(torch.rand(1, 1, 48, 48))
+    fp32, bf16 = Engine("cpu", bf16=False), Engine("cpu", bf16=True)  # bf16=None: where the CPU has it natively
+    fp32.prepare(unrolled), fp32.prepare(unet)  # (on the CPU, channels-last: the same for both engines)
+    a, b = (e.forward(unrolled, y, K)[0] for e in (fp32, bf16))
+    with torch.inference_mode():
+        torch.testing.assert_close(a, unrolled(y, K).clamp(0, 1))  # float32: the plain call
+    assert 0 < (a - b).abs().max() < 0.05  # the denoisers in bf16: close, not equal
+    u32, u16 = (e.forward(unet, y)[0] for e in (fp32, bf16))
+    assert torch.equal(u32, u16)  # the lecture's networks: float32 in both
+    monkeypatch.setenv("RECON_CPU_BF16", "0")
+    assert not Engine("cpu").bf16
+    monkeypatch.setenv("RECON_CPU_BF16", "1")
+    assert Engine("cpu").bf16
+
+
+def test_a_training_records_its_held_out_metrics_in_float32():
+    """What a manifest records reproduces on every machine: the unrolled network's run is measured without bf16, and
+    the command it records says how to get the same figures where bf16 is native."""
+    from recon_demo.training.record import _float32_engine, _float32_env
+
+    assert _float32_env("unrolled") == "RECON_CPU_BF16=0 " and _float32_env("unet") == ""
+    assert _float32_engine().bf16 is False

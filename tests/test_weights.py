@@ -78,7 +78,8 @@ def test_a_shipped_checkpoint_loads_and_improves_on_the_measurement(key):
 
 
 @pytest.mark.parametrize("key", ENTRIES)
-def test_evaluate_reproduces_the_recorded_held_out_metrics(key):
+def test_evaluate_reproduces_the_recorded_held_out_metrics(key, monkeypatch):
+    monkeypatch.setenv("RECON_CPU_BF16", "0")  # recorded in float32 (the unrolled network's bf16 runs: test_unrolled)
     entry = ENTRIES[key]
     op, noise = _operator(entry)
     result = run_evaluation(EvalConfig(models=[(entry.model, None)], baselines=["input"], operator=op, noise=noise,
@@ -132,7 +133,8 @@ def test_a_shipped_ct_checkpoint_improves_on_fbp(key):
 
 
 @pytest.mark.parametrize("key", CT_ENTRIES)
-def test_evaluate_reproduces_the_recorded_ct_metrics(key):
+def test_evaluate_reproduces_the_recorded_ct_metrics(key, monkeypatch):
+    monkeypatch.setenv("RECON_CPU_BF16", "0")  # recorded in float32
     entry = CT_ENTRIES[key]
     spec = CTSpec(entry.operator["angles"], entry.operator["size"], entry.operator["filter"])
     cfg = CTEvalConfig(models=[(entry.model, None)], baselines=["fbp"], spec=spec, noise=entry.noise["level"], device="cpu")

@@ -72,7 +72,7 @@ def build(lab: Lab, rec, tab: gr.Tab) -> None:
         with gr.Column(scale=2, min_width=320):
             channels = gr.Gallery(label="Activations, one image per channel (click to enlarge)", columns=8, height="auto",
                                   format="png", elem_id="channels")  # fmt: skip
-            iterates = gr.Gallery(label="The unrolled network's estimates x_0 … x_5 and their PSNR: x_0 fits the measurement "
+            iterates = gr.Gallery(label="The unrolled network's estimates x_0, x_1, … and their PSNR: x_0 fits the measurement "
                                   "(a regularised least-squares step), each next one is denoised, then pulled back to agree "
                                   "with y_delta; the PSNR should rise", columns=3, height="auto", format="png", visible=False,
                                   elem_id="iterates")  # fmt: skip

@@ -206,6 +206,27 @@ def test_inspect_fills_itself_when_opened_and_when_a_choice_changes(browser, app
     page.close()
 
 
+@pytest.mark.parametrize("width, height", [(1440, 900), (390, 844)], ids=["projector", "phone"])
+def test_inspect_shows_the_unrolled_networks_estimates_as_whole_tiles(browser, app_url, width, height):
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(app_url)
+    page.wait_for_function("document.querySelectorAll('#outputs .caption-label').length >= 3", timeout=60_000)
+    page.get_by_role("tab", name="Inspect").click()
+    page.wait_for_function("document.querySelector('#rf_text').innerText.includes('all 32 channels')", timeout=60_000)
+    page.locator("#inspect_model input").click()
+    page.get_by_role("option", name="Unrolled (knows K)").click()
+    page.wait_for_function("document.querySelector('#rf_text').innerText.includes('Its estimates')", timeout=120_000)
+    page.wait_for_function("document.querySelectorAll('#iterates .caption-label').length >= 3", timeout=60_000)
+    page.locator("#iterates").scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    tiles = page.evaluate(TILES, "#iterates")
+    page.screenshot(path=str(ARTIFACTS / f"iterates-{width}.png"))
+    assert [t["text"].split(":")[0] for t in tiles] == [f"x_{k}" for k in range(len(tiles))], tiles
+    assert not any(t["cut"] for t in tiles) and all(0 <= t["left"] and t["right"] <= width for t in tiles), tiles
+    assert min(t["width"] for t in tiles) >= (200 if width >= 1440 else 140), tiles  # two or three to a row
+    page.close()
+
+
 def test_ct_tab_shows_the_sinogram_and_four_reconstructions(browser, app_url):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(app_url)

@@ -22,7 +22,7 @@ TITLE = "recon-demo: end-to-end neural image reconstruction"
 # second row), each caption whole, under its image rather than over it; the same for the error maps, the Train
 # tab's reconstructions and the CT tab's pictures. On a phone the results come before the controls, with a button
 # to jump between them; tables keep their words whole and scroll sideways when they must.
-_TILED = ("#outputs", "#errors", "#ct_outputs", "#train_recs", "#activations")
+_TILED = ("#outputs", "#errors", "#ct_outputs", "#train_recs", "#activations", "#iterates")
 CSS = (
     ", ".join(f"{g}, {g} .grid-wrap" for g in _TILED) + " { height: auto !important; max-height: none !important; }\n"
     + ", ".join(f"{g} .thumbnail-item" for g in _TILED) + " { height: auto !important; aspect-ratio: auto !important; flex-direction: column; }\n"
@@ -32,7 +32,8 @@ CSS = (
       " text-overflow: clip !important; font-size: 0.95rem; }\n"
     + ", ".join(f"{g} .grid-container" for g in _TILED[:3])
     + " { grid-template-columns: repeat(auto-fit, minmax(min(256px, 36vw), 1fr)) !important; }\n"
-    + "#train_recs .grid-container { grid-template-columns: repeat(auto-fit, minmax(min(200px, 36vw), 1fr)) !important; }\n"
+    + "#train_recs .grid-container, #iterates .grid-container"
+    " { grid-template-columns: repeat(auto-fit, minmax(min(200px, 36vw), 1fr)) !important; }\n"
     + """
 .sweep-legend { display: flex; flex-wrap: wrap; gap: 6px 18px; font-size: 16px; margin: 4px 0 0 8px; }
 .sweep-legend .legend-item { display: inline-flex; align-items: center; gap: 6px; }
@@ -43,7 +44,7 @@ CSS = (
 #results_col.stale #outputs img { opacity: 0.45; transition: opacity 0.15s; }
 #results_col.stale #status::before { content: "⟳ updating to the new setting…"; display: block; font-weight: 600; }
 #activations .grid-container { grid-template-columns: repeat(auto-fill, minmax(min(320px, 80vw), 1fr)) !important; }
-#channels, #channels .grid-wrap, #iterates, #iterates .grid-wrap { height: auto !important; max-height: none !important; }
+#channels, #channels .grid-wrap { height: auto !important; max-height: none !important; }
 #channels .grid-container { grid-template-columns: repeat(auto-fill, minmax(88px, 1fr)) !important; }
 #examples .grid-container { grid-template-columns: repeat(auto-fill, minmax(84px, 1fr)) !important; }
 #about_text table { display: block; overflow-x: auto; }

@@ -50,6 +50,10 @@ def inspect_outputs(lab: Lab, name: str, layer_name: str | None, scale_kind: str
              " simply divide back) and the residual |x_true − y_delta| (what ResCNN learns to add).")
     channels = [(to_uint8(ch), f"{i + 1}/{c}") for i, ch in enumerate(seen.channels)]
     steps = [(to_uint8(x), f"x_{k}: {p:.2f} dB") for k, (x, p) in enumerate(zip(seen.iterates, seen.iterate_psnr))]
+    if steps:
+        text += ("\n\nIts estimates, under the activations: x_0 fits the measurement (a regularised least-squares step); each"
+                 " next one is denoised, then pulled back to agree with y_delta. The PSNR rises over the steps (one may"
+                 " dip: each denoiser learned its own share of the work).")
     iterates = gr.update(value=steps or None, visible=bool(steps))
     return (channels, seen.note, text, seen.receptive_field, to_uint8(seen.spectrum), to_uint8(seen.residual), architectures_rows(),
             iterates)  # fmt: skip
@@ -72,10 +76,8 @@ def build(lab: Lab, rec, tab: gr.Tab) -> None:
         with gr.Column(scale=2, min_width=320):
             channels = gr.Gallery(label="Activations, one image per channel (click to enlarge)", columns=8, height="auto",
                                   format="png", elem_id="channels")  # fmt: skip
-            iterates = gr.Gallery(label="The unrolled network's estimates x_0, x_1, … and their PSNR: x_0 fits the measurement "
-                                  "(a regularised least-squares step), each next one is denoised, then pulled back to agree "
-                                  "with y_delta; the PSNR should rise", columns=3, height="auto", format="png", visible=False,
-                                  elem_id="iterates")  # fmt: skip
+            iterates = gr.Gallery(label="Its estimates x_0, x_1, … (PSNR)", columns=3, height="auto",
+                                  format="png", visible=False, elem_id="iterates")  # fmt: skip
             with gr.Row():
                 rf_map = gr.Image(label="Receptive field", height=300, elem_id="rf_map")
                 spectrum = gr.Image(label="Kernel's Fourier magnitude", height=300)

@@ -147,7 +147,7 @@ def handed_k_section(engine: Engine, y: torch.Tensor, repeats: int, report=lambd
         return {"ms": round(statistics.median(times[name]), 1), "ratio_to_unet": round(statistics.median(ratios), 2)}
 
     unet_ms = round(statistics.median(times["unet"]), 1)
-    precision = "bf16 denoisers" if engine.bf16 and model.inference_bf16 else "fp32"  # Engine.precision
+    precision = "bf16 denoisers" if engine.runs_bf16(model) else "fp32"
     return {"unrolled": {**against_unet("unrolled"), "gflop": round(flops / 1e9, 2), "unet_ms": unet_ms, "precision": precision},
             "tv": {**against_unet("tv"), "unet_ms": unet_ms}}  # fmt: skip
 

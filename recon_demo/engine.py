@@ -94,13 +94,18 @@ class Engine:
         """A model in the engine's form: on its device, in eval mode, with channels-last weights."""
         return model.to(self.device).eval().to(memory_format=MEMORY_FORMAT)
 
+    def runs_bf16(self, model: nn.Module) -> bool:
+        """Whether ``model`` runs under bf16 autocast here: a network that declares ``inference_bf16`` (the unrolled
+        network, trained under bf16 autocast, whose data steps stay float32 inside it), on an engine where bf16 is
+        native (a CPU with AVX512-BF16 or AMX, a GPU from Ampere on) and not turned off (``Engine(bf16=False)``,
+        ``evaluate --precision fp32``, ``RECON_CPU_BF16=0`` on a CPU). The lecture's seven always run in float32:
+        the engine reproduces the lecture's numbers."""
+        return self.bf16 and getattr(model, "inference_bf16", False)
+
     def precision(self, model: nn.Module) -> AbstractContextManager:
-        """What ``model`` runs under: bf16 autocast for a network that declares ``inference_bf16`` (the unrolled
-        network, trained under bf16 autocast, whose data steps stay float32 inside it) where bf16 is native (a CPU
-        with AVX512-BF16 or AMX, a recent GPU; ``RECON_CPU_BF16=0`` turns it off), else float32. The lecture's
-        seven always run in float32: the engine reproduces the lecture's numbers."""
-        if self.bf16 and getattr(model, "inference_bf16", False):
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        """The context ``model`` runs under: bf16 autocast on its device where ``runs_bf16``, else none (float32)."""
+        if self.runs_bf16(model):
+            return torch.autocast(next(model.parameters()).device.type, dtype=torch.bfloat16)
         return nullcontext()
 
     def available(self, regime: str = "course") -> dict[str, str | None]:

@@ -89,9 +89,9 @@ class Unrolled:
         """What the first convolution sees: the first denoiser's first layer on x_0, (C, H, W)."""
         from recon_demo.activations import first_layer_output
 
-        with torch.inference_mode():
+        with torch.inference_mode(), self.engine.precision(self.model):  # as the result was computed
             x_0 = self.model.first_estimate(y_delta.to(self.engine.device, torch.float32), operator)
-        return first_layer_output(self.model.denoisers[0], x_0)
+            return first_layer_output(self.model.denoisers[0], x_0)
 
 
 def network_method(name: str, label: str, engine: Engine, model: torch.nn.Module) -> Network | Unrolled:

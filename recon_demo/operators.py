@@ -258,7 +258,7 @@ class Blur:
         # run faster: 270 instead of 264 for 256² and 9×9, 10 % less time
         size = (fft.next_fast_len(h + k - 1, real=True), fft.next_fast_len(w + k - 1, real=True))
         transfer = self._transfers.get((size, flip, dtype))
-        if transfer is None:  # the same zero-padded product as _correlate_fft's
+        if transfer is None:  # the zero-padded product of _correlate_fft, on the larger fast size
             kernels = (self.kernel if flip else self.kernel.flip(-2, -1)).to(dtype).reshape(-1, k, k).numpy()
             transfer = fft.rfft2(kernels, s=size)  # (1 or N, H', W'/2 + 1)
             self._transfers[(size, flip, dtype)] = transfer  # one operator sees one or two image sizes

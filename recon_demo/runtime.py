@@ -62,7 +62,10 @@ def native_bf16(device_type: str = "cpu") -> tuple[bool, str]:
     if device_type == "cuda":
         import torch
 
-        ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        try:  # without emulation: a pre-Ampere GPU (T4, V100) would emulate bf16, slower than float32
+            ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # a torch without the argument reports native support only
+            ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         return ok, "the GPU supports bf16" if ok else "this GPU has no native bf16"
     forced = os.environ.get("RECON_CPU_BF16")
     if forced in ("0", "1"):

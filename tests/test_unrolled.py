@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -154,6 +155,17 @@ def test_inspect_shows_its_iterates(unrolled_lab):
     assert seen.layer == "denoisers.0.head.0" and seen.rf_extent[0] > 9  # the data steps see the whole kernel
 
 
+@pytest.mark.parametrize("bf16", [False, True])
+def test_inspects_last_estimate_is_reconstructs_result_in_either_precision(unrolled_lab, bf16):
+    from recon_demo.engine import Engine
+    from recon_demo.lab import Lab, Setting
+
+    lab = Lab(Engine("cpu", manifest=unrolled_lab.engine.manifest, bf16=bf16))
+    setting = Setting(models=("unrolled",))
+    result = next(r for r in lab.run(setting, with_lpips=False, max_channels=0).reconstructions if r.name == "unrolled")
+    np.testing.assert_allclose(lab.inspect(setting, "unrolled").iterates[-1], result.image, atol=1e-6)
+
+
 def test_ct_training_draws_its_angle_count_from_the_range_and_refuses_what_does_not_fit():
     from recon_demo.training.cli import config_from_args
     from recon_demo.training.config import TrainConfig, TrainingError
@@ -242,10 +254,36 @@ def test_the_engine_runs_it_in_bf16_where_told_and_the_lecture_networks_always_i
     assert Engine("cpu").bf16
 
 
-def test_a_training_records_its_held_out_metrics_in_float32():
-    """What a manifest records reproduces on every machine: the unrolled network's run is measured without bf16, and
-    the command it records says how to get the same figures where bf16 is native."""
-    from recon_demo.training.record import _float32_engine, _float32_env
+def test_a_training_records_its_held_out_metrics_in_float32(monkeypatch):
+    """What a manifest records reproduces on every machine: a run is measured in float32, and the command it records
+    asks for float32, so that the unrolled network (bf16 where native) gives the same figures everywhere."""
+    import recon_demo.evaluate as evaluate
+    from recon_demo.training.config import TrainConfig
+    from recon_demo.training.record import heldout_metrics
 
-    assert _float32_env("unrolled") == "RECON_CPU_BF16=0 " and _float32_env("unet") == ""
-    assert _float32_engine().bf16 is False
+    asked = []
+
+    def fake(cfg, engine=None, report=None):
+        asked.append(cfg)
+        scores = {"mse": 0.001, "psnr": 30.0, "ssim": 0.9}
+        return {"protocol": {"summary": "s", "images": ["a"]}, "results": {cfg.models[0][0]: scores, "input": scores, "fbp": scores}}
+
+    monkeypatch.setattr(evaluate, "run_evaluation", fake)
+    monkeypatch.setattr(evaluate, "run_ct_evaluation", fake)
+    blur = heldout_metrics(TrainConfig(model="unrolled"), "u.safetensors")
+    ct = heldout_metrics(TrainConfig(task="ct", model="unrolled", angles=60), "c.safetensors")
+    assert [cfg.precision for cfg in asked] == ["fp32", "fp32"]
+    assert blur["command"].endswith("--lpips --precision fp32") and ct["command"].endswith("--lpips --precision fp32")
+
+
+def test_evaluate_says_how_each_network_ran_and_fp32_is_asked_for_by_a_flag():
+    from recon_demo.engine import Engine
+    from recon_demo.evaluate import EvalConfig, run_evaluation
+
+    cfg = EvalConfig(models=[("unrolled", None), ("cnn", None)], regime="general", limit=1, size=64)
+    fp32 = run_evaluation(replace(cfg, precision="fp32"))
+    bf16 = run_evaluation(cfg, Engine("cpu", bf16=True))  # as on a CPU with native bf16
+    assert fp32["protocol"]["precision"] == {"unrolled": "fp32", "cnn": "fp32"}
+    assert bf16["protocol"]["precision"] == {"unrolled": "bf16 (float32 data steps)", "cnn": "fp32"}
+    psnr = {name: (fp32["results"][name]["psnr"], bf16["results"][name]["psnr"]) for name in ("cnn", "unrolled")}
+    assert psnr["cnn"][0] == psnr["cnn"][1] and psnr["unrolled"][0] != psnr["unrolled"][1]

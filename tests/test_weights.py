@@ -78,12 +78,11 @@ def test_a_shipped_checkpoint_loads_and_improves_on_the_measurement(key):
 
 
 @pytest.mark.parametrize("key", ENTRIES)
-def test_evaluate_reproduces_the_recorded_held_out_metrics(key, monkeypatch):
-    monkeypatch.setenv("RECON_CPU_BF16", "0")  # recorded in float32 (the unrolled network's bf16 runs: test_unrolled)
+def test_evaluate_reproduces_the_recorded_held_out_metrics(key):
     entry = ENTRIES[key]
     op, noise = _operator(entry)
     result = run_evaluation(EvalConfig(models=[(entry.model, None)], baselines=["input"], operator=op, noise=noise,
-                                       regime=entry.regime, device="cpu"))  # fmt: skip
+                                       regime=entry.regime, device="cpu", precision="fp32"))  # recorded so  # fmt: skip
     # a network handed A runs 36 float32 CG iterations of sparse products whose sums depend on the thread count
     # (its metrics were recorded with one thread): 1e-3 for it, 1e-4 for the refiners
     tolerance = 1e-3 if ct_baselines.takes_sinogram(entry.model) else 1e-4
@@ -133,12 +132,11 @@ def test_a_shipped_ct_checkpoint_improves_on_fbp(key):
 
 
 @pytest.mark.parametrize("key", CT_ENTRIES)
-def test_evaluate_reproduces_the_recorded_ct_metrics(key, monkeypatch):
-    monkeypatch.setenv("RECON_CPU_BF16", "0")  # recorded in float32
+def test_evaluate_reproduces_the_recorded_ct_metrics(key):
     entry = CT_ENTRIES[key]
     spec = CTSpec(entry.operator["angles"], entry.operator["size"], entry.operator["filter"])
     cfg = CTEvalConfig(models=[(entry.model, None)], baselines=["fbp"], spec=spec, noise=entry.noise["level"], device="cpu")
-    result = run_ct_evaluation(cfg, Engine("cpu", manifest=MANIFEST))
+    result = run_ct_evaluation(cfg, Engine("cpu", manifest=MANIFEST, bf16=False))  # recorded in float32
     # a network handed A runs 36 float32 CG iterations of sparse products whose sums depend on the thread count
     # (its metrics were recorded with one thread): 1e-3 for it, 1e-4 for the refiners
     tolerance = 1e-3 if ct_baselines.takes_sinogram(entry.model) else 1e-4

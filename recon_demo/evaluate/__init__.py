@@ -74,6 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--off-course", action="store_true",
                         help="run at the five off-course settings of the general regime instead of --operator/--noise")
     parser.add_argument("--device", help="cpu, cuda, mps (default: RECON_DEVICE or the best available)")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32"),
+                        help="auto: each network as the app runs it (the unrolled network's denoisers in bf16 where "
+                        "bf16 is native); fp32: all in float32, the manifest's figures on every machine")
     parser.add_argument("--format", default="table", choices=("table", "markdown", "json"),
                         help="the lecture's table, the README's (with parameters and ms per 256² image), or JSON")
 
@@ -106,6 +109,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         lpips=args.lpips,
         regime=args.regime,
         device=args.device,
+        precision=args.precision,
         unshipped=[name for name in list_models() if name not in shipped] if asks_all else [],
     )
 
@@ -130,6 +134,7 @@ def ct_config_from_args(args: argparse.Namespace) -> CTEvalConfig:
         seed=args.seed,
         lpips=args.lpips,
         device=args.device,
+        precision=args.precision,
     )
 
 

@@ -51,6 +51,7 @@ class EvalConfig:
     lpips: bool = False  # also compute LPIPS
     regime: str = "course"  # which shipped checkpoints `name` (without =PATH) selects
     device: str | None = None
+    precision: str = "auto"  # "auto": as the app runs each network (Engine.runs_bf16); "fp32": all in float32
     unshipped: list[str] = field(default_factory=list)  # architectures "all" left out: no weights in the regime
 
 
@@ -102,7 +103,7 @@ def run_evaluation(cfg: EvalConfig, engine: Engine | None = None, report: Report
     """Run the protocol; returns the JSON-ready result. ``report`` hears of each image × method done."""
     if not cfg.models and not cfg.baselines:
         raise ValueError("nothing to evaluate: give --models and/or --baselines")
-    engine = engine or Engine(cfg.device)
+    engine = engine or Engine(cfg.device, bf16=False if cfg.precision == "fp32" else None)
     K = cfg.operator.build()
     networks = {name: engine.model(name, path, cfg.regime) for name, path in cfg.models}  # fail early
     methods = [network_method(name, label(name), engine, model) for name, model in networks.items()]
@@ -135,6 +136,7 @@ def run_evaluation(cfg: EvalConfig, engine: Engine | None = None, report: Report
         "regime": cfg.regime,
         "checkpoints": {name: path or f"shipped ({cfg.regime})" for name, path in cfg.models},
         "device": str(engine.device),
+        "precision": _precisions(engine, networks),
     }
     return {"protocol": protocol, "results": results, "per_image": per_image, "notes": notes}
 
@@ -208,6 +210,7 @@ class CTEvalConfig:
     seed: int = 123
     lpips: bool = False
     device: str | None = None
+    precision: str = "auto"  # as EvalConfig's
 
 
 def run_ct_evaluation(cfg: CTEvalConfig, engine: Engine | None = None, report: Report = no_progress) -> dict:
@@ -217,7 +220,7 @@ def run_ct_evaluation(cfg: CTEvalConfig, engine: Engine | None = None, report: R
     if not cfg.models and not cfg.baselines:
         raise ValueError("nothing to evaluate: give --models and/or --baselines")
     radon = cfg.spec.build()
-    engine = engine or Engine(cfg.device)
+    engine = engine or Engine(cfg.device, bf16=False if cfg.precision == "fp32" else None)
     regime = ct_regime(cfg.spec.angles)
     regimes = {name: ct_baselines.ct_regime_of(name, cfg.spec.angles) for name, _ in cfg.models}
     networks = {name: engine.model(name, path, regimes[name]) for name, path in cfg.models}  # fail early
@@ -245,12 +248,19 @@ def run_ct_evaluation(cfg: CTEvalConfig, engine: Engine | None = None, report: R
         "regime": regime,
         "checkpoints": {name: path or f"shipped ({regimes[name]})" for name, path in cfg.models},
         "device": str(engine.device),
+        "precision": _precisions(engine, networks),
     }
     results = _averages(per_image, list(networks) + list(cfg.baselines), (*REPORTED, "dc"))
     _add_cost(results, ms, networks)
     return {"protocol": protocol, "results": results, "per_image": per_image, "notes": notes}
 
 
+
+
+def _precisions(engine: Engine, networks: dict[str, torch.nn.Module]) -> dict[str, str]:
+    """How each network ran: the same command gives slightly other figures on a CPU with native bf16 than without,
+    for a network that runs in bf16 there (``Engine.runs_bf16``); ``--precision fp32`` gives the float32 ones."""
+    return {name: "bf16 (float32 data steps)" if engine.runs_bf16(model) else "fp32" for name, model in networks.items()}
 
 
 def label(name: str, task: str = "deblur") -> str:

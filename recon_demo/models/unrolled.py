@@ -59,7 +59,7 @@ def data_step(operator: Any, y_delta: torch.Tensor, z: torch.Tensor, lam: torch.
               adjoint_y: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """``argmin_x ||K x − y||² + λ ||x − z||²`` by ``steps`` conjugate-gradient iterations from ``z``, per image.
 
-    ``adjoint_y`` is ``Kᵀ y_delta`` when the caller has it (the network computes it once for its six data steps).
+    ``adjoint_y`` is ``Kᵀ y_delta`` when the caller has it (the network computes it once for all its data steps).
     Always in float32: under bf16 autocast the denoisers run in bf16, but CG's inner products would lose the
     small residuals it works on."""
     with torch.autocast(y_delta.device.type, enabled=False):
@@ -100,9 +100,9 @@ class UnrolledNet(nn.Module):
     """
 
     knows_operator = True  # the training loop, the engine and Inspect hand it the operator
-    # Trained under bf16 autocast (``--amp``): where bf16 is native the engine runs it so (``Engine.precision``), the
+    # Trained under bf16 autocast (``--amp``): where bf16 is native the engine runs it so (``Engine.runs_bf16``), the
     # denoisers in bf16 and the data steps in float32. On this 2-core AVX512-BF16 CPU that took a 256² image from
-    # 2.3 to 1.8 times the UNet's time (the UNet in float32, as the lecture's networks always run), for 0.01 to
+    # 2.3 to 1.6-1.7 times the UNet's time (the UNet in float32, as the lecture's networks always run), for 0.01 to
     # 0.11 dB of held-out PSNR at the lecture's and the five off-course settings.
     inference_bf16 = True
 

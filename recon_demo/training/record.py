@@ -18,19 +18,20 @@ from recon_demo.training.loop import Trainer
 def heldout_metrics(cfg: TrainConfig, checkpoint: str | Path) -> dict:
     """The ``evaluate`` protocol on the held-out images for a trained checkpoint, with the command that
     reproduces it: at the run's fixed operator, or at the lecture's for a general model. For CT, against
-    FBP at the run's angles and noise (``"fbp"`` takes the place of ``"measurement"``)."""
+    FBP at the run's angles and noise (``"fbp"`` takes the place of ``"measurement"``). In float32
+    (``--precision fp32``), so that the figures are the same on every machine."""
     from recon_demo.evaluate import EvalConfig, run_evaluation
 
     if cfg.task == "ct":
         return _ct_heldout_metrics(cfg, checkpoint)
     op = cfg.operator
     result = run_evaluation(
-        EvalConfig(models=[(cfg.model, str(checkpoint))], baselines=["input"], operator=op, noise=cfg.noise, lpips=True),
-        _float32_engine(),
+        EvalConfig(models=[(cfg.model, str(checkpoint))], baselines=["input"], operator=op, noise=cfg.noise, lpips=True,
+                   precision="fp32")  # fmt: skip
     )
     flags = f"--operator {op.blur} --kernel-size {op.kernel_size} --noise {cfg.noise:g}"
     flags += f" --variance {op.variance:g}" if op.blur == "gaussian" else f" --angle {op.angle:g} --kernel-style {op.kernel_style}"
-    command = f"{_float32_env(cfg.model)}python -m recon_demo evaluate --models {cfg.model}={checkpoint} --baselines input {flags} --lpips"
+    command = f"python -m recon_demo evaluate --models {cfg.model}={checkpoint} --baselines input {flags} --lpips --precision fp32"
     return _metrics_record(result, command, cfg.model, ("measurement", "input"))
 
 
@@ -39,49 +40,27 @@ def _ct_heldout_metrics(cfg: TrainConfig, checkpoint: str | Path) -> dict:
 
     spec = CTSpec(cfg.angles, cfg.val_size, cfg.ct_filter)
     result = run_ct_evaluation(
-        CTEvalConfig(models=[(cfg.model, str(checkpoint))], baselines=["fbp"], spec=spec, noise=cfg.noise, lpips=True),
-        _float32_engine(),
+        CTEvalConfig(models=[(cfg.model, str(checkpoint))], baselines=["fbp"], spec=spec, noise=cfg.noise, lpips=True,
+                     precision="fp32")  # fmt: skip
     )
     flags = f"--angles {cfg.angles} --noise {cfg.noise:g}"
     flags += f" --fbp-filter {cfg.ct_filter}" if cfg.ct_filter != "ramp" else ""
     flags += f" --size {cfg.val_size}" if cfg.val_size != 256 else ""
-    command = f"{_float32_env(cfg.model)}python -m recon_demo evaluate --task ct --models {cfg.model}={checkpoint} --baselines fbp {flags} --lpips"
+    command = f"python -m recon_demo evaluate --task ct --models {cfg.model}={checkpoint} --baselines fbp {flags} --lpips --precision fp32"
     return _metrics_record(result, command, cfg.model, ("fbp", "fbp"))
-
-
-BF16_NOTE = ("float32 (the app and evaluate run its denoisers in bf16 where the CPU or GPU has it natively; "
-             "RECON_CPU_BF16=0 turns that off)")
-
-
-def _float32_engine():
-    """The metrics a manifest records are float32 ones, the same on every machine: a network that runs in bf16
-    where bf16 is native (``Engine.precision``) is measured here without it."""
-    from recon_demo.engine import Engine
-
-    return Engine(bf16=False)
-
-
-def _float32_env(model: str) -> str:
-    """What the recorded command needs to give those float32 figures on a machine with native bf16."""
-    from recon_demo.models import create_model
-
-    return "RECON_CPU_BF16=0 " if getattr(create_model(model), "inference_bf16", False) else ""
 
 
 def _metrics_record(result: dict, command: str, model: str, reference: tuple[str, str]) -> dict:
     """The manifest's ``metrics``: the command, protocol, images, the model's averages and the reference's
     (``reference`` = (key in the record, name in the result))."""
     key, name = reference
-    record = {
+    return {
         "command": command,
         "protocol": result["protocol"]["summary"],
         "images": result["protocol"]["images"],
         "model": result["results"][model],
         key: result["results"][name],
     }
-    if command.startswith("RECON_CPU_BF16=0 "):
-        record["precision"] = BF16_NOTE
-    return record
 
 
 def manifest_entry(trainer: Trainer, checkpoint: Path, sha256: str, manifest_dir: Path, wall_s: float) -> ManifestEntry:

@@ -76,7 +76,7 @@ def build(lab: Lab, rec, tab: gr.Tab) -> None:
         with gr.Column(scale=2, min_width=320):
             channels = gr.Gallery(label="Activations, one image per channel (click to enlarge)", columns=8, height="auto",
                                   format="png", elem_id="channels")  # fmt: skip
-            iterates = gr.Gallery(label="Its estimates x_0, x_1, … (PSNR)", columns=3, height="auto",
+            iterates = gr.Gallery(label="Unrolled estimates x_0, x_1, … (PSNR)", columns=3, height="auto",
                                   format="png", visible=False, elem_id="iterates")  # fmt: skip
             with gr.Row():
                 rf_map = gr.Image(label="Receptive field", height=300, elem_id="rf_map")

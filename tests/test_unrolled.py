@@ -287,3 +287,5 @@ def test_evaluate_says_how_each_network_ran_and_fp32_is_asked_for_by_a_flag():
     assert bf16["protocol"]["precision"] == {"unrolled": "bf16 (float32 data steps)", "cnn": "fp32"}
     psnr = {name: (fp32["results"][name]["psnr"], bf16["results"][name]["psnr"]) for name in ("cnn", "unrolled")}
     assert psnr["cnn"][0] == psnr["cnn"][1] and psnr["unrolled"][0] != psnr["unrolled"][1]
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32"):
+        run_evaluation(replace(cfg, precision="bf16"))

@@ -30,6 +30,7 @@ from recon_demo.evaluate.protocol import (
     MAX_SIZE,
     OFF_COURSE,
     PIXELS_256,
+    PRECISIONS,
     REPORTED,
     CTEvalConfig,
     EvalConfig,
@@ -74,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--off-course", action="store_true",
                         help="run at the five off-course settings of the general regime instead of --operator/--noise")
     parser.add_argument("--device", help="cpu, cuda, mps (default: RECON_DEVICE or the best available)")
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32"),
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="auto: each network as the app runs it (the unrolled network's denoisers in bf16 where "
                         "bf16 is native); fp32: all in float32, the manifest's figures on every machine")
     parser.add_argument("--format", default="table", choices=("table", "markdown", "json"),

@@ -25,6 +25,7 @@ from recon_demo.progress import Report, no_progress
 REPORTED = ("mse", "psnr", "ssim", "lpips")
 # Five (operator, noise) settings inside the general regime's ranges and away from the lecture's (motion 9 @ 20°,
 # ippy, δ 0.01): a general checkpoint must beat the measurement and Wiener at each (`--off-course`).
+PRECISIONS = ("auto", "fp32")  # evaluate --precision: as the app runs each network, or all in float32
 OFF_COURSE: tuple[tuple[OperatorSpec, float], ...] = (
     (OperatorSpec("motion", 5, 70.0, 1.0, "centered"), 0.02),
     (OperatorSpec("motion", 13, 135.0, 1.0, "ippy"), 0.005),
@@ -103,7 +104,7 @@ def run_evaluation(cfg: EvalConfig, engine: Engine | None = None, report: Report
     """Run the protocol; returns the JSON-ready result. ``report`` hears of each image × method done."""
     if not cfg.models and not cfg.baselines:
         raise ValueError("nothing to evaluate: give --models and/or --baselines")
-    engine = engine or Engine(cfg.device, bf16=False if cfg.precision == "fp32" else None)
+    engine = engine or Engine(cfg.device, bf16=_bf16(cfg.precision))
     K = cfg.operator.build()
     networks = {name: engine.model(name, path, cfg.regime) for name, path in cfg.models}  # fail early
     methods = [network_method(name, label(name), engine, model) for name, model in networks.items()]
@@ -220,7 +221,7 @@ def run_ct_evaluation(cfg: CTEvalConfig, engine: Engine | None = None, report: R
     if not cfg.models and not cfg.baselines:
         raise ValueError("nothing to evaluate: give --models and/or --baselines")
     radon = cfg.spec.build()
-    engine = engine or Engine(cfg.device, bf16=False if cfg.precision == "fp32" else None)
+    engine = engine or Engine(cfg.device, bf16=_bf16(cfg.precision))
     regime = ct_regime(cfg.spec.angles)
     regimes = {name: ct_baselines.ct_regime_of(name, cfg.spec.angles) for name, _ in cfg.models}
     networks = {name: engine.model(name, path, regimes[name]) for name, path in cfg.models}  # fail early
@@ -255,6 +256,13 @@ def run_ct_evaluation(cfg: CTEvalConfig, engine: Engine | None = None, report: R
     return {"protocol": protocol, "results": results, "per_image": per_image, "notes": notes}
 
 
+
+
+def _bf16(precision: str) -> bool | None:
+    """The engine's ``bf16`` for ``--precision``: ``None`` (where native) for "auto", ``False`` for "fp32"."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    return None if precision == "auto" else False
 
 
 def _precisions(engine: Engine, networks: dict[str, torch.nn.Module]) -> dict[str, str]:

@@ -51,19 +51,20 @@ APP_KEYS = ("import_floor_s", "cold_start_s", "app_start_s", "roundtrip_ms", "ro
             "roundtrip_overhead_ms", "roundtrip_split_ms", "idle_cpu_fraction", "idle_wakeups_per_s", "classroom")  # None without the app
 
 
-def _median_ms(fn, repeats: int, device: torch.device, warm: bool = True) -> float:
-    if warm:
-        fn()  # warm-up: weights in cache, oneDNN / cuDNN primitives chosen
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+def _timed_ms(fn, device: torch.device) -> float:
+    """One call of ``fn`` in ms (waiting for the GPU on CUDA)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) * 1000
+
+
+def _median_ms(fn, repeats: int, device: torch.device) -> float:
+    fn()  # warm-up: weights in cache, oneDNN / cuDNN primitives chosen
+    return statistics.median(_timed_ms(fn, device) for _ in range(repeats))
 
 
 def sgemm_gflops(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
@@ -159,7 +160,7 @@ def _interleaved_ms(calls: dict, repeats: int, device: torch.device) -> dict[str
     times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(repeats):
         for name, fn in calls.items():
-            times[name].append(_median_ms(fn, 1, device, warm=False))
+            times[name].append(_timed_ms(fn, device))
     return times
 
 

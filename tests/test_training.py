@@ -59,6 +59,8 @@ def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool
         ({"data": ()}, "no training data"),
         ({"val_image": "chelsea"}, "must be a held-out image"),
         ({"max_images": 0}, "max_images must be an integer >= 1"),
+        ({"ema": 1.0}, r"the EMA decay must be in \[0, 1\)"),
+        ({"ema": -0.5}, r"the EMA decay must be in \[0, 1\)"),
     ],
 )
 def test_config_validation_says_what_is_allowed(change, message):
@@ -273,6 +275,34 @@ def test_a_state_written_before_a_config_field_existed_resumes(tmp_path):
     assert resumed.step == 6 and resumed.segments == [[6, 0], [7, 6]]
 
 
+def test_ema_saves_the_moving_average_of_the_weights_and_resumes_it(tmp_path):
+    base = dict(SMALL, steps=8, device="cpu", checkpoint_every=3, ema=0.9, lr=3e-3)
+    # The average, recomputed by hand from the weights after every step of a run without it.
+    plain = Trainer(TrainConfig(**{**base, "ema": 0.0}))
+    expected = weights(plain.model)
+    for event in plain.run():
+        decay = min(0.9, event.step / (9 + event.step))  # (1 + step) / (10 + step), step counted before the update
+        expected = {k: v.lerp(w, 1 - decay) if v.is_floating_point() else w.clone() for k, v in expected.items()
+                    for w in [plain.model.state_dict()[k]]}  # fmt: skip
+    whole = Trainer(TrainConfig(**base, checkpoint=str(tmp_path / "whole.safetensors")))
+    list(whole.run())
+    assert same_weights(weights(whole.model), weights(plain.model))  # the average does not touch the training
+    saved = read_state_dict(tmp_path / "whole.safetensors")
+    assert all(torch.allclose(saved[k], expected[k], atol=1e-6) for k in expected)
+    assert not same_weights(saved, weights(whole.model))
+    assert whole.validate()[0] != plain.validate()[0]  # validation sees the average too
+    # Stopped after step 4 and resumed: the same average as the uninterrupted run.
+    cfg = TrainConfig(**base, checkpoint=str(tmp_path / "parts.safetensors"))
+    calls = iter(range(10_000))
+    first = Trainer(cfg)
+    list(first.run(cancel=lambda: first.step == 4 and next(calls) > 2))
+    second = Trainer(cfg, resume=True)
+    list(second.run())
+    assert same_weights(saved, read_state_dict(tmp_path / "parts.safetensors"))
+    with pytest.raises(TrainingError, match=r"another configuration \(ema: 0.9 → 0.99\)"):
+        Trainer(replace(cfg, ema=0.99), resume=True)
+
+
 def test_a_diverging_run_stops_with_a_message():
     trainer = Trainer(TrainConfig(**SMALL))
     trainer.loss_fn.total = lambda parts: sum(parts.values()) * float("nan")
@@ -324,8 +354,10 @@ def test_train_cli_writes_a_loadable_checkpoint_and_a_manifest_entry(tmp_path, c
 def test_train_cli_general_regime_records_its_ranges(tmp_path):
     out = tmp_path / "cnn_general.safetensors"
     assert cli(["train", "--model", "cnn", "--regime", "general", "--steps", "3", "--batch-size", "2", "--patch-size", "32",
-                "--phantoms", "2", "--max-images", "2", "--val-size", "64", "--kernel-sizes", "3,7", "--out", str(out)]) == 0  # fmt: skip
+                "--phantoms", "2", "--max-images", "2", "--val-size", "64", "--kernel-sizes", "3,7", "--ema", "0.99",
+                "--out", str(out)]) == 0  # fmt: skip
     entry = Manifest.load(tmp_path).find("cnn", "general")
+    assert entry.recipe["ema"] == 0.99
     assert entry.operator["kernel_size"] == [3, 7] and entry.noise == {"kind": "relative", "range": [0.0, 0.05]}
     assert entry.trained_for() == "random operators (general model)"
 

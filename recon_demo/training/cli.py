@@ -50,6 +50,9 @@ def add_arguments(parser) -> None:
     g.add_argument("--patch-size", type=int, default=128, help="side of the square training crops")
     g.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
     g.add_argument("--schedule", default="constant", choices=SCHEDULES)
+    g.add_argument("--ema", type=float, default=0.0,
+                   help="keep an exponential moving average of the weights with this decay (e.g. 0.999) and save it "
+                        "instead of the last step's weights (default 0: off)")  # fmt: skip
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", help="cpu, cuda, mps (default: RECON_DEVICE or the best available)")
     g.add_argument("--amp", action="store_true",
@@ -126,7 +129,7 @@ def config_from_args(args) -> TrainConfig:
         )  # fmt: skip
     cfg = TrainConfig(
         task=args.task, angles=angles, angle_range=angle_range, ct_filter=args.fbp_filter, model=args.model, model_kwargs=kwargs, loss=args.loss, steps=args.steps, batch_size=args.batch_size,
-        patch_size=args.patch_size, lr=args.lr, schedule=args.schedule,
+        patch_size=args.patch_size, lr=args.lr, schedule=args.schedule, ema=args.ema,
         operator=OperatorSpec(blur=args.blur, kernel_size=args.kernel_size, angle=args.angle, variance=args.variance, kernel_style=args.kernel_style),
         noise=args.noise, ranges=ranges, data=_names(args.data), image_size=args.image_size,
         max_images=args.max_images, phantoms=args.phantoms, sampling=args.sampling, epoch_batches=args.epoch_batches,

@@ -101,6 +101,7 @@ class TrainConfig:
     patch_size: int = 128  # side of the square training crops
     lr: float = 1e-3  # Adam's learning rate
     schedule: str = "constant"  # "constant", or "cosine" (down to 1 % of lr at the last step)
+    ema: float = 0.0  # decay of an exponential moving average of the weights, which is then validated and saved (0: off)
     operator: OperatorSpec = LECTURE_OPERATOR  # the fixed blur, when ranges is None
     noise: float = LECTURE_NOISE  # the fixed relative noise level, when ranges is None
     ranges: OperatorRanges | None = None  # random operators (a general model) instead of the fixed one
@@ -173,6 +174,8 @@ class TrainConfig:
         for name, value in (("max_images", self.max_images), ("epoch_batches", self.epoch_batches)):
             need(value is None or (_is_int(value) and value >= 1), f"{name} must be an integer >= 1, got {value!r}")
         need(isinstance(self.lr, (int, float)) and 0 < self.lr <= 1, f"learning rate must be in (0, 1], got {self.lr!r}")
+        need(isinstance(self.ema, (int, float)) and not isinstance(self.ema, bool) and 0 <= self.ema < 1,
+             f"the EMA decay must be in [0, 1) (0: off; 0.999 averages about the last 1,000 steps), got {self.ema!r}")
         need(self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         need(self.sampling in SAMPLINGS, f"unknown sampling {self.sampling!r}; choose one of {', '.join(SAMPLINGS)}")
         need(self.init is None or Path(self.init).is_file(), f"no checkpoint to start from at {self.init}")
@@ -190,7 +193,7 @@ class TrainConfig:
             images.catalogue()[self.val_image].split == "held_out",
             f"the validation image must be a held-out image, not {self.val_image!r}",
         )
-        return replace(self, data=tuple(self.data), lr=float(self.lr), crop_scales=tuple(float(c) for c in self.crop_scales),
+        return replace(self, data=tuple(self.data), lr=float(self.lr), ema=float(self.ema), crop_scales=tuple(float(c) for c in self.crop_scales),
                        angle_range=tuple(self.angle_range) if self.angle_range is not None else None)
 
     def to_dict(self) -> dict:

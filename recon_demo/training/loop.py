@@ -3,6 +3,7 @@ torchrun too) and ``Trainer.run`` yields an event per step."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -77,6 +78,8 @@ class Trainer:
                 load_state(self.model, read_state_dict(cfg.init), cfg.model)
             except CheckpointError as err:
                 raise TrainingError(f"cannot start from {cfg.init}: {err}") from None
+        # --ema: a moving average of the weights, validated and saved in their place (``averaged``)
+        self.ema_model: nn.Module | None = copy.deepcopy(self.model).requires_grad_(False) if cfg.ema else None
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(cfg))
         self.generator = torch.Generator().manual_seed(cfg.seed)  # crops, flips, operators and noise
@@ -116,6 +119,8 @@ class Trainer:
             detail = ", ".join(f"{k}: {saved.get(k)!r} → {current[k]!r}" for k in changed)
             raise TrainingError(f"{path} was trained with another configuration ({detail}); start a new run instead")
         self.model.load_state_dict(state["model"])
+        if self.ema_model is not None:
+            self.ema_model.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["generator"])
@@ -141,6 +146,7 @@ class Trainer:
         state = {
             "config": json.dumps(self.cfg.to_dict()),
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            **({"ema": {k: v.detach().cpu() for k, v in self.ema_model.state_dict().items()}} if self.ema_model is not None else {}),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "generator": self.generator.get_state() if generator_state is None else generator_state,
@@ -162,19 +168,39 @@ class Trainer:
         if self.cfg.checkpoint is None or not self.world.is_main:
             return None
         metadata = {"model": self.cfg.model, "kwargs": json.dumps(self.cfg.model_kwargs), "step": str(self.step)}
-        return save_checkpoint(self.model, self.cfg.checkpoint, metadata)
+        if self.cfg.ema:
+            metadata["ema"] = str(self.cfg.ema)
+        return save_checkpoint(self.averaged, self.cfg.checkpoint, metadata)
+
+    @property
+    def averaged(self) -> nn.Module:
+        """The weights a run validates and saves: their moving average with ``--ema``, else the model itself."""
+        return self.model if self.ema_model is None else self.ema_model
+
+    def _update_average(self) -> None:
+        """After an optimiser step: move the average towards the weights, with a decay that starts low
+        (``(1 + step) / (10 + step)``, capped by ``ema``) so that the first steps do not freeze it at the init."""
+        decay = min(self.cfg.ema, (1 + self.step) / (10 + self.step))
+        with torch.no_grad():
+            for average, now in zip(self.ema_model.state_dict().values(), self.model.state_dict().values(), strict=True):
+                if average.is_floating_point():
+                    average.lerp_(now, 1 - decay)
+                else:  # BatchNorm's counter
+                    average.copy_(now)
 
     # -- the loop -----------------------------------------------------------------------------------
 
     def validate(self) -> tuple[dict[str, float | None], np.ndarray]:
-        """Metrics and reconstruction of the fixed held-out measurement, with the model as it is now."""
-        was_training = self.model.training
-        self.model.eval()
+        """Metrics and reconstruction of the fixed held-out measurement, with the weights as they are now (their
+        moving average with ``--ema``)."""
+        model = self.averaged
+        was_training = model.training
+        model.eval()
         with torch.inference_mode():
             y_val = self.y_val.to(self.device)
-            x_rec = self.model(y_val, self._validation_operator()) if knows_operator(self.model) else self.model(y_val)
+            x_rec = model(y_val, self._validation_operator()) if knows_operator(model) else model(y_val)
             x_rec = x_rec.float().clamp(0, 1).cpu()
-        self.model.train(was_training)
+        model.train(was_training)
         image = x_rec[0, 0].numpy()
         return compute_metrics(image, self.x_val), image
 
@@ -219,6 +245,8 @@ class Trainer:
             raise _Stop
         self.optimizer.step()
         self.scheduler.step()
+        if self.ema_model is not None:
+            self._update_average()
         return float(loss.detach()), {k: float(v.detach()) for k, v in parts.items()}
 
     def run(self, cancel=None) -> Iterator[TrainEvent]:

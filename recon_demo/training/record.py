@@ -95,6 +95,7 @@ def manifest_entry(trainer: Trainer, checkpoint: Path, sha256: str, manifest_dir
           | ({"processes": trainer.world.size, "global_batch": cfg.batch_size * trainer.world.size} if trainer.world.distributed else {})
           | ({"crop_scales": list(cfg.crop_scales)} if cfg.crop_scales != (1.0,) else {})
           | ({"min_detail": cfg.min_detail} if cfg.min_detail else {})
+          | ({"ema": cfg.ema} if cfg.ema else {})
           | ({"init": os.path.relpath(cfg.init, manifest_dir), "init_sha256": sha256_file(cfg.init)} if cfg.init else {}),  # fmt: skip
         data={"sources": list(cfg.data), **trainer.data.describe(), "held_out": "never used (see README)"},
         compute={

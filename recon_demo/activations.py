@@ -20,6 +20,7 @@ import torch.nn as nn
 
 from recon_demo.errors import UnknownName
 from recon_demo.models import count_parameters
+from recon_demo.models._padding import pad_to_multiple
 
 CONV_TYPES = (nn.Conv2d, nn.ConvTranspose2d)
 
@@ -91,8 +92,9 @@ def capture_activations(model: nn.Module, layer_names: list[str]) -> Iterator[di
 
 def first_layer_output(model: nn.Module, y_delta: torch.Tensor) -> torch.Tensor:
     """The first convolution applied to ``y_delta``: (C, H, W). Every lecture architecture feeds its input straight
-    to that layer (the UNets and the ViT pad first only when a side is not a multiple of 8), so for such inputs this
-    is the hooked activation, computed without a hook, which a model shared between threads cannot safely carry."""
+    to that layer (where a side is not a multiple of its pooling, in crops flush with the image's edges, whose
+    halves that it uses see the same), so this is the hooked activation, computed without a hook, which a model
+    shared between threads cannot safely carry."""
     conv = dict(model.named_modules())[first_conv(model)]
     with torch.inference_mode():
         return conv(y_delta.to(conv.weight.device, conv.weight.dtype))[0].float().cpu()
@@ -102,6 +104,8 @@ def activations(model: nn.Module, y_delta: torch.Tensor, layer: str | None = Non
     """The output (C, H, W) of ``layer`` (default: the first convolution) when the model sees ``y_delta``."""
     layer = layer or first_conv(model)
     device = next(model.parameters()).device
+    # One pass over the whole image: padded to the network's multiple, where its forward would run crops
+    y_delta, _ = pad_to_multiple(y_delta, getattr(model, "size_multiple", 1))
     with capture_activations(model, [layer]) as captured, torch.inference_mode():
         model(y_delta.to(device))
     return captured[layer][0].float().cpu()

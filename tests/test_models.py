@@ -6,6 +6,7 @@ import torch
 from recon_demo.checkpoints import load_checkpoint
 from recon_demo.errors import UnknownName
 from recon_demo.models import count_parameters, create_model, knows_operator, list_models, model_info
+from recon_demo.models._padding import at_multiple
 from recon_demo.operators import LECTURE_OPERATOR
 
 # The lecture's parameter counts for its default configurations.
@@ -99,3 +100,38 @@ def test_lecture_checkpoints_load_unchanged(course_dir, name, file):
     model = load_checkpoint(name, course_dir / file)
     assert count_parameters(model) == 9_857
     assert not model.training
+
+
+def test_at_multiple_runs_crops_flush_with_the_image_edges():
+    calls = []
+
+    def column_in_crop(x):  # each output pixel says which crop gave it and where in that crop it sits
+        calls.append(tuple(x.shape[-2:]))
+        h, w = x.shape[-2:]
+        return torch.arange(h, dtype=torch.float32)[:, None] * 1000 + torch.arange(w, dtype=torch.float32) + 0 * x
+
+    x = torch.rand(1, 1, 21, 35)
+    out = at_multiple(column_in_crop, x, 8)
+    assert out.shape == x.shape and calls == [(16, 32)] * 4  # four crops of the largest multiples
+    rows, cols = out[0, 0] // 1000, out[0, 0] % 1000
+    # the left half from the crop flush with the left edge, the right half from the one flush with the right edge
+    assert torch.equal(cols[:, :17], torch.arange(17.0).expand(21, 17))
+    assert torch.equal(cols[:, 17:], (torch.arange(17, 35.0) - 3).expand(21, 18))
+    assert torch.equal(rows[:10], torch.arange(10.0)[:, None].expand(10, 35))
+    assert torch.equal(rows[10:], (torch.arange(10, 21.0) - 5)[:, None].expand(11, 35))
+    calls.clear()
+    assert torch.equal(at_multiple(lambda t: t * 2, x[..., :16, :32], 8), x[..., :16, :32] * 2) and not calls
+    assert torch.equal(at_multiple(lambda t: t + 0, x, 8), x)  # a pixelwise network gives back exactly its input
+    calls.clear()
+    assert at_multiple(column_in_crop, x[..., :5, :20], 8).shape == (1, 1, 5, 20) and calls == [(8, 16), (8, 16)]  # short side padded
+
+
+@pytest.mark.parametrize("name", ["unet", "resunet", "attunet", "unetpp", "vit"])
+def test_a_side_that_is_not_a_multiple_gives_the_crops_result_at_each_edge(name):
+    model = create_model(name).eval()
+    y = torch.rand(1, 1, 64, 77)
+    shift = 77 % model.size_multiple  # the right crop starts there
+    with torch.inference_mode():
+        out, left, right = model(y), model(y[..., : 77 - shift]), model(y[..., shift:])
+    assert out.shape == y.shape and shift
+    assert torch.allclose(out[..., :38], left[..., :38]) and torch.allclose(out[..., 38:], right[..., 38 - shift :])

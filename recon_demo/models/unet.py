@@ -3,8 +3,8 @@
 An encoder of three 2×2 max-poolings (widths c, 2c, 4c, 8c with c = 32), a decoder of transposed
 convolutions with skip connections, and a 1×1 output convolution; no global residual and no final
 activation. ``block="residual"`` swaps every DoubleConv for a ResidualDoubleConv; ``attention=True``
-gates each skip connection with the decoder's features before concatenation. Inputs of any H×W ≥ 8 are
-reflect-padded to a multiple of 8 and cropped back.
+gates each skip connection with the decoder's features before concatenation. Inputs of any H×W: sides that are
+not multiples of 8 run as crops flush with the image's edges (``_padding.at_multiple``).
 
 For computed tomography, ``fbp_resunet`` is the Residual UNet with a global skip (``global_residual``):
 it refines a filtered back-projection by learning the correction ``x_true − x_fbp``.
@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from recon_demo.models._padding import crop_to, pad_to_multiple
+from recon_demo.models._padding import at_multiple
 from recon_demo.models._registry import register_model
 
 
@@ -125,15 +125,19 @@ class UNet(nn.Module):
         self.dec1 = Up(2 * c, c, c, Block, attention)
         self.out_conv = nn.Conv2d(c, out_ch, 1)
 
+    size_multiple = 8  # three poolings: other sizes run as crops flush with the image's edges (``at_multiple``)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x, size = pad_to_multiple(x, 8)  # three poolings
+        return at_multiple(self._forward, x, self.size_multiple)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         e1 = self.enc1(x)  # (N, c, H, W)
         e2 = self.enc2(e1)  # (N, 2c, H/2, W/2)
         e3 = self.enc3(e2)  # (N, 4c, H/4, W/4)
         b = self.bottleneck(e3)  # (N, 8c, H/8, W/8)
         d = self.dec1(self.dec2(self.dec3(b, e3), e2), e1)  # (N, c, H, W)
-        out = crop_to(self.out_conv(d), size)
-        return out + crop_to(x, size) if self.global_residual else out
+        out = self.out_conv(d)
+        return out + x if self.global_residual else out
 
 
 @register_model(

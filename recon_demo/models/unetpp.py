@@ -1,7 +1,8 @@
 """The lecture's compact UNet++: two levels of nested, densely connected skip pathways.
 
 Nodes ``x{i}_{j}`` at depth i and nesting j; upsampling is bilinear ×2 (no parameters), so the decoder
-nodes see every shallower node of their row. Inputs are reflect-padded to a multiple of 4 (two poolings).
+nodes see every shallower node of their row. Sides that are not multiples of 4 (two poolings) run as crops
+flush with the image's edges (``_padding.at_multiple``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from recon_demo.models._padding import crop_to, pad_to_multiple
+from recon_demo.models._padding import at_multiple
 from recon_demo.models._registry import register_model
 from recon_demo.models.unet import DoubleConv
 
@@ -32,15 +33,19 @@ class UNetPlusPlus(nn.Module):
     def up(x: torch.Tensor) -> torch.Tensor:
         return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
 
+    size_multiple = 4  # two poolings: other sizes run as crops flush with the image's edges (``at_multiple``)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x, size = pad_to_multiple(x, 4)
+        return at_multiple(self._forward, x, self.size_multiple)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         x0_0 = self.conv0_0(x)  # (N, c, H, W)
         x1_0 = self.conv1_0(self.pool(x0_0))  # (N, 2c, H/2, W/2)
         x2_0 = self.conv2_0(self.pool(x1_0))  # (N, 4c, H/4, W/4)
         x0_1 = self.conv0_1(torch.cat([x0_0, self.up(x1_0)], 1))
         x1_1 = self.conv1_1(torch.cat([x1_0, self.up(x2_0)], 1))
         x0_2 = self.conv0_2(torch.cat([x0_0, x0_1, self.up(x1_1)], 1))
-        return crop_to(self.out_conv(x0_2), size)
+        return self.out_conv(x0_2)
 
 
 @register_model(

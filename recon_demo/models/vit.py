@@ -3,8 +3,8 @@
 The image is cut into P×P patches, each embedded to d numbers; a learned positional embedding is added;
 four pre-norm transformer blocks let every patch attend to every other (cost quadratic in the number of
 patches); a transposed-convolution decoder turns the tokens back into pixels, added to the input
-(residual learning). Inputs of another size are reflect-padded to a multiple of P and the positional
-embedding is interpolated to the new token grid.
+(residual learning). Sides that are not multiples of P run as crops flush with the image's edges
+(``_padding.at_multiple``); the positional embedding is interpolated to another token grid.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from recon_demo.models._padding import crop_to, pad_to_multiple
+from recon_demo.models._padding import at_multiple
 from recon_demo.models._registry import register_model
 
 
@@ -77,15 +77,22 @@ class ViTReconstructor(nn.Module):
         grid = F.interpolate(grid, size=(gh, gw), mode="bicubic", align_corners=False)
         return grid.permute(0, 2, 3, 1).reshape(1, gh * gw, d)  # (1, N, d)
 
+    @property
+    def size_multiple(self) -> int:
+        """The patch side: other sizes run as crops flush with the image's edges (``at_multiple``)."""
+        return self.patch_size
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_pad, size = pad_to_multiple(x, self.patch_size)
-        t = self.patch_embed(x_pad)  # (B, d, gh, gw)
+        return at_multiple(self._forward, x, self.size_multiple)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.patch_embed(x)  # (B, d, gh, gw)
         b, d, gh, gw = t.shape
         z = t.flatten(2).transpose(1, 2) + self.position_embedding(gh, gw)  # (B, N, d)
         for block in self.blocks:
             z = block(z)
         t = z.transpose(1, 2).reshape(b, d, gh, gw)  # (B, d, gh, gw)
-        return x + crop_to(self.decoder(t), size)
+        return x + self.decoder(t)
 
     def attention_cost(self, h: int, w: int) -> int:
         """Entries of one attention matrix for an h×w image: (number of patches)²."""

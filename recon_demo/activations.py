@@ -17,10 +17,10 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from recon_demo.errors import UnknownName
 from recon_demo.models import count_parameters
-from recon_demo.models._padding import pad_to_multiple
 
 CONV_TYPES = (nn.Conv2d, nn.ConvTranspose2d)
 
@@ -92,8 +92,8 @@ def capture_activations(model: nn.Module, layer_names: list[str]) -> Iterator[di
 
 def first_layer_output(model: nn.Module, y_delta: torch.Tensor) -> torch.Tensor:
     """The first convolution applied to ``y_delta``: (C, H, W). Every lecture architecture feeds its input straight
-    to that layer (where a side is not a multiple of its pooling, in crops flush with the image's edges, whose
-    halves that it uses see the same), so this is the hooked activation, computed without a hook, which a model
+    to that layer (where a side is not a multiple of its pooling, crop by crop, and each crop's half that the result
+    keeps sees the same values as here), so this is the hooked activation, computed without a hook, which a model
     shared between threads cannot safely carry."""
     conv = dict(model.named_modules())[first_conv(model)]
     with torch.inference_mode():
@@ -101,14 +101,22 @@ def first_layer_output(model: nn.Module, y_delta: torch.Tensor) -> torch.Tensor:
 
 
 def activations(model: nn.Module, y_delta: torch.Tensor, layer: str | None = None) -> torch.Tensor:
-    """The output (C, H, W) of ``layer`` (default: the first convolution) when the model sees ``y_delta``."""
+    """The output (C, h, w) of ``layer`` (default: the first convolution) when the model sees ``y_delta``: at the
+    input's H×W for a full-resolution layer, its share of it below (H/8 × W/8 for the ViT's patches, rounded up).
+    Where a side is not a multiple of the network's pooling, the hooks see one pass over the input zero-padded to
+    it (the forward itself would run crops; zeros make the first layer exactly what the crops compute), and the
+    padded rows and columns are cut off again."""
     layer = layer or first_conv(model)
     device = next(model.parameters()).device
-    # One pass over the whole image: padded to the network's multiple, where its forward would run crops
-    y_delta, _ = pad_to_multiple(y_delta, getattr(model, "size_multiple", 1))
+    h, w = y_delta.shape[-2:]
+    multiple = getattr(model, "size_multiple", 1)
+    padded = F.pad(y_delta, (0, (-w) % multiple, 0, (-h) % multiple))
     with capture_activations(model, [layer]) as captured, torch.inference_mode():
-        model(y_delta.to(device))
-    return captured[layer][0].float().cpu()
+        model(padded.to(device))
+    act = captured[layer][0]
+    ah, aw = act.shape[-2:]
+    H, W = padded.shape[-2:]
+    return act[:, : math.ceil(h * ah / H), : math.ceil(w * aw / W)].float().cpu()
 
 
 def scale_channels(act: torch.Tensor, scale: str = "shared") -> np.ndarray:

@@ -94,10 +94,15 @@ def test_first_layer_output_is_the_hooked_activation(name):
     # the lab computes it without a hook (models are shared between requests); both must be the conv's own output,
     # before any in-place ReLU that follows it
     model = create_model(name).eval()
-    y = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(0))
-    direct = ins.first_layer_output(model, y)
-    assert torch.allclose(direct, ins.activations(model, y), atol=1e-6)
-    assert float(direct.min()) < 0  # pre-activation: negative values survive
+    for shape in ((64, 64), (64, 77)):  # 77: not a multiple of the poolings, the padded columns cut off again
+        y = torch.rand(1, 1, *shape, generator=torch.Generator().manual_seed(0))
+        direct = ins.first_layer_output(model, y)
+        hooked = ins.activations(model, y)
+        if name == "vit":  # its first layer cuts 8×8 patches: the last, partial one (zero-padded) is kept
+            assert hooked.shape[-2:] == (8, -(-shape[1] // 8))
+        else:
+            assert torch.allclose(direct, hooked, atol=1e-6)
+        assert float(direct.min()) < 0  # pre-activation: negative values survive
 
 
 def test_every_convolution_has_a_name_a_student_can_read():

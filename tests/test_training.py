@@ -60,6 +60,7 @@ def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool
         ({"val_image": "chelsea"}, "must be a held-out image"),
         ({"max_images": 0}, "max_images must be an integer >= 1"),
         ({"ema": 1.0}, r"the EMA decay must be in \[0, 1\)"),
+        ({"model": "unet", "patch_size": 100}, "patch size must be a multiple of 8 for unet"),
         ({"ema": -0.5}, r"the EMA decay must be in \[0, 1\)"),
     ],
 )

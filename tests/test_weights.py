@@ -166,12 +166,13 @@ def test_every_shipped_file_is_listed_and_all_stay_under_80_mb():
     assert sum((MANIFEST.weights_dir / f).stat().st_size for f in files) < 80 * 1000 * 1000
 
 
+@pytest.mark.parametrize("regime", ["course", "general"])
 @pytest.mark.parametrize("model", ["unet", "resunet", "attunet", "unetpp", "vit"])
-def test_a_shipped_network_keeps_the_right_edge_of_an_image_whose_width_is_not_a_multiple(model):
+def test_a_shipped_network_keeps_the_right_edge_of_an_image_whose_width_is_not_a_multiple(model, regime):
     """A smooth ramp 341 pixels wide (`clock`'s shape): padding the measurement's fading right edge drew a line
     0.09 to 0.12 darker there; run as crops flush with the edges, the edge is as good as the left one."""
     x = (0.65 - 0.13 * torch.linspace(0, 1, 341)).expand(256, 341)[None, None].contiguous()
     y_delta = add_relative_noise(LECTURE_OPERATOR.build().forward(x), LECTURE_NOISE, torch.Generator().manual_seed(0))
     engine = Engine("cpu", manifest=MANIFEST)
-    error = engine.forward(engine.model(model, regime="course"), y_delta)[0][0, 0] - x[0, 0]  # (H, W)
+    error = engine.forward(engine.model(model, regime=regime), y_delta)[0][0, 0] - x[0, 0]  # (H, W)
     assert abs(float(error[:, -3:].mean())) < 0.01 and abs(float(error[:, :4].mean())) < 0.01

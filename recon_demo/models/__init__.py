@@ -14,6 +14,7 @@ from recon_demo.models._registry import (
     list_models,
     model_info,
     register_model,
+    size_multiple,
 )
 
-__all__ = ["ModelInfo", "count_parameters", "create_model", "is_handed_operator", "knows_operator", "list_models", "model_info", "register_model"]
+__all__ = ["ModelInfo", "count_parameters", "create_model", "is_handed_operator", "knows_operator", "list_models", "model_info", "register_model", "size_multiple"]

@@ -22,8 +22,9 @@ def at_multiple(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
 
     A side that is a multiple is used whole. Otherwise two crops of the largest multiple that fits cover it, one
     flush with each end, and each half of the output comes from the crop that holds that half's image edge (up to
-    four crops when neither side is a multiple; they overlap by less than ``multiple``, far from the halves they
-    give). A side shorter than ``multiple`` is padded by replication instead, and cropped back.
+    four crops when neither side is a multiple; they are offset by less than ``multiple``, so each crop's cut edge
+    lies beyond the far half, which the other crop gives). A side shorter than ``multiple`` is padded by
+    replication instead, and cropped back.
     """
     h, w = x.shape[-2:]
     ph, pw = ((-n) % multiple if n < multiple else 0 for n in (h, w))
@@ -41,7 +42,8 @@ def at_multiple(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
 
 def _spans(n: int, crop: int) -> list[tuple[int, int, int]]:
     """Along a side of ``n`` pixels, crops of ``crop``: (where one starts, the output span it gives: start, end).
-    Two crops flush with the ends give a half each (``crop`` > n - multiple ≥ n/2 for n ≥ multiple: each fits)."""
+    Two crops flush with the ends give a half each; each half fits in its crop, as n = crop + r with the remainder
+    r < multiple ≤ crop, so n < 2 crop."""
     if crop == n:
         return [(0, 0, n)]
     return [(0, 0, n // 2), (n - crop, n // 2, n)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 import torch.nn as nn
 
 from recon_demo.errors import UnknownName
@@ -62,6 +63,13 @@ def model_info(name: str) -> ModelInfo:
 def create_model(name: str, **kwargs) -> nn.Module:
     """Build the architecture ``name`` with the lecture's defaults, overridden by ``kwargs``."""
     return model_info(name).factory(**kwargs)
+
+
+def size_multiple(name: str, **kwargs) -> int:
+    """What the sides of an input must be a multiple of for the network to run it in one pass (1: anything; others
+    run as crops, ``_padding.at_multiple``), read from an instance on the meta device (no memory, no weights)."""
+    with torch.device("meta"):
+        return int(getattr(create_model(name, **kwargs), "size_multiple", 1))
 
 
 def is_handed_operator(name: str) -> bool:

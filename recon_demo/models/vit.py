@@ -9,8 +9,6 @@ patches); a transposed-convolution decoder turns the tokens back into pixels, ad
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -93,10 +91,6 @@ class ViTReconstructor(nn.Module):
             z = block(z)
         t = z.transpose(1, 2).reshape(b, d, gh, gw)  # (B, d, gh, gw)
         return x + self.decoder(t)
-
-    def attention_cost(self, h: int, w: int) -> int:
-        """Entries of one attention matrix for an h×w image: (number of patches)²."""
-        return (math.ceil(h / self.patch_size) * math.ceil(w / self.patch_size)) ** 2
 
 
 @register_model(

@@ -51,8 +51,9 @@ def add_arguments(parser) -> None:
     g.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
     g.add_argument("--schedule", default="constant", choices=SCHEDULES)
     g.add_argument("--ema", type=float, default=0.0,
-                   help="keep an exponential moving average of the weights with this decay (e.g. 0.999) and save it "
-                        "instead of the last step's weights (default 0: off)")  # fmt: skip
+                   help="keep an exponential moving average of the weights and save it instead of the last step's "
+                        "weights; its decay at step t is min(EMA, (1+t)/(10+t)), so 0.999 holds only after 9,000 "
+                        "steps (0.997 at step 3,000) (default 0: off)")  # fmt: skip
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", help="cpu, cuda, mps (default: RECON_DEVICE or the best available)")
     g.add_argument("--amp", action="store_true",

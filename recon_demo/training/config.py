@@ -15,7 +15,7 @@ from recon_demo import images
 from recon_demo.checkpoints import CT_ANY, ct_regime
 from recon_demo.ct_operators import CT_NOISE, FILTERS, LECTURE_ANGLES, check_geometry
 from recon_demo.losses import parse_loss
-from recon_demo.models import is_handed_operator, model_info
+from recon_demo.models import is_handed_operator, model_info, size_multiple
 from recon_demo.operators import BLUR_TYPES, KERNEL_STYLES, LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec
 
 TASKS = ("deblur", "ct")
@@ -168,6 +168,14 @@ class TrainConfig:
                                     ("patch size", self.patch_size, 8, self.image_size),
                                     ("validation size", self.val_size, 8, MAX_IMAGE_SIZE)):  # fmt: skip
             need(_is_int(value) and lo <= value <= hi, f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+        if _is_int(self.patch_size) and isinstance(self.model_kwargs, dict):
+            try:
+                multiple = size_multiple(self.model, **self.model_kwargs)
+            except (TypeError, ValueError):  # bad kwargs: the Trainer says so when it builds the model
+                multiple = 1
+            need(self.patch_size % multiple == 0,
+                 f"patch size must be a multiple of {multiple} for {self.model} (its pooling; another size would run "
+                 f"as overlapping crops, up to four times the work), got {self.patch_size}")  # fmt: skip
         for name, value in (("eval_every", self.eval_every), ("checkpoint_every", self.checkpoint_every),
                             ("phantoms", self.phantoms)):  # fmt: skip
             need(_is_int(value) and value >= 0, f"{name} must be an integer >= 0, got {value!r}")
@@ -175,7 +183,7 @@ class TrainConfig:
             need(value is None or (_is_int(value) and value >= 1), f"{name} must be an integer >= 1, got {value!r}")
         need(isinstance(self.lr, (int, float)) and 0 < self.lr <= 1, f"learning rate must be in (0, 1], got {self.lr!r}")
         need(isinstance(self.ema, (int, float)) and not isinstance(self.ema, bool) and 0 <= self.ema < 1,
-             f"the EMA decay must be in [0, 1) (0: off; 0.999 averages about the last 1,000 steps), got {self.ema!r}")
+             f"the EMA decay must be in [0, 1) (0: off; e.g. 0.999), got {self.ema!r}")
         need(self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         need(self.sampling in SAMPLINGS, f"unknown sampling {self.sampling!r}; choose one of {', '.join(SAMPLINGS)}")
         need(self.init is None or Path(self.init).is_file(), f"no checkpoint to start from at {self.init}")

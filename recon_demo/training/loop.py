@@ -264,7 +264,8 @@ class Trainer:
                 raise _Stop
 
         world = self.world
-        hooks = [] if world.distributed else [m.register_forward_pre_hook(poll) for m in self.model.modules()]
+        watched = [self.model] + ([self.ema_model] if self.ema_model is not None else [])  # validation runs the average
+        hooks = [] if world.distributed else [m.register_forward_pre_hook(poll) for net in watched for m in net.modules()]
         last = TrainEvent(self.step, cfg.steps, math.nan, {}, self.scheduler.get_last_lr()[0], self.elapsed)
         try:
             while self.step < cfg.steps:

@@ -145,8 +145,8 @@ class Trainer:
             return None
         state = {
             "config": json.dumps(self.cfg.to_dict()),
-            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            **({"ema": {k: v.detach().cpu() for k, v in self.ema_model.state_dict().items()}} if self.ema_model is not None else {}),
+            "model": _on_cpu(self.model),
+            **({"ema": _on_cpu(self.ema_model)} if self.ema_model is not None else {}),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "generator": self.generator.get_state() if generator_state is None else generator_state,
@@ -185,7 +185,7 @@ class Trainer:
             for average, now in zip(self.ema_model.state_dict().values(), self.model.state_dict().values(), strict=True):
                 if average.is_floating_point():
                     average.lerp_(now, 1 - decay)
-                else:  # BatchNorm's counter
+                else:  # an integer buffer (none of the lecture's models has one): copied, not averaged
                     average.copy_(now)
 
     # -- the loop -----------------------------------------------------------------------------------
@@ -307,6 +307,11 @@ class Trainer:
             if world.is_main:
                 last.metrics, last.x_rec = self.validate()
         yield last  # a cancelled run returns at once, without a final validation
+
+
+def _on_cpu(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of ``model``'s state, for the resumable state."""
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
 def _precision(cfg: TrainConfig) -> str:

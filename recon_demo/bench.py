@@ -16,7 +16,9 @@ Everything is measured in one run, on the same 256² input:
   metrics and measurement, the PNGs) and the rest (transport and queue); the idle server's CPU over 10 s; and a
   classroom at once (``loadtest.classroom``: 30 clients × 5 reconstructions + 3 trainings; p50/p95, throughput,
   peak memory), unless ``--no-classroom``;
-- training: the loss study's steps per second and wall time.
+- training: the loss study's steps per second and wall time;
+- CT (``ct_bench``): the matrix-free projector against the stored matrix it replaced, FBP and the unrolled network
+  at 512², 180 angles, and the peak memory of a reconstruction there.
 Speed does not depend on weight values: the shipped checkpoints are used where they exist, randomly initialised
 ones otherwise (the JSON says which). ``--quick`` (for CI, under a minute) repeats less, skips the app, and
 trains a small study. Nothing is asserted here; ``--format json`` gives the figures.
@@ -37,6 +39,7 @@ from pathlib import Path
 
 import torch
 
+from recon_demo import ct_bench
 from recon_demo.activations import count_flops
 from recon_demo.checkpoints import Manifest, ManifestEntry, save_checkpoint
 from recon_demo.engine import Engine, select_device
@@ -290,7 +293,7 @@ def run_bench(quick: bool = False, device: str | None = None, repeats: int | Non
     repeats = repeats or (3 if quick else 15)
     with_app = app if app is not None else not quick
     parts = [*(["app"] if with_app else []), "SGEMM", *BENCHED, "tv", *(["autocast"] if device_t.type == "cuda" else []),
-             "loss study", "training step"]  # fmt: skip
+             "loss study", "training step", "CT"]  # fmt: skip
     done = iter(range(1, len(parts) + 1))
 
     def finished(what: str) -> None:
@@ -318,6 +321,8 @@ def run_bench(quick: bool = False, device: str | None = None, repeats: int | Non
             finished("autocast")
         report.update(training_section(quick, device, finished))
         finished("training step")
+        report["ct"] = ct_bench.ct_section(quick, repeats, _interleaved_ms)  # the projector runs on the CPU
+        finished("CT")
     return report
 
 
@@ -353,7 +358,7 @@ def format_report(r: dict) -> str:
                      f"{r['amp_speedup']}× faster")  # fmt: skip
     else:
         lines.append(f"train step ({r['train_step_scale']}): fp32 {step['fp32']} ms; --amp (bf16): not supported here ({r['amp_note']})")
-    return "\n".join(lines)
+    return "\n".join(lines + ct_bench.format_lines(r["ct"]))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -18,16 +18,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from recon_demo import ct_projector
 from recon_demo.checkpoints import CT_ANY, CheckpointError, ct_regime, regime_angles
 from recon_demo.ct_baselines import CT_BASELINES, ct_models, measure, method, takes_sinogram
-from recon_demo.ct_operators import CT_NOISE, FILTERS, LECTURE_ANGLES, is_built, radon_operator
-from recon_demo.lab import MAX_NOISE, MAX_SEED, Lab, SettingError, check_number
+from recon_demo.ct_operators import CT_NOISE, FILTERS, LECTURE_ANGLES, radon_operator
+from recon_demo.lab import IMAGE_SIZES, MAX_NOISE, MAX_SEED, WORK_SIZE, Lab, SettingError, check_number
 from recon_demo.methods import FBPNetwork, Reconstruction, network_method, run_methods
 from recon_demo.models import list_models, model_info
 from recon_demo.progress import Report, no_progress
 from recon_demo.tables import metric_cells
 
-MAX_ANGLES = 180  # the tab's slider; the core allows 360 at 256²
+MAX_ANGLES = 180  # the tab's slider; the core allows 360
+CT_SIZES = IMAGE_SIZES  # the tab's image sides: the lecture's 256², and 512² as a scanner's slice
 CT_TABLE_COLUMNS = ("method", "MSE", "PSNR (dB)", "SSIM", "LPIPS", "data consistency (sinogram)", "ms")
 
 
@@ -40,6 +42,7 @@ class CTSetting:
     noise: float = CT_NOISE  # relative Gaussian noise on the sinogram
     filter: str = "ramp"  # the FBP window
     seed: int = 0  # the noise's seed
+    size: int = WORK_SIZE  # the image's side: 256 (the lecture's) or 512 (a scanner's)
 
     def validated(self) -> CTSetting:
         """A copy with normalised values; ``SettingError`` says what is allowed."""
@@ -53,13 +56,21 @@ class CTSetting:
             check_number("noise level", self.noise, 0, MAX_NOISE),
             self.filter,
             check_number("seed", self.seed, 0, MAX_SEED, integer=True),
+            _check_size(self.size),
         )
+
+
+def _check_size(size) -> int:
+    value = check_number("image size", size, min(CT_SIZES), max(CT_SIZES), integer=True)
+    if value not in CT_SIZES:
+        raise SettingError(f"image size must be one of {', '.join(map(str, CT_SIZES))}, got {value}")
+    return value
 
 
 @dataclass
 class CTResult:
     setting: CTSetting
-    x_true: np.ndarray  # (256, 256)
+    x_true: np.ndarray  # (size, size)
     sinogram: np.ndarray  # (angles, bins): y_delta
     reconstructions: list[Reconstruction]
     notes: list[str] = field(default_factory=list)
@@ -96,16 +107,19 @@ class CTLab:
         return network, note
 
     def run(self, setting: CTSetting, with_lpips: bool = True, report: Report = no_progress) -> CTResult:
-        """Measure and reconstruct with FBP, SIRT and every CT model; ``report`` hears of the projection matrix's
-        first build for a geometry (seconds at 256²) and of each method done."""
+        """Measure and reconstruct with FBP, SIRT and every CT model; ``report`` hears of the projector's first
+        compilation in this process (seconds; then loaded from numba's disk cache) and of each method done."""
         setting = setting.validated()
         key = (setting, with_lpips)
         with self._lock:
             if key in self._results:
                 self._results.move_to_end(key)
                 return self._results[key]
-        x_true = self.lab.x_true(setting.image)  # (1, 1, 256, 256)
+        x_true = self.lab.x_true(setting.image, setting.size)  # (1, 1, size, size)
         methods, notes = [method(name, setting.filter) for name in CT_BASELINES], []
+        if setting.size != WORK_SIZE:
+            notes.append(f"The networks were trained on {WORK_SIZE}² images and meet {setting.size}² here; FBP and SIRT "
+                         "do not depend on it.")  # fmt: skip
         for model in list_models("ct"):
             network, note = self.learned(model, setting.angles)
             if note:
@@ -122,10 +136,10 @@ class CTLab:
                 continue
             methods.append(network_method(model, model_info(model).label, self.lab.engine, network))
         total = len(methods) + 1
-        if not is_built(x_true.shape[-1], setting.angles):
-            report(0, total, f"building the projection matrix for {setting.angles} angles…")
+        if not ct_projector.ready():
+            report(0, total, "preparing the CT projector (compiled once, then read from its cache)…")
         radon = radon_operator(x_true.shape[-1], setting.angles)
-        y_delta = measure(x_true, radon, setting.noise, torch.Generator().manual_seed(setting.seed))  # builds on first use
+        y_delta = measure(x_true, radon, setting.noise, torch.Generator().manual_seed(setting.seed))
         report(1, total, "sinogram measured")
         recs = run_methods(methods, y_delta, radon, x_true, with_lpips=with_lpips,
                            report=lambda done, _, what: report(1 + done, total, what))  # fmt: skip

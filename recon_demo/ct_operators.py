@@ -8,10 +8,12 @@ integrals of the n×n image along parallel rays, read on a detector of ``2·ceil
 Shepp-Logan (both put the centre at bin ``bins // 2``; at 256² scikit-image has one bin fewer, at the front).
 
 ``A`` is pixel-driven: each pixel is a unit square whose projection (a trapezoid) is shared among the
-detector bins it overlaps. It is stored once per geometry as a sparse matrix, and so is its transpose; the
-adjoint ``Aᵀ`` is then exact (``<A x, y> = <x, Aᵀ y>`` to rounding) and is a back-projection that
-averages each projection over the pixel's footprint, which is what filtered back-projection needs. Batched ``(N, 1, n, n) ↔ (N, 1, n_angles, bins)``,
-differentiable (the backward of ``A`` is ``Aᵀ`` and vice versa), on the input's device and dtype.
+detector bins it overlaps. It is computed on the fly (``ct_projector``: numba kernels on the CPU, torch
+elsewhere), never stored, so an operator costs a few tables of ``n_angles`` numbers and memory stays O(n²) per
+image at any size and number of angles; the adjoint ``Aᵀ`` is then exact (``<A x, y> = <x, Aᵀ y>`` to rounding)
+and is a back-projection that averages each projection over the pixel's footprint, which is what filtered
+back-projection needs. Batched ``(N, 1, n, n) ↔ (N, 1, n_angles, bins)``, differentiable (the backward of ``A``
+is ``Aᵀ`` and vice versa), on the input's device and dtype.
 
 Noise on a sinogram is the blur's: ``operators.add_relative_noise`` (relative to the sinogram's norm).
 """
@@ -20,17 +22,17 @@ from __future__ import annotations
 
 import math
 import threading
-import warnings
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
+from recon_demo import ct_projector
+
 FILTERS = ("ramp", "shepp-logan", "cosine", "hamming", "hann")  # FBP windows, as scikit-image names them
-MAX_SIZE = 512  # image side
+MAX_SIZE = 1024  # image side: memory O(size²) per image (a 1024² sinogram at 360 angles is 2 MB)
 MAX_ANGLES = 360
-MAX_ENTRIES = 256 * 256 * 180  # size² × angles: a sparse matrix of about 190 MB; beyond it we refuse
 LECTURE_ANGLES = 60  # the lecture's crossdomain example
 CT_NOISE = 0.01  # relative Gaussian noise on the sinogram, as for blur
 
@@ -56,74 +58,20 @@ def check_geometry(size: int, n_angles: int) -> tuple[int, int]:
             raise ValueError(f"{name} must be an integer, got {value!r}")
         if not lo <= as_float <= hi:
             raise ValueError(f"{name} must be between {lo} and {hi}, got {int(as_float)}")
-    size, n_angles = int(size), int(n_angles)
-    if size * size * n_angles > MAX_ENTRIES:
-        raise ValueError(
-            f"{n_angles} angles of a {size}² image is too large for this machine; "
-            f"keep size² × angles ≤ {MAX_ENTRIES:,} (e.g. 180 angles at 256²)"
-        )
-    return size, n_angles
-
-
-def _footprint_cdf(u: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """The fraction of a unit pixel's mass that projects below ``u`` (pixel centre at 0).
-
-    A square pixel seen at angle θ projects to the convolution of two boxes of widths ``a = |cos θ|`` and
-    ``b = |sin θ|``: a trapezoid. Its CDF is ``[Q(u + (a+b)/2) − Q(u + (a−b)/2) − Q(u − (a−b)/2)
-    + Q(u − (a+b)/2)] / (2ab)`` with ``Q(v) = max(v, 0)²``.
-    """
-
-    def q(v: torch.Tensor) -> torch.Tensor:
-        return v.clamp_min(0) ** 2
-
-    s, d = (a + b) / 2, (a - b) / 2
-    return (q(u + s) - q(u + d) - q(u - d) + q(u - s)) / (2 * a * b)
-
-
-def _system_matrices(size: int, n_angles: int, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``A`` and ``Aᵀ`` as float32 CSR matrices, ``(n_angles · bins, size²)`` and its transpose.
-
-    Each pixel is a unit square; at each angle its mass is shared among the (at most three) bins its
-    projection overlaps, in proportion to the overlap (the exact strip integral of a square pixel). A plain
-    linear splat (two bins) aliases: the ramp filter amplifies its errors and costs 2.5 dB of FBP at 60
-    angles. ``Aᵀ`` is built first because its rows (pixels) come out in order without sorting.
-    """
-    c = size // 2
-    theta = projection_angles(n_angles)
-    rows, cols = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
-    x = (cols - c).flatten().double()  # (size²,) column offset
-    y = (rows - c).flatten().double()  # (size²,) row offset
-    p = x[:, None] * torch.cos(theta)[None] - y[:, None] * torch.sin(theta)[None] + bins // 2  # (size², A)
-    # Offsets within a few bins are small: float32 is exact enough for them, and twice as fast.
-    a = torch.cos(theta).abs().clamp_min(1e-2).float()[None, :, None]  # (1, A, 1): the footprint's box widths
-    b = torch.sin(theta).abs().clamp_min(1e-2).float()[None, :, None]  # (at 0° and 90°: 1.01 wide, not 1)
-    centre = torch.floor(p + 0.5)  # the bin holding the pixel centre; the footprint is at most √2 wide
-    k = centre[..., None] + torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64)  # (size², A, 3)
-    u = (k - p[..., None]).float()  # bin k covers [u − ½, u + ½] relative to the pixel centre
-    w = _footprint_cdf(u + 0.5, a, b) - _footprint_cdf(u - 0.5, a, b)
-    k = k.long()
-    keep = (w > 0) & (k >= 0) & (k < bins)  # a footprint narrower than a bin touches two; the far corner falls off
-    col = (torch.arange(n_angles)[None, :, None] * bins + k)[keep]  # sinogram index: angle · bins + bin
-    crow = torch.zeros(size * size + 1, dtype=torch.long)
-    crow[1:] = keep.flatten(1).sum(1).cumsum(0)  # masking keeps the entries in pixel order: no sort needed
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
-        at = torch.sparse_csr_tensor(crow.int(), col.int(), w[keep], (size * size, n_angles * bins))
-        a_mat = at.t().to_sparse_csr()
-    return a_mat, at
+    return int(size), int(n_angles)
 
 
 class _Project(torch.autograd.Function):
-    """``M @ X`` for a fixed sparse ``M``, whose backward is ``Mᵀ @ G``."""
+    """``A x`` (or ``Aᵀ y`` with ``transpose``), whose backward is the other one: each is the other's exact adjoint."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, m: torch.Tensor, mt: torch.Tensor) -> torch.Tensor:
-        ctx.mt = mt
-        return m @ x
+    def forward(ctx, t: torch.Tensor, geometry: ct_projector.Geometry, transpose: bool) -> torch.Tensor:
+        ctx.geometry, ctx.transpose = geometry, transpose
+        return (ct_projector.backproject if transpose else ct_projector.project)(t, geometry)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        return ctx.mt @ grad, None, None
+        return (ct_projector.project if ctx.transpose else ct_projector.backproject)(grad, ctx.geometry), None, None
 
 
 class Radon:
@@ -136,21 +84,12 @@ class Radon:
     def __init__(self, size: int, n_angles: int = LECTURE_ANGLES):
         self.size, self.n_angles = check_geometry(size, n_angles)
         self.bins = detector_bins(self.size)
-        self._matrices: dict[tuple[str, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
-        self._lock = threading.Lock()  # two requests for a new geometry build its matrices once
+        # a few float64 tables of length n_angles: nothing grows with size² × angles (ct_projector)
+        self._geometry = ct_projector.Geometry(projection_angles(self.n_angles).numpy(), self.size, self.bins)
 
     @property
     def sinogram_shape(self) -> tuple[int, int]:
         return self.n_angles, self.bins
-
-    def _pair(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        key = (str(t.device), t.dtype)
-        with self._lock:
-            if key not in self._matrices:
-                base = self._matrices.get(("cpu", torch.float32)) or _system_matrices(self.size, self.n_angles, self.bins)
-                self._matrices[("cpu", torch.float32)] = base
-                self._matrices[key] = tuple(m.to(device=t.device, dtype=t.dtype) for m in base)
-            return self._matrices[key]
 
     def _check(self, t: torch.Tensor, shape: tuple[int, int], what: str) -> None:
         if t.ndim != 4 or t.shape[1] != 1 or tuple(t.shape[2:]) != shape:
@@ -161,16 +100,12 @@ class Radon:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``A x``: the sinogram of a batch of images."""
         self._check(x, (self.size, self.size), "a batch of images")
-        a, at = self._pair(x)
-        flat = x.reshape(x.shape[0], -1).T  # (size², N)
-        return _Project.apply(flat, a, at).T.reshape(x.shape[0], 1, self.n_angles, self.bins)
+        return _Project.apply(x[:, 0], self._geometry, False)[:, None]  # (N, 1, n_angles, bins)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         """``Aᵀ y``: the (unfiltered) back-projection of a batch of sinograms."""
         self._check(y, self.sinogram_shape, "a batch of sinograms")
-        a, at = self._pair(y)
-        flat = y.reshape(y.shape[0], -1).T  # (A · bins, N)
-        return _Project.apply(flat, at, a).T.reshape(y.shape[0], 1, self.size, self.size)
+        return _Project.apply(y[:, 0], self._geometry, True)[:, None]  # (N, 1, size, size)
 
     __call__ = forward
 
@@ -247,7 +182,7 @@ class CTSpec:
     filter: str = "ramp"  # the FBP window
 
     def build(self) -> Radon:
-        """The operator ``A`` (shared per geometry: its matrices are built once)."""
+        """The operator ``A`` (shared per geometry)."""
         if self.filter not in FILTERS:
             raise ValueError(f"unknown FBP filter {self.filter!r}; choose one of {', '.join(FILTERS)}")
         return radon_operator(self.size, self.angles)
@@ -260,19 +195,12 @@ class CTSpec:
 
 
 _OPERATORS: OrderedDict[tuple[int, int], Radon] = OrderedDict()  # the explicit operator cache
-_MAX_OPERATORS = 4  # each holds up to ~400 MB of matrices at the largest geometry
+_MAX_OPERATORS = 64  # each holds a few tables of n_angles numbers: kept for sharing, not for memory
 _OPERATORS_LOCK = threading.Lock()
 
 
-def is_built(size: int, n_angles: int) -> bool:
-    """Whether ``radon_operator(size, n_angles)`` is cached: if not, its first call builds the matrices."""
-    with _OPERATORS_LOCK:
-        return check_geometry(size, n_angles) in _OPERATORS
-
-
 def radon_operator(size: int, n_angles: int) -> Radon:
-    """The shared ``Radon(size, n_angles)``: its sparse matrices are built on first use (about 1 s at 256²,
-    60 angles) and kept for the ``_MAX_OPERATORS`` most recently used geometries."""
+    """The shared ``Radon(size, n_angles)`` (nothing to build: the projector is matrix-free)."""
     key = check_geometry(size, n_angles)
     with _OPERATORS_LOCK:
         if key in _OPERATORS:

@@ -45,6 +45,7 @@ from recon_demo.operators import (
 from recon_demo.progress import Report, no_progress
 
 WORK_SIZE = 256  # every image is centre-cropped to a square and resized to this side, as the lecture's slices
+IMAGE_SIZES = (WORK_SIZE, 512)  # the sides an image is kept at: 512² for CT at the scanner's resolution
 MAX_KERNEL = 31  # the app's largest kernel (the core allows 63; beyond 31 a 256² image is mostly border)
 MAX_NOISE = 0.2  # the app's largest relative noise level
 MAX_VARIANCE = 20.0
@@ -258,10 +259,11 @@ class Lab:
             read = partial(images.open_image, data)
         key = "upload:" + hashlib.sha1(data).hexdigest()
         with self._lock:
-            if key in self._images:
+            if all((key if size == WORK_SIZE else f"{key}@{size}") in self._images for size in IMAGE_SIZES):
                 return key
-        x = working_tensor(read())
-        self._remember(self._images, key, x)
+        picture = read()
+        for size in IMAGE_SIZES:  # the original is not kept: each size is made from it now
+            self._remember(self._images, key if size == WORK_SIZE else f"{key}@{size}", working_tensor(picture, size))
         return key
 
     def add_checkpoint(self, architecture: str, source: str | Path, filename: str | None = None) -> str:
@@ -295,16 +297,19 @@ class Lab:
                 self._checkpoints.popitem(last=False)[1].unlink(missing_ok=True)
         return key
 
-    def x_true(self, image: str) -> torch.Tensor:
-        """The working image (1, 1, 256, 256) of a catalogue name or upload key."""
+    def x_true(self, image: str, size: int = WORK_SIZE) -> torch.Tensor:
+        """The working image (1, 1, size, size) of a catalogue name or upload key; ``size`` one of ``IMAGE_SIZES``."""
+        if size not in IMAGE_SIZES:
+            raise SettingError(f"image size must be one of {', '.join(map(str, IMAGE_SIZES))}, got {size!r}")
+        key = image if size == WORK_SIZE else f"{image}@{size}"
         with self._lock:
-            if image in self._images:
-                self._images.move_to_end(image)
-                return self._images[image]
+            if key in self._images:
+                self._images.move_to_end(key)
+                return self._images[key]
         if _is_upload_key(image):
             raise SettingError("that uploaded image is no longer on the server; upload it again")
-        x = working_tensor(images.load_example(image))
-        self._remember(self._images, image, x)
+        x = working_tensor(images.load_example(image), size)
+        self._remember(self._images, key, x)
         return x
 
     def measurement(self, setting: Setting) -> torch.Tensor:
@@ -449,11 +454,11 @@ def fits(entry: ManifestEntry, setting: Setting, given_k: bool = False) -> bool:
     return same and abs(setting.noise - float(noise.get("level", setting.noise))) < 1e-9
 
 
-def working_tensor(img: Image.Image | np.ndarray) -> torch.Tensor:
-    """Any picture as the lab's working image: grey, centre-cropped to a square, resized to 256²; (1, 1, 256, 256)."""
+def working_tensor(img: Image.Image | np.ndarray, size: int = WORK_SIZE) -> torch.Tensor:
+    """Any picture as the lab's working image: grey, centre-cropped to a square, resized to size² (256²)."""
     x = images.to_tensor(img, size=None)  # (1, 1, H, W) grey in [0, 1]
     h, w = x.shape[-2:]
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
     x = x[..., top : top + side, left : left + side]
-    return images.resize(x, WORK_SIZE).clamp(0, 1).contiguous()
+    return images.resize(x, size).clamp(0, 1).contiguous()

@@ -20,7 +20,7 @@ def test_quick_bench_reports_every_figure(capsys):
     printed = capsys.readouterr()
     report = json.loads(printed.out)  # stdout holds the JSON alone; the progress went to stderr
     assert printed.err.splitlines()[0] == "bench: measuring…"
-    parts = len(list_models()) + 5  # SGEMM, the seven, the unrolled network, TV, the loss study, a training step
+    parts = len(list_models()) + 6  # SGEMM, the seven, the unrolled network, TV, the loss study, a training step, CT
     assert printed.err.splitlines()[-1].startswith(f"bench: measuring: {parts}/{parts} in")
     assert KEYS <= set(report) and report["device"] == "cpu" and report["quick"]
     assert list(report["per_model"]) == list_models()
@@ -35,6 +35,13 @@ def test_quick_bench_reports_every_figure(capsys):
     assert tv["ms"] > 0 and tv["unet_ms"] == unrolled["unet_ms"] and 0.5 < tv["ratio_to_unet"] / (tv["ms"] / tv["unet_ms"]) < 2
     assert report["sgemm_gflops"] > 0 and report["efficiency"] > 0 and report["train_steps_per_s"] > 0
     assert all(report[key] is None for key in APP_KEYS)  # the app is measured in full mode only
+    ct = report["ct"]  # the matrix-free projector beside the stored matrix at the lecture's geometry, alone at 512² × 180
+    lecture, scanner = ct["projector"]
+    assert (lecture["size"], lecture["angles"], scanner["size"], scanner["angles"]) == (256, 60, 512, 180)
+    assert lecture["forward_ms"] > 0 and lecture["sparse_adjoint_ms"] > 0 and lecture["forward_ratio_to_sparse"] > 0
+    assert lecture["sparse_mb"] > 100 * lecture["operator_kb"] / 1024  # 150 MB of matrices against 2 kB of tables
+    assert "sparse_forward_ms" not in scanner and scanner["adjoint_ms"] > 0 and ct["fbp_512_180_ms"] > 0
+    assert ct["unrolled_s"] is None and ct["peak_rss_mb"] is None  # the fresh process at 512² runs in full mode only
     step = report["train_step_ms"]
     assert set(step) == {"fp32", "bf16"} and step["fp32"] > 0
     if report["amp_supported"]:  # a CPU with bf16 instructions (or a GPU): both measured

@@ -9,7 +9,7 @@ import gradio as gr
 import numpy as np
 import pytest
 
-from recon_demo import checkpoints, ct_baselines
+from recon_demo import checkpoints, ct_baselines, ct_projector
 from recon_demo.__main__ import main as cli
 from recon_demo.checkpoints import Manifest
 from recon_demo.ct_lab import CT_TABLE_COLUMNS, CTLab, CTSetting, sinogram_picture
@@ -54,7 +54,7 @@ def test_evaluate_ct_gives_the_blur_protocols_json(capsys):
 @pytest.mark.parametrize(
     "flags, message",
     [(["--angles", "0"], "number of angles must be between 1"), (["--models", "unet"], "not a CT model"),
-     (["--baselines", "tv"], "unknown CT baseline"), (["--size", "1024"], "--size for ct must be an integer in [8, 512]"),
+     (["--baselines", "tv"], "unknown CT baseline"), (["--size", "2048"], "--size for ct must be an integer in [8, 1024]"),
      (["--fbp-filter", "none"], "invalid choice")],
 )  # fmt: skip
 def test_evaluate_ct_refuses_bad_flags(flags, message, capsys):
@@ -124,15 +124,38 @@ def test_the_ct_lab_reconstructs_with_fbp_sirt_and_says_when_no_weights_exist(ba
     assert all(r.metrics["lpips"] is not None for r in bare_ct_lab.run(CTSetting("phantom-1", angles=30)).reconstructions)
 
 
-def test_the_ct_lab_says_when_it_builds_a_projection_matrix_then_each_method(bare_ct_lab):
+def test_the_ct_lab_says_when_it_compiles_the_projector_then_each_method(bare_ct_lab, monkeypatch):
     heard: list[tuple[int, int, str]] = []
+    monkeypatch.setattr(ct_projector, "ready", lambda: False)  # a fresh process: the kernels are not loaded yet
     bare_ct_lab.run(CTSetting("phantom-2", angles=37, noise=0.01), with_lpips=False, report=lambda *a: heard.append(a))
-    assert heard[0] == (0, 3, "building the projection matrix for 37 angles…")  # FBP, SIRT (no weights here) and the sinogram
+    assert heard[0] == (0, 3, "preparing the CT projector (compiled once, then read from its cache)…")  # FBP, SIRT, sinogram
     assert [d for d, _, _ in heard] == sorted(d for d, _, _ in heard) and heard[-1][:2] == (3, 3)
     assert {"FBP", "SIRT"} <= {what for _, _, what in heard}
-    heard.clear()  # the same geometry again, another image: no build this time
+    heard.clear()
+    monkeypatch.setattr(ct_projector, "ready", lambda: True)  # compiled: nothing to say about it
     bare_ct_lab.run(CTSetting("phantom-3", angles=37, noise=0.01), with_lpips=False, report=lambda *a: heard.append(a))
-    assert not any("building" in what for _, _, what in heard)
+    assert not any("preparing" in what for _, _, what in heard)
+
+
+@pytest.mark.slow
+def test_the_ct_lab_runs_a_512_slice_and_an_upload_at_512(bare_ct_lab):
+    result = bare_ct_lab.run(CTSetting("camera", angles=90, noise=0.01, size=512), with_lpips=False)
+    assert result.x_true.shape == (512, 512) and result.sinogram.shape == (90, detector_bins(512))
+    assert any("trained on 256² images" in n for n in result.notes)
+    by_name = {r.name: r for r in result.reconstructions}
+    assert by_name["sirt"].metrics["psnr"] > by_name["fbp"].metrics["psnr"] > 15
+    picture = np.zeros((300, 400), np.uint8)
+    picture[100:200, 150:250] = 200  # a square: its centre-cropped 512² version keeps it in the middle
+    key = bare_ct_lab.lab.add_upload(picture)
+    upload = bare_ct_lab.run(CTSetting(key, angles=30, noise=0.0, size=512), with_lpips=False)
+    assert upload.x_true.shape == (512, 512) and upload.x_true[256, 256] > 0.7 and upload.x_true[10, 10] < 0.05
+    assert bare_ct_lab.lab.x_true(key).shape == (1, 1, 256, 256)  # the 256² version is the one it always was
+
+
+@pytest.mark.parametrize("size", [300, 1024, "big", 128])
+def test_a_ct_size_other_than_256_or_512_is_refused_with_a_message(bare_ct_lab, size):
+    with pytest.raises(SettingError, match="image size must"):
+        bare_ct_lab.run(CTSetting("phantom-1", angles=10, size=size), with_lpips=False)
 
 
 def test_the_learned_model_is_used_and_named_when_angles_differ(ct_lab):
@@ -168,7 +191,7 @@ def test_the_sinogram_picture_puts_detector_bins_down_and_angles_across():
 
 def test_the_ct_tab_handler_shows_the_sinogram_pictures_and_table(bare_ct_lab):
     status, sinogram, pictures, table = ct_outputs(bare_ct_lab, "phantom-2", 20, 0.02, "hann", 3)
-    assert "20 angles" in status and "hann" in status and "⚠" in status  # no weights in this lab: said so
+    assert "256² image, 20 angles" in status and "hann" in status and "⚠" in status  # no weights in this lab: said so
     assert sinogram.shape == (364, 360) and sinogram.dtype == np.uint8
     assert [caption.split(":")[0] for _, caption in pictures] == ["ground truth", "FBP", "SIRT"]
     frame = table.data  # a pandas Styler: the best value of each column marked, every row a contender

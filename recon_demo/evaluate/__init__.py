@@ -25,6 +25,7 @@ from recon_demo import ct_baselines, datasets
 from recon_demo.baselines import BASELINES
 from recon_demo.checkpoints import CT_ANY, REGIMES, CheckpointError, Manifest
 from recon_demo.ct_operators import FILTERS, LECTURE_ANGLES, CTSpec
+from recon_demo.ct_operators import MAX_SIZE as CT_MAX_SIZE
 from recon_demo.evaluate.formats import FORMATS, format_markdown, format_off_course_markdown, format_table
 from recon_demo.evaluate.protocol import (
     MAX_SIZE,
@@ -122,7 +123,7 @@ def _asks_all(models: str | None) -> bool:
 
 def ct_config_from_args(args: argparse.Namespace) -> CTEvalConfig:
     """The CT evaluation the flags describe (``--task ct``); the blur's flags are ignored."""
-    _check_protocol_args(args, 512, " for ct")
+    _check_protocol_args(args, CT_MAX_SIZE, " for ct")
     spec = CTSpec(args.angles, args.size, args.fbp_filter)
     spec.build()  # validates the geometry before any work
     return CTEvalConfig(

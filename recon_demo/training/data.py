@@ -271,8 +271,8 @@ def ct_sinogram_batch(
 ) -> tuple[torch.Tensor, torch.Tensor, Radon]:
     """CT training for a network handed the operator: ``(x_true, y_delta, radon)`` with whole ``image_size``² images
     and their noisy sinograms. The number of angles is drawn in ``cfg.angle_range`` for every ``STEPS_PER_GEOMETRY``
-    steps (from the seed and the step, so a resumed run draws the same): a new geometry's matrices take seconds
-    to build, and only a few are kept."""
+    steps (from the seed and the step, so a resumed run draws the same; the shipped CT checkpoint was trained so,
+    when each geometry's projection matrix took seconds to build)."""
     full = clean_batch(replace(cfg, patch_size=cfg.image_size), data, step, generator).to(device)  # (B, 1, n, n)
     lo, hi = cfg.angle_range or (cfg.angles, cfg.angles)
     draw = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step // STEPS_PER_GEOMETRY)

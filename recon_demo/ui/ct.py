@@ -8,7 +8,7 @@ from functools import partial
 
 import gradio as gr
 
-from recon_demo.ct_lab import CT_TABLE_COLUMNS, MAX_ANGLES, CTLab, CTSetting, ct_rows, sinogram_picture
+from recon_demo.ct_lab import CT_SIZES, CT_TABLE_COLUMNS, MAX_ANGLES, CTLab, CTSetting, ct_rows, sinogram_picture
 from recon_demo.ct_operators import FILTERS
 from recon_demo.lab import MAX_NOISE, SettingError
 from recon_demo.pictures import to_uint8
@@ -16,19 +16,20 @@ from recon_demo.ui._progress import PROGRESS, shown_by
 from recon_demo.ui.reconstruct import UPLOAD_TYPES, accept_upload, image_choices, styled
 
 
-def ct_outputs(ct_lab: CTLab, image: str, angles, noise, filter: str, seed, progress: gr.Progress | None = None) -> tuple:
+def ct_outputs(ct_lab: CTLab, image: str, angles, noise, filter: str, seed, size=CTSetting.size,
+               progress: gr.Progress | None = None) -> tuple:  # fmt: skip
     """The CT tab's handler: a status line, the sinogram, the pictures with captions, the metrics table. The progress
-    bar says when a new geometry's projection matrix is being built (seconds), then each method."""
+    bar names each method as it finishes (and the projector's compilation, once per process)."""
     try:
-        result = ct_lab.run(CTSetting(image, angles, noise, filter, seed), report=shown_by(progress))
+        result = ct_lab.run(CTSetting(image, angles, noise, filter, seed, size), report=shown_by(progress))
     except (SettingError, ValueError) as err:
         raise gr.Error(str(err)) from None
     s = result.setting
     pictures = [(to_uint8(result.x_true), "ground truth")]
     for r in result.reconstructions:
         pictures.append((to_uint8(r.image), f"{r.label}: {r.metrics['psnr']:.2f} dB"))
-    status = (f"{s.angles} angles over 180°, {result.sinogram.shape[1]} detector bins, sinogram noise δ {s.noise:g}, "
-              f"FBP window {s.filter}.")  # fmt: skip
+    status = (f"{s.size}² image, {s.angles} angles over 180°, {result.sinogram.shape[1]} detector bins, sinogram noise "
+              f"δ {s.noise:g}, FBP window {s.filter}.")  # fmt: skip
     if result.notes:
         status += "\n\n" + "\n\n".join(f"⚠ {n}" for n in result.notes)
     table = styled(ct_rows(result), CT_TABLE_COLUMNS, reference_row=False)  # every row a method: the best marked
@@ -48,6 +49,8 @@ def build(ct_lab: CTLab, tab: gr.Tab | None = None) -> None:
             angles = gr.Slider(1, MAX_ANGLES, value=default.angles, step=1, label="Number of angles (over 180°)", elem_id="ct_angles")
             noise = gr.Slider(0, MAX_NOISE, value=default.noise, step=0.001, label="Noise level δ (relative, on the sinogram)",
                               elem_id="ct_noise")  # fmt: skip
+            size = gr.Radio(list(CT_SIZES), value=default.size, label="Image size (pixels a side)", elem_id="ct_size",
+                            info="256²: the lecture's; 512²: a scanner's slice (about four times the time)")  # fmt: skip
             window = gr.Radio(list(FILTERS), value=default.filter, label="FBP filter", elem_id="ct_filter",
                               info="ramp: sharpest and noisiest; the windows trade detail for less noise")  # fmt: skip
             seed = gr.Number(default.seed, precision=0, label="Noise seed", elem_id="ct_seed")
@@ -61,16 +64,18 @@ def build(ct_lab: CTLab, tab: gr.Tab | None = None) -> None:
             table = gr.Dataframe(headers=list(CT_TABLE_COLUMNS), label="Metrics (the best of each column in bold green; data "
                                  "consistency: ||A x_rec − y_delta|| / ||y_delta||)",
                                  interactive=False, wrap=True, elem_id="ct_metrics")  # fmt: skip
-    inputs = [image, angles, noise, window, seed]
+    inputs = [image, angles, noise, window, seed, size]
     outputs = [status, sinogram, pictures, table]
 
-    def handler(image, angles, noise, filter, seed, progress=PROGRESS):
-        return ct_outputs(ct_lab, image, angles, noise, filter, seed, progress)
+    def handler(image, angles, noise, filter, seed, size, progress=PROGRESS):
+        return ct_outputs(ct_lab, image, angles, noise, filter, seed, size, progress)
 
     run.click(handler, inputs, outputs, api_visibility="private")
-    for control in (angles, noise):  # a slider recomputes once let go, not at every step of a drag
-        control.release(handler, inputs, outputs, api_visibility="private")
-    window.change(handler, inputs, outputs, api_visibility="private")
+    for control in (angles, noise):  # let go after a drag, the arrow keys, a typed value with Enter: the last one wins
+        control.input(handler, inputs, outputs, api_visibility="private", trigger_mode="always_last")
+    seed.submit(handler, inputs, outputs, api_visibility="private", trigger_mode="always_last")
+    for control in (window, size):
+        control.change(handler, inputs, outputs, api_visibility="private")
     if tab is not None:
         tab.select(handler, inputs, outputs, api_visibility="private")  # results are cached: reopening is free
     upload.upload(partial(accept_upload, ct_lab.lab), upload, image, api_visibility="private").then(

@@ -74,7 +74,8 @@ def test_bad_model_kwargs_are_refused():
         Trainer(TrainConfig(**{**SMALL, "model_kwargs": {"depth": 3}}))
 
 
-def test_amp_on_the_cpu_trains_in_bf16_and_a_resume_records_the_switch(tmp_path):
+def test_amp_on_the_cpu_trains_in_bf16_and_a_resume_records_the_switch(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECON_CPU_BF16", "1")  # what a CPU with AVX512-BF16 does; on an AVX2-only one, emulated (slower)
     cfg = TrainConfig(**{**SMALL, "steps": 4}, checkpoint=str(tmp_path / "amp.safetensors"), device="cpu")
     list(train(cfg))
     resumed = Trainer(TrainConfig(**{**SMALL, "steps": 8}, checkpoint=cfg.checkpoint, device="cpu", amp=True), resume=True)

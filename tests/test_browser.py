@@ -247,6 +247,21 @@ def test_ct_tab_shows_the_sinogram_and_four_reconstructions(browser, app_url):
     page.close()
 
 
+def test_ct_recomputes_on_a_typed_angle_count_and_on_the_arrow_keys(browser, app_url):
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.goto(app_url)
+    page.get_by_role("tab", name="CT", exact=True).click()
+    page.wait_for_function("document.querySelector('#ct_status').innerText.includes('60 angles')", timeout=90_000)
+    box = page.locator("#ct_angles input[type=number]")
+    box.fill("45")
+    box.press("Enter")  # a typed value with Enter, as lesson 7 asks the class to move it
+    page.wait_for_function("document.querySelector('#ct_status').innerText.includes('45 angles')", timeout=90_000)
+    page.locator("#ct_angles input[type=range]").focus()
+    page.keyboard.press("ArrowRight")  # one step of the slider by the keyboard
+    page.wait_for_function("document.querySelector('#ct_status').innerText.includes('46 angles')", timeout=90_000)
+    page.close()
+
+
 def test_the_link_restores_a_setting(browser, app_url):
     page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
     page.goto(app_url + "?image=coffee&angle=45&size=7&noise=0.02&models=cnn,wiener&colour=red")

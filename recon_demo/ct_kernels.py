@@ -36,7 +36,7 @@ def _row_weights(r, ct, st, s, d, inv, n, c0, idx, w_lo, w_mid, w_hi):
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
 def project(x, cos, sin, s, d, inv, c0, centre_bin, leaders, partners, out):
-    """``out[i, k, 1 + b] += A x[i]``: x (N, n, n), out (N, A, bins + 2) zeroed, a guard bin at each end.
+    """``out[i, k, 1 + b] += A x[i]``: x (N, n, n), out (N, A, bins + 3) zeroed: guard bins, one below, two above.
 
     Each job is one ``leader`` angle θ and, when it has one, its ``partner`` π − θ, which sees pixel (r, 2·c0 − c)
     where θ sees (r, c): one row of weights (``n + 1`` of them, for both ranges of c) serves both, and the job
@@ -71,7 +71,7 @@ def project(x, cos, sin, s, d, inv, c0, centre_bin, leaders, partners, out):
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
 def backproject(y, cos, sin, s, d, inv, c0, centre_bin, leaders, partners, out):
-    """``out[i] += Aᵀ y[i]``: y (N, A, bins + 2) with zero guard bins, out (N, n, n) zeroed; angles paired as in
+    """``out[i] += Aᵀ y[i]``: y (N, A, bins + 3) with zero guard bins, out (N, n, n) zeroed; angles paired as in
     ``project``."""
     n_images = y.shape[0]
     n = out.shape[1]

@@ -71,7 +71,7 @@ class _Project(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        return (ct_projector.project if ctx.transpose else ct_projector.backproject)(grad, ctx.geometry), None, None
+        return _Project.apply(grad, ctx.geometry, not ctx.transpose), None, None  # differentiable again
 
 
 class Radon:

@@ -31,9 +31,13 @@ import torch
 
 # numba is a requirement; without it (a platform with no wheel) the torch path runs on the CPU too. Its kernels
 # (``ct_kernels``) are imported on first use: the app starts without importing numba.
-HAS_NUMBA = importlib.util.find_spec("numba") is not None
+HAS_NUMBA = importlib.util.find_spec("numba") is not None  # found; ``_kernels`` also checks that it imports
 
 MIN_WIDTH = 1e-2  # a footprint box is never narrower (at 0° and 90° the trapezoid is 1.01 wide, not 1)
+# A projection row holds ``bins`` detector bins between guard bins: one below and two above, because a corner
+# pixel's footprint can reach one bin past the last (at angles near 3π/4 for some even sizes); the guards are
+# dropped, as the stored matrix dropped those entries.
+ROW = 3  # guard bins per row: a row is bins + ROW long and bin b sits at b + 1
 TORCH_CHUNK_ELEMENTS = 1 << 22  # the torch path's working set: angles × pixels per chunk (16 MB per float32 array)
 
 # One kernel call at a time: numba's fallback threading layer (workqueue, where no OpenMP or TBB is found) is not
@@ -65,7 +69,7 @@ class Geometry:
         index = {round(float(t), 9): k for k, t in enumerate(theta)}
         for k, t in enumerate(theta):
             j = index.get(round(math.pi - float(t), 9), -1)
-            if j > k:
+            if j > k and j not in self.partners and self.partners[k] < 0:  # each angle paired once (repeats stay single)
                 self.partners[k] = j
                 self.cos[j], self.sin[j] = -self.cos[k], self.sin[k]
         led = set(self.partners[self.partners >= 0].tolist())
@@ -75,20 +79,29 @@ class Geometry:
         self.centre_bin = bins // 2
 
 
+_KERNELS: list = []  # the imported ``ct_kernels`` module, or None where numba is found but does not import
+
+
 def _kernels():
-    return importlib.import_module("recon_demo.ct_kernels")
+    if not _KERNELS:
+        try:
+            _KERNELS.append(importlib.import_module("recon_demo.ct_kernels"))
+        except ImportError as err:  # a broken numba install: the torch path serves the CPU too
+            warnings.warn(f"numba does not import ({err}); the CT projector runs in torch", RuntimeWarning, stacklevel=2)
+            _KERNELS.append(None)
+    return _KERNELS[0]
 
 
 def _numba_project(x: np.ndarray, g: Geometry) -> np.ndarray:
-    out = np.zeros((x.shape[0], g.n_angles, g.bins + 2), dtype=x.dtype)
+    out = np.zeros((x.shape[0], g.n_angles, g.bins + ROW), dtype=x.dtype)
     with _KERNEL_LOCK:
         _kernels().project(x, g.cos, g.sin, g.s, g.d, g.inv, g.centre, g.centre_bin, g.leaders, g.partners, out)
-    return out[..., 1:-1]
+    return out[..., 1 : g.bins + 1]
 
 
 def _numba_backproject(y: np.ndarray, g: Geometry) -> np.ndarray:
-    padded = np.zeros((y.shape[0], g.n_angles, g.bins + 2), dtype=y.dtype)
-    padded[..., 1:-1] = y
+    padded = np.zeros((y.shape[0], g.n_angles, g.bins + ROW), dtype=y.dtype)
+    padded[..., 1 : g.bins + 1] = y
     out = np.zeros((y.shape[0], g.size, g.size), dtype=y.dtype)
     with _KERNEL_LOCK:
         _kernels().backproject(padded, g.cos, g.sin, g.s, g.d, g.inv, g.centre, g.centre_bin, g.leaders, g.partners, out)
@@ -97,7 +110,7 @@ def _numba_backproject(y: np.ndarray, g: Geometry) -> np.ndarray:
 
 def _torch_weights(g: Geometry, angles: slice, device: torch.device) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The kernels' expression for a chunk of angles: flat sinogram indices ``(3, k, n, n)`` (into rows of
-    ``bins + 2``) and the weights of the bins below, at and above each pixel's."""
+    ``bins + ROW``) and the weights of the bins below, at and above each pixel's."""
     n, c0 = g.size, g.centre
     ct = torch.from_numpy(g.cos[angles]).to(device)
     st = torch.from_numpy(g.sin[angles]).to(device)
@@ -111,7 +124,7 @@ def _torch_weights(g: Geometry, angles: slice, device: torch.device) -> tuple[to
     a2, b2 = (s - (0.5 - f)).clamp_min(0), (d - (0.5 - f)).clamp_min(0)
     lo = (a1 * a1 - b1 * b1) * inv
     hi = (a2 * a2 - b2 * b2) * inv
-    row = (torch.arange(ct.shape[0], device=device) * (g.bins + 2))[:, None, None]
+    row = (torch.arange(ct.shape[0], device=device) * (g.bins + ROW))[:, None, None]
     centre = m.long() + g.centre_bin + 1 + row  # (k, n, n)
     return torch.stack((centre - 1, centre, centre + 1)), [lo, 1 - lo - hi, hi]
 
@@ -127,20 +140,20 @@ def _torch_project(x: torch.Tensor, g: Geometry) -> torch.Tensor:
     for angles in _chunks(g):
         index, weights = _torch_weights(g, angles, x.device)
         k = index.shape[1]
-        out = torch.zeros(x.shape[0], k * (g.bins + 2), device=x.device, dtype=x.dtype)
+        out = torch.zeros(x.shape[0], k * (g.bins + ROW), device=x.device, dtype=x.dtype)
         for j, w in zip(index, weights):
             contrib = flat[:, None, :] * w.reshape(k, -1).to(x.dtype)  # (N, k, n²)
             out.scatter_add_(1, j.reshape(1, -1).expand(x.shape[0], -1), contrib.reshape(x.shape[0], -1))
-        rows.append(out.reshape(x.shape[0], k, g.bins + 2))
-    return torch.cat(rows, 1)[..., 1:-1]
+        rows.append(out.reshape(x.shape[0], k, g.bins + ROW))
+    return torch.cat(rows, 1)[..., 1 : g.bins + 1]
 
 
 def _torch_backproject(y: torch.Tensor, g: Geometry) -> torch.Tensor:
-    padded = torch.nn.functional.pad(y, (1, 1)).reshape(y.shape[0], -1)  # (N, A · (bins + 2))
+    padded = torch.nn.functional.pad(y, (1, ROW - 1)).reshape(y.shape[0], -1)  # (N, A · (bins + ROW))
     out = torch.zeros(y.shape[0], g.size * g.size, device=y.device, dtype=y.dtype)
     for angles in _chunks(g):
         index, weights = _torch_weights(g, angles, y.device)
-        part = padded[:, angles.start * (g.bins + 2) : angles.stop * (g.bins + 2)]
+        part = padded[:, angles.start * (g.bins + ROW) : angles.stop * (g.bins + ROW)]
         k = index.shape[1]
         for j, w in zip(index, weights):
             gathered = part[:, j.reshape(-1)].reshape(y.shape[0], k, -1)  # (N, k, n²)
@@ -151,9 +164,9 @@ def _torch_backproject(y: torch.Tensor, g: Geometry) -> torch.Tensor:
 def _uses_numba(t: torch.Tensor, backend: str) -> bool:
     if backend not in ("auto", "numba", "torch"):
         raise ValueError(f"backend must be auto, numba or torch, not {backend!r}")
-    if backend == "numba" and (not HAS_NUMBA or t.device.type != "cpu"):
+    if backend == "numba" and (not HAS_NUMBA or t.device.type != "cpu" or _kernels() is None):
         raise ValueError("the numba projector runs on the CPU, with numba installed")
-    return backend == "numba" or (backend == "auto" and HAS_NUMBA and t.device.type == "cpu")
+    return backend == "numba" or (backend == "auto" and HAS_NUMBA and t.device.type == "cpu" and _kernels() is not None)
 
 
 def _as_kernel_input(t: torch.Tensor) -> torch.Tensor:

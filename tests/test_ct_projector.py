@@ -25,7 +25,7 @@ def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
 
-@pytest.mark.parametrize("size, angles", [(256, 60), (33, 7), (64, 180), (16, 1), (40, 2)])
+@pytest.mark.parametrize("size, angles", [(256, 60), (33, 7), (64, 180), (16, 1), (40, 2), (24, 4), (304, 120)])
 def test_it_computes_the_stored_matrix_it_replaces(size, angles):
     """The sparse matrices the lab stored before (float64 geometry); the projector's float32 geometry differs by
     rounding only: a relative 2e-6 at 256², 60 angles."""
@@ -38,10 +38,14 @@ def test_it_computes_the_stored_matrix_it_replaces(size, angles):
     stored_adjoint = (at @ y.reshape(2, -1).T).T.reshape(x.shape)
     assert _relative(op.forward(x), stored_forward) < 1e-5
     assert _relative(op.adjoint(y), stored_adjoint) < 1e-5
+    for backend in ("auto", "torch"):  # (24, 4), (304, 120): a corner reaches one bin past the last, which is dropped
+        geometry = _geometry(size, angles)
+        assert _relative(ct_projector.project(x[:, 0], geometry, backend), stored_forward[:, 0]) < 1e-5
+        assert _relative(ct_projector.backproject(y[:, 0], geometry, backend), stored_adjoint[:, 0]) < 1e-5
 
 
 @needs_numba
-@pytest.mark.parametrize("size, angles", [(32, 12), (31, 5), (64, 90)])
+@pytest.mark.parametrize("size, angles", [(32, 12), (31, 5), (64, 90), (24, 4)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_the_torch_path_agrees_with_the_numba_kernels(size, angles, dtype):
     geometry = _geometry(size, angles)
@@ -106,6 +110,23 @@ def test_half_precision_and_autograd_follow_the_input():
     half = op.forward(x.detach().bfloat16())
     assert half.dtype == torch.bfloat16
     torch.testing.assert_close(half.float(), op.forward(x.detach().float()), rtol=2e-2, atol=2e-2)
+
+
+def test_repeated_and_mirrored_angles_are_each_counted_once():
+    theta = np.array([0.3, 0.3, np.pi - 0.3, np.pi / 2, 0.0])  # a repeat, a mirror, and two angles without one
+    geometry = ct_projector.Geometry(theta, 20, detector_bins(20))
+    x = torch.rand(1, 20, 20, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    y = torch.rand(1, len(theta), geometry.bins, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    by_numba, by_torch = ct_projector.project(x, geometry), ct_projector.project(x, geometry, "torch")
+    assert _relative(by_numba, by_torch) < 1e-12
+    torch.testing.assert_close(by_numba[:, 0], by_numba[:, 1])  # the repeat: the same row, not a doubled mirror
+    assert _relative(ct_projector.backproject(y, geometry), ct_projector.backproject(y, geometry, "torch")) < 1e-12
+
+
+def test_second_derivatives_go_through_the_projector():
+    op = Radon(12, 3)
+    x = torch.rand(1, 1, 12, 12, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(op.forward, (x,))
 
 
 def test_an_unknown_backend_is_refused():

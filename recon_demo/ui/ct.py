@@ -71,7 +71,7 @@ def build(ct_lab: CTLab, tab: gr.Tab | None = None) -> None:
         return ct_outputs(ct_lab, image, angles, noise, filter, seed, size, progress)
 
     run.click(handler, inputs, outputs, api_visibility="private")
-    for control in (angles, noise):  # let go after a drag, the arrow keys, a typed value with Enter: the last one wins
+    for control in (angles, noise):  # a drag (its first and last value), the arrow keys, a typed value with Enter
         control.input(handler, inputs, outputs, api_visibility="private", trigger_mode="always_last")
     seed.submit(handler, inputs, outputs, api_visibility="private", trigger_mode="always_last")
     for control in (window, size):

@@ -138,8 +138,8 @@ def test_evaluate_reproduces_the_recorded_ct_metrics(key):
     cfg = CTEvalConfig(models=[(entry.model, None)], baselines=["fbp"], spec=spec, noise=entry.noise["level"], device="cpu")
     result = run_ct_evaluation(cfg, Engine("cpu", manifest=MANIFEST, bf16=False))  # recorded in float32
     # Recorded with the stored sparse matrix (float64 geometry); the matrix-free projector computes the same A with
-    # float32 geometry, a relative 2e-6 away: the recorded PSNRs move by 8e-6 (FBP) to 2.5e-4 dB (the unrolled
-    # network's 36 CG iterations). 1e-3 holds them far inside the 0.05 dB; 1e-4 for FBP itself.
+    # float32 geometry, a relative 2e-6 away: the recorded PSNRs move by 8e-6 (FBP) to 1.1e-4 dB (the refiner at
+    # 20 angles). 1e-3 holds them far inside the 0.05 dB; 1e-4 for FBP itself.
     for metric in ("mse", "psnr", "ssim"):
         assert result["results"][entry.model][metric] == pytest.approx(entry.metrics["model"][metric], abs=1e-3)
         assert result["results"]["fbp"][metric] == pytest.approx(entry.metrics["fbp"][metric], abs=1e-4)

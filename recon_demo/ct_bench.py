@@ -29,10 +29,6 @@ SPARSE_LIMIT = 256 * 256 * 180  # size² × angles: the largest geometry the sto
 Timer = Callable[[dict, int, torch.device], dict[str, list[float]]]  # bench._interleaved_ms
 
 
-def _operator_bytes(radon: Radon) -> int:
-    return sum(v.nbytes for v in vars(radon._geometry).values() if hasattr(v, "nbytes"))
-
-
 def projector_times(size: int, angles: int, repeats: int, timer: Timer) -> dict:
     """``A`` and ``Aᵀ`` of one image (ms), matrix-free and, where it fits, by the stored sparse matrices."""
     radon = Radon(size, angles)
@@ -40,7 +36,7 @@ def projector_times(size: int, angles: int, repeats: int, timer: Timer) -> dict:
     x = torch.rand(1, 1, size, size, generator=g)
     y = torch.rand(1, 1, *radon.sinogram_shape, generator=g)
     calls = {"forward": lambda: radon.forward(x), "adjoint": lambda: radon.adjoint(y)}
-    row: dict = {"size": size, "angles": angles, "operator_kb": round(_operator_bytes(radon) / 1024, 1)}
+    row: dict = {"size": size, "angles": angles, "operator_kb": round(radon.geometry.nbytes / 1024, 1)}
     if size * size * angles <= SPARSE_LIMIT:
         a, at = ct_projector.system_matrices(projection_angles(angles).numpy(), size, radon.bins)
         flat_x, flat_y = x.reshape(1, -1).T, y.reshape(1, -1).T

@@ -85,7 +85,7 @@ class Radon:
         self.size, self.n_angles = check_geometry(size, n_angles)
         self.bins = detector_bins(self.size)
         # a few float64 tables of length n_angles: nothing grows with size² × angles (ct_projector)
-        self._geometry = ct_projector.Geometry(projection_angles(self.n_angles).numpy(), self.size, self.bins)
+        self.geometry = ct_projector.Geometry(projection_angles(self.n_angles).numpy(), self.size, self.bins)
 
     @property
     def sinogram_shape(self) -> tuple[int, int]:
@@ -100,12 +100,12 @@ class Radon:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``A x``: the sinogram of a batch of images."""
         self._check(x, (self.size, self.size), "a batch of images")
-        return _Project.apply(x[:, 0], self._geometry, False)[:, None]  # (N, 1, n_angles, bins)
+        return _Project.apply(x[:, 0], self.geometry, False)[:, None]  # (N, 1, n_angles, bins)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         """``Aᵀ y``: the (unfiltered) back-projection of a batch of sinograms."""
         self._check(y, self.sinogram_shape, "a batch of sinograms")
-        return _Project.apply(y[:, 0], self._geometry, True)[:, None]  # (N, 1, size, size)
+        return _Project.apply(y[:, 0], self.geometry, True)[:, None]  # (N, 1, size, size)
 
     __call__ = forward
 

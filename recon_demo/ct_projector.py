@@ -22,7 +22,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import math
-import sys
 import threading
 import warnings
 
@@ -77,6 +76,11 @@ class Geometry:
         self.s, self.d, self.inv = footprint_widths(self.cos, self.sin)  # the same bits for θ and π − θ
         self.centre = size // 2
         self.centre_bin = bins // 2
+
+    @property
+    def nbytes(self) -> int:
+        """What the geometry holds: its tables of the angles (what an operator costs in memory)."""
+        return sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray))
 
 
 _KERNELS: list = []  # the imported ``ct_kernels`` module, or None where numba is found but does not import
@@ -164,9 +168,10 @@ def _torch_backproject(y: torch.Tensor, g: Geometry) -> torch.Tensor:
 def _uses_numba(t: torch.Tensor, backend: str) -> bool:
     if backend not in ("auto", "numba", "torch"):
         raise ValueError(f"backend must be auto, numba or torch, not {backend!r}")
-    if backend == "numba" and (not HAS_NUMBA or t.device.type != "cpu" or _kernels() is None):
+    available = t.device.type == "cpu" and HAS_NUMBA and _kernels() is not None
+    if backend == "numba" and not available:
         raise ValueError("the numba projector runs on the CPU, with numba installed")
-    return backend == "numba" or (backend == "auto" and HAS_NUMBA and t.device.type == "cpu" and _kernels() is not None)
+    return available and backend != "torch"
 
 
 def _as_kernel_input(t: torch.Tensor) -> torch.Tensor:
@@ -195,15 +200,14 @@ def backproject(y: torch.Tensor, g: Geometry, backend: str = "auto") -> torch.Te
 
 def ready() -> bool:
     """Whether the CPU kernels are compiled (or loaded from numba's disk cache) in this process."""
-    if not HAS_NUMBA:
+    if not HAS_NUMBA or _KERNELS == [None]:  # the torch path: nothing to compile
         return True
-    kernels = importlib.import_module("recon_demo.ct_kernels") if "recon_demo.ct_kernels" in sys.modules else None
-    return kernels is not None and all(k.signatures for k in (kernels.project, kernels.backproject))
+    return bool(_KERNELS) and all(k.signatures for k in (_KERNELS[0].project, _KERNELS[0].backproject))
 
 
 def warm_up() -> None:
     """Compile the CPU kernels for float32 and float64 now (a few seconds, once: numba caches them on disk)."""
-    if not HAS_NUMBA:
+    if not HAS_NUMBA or _kernels() is None:
         return
     g = Geometry(np.arange(2) * math.pi / 2, 8, 12)
     for dtype in (np.float32, np.float64):

@@ -206,6 +206,11 @@ def architecture_of(name: str) -> str:
     return name.split(":")[1] if is_own_checkpoint(name) else name
 
 
+def _image_key(image: str, size: int) -> str:
+    """The image cache's key of ``image`` at ``size``: the name itself at the working size, as always."""
+    return image if size == WORK_SIZE else f"{image}@{size}"
+
+
 def _is_upload_key(key: str) -> bool:
     return key.startswith("upload:") and len(key) == len("upload:") + 40
 
@@ -259,11 +264,11 @@ class Lab:
             read = partial(images.open_image, data)
         key = "upload:" + hashlib.sha1(data).hexdigest()
         with self._lock:
-            if all((key if size == WORK_SIZE else f"{key}@{size}") in self._images for size in IMAGE_SIZES):
+            if all(_image_key(key, size) in self._images for size in IMAGE_SIZES):
                 return key
         picture = read()
         for size in IMAGE_SIZES:  # the original is not kept: each size is made from it now
-            self._remember(self._images, key if size == WORK_SIZE else f"{key}@{size}", working_tensor(picture, size))
+            self._remember(self._images, _image_key(key, size), working_tensor(picture, size))
         return key
 
     def add_checkpoint(self, architecture: str, source: str | Path, filename: str | None = None) -> str:
@@ -301,7 +306,7 @@ class Lab:
         """The working image (1, 1, size, size) of a catalogue name or upload key; ``size`` one of ``IMAGE_SIZES``."""
         if size not in IMAGE_SIZES:
             raise SettingError(f"image size must be one of {', '.join(map(str, IMAGE_SIZES))}, got {size!r}")
-        key = image if size == WORK_SIZE else f"{image}@{size}"
+        key = _image_key(image, size)
         with self._lock:
             if key in self._images:
                 self._images.move_to_end(key)

@@ -95,10 +95,10 @@ def test_fbp_of_a_phantom_at_512_with_180_views():
 def test_an_operator_holds_tables_of_its_angles_not_a_matrix():
     """Memory that does not grow with size² × angles: what an operator keeps is a few arrays of n_angles numbers."""
     for size, angles in ((256, 60), (512, 180), (1024, 360)):
-        geometry = radon_operator(size, angles)._geometry
+        geometry = radon_operator(size, angles).geometry
         arrays = [v for v in vars(geometry).values() if isinstance(v, np.ndarray | torch.Tensor)]
         held = sum(a.nbytes if isinstance(a, np.ndarray) else a.numel() * a.element_size() for a in arrays)
-        assert held <= 7 * angles * 8  # cos, sin, s, |d|, 1/(2ab), partners, leaders: 8 bytes each
+        assert geometry.nbytes == held and held <= 7 * angles * 8  # cos, sin, s, |d|, 1/(2ab), partners, leaders: 8 bytes each
 
 
 def test_half_precision_and_autograd_follow_the_input():

@@ -9,7 +9,7 @@ import torch  # noqa: F401
 
 IMPORTS_DONE = time.time()
 
-from recon_demo.runtime import log_to_stderr, tune_allocator  # noqa: E402
+from recon_demo.serving.runtime import log_to_stderr, tune_allocator  # noqa: E402
 from recon_demo.ui import build_app, serve  # noqa: E402
 
 demo = build_app()

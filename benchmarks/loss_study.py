@@ -24,12 +24,12 @@ import time
 
 import torch
 
-from recon_demo.loss_study import EXPERIMENTS, LossStudy, LossStudyConfig
+from recon_demo.lab.loss_study import EXPERIMENTS, LossStudy, LossStudyConfig
 from recon_demo.losses import parse_loss
 from recon_demo.metrics import psnr
 from recon_demo.models import create_model
-from recon_demo.operators import add_relative_noise
-from recon_demo.runtime import tune_allocator
+from recon_demo.physics.noise import add_relative_noise
+from recon_demo.serving.runtime import tune_allocator
 from recon_demo.training import TrainingImages, validation_pair
 
 

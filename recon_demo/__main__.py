@@ -10,9 +10,10 @@ import os
 import signal
 import sys
 
-from recon_demo import bench, datasets, evaluate, loss_study, training
+from recon_demo import bench, datasets, evaluate, training
+from recon_demo.lab import loss_study
 from recon_demo.progress import CTRL_C, on_ctrl_c
-from recon_demo.runtime import tune_allocator
+from recon_demo.serving.runtime import tune_allocator
 
 COMMANDS = {
     "evaluate": (evaluate, "the lecture's evaluation protocol on a folder of images or the held-out examples"),

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from recon_demo.operators import Blur
+from recon_demo.physics.blur import Blur
 from recon_demo.pretrained import PretrainedUnavailable, build_lpips_alex
 
 

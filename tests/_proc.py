@@ -10,7 +10,7 @@ import re
 import time
 from pathlib import Path
 
-from recon_demo.loadtest import cpu_seconds, memory_mb
+from recon_demo.serving.loadtest import cpu_seconds, memory_mb
 
 __all__ = ["cpu_over", "cpu_seconds", "log_size", "memory_mb", "wait_for_line"]
 

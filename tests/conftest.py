@@ -61,7 +61,7 @@ def trained_weights(tmp_path_factory) -> Path:
 def lab(trained_weights):
     """The app's lab on the CPU, with the trained CNNs as its shipped weights."""
     from recon_demo.checkpoints import Manifest
-    from recon_demo.engine import Engine
-    from recon_demo.lab import Lab
+    from recon_demo.lab.blur import Lab
+    from recon_demo.serving.engine import Engine
 
     return Lab(Engine("cpu", manifest=Manifest.load(trained_weights)))

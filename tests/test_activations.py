@@ -6,7 +6,7 @@ import torch
 from recon_demo import activations as ins
 from recon_demo.errors import UnknownName
 from recon_demo.models import create_model, knows_operator, list_models
-from recon_demo.operators import LECTURE_OPERATOR
+from recon_demo.physics.blur import LECTURE_OPERATOR
 
 ALL = list_models(group=None)
 

@@ -7,7 +7,6 @@ import html
 import json
 import re
 import threading
-from dataclasses import fields
 from types import SimpleNamespace
 
 import gradio as gr
@@ -17,13 +16,14 @@ import pytest
 from PIL import Image
 
 from recon_demo.activations import conv_layers
-from recon_demo.lab import Setting, SettingError
-from recon_demo.loss_study import LIVE_DEFAULTS
+from recon_demo.lab.loss_study import LIVE_DEFAULTS
+from recon_demo.lab.setting import FLAT_FIELDS, Setting, SettingError
+from recon_demo.lab.tables import best_cells
 from recon_demo.models import create_model
-from recon_demo.tables import best_cells
 from recon_demo.ui import CSS, IDLE_POLL_S, PROGRESS_POLL_S, build_app, launch_settings, queue_settings, serve
+from recon_demo.ui._results import BEST, error_scale_html
 from recon_demo.ui.inspector import inspect_outputs
-from recon_demo.ui.reconstruct import BEST, Controls, accept_upload, drawn_code, error_scale_html, from_url, render_setting
+from recon_demo.ui.reconstruct import accept_upload, drawn_code, from_url, render_setting
 from recon_demo.ui.robustness import sweep_outputs
 from recon_demo.ui.train import curves, run_study, study_config
 
@@ -31,7 +31,7 @@ from recon_demo.ui.train import curves, run_study, study_config
 def values(**change) -> list:
     setting = Setting.of(**{"image": "moon", "models": ("cnn", "wiener"), **change})
     flat = setting.flat()
-    return [list(flat[f.name]) if f.name == "models" else flat[f.name] for f in fields(Controls)]
+    return [list(flat[name]) if name == "models" else flat[name] for name in FLAT_FIELDS]
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_reconstruct_handler_refuses_bad_values_with_a_message(lab):
 def test_the_url_sets_the_controls():
     request = SimpleNamespace(query_params={"image": "moon", "angle": "45", "size": "7", "models": "cnn,tv", "noise": "x"})
     *controls, note, dismiss, lesson_key = from_url(request)
-    named = dict(zip([f.name for f in fields(Controls)], controls))
+    named = dict(zip(list(FLAT_FIELDS), controls))
     assert named["image"] == "moon" and named["angle"] == 45 and named["kernel_size"] == 7 and named["models"] == ["cnn", "tv"]
     assert "ignored noise='x'" in note["value"] and note["visible"] and dismiss["visible"] and lesson_key is None
     *_, note, dismiss, _ = from_url(SimpleNamespace(query_params={"angle": "45"}))
@@ -96,15 +96,15 @@ def test_the_url_sets_the_controls():
 
 
 def test_a_lesson_sets_the_controls_opens_its_tab_and_has_a_link():
-    from recon_demo.lessons import LESSONS, TABS
-    from recon_demo.robustness import PARAMETERS
+    from recon_demo.lab.lessons import LESSONS, TABS
+    from recon_demo.lab.robustness import PARAMETERS
     from recon_demo.ui.lessons import apply, show
 
     assert len(LESSONS) >= 7
     for key, item in LESSONS.items():
         assert item.tab in TABS and (item.sweep is None or item.sweep in PARAMETERS) and len(item.text) > 60
         *controls, text, tab, sweep, errors = apply(key)
-        named = dict(zip([f.name for f in fields(Controls)], controls))
+        named = dict(zip(list(FLAT_FIELDS), controls))
         assert named["models"] == list(item.setting().models) and f"(?lesson={key})" in text
         assert tab.selected == item.tab and show(key)[1].selected == item.tab
         if item.sweep:
@@ -112,7 +112,7 @@ def test_a_lesson_sets_the_controls_opens_its_tab_and_has_a_link():
         assert errors == ({"value": True, "__type__": "update"} if item.errors else {"__type__": "update"})
     assert LESSONS["classical"].errors  # "compare the error maps": they are shown
     *controls, note, dismiss, key = from_url(SimpleNamespace(query_params={"lesson": "knows-k", "noise": "0.02"}))
-    named = dict(zip([f.name for f in fields(Controls)], controls))
+    named = dict(zip(list(FLAT_FIELDS), controls))
     assert key == "knows-k" and named["angle"] == 60 and named["noise"] == 0.02 and not note["visible"]  # the link's own values win
     *_, note, _, key = from_url(SimpleNamespace(query_params={"lesson": "nope"}))
     assert key is None and "ignored lesson='nope'" in note["value"]
@@ -321,7 +321,7 @@ def test_arrays_from_python_callers_are_checked_like_uploads(lab):
 
 
 def test_the_api_takes_a_drawn_kernel_and_refuses_a_bad_one(lab):
-    from recon_demo.operators import encode_drawn
+    from recon_demo.physics.blur import encode_drawn
     from recon_demo.ui.api import reconstruct_answer
 
     psf = np.zeros((15, 15))
@@ -364,7 +364,7 @@ def test_the_core_never_imports_gradio():
     import recon_demo
 
     core = [m.name for m in pkgutil.walk_packages(recon_demo.__path__, "recon_demo.") if not m.name.startswith("recon_demo.ui")]
-    assert {"recon_demo.lab", "recon_demo.training.loop", "recon_demo.activations", "recon_demo.__main__"} <= set(core)
+    assert {"recon_demo.lab.blur", "recon_demo.training.loop", "recon_demo.activations", "recon_demo.__main__"} <= set(core)
     code = "import sys\n" + "".join(f"import {m}\n" for m in core) + "print('gradio' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
@@ -395,12 +395,14 @@ def test_train_handler_validates_the_operator_as_the_reconstruct_tab_does():
 def test_reconstruct_api_parameters_and_the_controls_are_the_settings_flat_fields(app):
     import inspect as pyinspect
 
-    from recon_demo.lab import FLAT_FIELDS
-    from recon_demo.operators import OPERATOR_FIELDS
+    from recon_demo.physics.blur import OPERATOR_FIELDS
 
     fn = next(f.fn for f in app.fns.values() if f.api_name == "reconstruct")
-    assert tuple(pyinspect.signature(fn).parameters) == FLAT_FIELDS  # a new operator field reaches the API by itself
-    assert tuple(f.name for f in fields(Controls)) == FLAT_FIELDS
+    # the served endpoint's parameters are the setting's flat fields, and the page has a control for each (by its
+    # elem_id); tests/test_spec.py adds a field to a spec and finds it in the API, the widgets, the URL and the CLI
+    assert tuple(pyinspect.signature(fn).parameters) == FLAT_FIELDS
+    elem_ids = {getattr(block, "elem_id", None) for block in app.blocks.values()}
+    assert set(FLAT_FIELDS) <= elem_ids
     assert set(OPERATOR_FIELDS) <= set(FLAT_FIELDS)
     assert Setting.of(angle=45).moved(kernel_size=7).operator.kernel_size == 7
     with pytest.raises(SettingError, match="unknown setting colour"):

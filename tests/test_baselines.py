@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from recon_demo import baselines
-from recon_demo.baselines import BASELINES, get_baseline
 from recon_demo.errors import UnknownName
 from recon_demo.images import load_example, protocol_tensor
+from recon_demo.methods import blur as blur_methods
+from recon_demo.methods.blur import BASELINES, get_baseline
 from recon_demo.metrics import psnr
-from recon_demo.operators import Blur, OperatorSpec, add_relative_noise
+from recon_demo.physics.blur import Blur, OperatorSpec
+from recon_demo.physics.noise import add_relative_noise
 
 
 @pytest.fixture(scope="module", params=["camera", "astronaut"])
@@ -62,14 +63,14 @@ def test_our_wiener_is_scikit_images():
     psf = OperatorSpec().kernel().numpy().astype(np.float64)
     for balance in (0.02, 0.5):
         expected = wiener(image, psf, balance, clip=False)
-        assert np.abs(baselines.wiener_hunt(image, psf, balance) - expected).max() < 1e-12
+        assert np.abs(blur_methods.wiener_hunt(image, psf, balance) - expected).max() < 1e-12
 
 
 @pytest.mark.parametrize("spec", [OperatorSpec(), OperatorSpec(kernel_size=15, angle=70), OperatorSpec(blur="gaussian", kernel_size=7)],
                          ids=["lecture", "motion-15", "gaussian-7"])  # fmt: skip
 def test_fft_blur_is_the_operator_to_float_rounding(spec):
     K = spec.build()
-    fft = baselines.FFTBlur(K.kernel.numpy(), (64, 50))
+    fft = blur_methods.FFTBlur(K.kernel.numpy(), (64, 50))
     x = torch.rand(1, 1, 64, 50, generator=torch.Generator().manual_seed(0))
     assert np.abs(fft.forward(x[0, 0].numpy()) - K.forward(x)[0, 0].numpy()).max() < 2e-6
     assert np.abs(fft.adjoint(x[0, 0].numpy()) - K.adjoint(x)[0, 0].numpy()).max() < 2e-6
@@ -81,7 +82,7 @@ def test_tv_in_torch_is_the_scikit_image_loop_it_replaced(blurred):
     x_true, y_clean, kernel = blurred
     y = add_relative_noise(y_clean, 0.01, torch.Generator().manual_seed(1))[0, 0].numpy()
     K = Blur(torch.from_numpy(kernel.astype(np.float32)))
-    assert np.array_equal(baselines.tv_denoise(y, 0.002), denoise_tv_chambolle(y, weight=0.002))
+    assert np.array_equal(blur_methods.tv_denoise(y, 0.002), denoise_tv_chambolle(y, weight=0.002))
 
     def scikit_tv(num_iter: int = 40, weight: float = 0.002) -> np.ndarray:  # the loop before, numpy's Chambolle
         target = torch.from_numpy(y)[None, None]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from recon_demo.loadtest import start_app, stop_app
+from recon_demo.serving.loadtest import start_app, stop_app
 from tests._proc import cpu_over, log_size, wait_for_line
 
 pytestmark = pytest.mark.browser

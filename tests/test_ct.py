@@ -9,28 +9,31 @@ import gradio as gr
 import numpy as np
 import pytest
 
-from recon_demo import checkpoints, ct_baselines, ct_projector
+from recon_demo import checkpoints
 from recon_demo.__main__ import main as cli
 from recon_demo.checkpoints import Manifest
-from recon_demo.ct_lab import CT_TABLE_COLUMNS, CTLab, CTSetting, sinogram_picture
-from recon_demo.ct_operators import detector_bins
-from recon_demo.engine import Engine
 from recon_demo.errors import UnknownName
 from recon_demo.evaluate import parse_baselines
-from recon_demo.lab import Lab, SettingError
+from recon_demo.lab.blur import Lab
+from recon_demo.lab.ct import CT_TABLE_COLUMNS, CTLab, CTSetting, sinogram_picture
+from recon_demo.lab.setting import SettingError
+from recon_demo.methods import ct as ct_methods
+from recon_demo.physics import ct_projector
+from recon_demo.physics.ct import detector_bins
+from recon_demo.serving.engine import Engine
 from recon_demo.ui.ct import ct_outputs
 
 
 def test_ct_models_and_baselines_are_parsed_from_their_registries():
-    assert ct_baselines.parse_models("all") == [("fbp_resunet", None)]  # the unrolled network once it has CT weights
-    assert ct_baselines.parse_models("all", ["unrolled"]) == [("fbp_resunet", None), ("unrolled", None)]
-    assert ct_baselines.parse_models("unrolled=u.safetensors") == [("unrolled", "u.safetensors")]  # handed A itself
-    assert ct_baselines.parse_models("fbp_resunet=w.safetensors") == [("fbp_resunet", "w.safetensors")]
+    assert ct_methods.parse_models("all") == [("fbp_resunet", None)]  # the unrolled network once it has CT weights
+    assert ct_methods.parse_models("all", ["unrolled"]) == [("fbp_resunet", None), ("unrolled", None)]
+    assert ct_methods.parse_models("unrolled=u.safetensors") == [("unrolled", "u.safetensors")]  # handed A itself
+    assert ct_methods.parse_models("fbp_resunet=w.safetensors") == [("fbp_resunet", "w.safetensors")]
     with pytest.raises(UnknownName, match="not a CT model"):
-        ct_baselines.parse_models("unet")
-    assert parse_baselines("fbp, sirt", ct_baselines.CT_BASELINES, "CT baseline") == ["fbp", "sirt"]
+        ct_methods.parse_models("unet")
+    assert parse_baselines("fbp, sirt", ct_methods.CT_BASELINES, "CT baseline") == ["fbp", "sirt"]
     with pytest.raises(UnknownName, match="known CT baselines: fbp, sirt"):
-        parse_baselines("wiener", ct_baselines.CT_BASELINES, "CT baseline")
+        parse_baselines("wiener", ct_methods.CT_BASELINES, "CT baseline")
     assert checkpoints.ct_regime(60) == "ct-60" and checkpoints.regime_angles("ct-20") == 20 and checkpoints.regime_angles("course") is None
 
 
@@ -53,7 +56,7 @@ def test_evaluate_ct_gives_the_blur_protocols_json(capsys):
 
 @pytest.mark.parametrize(
     "flags, message",
-    [(["--angles", "0"], "number of angles must be between 1"), (["--models", "unet"], "not a CT model"),
+    [(["--angles", "0"], "number of angles must be an integer in [1, 360]"), (["--models", "unet"], "not a CT model"),
      (["--baselines", "tv"], "unknown CT baseline"), (["--size", "2048"], "--size for ct must be an integer in [8, 1024]"),
      (["--fbp-filter", "none"], "invalid choice")],
 )  # fmt: skip
@@ -172,7 +175,7 @@ def test_the_learned_model_is_used_and_named_when_angles_differ(ct_lab):
 @pytest.mark.parametrize(
     "setting, message",
     [(CTSetting(angles=0), "number of angles"), (CTSetting(angles=12.5), "number of angles"),
-     (CTSetting(noise=-1), "noise level"), (CTSetting(filter="none"), "unknown FBP filter"), (CTSetting(image=""), "choose an image"),
+     (CTSetting(noise=-1), "noise level"), (CTSetting(filter="none"), "FBP filter must be one of ramp"), (CTSetting(image=""), "choose an image"),
      (CTSetting(seed="x"), "seed")],
 )  # fmt: skip
 def test_ct_settings_are_validated(setting, message):

@@ -10,7 +10,8 @@ import torch
 from skimage.data import shepp_logan_phantom
 from skimage.transform import iradon, radon, resize
 
-from recon_demo.ct_operators import (
+from recon_demo.metrics import psnr
+from recon_demo.physics.ct import (
     FILTERS,
     CTSpec,
     Radon,
@@ -19,8 +20,7 @@ from recon_demo.ct_operators import (
     radon_operator,
     sirt,
 )
-from recon_demo.metrics import psnr
-from recon_demo.operators import add_relative_noise
+from recon_demo.physics.noise import add_relative_noise
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import torch
 from skimage.data import shepp_logan_phantom
 from skimage.transform import resize
 
-from recon_demo import ct_projector
-from recon_demo.ct_operators import Radon, detector_bins, projection_angles, radon_operator
 from recon_demo.metrics import psnr
+from recon_demo.physics import ct_projector
+from recon_demo.physics.ct import Radon, detector_bins, projection_angles, radon_operator
 
 needs_numba = pytest.mark.skipif(not ct_projector.HAS_NUMBA, reason="numba is not installed")
 

@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from recon_demo.checkpoints import Manifest
-from recon_demo.engine import Engine
 from recon_demo.images import load_example, protocol_tensor
 from recon_demo.metrics import psnr
 from recon_demo.models import create_model, list_models
-from recon_demo.operators import LECTURE_NOISE, LECTURE_OPERATOR, add_relative_noise
+from recon_demo.physics.blur import LECTURE_NOISE, LECTURE_OPERATOR
+from recon_demo.physics.noise import add_relative_noise
+from recon_demo.serving.engine import Engine
 from tests.test_engine import together
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]

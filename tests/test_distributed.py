@@ -1,4 +1,4 @@
-"""``train`` under torchrun (``recon_demo.distributed``): two CPU processes (gloo), each with half the batch, end
+"""``train`` under torchrun (``recon_demo.training.distributed``): two CPU processes (gloo), each with half the batch, end
 with the weights of one process with the whole batch, and so does a run stopped and resumed; rank 0 alone
 writes the checkpoint, its state and the manifest entry."""
 
@@ -13,7 +13,7 @@ import pytest
 from safetensors.torch import load_file
 
 from recon_demo.checkpoints import Manifest
-from recon_demo.distributed import World, world_from_env
+from recon_demo.training.distributed import World, world_from_env
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = ["--model", "cnn", "--patch-size", "32", "--phantoms", "4", "--max-images", "4", "--eval-every", "0", "--val-size", "64",

@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from recon_demo.checkpoints import Manifest, save_checkpoint
-from recon_demo.engine import Engine, select_device
 from recon_demo.errors import UnknownName
 from recon_demo.images import load_example, protocol_tensor
 from recon_demo.models import create_model, list_models
-from recon_demo.operators import OperatorSpec, add_relative_noise
+from recon_demo.physics.blur import OperatorSpec
+from recon_demo.physics.noise import add_relative_noise
+from recon_demo.serving.engine import Engine, select_device
 
 
 @pytest.fixture(scope="module")

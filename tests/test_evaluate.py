@@ -72,13 +72,13 @@ def test_baselines_on_the_default_held_out_images(capsys):
     [
         (["--models", "resnet=x.pth"], "unknown model 'resnet'"),
         (["--models", "cnn=/nonexistent/CNN.pth"], "no checkpoint file"),
-        (["--baselines", "input", "--kernel-size", "8"], "odd integer"),
+        (["--baselines", "input", "--kernel-size", "8"], "kernel size must be odd, got 8"),
         (["--baselines", "input", "--noise", "nan"], "--noise"),
         (["--baselines", "bm3d"], "unknown baseline"),
         (["--baselines", "input", "--images", "/nonexistent"], "no folder"),
         ([], "nothing to evaluate"),
         (["--baselines", "input", "--size", "100000"], "--size must be an integer in [8, 2048]"),
-        (["--baselines", "input", "--angle", "inf"], "angle must be a finite number"),
+        (["--baselines", "input", "--angle", "inf"], "angle must be a number in [-360, 360], got inf"),
         (["--baselines", "input", "--limit", "0"], "--limit must be an integer in [1, "),
     ],
 )

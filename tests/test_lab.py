@@ -8,10 +8,12 @@ import pytest
 from PIL import Image
 
 from recon_demo.checkpoints import ManifestEntry
-from recon_demo.lab import MAX_KERNEL, Setting, SettingError, fits, model_choices, working_tensor
-from recon_demo.operators import LECTURE_OPERATOR, encode_drawn
-from recon_demo.pictures import error_map, kernel_spectrum, overlay, psf_preview
-from recon_demo.tables import metrics_csv, metrics_rows
+from recon_demo.lab.blur import fits, working_tensor
+from recon_demo.lab.inspection import inspect
+from recon_demo.lab.pictures import error_map, kernel_spectrum, overlay, psf_preview
+from recon_demo.lab.setting import MAX_KERNEL, Setting, SettingError, model_choices
+from recon_demo.lab.tables import metrics_csv, metrics_rows
+from recon_demo.physics.blur import LECTURE_OPERATOR, encode_drawn
 
 
 @pytest.mark.parametrize(
@@ -157,15 +159,15 @@ def test_pictures():
 
 
 def test_lab_inspect_returns_what_the_inspect_tab_shows(lab):
-    seen = lab.inspect(Setting.of(image="moon", models=("cnn",)), "cnn")
+    seen = inspect(lab, Setting.of(image="moon", models=("cnn",)), "cnn")
     assert seen.layer == "conv1"  # the first convolution by default
     assert seen.total_channels == len(seen.channels) == 32 and seen.channels[0].shape == (256, 256)
     assert 1 < seen.rf_extent[0] <= 256 and seen.rf_formula is not None and seen.note == ""
     assert seen.receptive_field.shape == (256, 256, 3) and seen.spectrum.shape == (256, 256)
-    wide = lab.inspect(Setting.of(image="moon"), "vit", scale="channel")  # no ViT weights here: the untrained one
+    wide = inspect(lab, Setting.of(image="moon"), "vit", scale="channel")  # no ViT weights here: the untrained one
     assert "untrained" in wide.note and wide.total_channels == 128 and len(wide.channels) == 64
     with pytest.raises(ValueError, match="colour scale"):
-        lab.inspect(Setting.of(), "cnn", scale="rainbow")
+        inspect(lab, Setting.of(), "cnn", scale="rainbow")
 
 
 def test_the_same_request_from_many_students_is_computed_once(lab, monkeypatch):
@@ -193,7 +195,7 @@ def test_an_api_result_without_activations_is_completed_when_the_page_wants_them
 
 
 def test_the_best_of_each_metric_column_is_found_in_its_direction():
-    from recon_demo.tables import best_cells
+    from recon_demo.lab.tables import best_cells
 
     rows = [["Measurement", "0.004", "24.8", "0.75", "0.30", "0.01", "", ""],
             ["CNN", "0.002", "29.4", "0.80", "0.24", "0.02", "4.7", "9,857"],
@@ -206,7 +208,7 @@ def test_the_best_of_each_metric_column_is_found_in_its_direction():
 
 
 def test_the_receptive_field_box_outlines_the_measured_extent():
-    from recon_demo.pictures import draw_box
+    from recon_demo.lab.pictures import draw_box
 
     picture = np.zeros((32, 32, 3), dtype=np.uint8)
     mask = np.zeros((32, 32), dtype=bool)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from recon_demo.loadtest import classroom, idle_usage, start_app, stop_app
+from recon_demo.serving.loadtest import classroom, idle_usage, start_app, stop_app
 from tests._proc import cpu_over, log_size, memory_mb, wait_for_line
 
 pytestmark = pytest.mark.load

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from recon_demo.__main__ import main as cli
-from recon_demo.loss_study import EXPERIMENTS, LECTURE_RESULTS, LossStudy, LossStudyConfig, live_defaults
+from recon_demo.lab.loss_study import EXPERIMENTS, LECTURE_RESULTS, LossStudy, LossStudyConfig, live_defaults
 from recon_demo.training import TrainingError
 
 # The lecture's protocol at a size CI affords: 2 epochs of 2 batches of 4 images at 64².

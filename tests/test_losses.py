@@ -8,7 +8,8 @@ import torch
 from recon_demo.images import load_example, to_tensor
 from recon_demo.losses import LOSSES, fourier_loss, loss_status, parse_loss, psnr_loss, ssim_lecture_loss, ssim_loss
 from recon_demo.metrics import psnr, ssim
-from recon_demo.operators import OperatorSpec, add_relative_noise
+from recon_demo.physics.blur import OperatorSpec
+from recon_demo.physics.noise import add_relative_noise
 
 
 @pytest.fixture(scope="module")

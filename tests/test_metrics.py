@@ -6,11 +6,12 @@ import torch
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
 from recon_demo import metrics, pretrained
-from recon_demo.baselines import BASELINES
 from recon_demo.images import load_example, protocol_tensor
-from recon_demo.methods import Deconvolution, run_methods
+from recon_demo.methods.base import Deconvolution, run_methods
+from recon_demo.methods.blur import BASELINES
 from recon_demo.metrics import METRICS, compute_metrics, data_consistency
-from recon_demo.operators import OperatorSpec, add_relative_noise
+from recon_demo.physics.blur import OperatorSpec
+from recon_demo.physics.noise import add_relative_noise
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from recon_demo.checkpoints import load_checkpoint
 from recon_demo.errors import UnknownName
 from recon_demo.models import count_parameters, create_model, knows_operator, list_models, model_info
 from recon_demo.models._padding import at_multiple
-from recon_demo.operators import LECTURE_OPERATOR
+from recon_demo.physics.blur import LECTURE_OPERATOR
 
 # The lecture's parameter counts for its default configurations.
 LECTURE_PARAMETERS = {

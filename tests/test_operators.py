@@ -8,20 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from recon_demo.operators import (
+from recon_demo.physics.blur import (
     FFT_MIN_SIDE,
-    NOISE_MODELS,
     Blur,
     OperatorSpec,
-    add_gaussian_noise,
-    add_poisson_noise,
-    add_relative_noise,
     drawing_to_kernel,
     drawn_kernel,
     encode_drawn,
     gaussian_kernel,
     motion_kernel,
 )
+from recon_demo.physics.noise import NOISE_MODELS, add_gaussian_noise, add_poisson_noise, add_relative_noise
 
 KERNELS = {
     "ippy-9-20": lambda: motion_kernel(9, 20),

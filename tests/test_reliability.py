@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from recon_demo.lab import Lab, Setting, SettingError
+from recon_demo.lab.blur import Lab
+from recon_demo.lab.setting import Setting, SettingError
 from recon_demo.ui.reconstruct import accept_upload, render_setting
 
 RNG = np.random.default_rng(0)
@@ -162,7 +163,7 @@ def server(lab):
 
 
 @pytest.mark.parametrize("path", ["/etc/passwd", "app.py", "README.md", "../README.md", "weights/manifest.json",
-                                  "recon_demo/lab.py", "%2Fetc%2Fpasswd"])  # fmt: skip
+                                  "recon_demo/lab/blur.py", "%2Fetc%2Fpasswd"])  # fmt: skip
 def test_the_server_serves_no_local_file(server, path):
     for prefix in ("gradio_api/file=", "file="):
         try:

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from recon_demo.lab import Setting, SettingError
-from recon_demo.robustness import MEASUREMENT, as_rows, sweep
+from recon_demo.lab.robustness import MEASUREMENT, as_rows, sweep
+from recon_demo.lab.setting import Setting, SettingError
 
 
 def test_noise_sweep_degrades_every_method(lab):

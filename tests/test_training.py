@@ -12,7 +12,7 @@ from PIL import Image
 from recon_demo.__main__ import main as cli
 from recon_demo.checkpoints import Manifest, load_checkpoint, read_state_dict, sha256_file
 from recon_demo.images import split_names
-from recon_demo.operators import LECTURE_OPERATOR, OperatorSpec
+from recon_demo.physics.blur import LECTURE_OPERATOR, OperatorSpec
 from recon_demo.training import (
     GENERAL_RANGES,
     OperatorRanges,
@@ -55,7 +55,7 @@ def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool
         ({"ranges": OperatorRanges(blurs=("box",))}, "blurs must be a non-empty list"),
         ({"ranges": OperatorRanges(angle=(90.0, 10.0))}, "angle range must be"),
         ({"ranges": OperatorRanges(noise=(-1.0, 0.1))}, "noise levels >= 0"),
-        ({"ranges": OperatorRanges(kernel_size=(3, 101))}, "kernel size must be at most 63"),
+        ({"ranges": OperatorRanges(kernel_size=(3, 101))}, r"kernel size must be an integer in \[1, 31\], got 101"),
         ({"data": ()}, "no training data"),
         ({"val_image": "chelsea"}, "must be a held-out image"),
         ({"max_images": 0}, "max_images must be an integer >= 1"),
@@ -387,7 +387,7 @@ def test_init_starts_from_a_checkpoint_and_the_manifest_names_it(tmp_path):
         (["--steps", "0"], "steps must be an integer"),
         (["--model-kwargs", "{bad"], "--model-kwargs is not JSON"),
         (["--loss", "mse + "], "cannot read the loss term"),
-        (["--regime", "general", "--angles", "10"], "expected LOW,HIGH"),
+        (["--regime", "general", "--angles", "10"], "the angle range is two numbers LOW,HIGH"),
         (["--out", "model.pth"], "--out must end in .safetensors"),
         (["--data", "/no/such/folder"], "no folder /no/such/folder"),
         (["--resume", "--out", "/tmp/never-trained-here.safetensors"], "nothing to resume"),

@@ -10,7 +10,7 @@ import torch
 
 from recon_demo.models import create_model, knows_operator
 from recon_demo.models.unrolled import data_step
-from recon_demo.operators import LECTURE_OPERATOR, Blur, OperatorSpec
+from recon_demo.physics.blur import LECTURE_OPERATOR, Blur, OperatorSpec
 
 
 class Counting:
@@ -114,8 +114,8 @@ def unrolled_lab(tmp_path_factory):
     """A lab whose shipped weights are an unrolled network trained for a few steps by the train CLI (general)."""
     from recon_demo.__main__ import main as cli
     from recon_demo.checkpoints import Manifest
-    from recon_demo.engine import Engine
-    from recon_demo.lab import Lab
+    from recon_demo.lab.blur import Lab
+    from recon_demo.serving.engine import Engine
 
     folder = tmp_path_factory.mktemp("unrolled_weights")
     args = ["train", "--model", "unrolled", "--regime", "general", "--kernel-sizes", "3,21", "--steps", "3", "--batch-size", "2",
@@ -132,7 +132,7 @@ def test_its_general_checkpoint_serves_the_course_regime_too(unrolled_lab):
 
 
 def test_the_lab_runs_it_beside_the_others_with_its_data_consistency(unrolled_lab):
-    from recon_demo.lab import Setting, model_choices
+    from recon_demo.lab.setting import Setting, model_choices
 
     assert model_choices().index("unrolled") == 7  # after the lecture's seven, before the classical methods
     setting = Setting(image="camera", operator=OperatorSpec("motion", 21, 70.0, kernel_style="centered"), noise=0.02,
@@ -146,9 +146,10 @@ def test_the_lab_runs_it_beside_the_others_with_its_data_consistency(unrolled_la
 
 
 def test_inspect_shows_its_iterates(unrolled_lab):
-    from recon_demo.lab import Setting
+    from recon_demo.lab.inspection import inspect
+    from recon_demo.lab.setting import Setting
 
-    seen = unrolled_lab.inspect(Setting(models=("unrolled",)), "unrolled")
+    seen = inspect(unrolled_lab, Setting(models=("unrolled",)), "unrolled")
     model = create_model("unrolled")
     assert len(seen.iterates) == len(model.denoisers) + 1 == len(seen.iterate_psnr)
     assert all(x.shape == (256, 256) and 0 <= x.min() and x.max() <= 1 for x in seen.iterates)
@@ -157,13 +158,15 @@ def test_inspect_shows_its_iterates(unrolled_lab):
 
 @pytest.mark.parametrize("bf16", [False, True])
 def test_inspects_last_estimate_is_reconstructs_result_in_either_precision(unrolled_lab, bf16):
-    from recon_demo.engine import Engine
-    from recon_demo.lab import Lab, Setting
+    from recon_demo.lab.blur import Lab
+    from recon_demo.lab.inspection import inspect
+    from recon_demo.lab.setting import Setting
+    from recon_demo.serving.engine import Engine
 
     lab = Lab(Engine("cpu", manifest=unrolled_lab.engine.manifest, bf16=bf16))
     setting = Setting(models=("unrolled",))
     result = next(r for r in lab.run(setting, with_lpips=False, max_channels=0).reconstructions if r.name == "unrolled")
-    np.testing.assert_allclose(lab.inspect(setting, "unrolled").iterates[-1], result.image, atol=1e-6)
+    np.testing.assert_allclose(inspect(lab, setting, "unrolled").iterates[-1], result.image, atol=1e-6)
 
 
 def test_ct_training_draws_its_angle_count_from_the_range_and_refuses_what_does_not_fit():
@@ -204,9 +207,9 @@ def test_trained_for_ct_it_reconstructs_any_angle_count_in_evaluate_and_the_ct_t
 
     from recon_demo.__main__ import main as cli
     from recon_demo.checkpoints import CT_ANY, Manifest
-    from recon_demo.ct_lab import CTLab, CTSetting
-    from recon_demo.engine import Engine
-    from recon_demo.lab import Lab
+    from recon_demo.lab.blur import Lab
+    from recon_demo.lab.ct import CTLab, CTSetting
+    from recon_demo.serving.engine import Engine
 
     folder = tmp_path_factory.mktemp("unrolled_ct")
     out = folder / "unrolled_ct.safetensors"
@@ -234,7 +237,7 @@ def test_trained_for_ct_it_reconstructs_any_angle_count_in_evaluate_and_the_ct_t
 
 
 def test_the_engine_runs_it_in_bf16_where_told_and_the_lecture_networks_always_in_float32(monkeypatch):
-    from recon_demo.engine import Engine
+    from recon_demo.serving.engine import Engine
 
     torch.manual_seed(0)
     unrolled, unet = create_model("unrolled").eval(), create_model("unet").eval()
@@ -277,8 +280,8 @@ def test_a_training_records_its_held_out_metrics_in_float32(monkeypatch):
 
 
 def test_evaluate_says_how_each_network_ran_and_fp32_is_asked_for_by_a_flag():
-    from recon_demo.engine import Engine
     from recon_demo.evaluate import EvalConfig, run_evaluation
+    from recon_demo.serving.engine import Engine
 
     cfg = EvalConfig(models=[("unrolled", None), ("cnn", None)], regime="general", limit=1, size=64)
     fp32 = run_evaluation(replace(cfg, precision="fp32"))

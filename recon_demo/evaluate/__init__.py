@@ -8,7 +8,7 @@ and averaged. The table mirrors the lecture's; ``--format markdown`` adds each n
 median milliseconds per 256² image (the README's results tables); ``--format json`` gives
 ``{"protocol": ..., "results": {NAME: {"mse", "psnr", "ssim", "lpips", "n", "ms", "params"}}, "per_image": ...}``.
 
-``--task ct`` runs the same protocol on sinograms (``recon_demo.ct_baselines``): ``--angles``, ``--noise`` relative
+``--task ct`` runs the same protocol on sinograms (``recon_demo.methods.ct``): ``--angles``, ``--noise`` relative
 on the sinogram, CT models and the ``fbp``/``sirt`` baselines, and a data-consistency column ``dc``.
 
 The package: ``protocol`` (the configs and the runs), ``formats`` (the tables) and, here, the CLI.
@@ -21,11 +21,8 @@ import json
 import sys
 from dataclasses import replace
 
-from recon_demo import ct_baselines, datasets
-from recon_demo.baselines import BASELINES
+from recon_demo import datasets
 from recon_demo.checkpoints import CT_ANY, REGIMES, CheckpointError, Manifest
-from recon_demo.ct_operators import FILTERS, LECTURE_ANGLES, CTSpec
-from recon_demo.ct_operators import MAX_SIZE as CT_MAX_SIZE
 from recon_demo.evaluate.formats import FORMATS, format_markdown, format_off_course_markdown, format_table
 from recon_demo.evaluate.protocol import (
     MAX_SIZE,
@@ -35,21 +32,25 @@ from recon_demo.evaluate.protocol import (
     REPORTED,
     CTEvalConfig,
     EvalConfig,
-    label,
     load_images,
     parse_baselines,
     parse_models,
     run_ct_evaluation,
     run_evaluation,
 )
+from recon_demo.methods import ct as ct_methods
+from recon_demo.methods.blur import BASELINES
 from recon_demo.models import list_models
-from recon_demo.operators import OperatorSpec
+from recon_demo.physics import spec
+from recon_demo.physics.blur import LECTURE_OPERATOR, OperatorSpec
+from recon_demo.physics.ct import MAX_SIZE as CT_MAX_SIZE
+from recon_demo.physics.ct import CTSpec
 from recon_demo.progress import CLIProgress
 from recon_demo.validation import check_number
 
 __all__ = [
     "FORMATS", "MAX_SIZE", "OFF_COURSE", "PIXELS_256", "REPORTED", "CTEvalConfig", "EvalConfig", "add_arguments",
-    "config_from_args", "ct_config_from_args", "format_markdown", "format_off_course_markdown", "format_table", "label",
+    "config_from_args", "ct_config_from_args", "format_markdown", "format_off_course_markdown", "format_table",
     "load_images", "main", "parse_baselines", "parse_models", "run_ct_evaluation", "run_evaluation",
 ]  # fmt: skip
 
@@ -62,16 +63,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"needs {datasets.MEDICAL_INSTALL}); default: the held-out package images")
     parser.add_argument("--limit", type=int, help="evaluate only the first N images")
     parser.add_argument("--size", type=int, default=256, help="Resize(size) of the shorter side (default 256)")
-    parser.add_argument("--operator", default="motion", choices=("motion", "gaussian"), help="blur type")
-    parser.add_argument("--kernel-size", type=int, default=9, help="odd kernel side (default 9)")
-    parser.add_argument("--angle", type=float, default=20.0, help="motion angle in degrees (default 20)")
-    parser.add_argument("--variance", type=float, default=1.0, help="Gaussian variance (default 1)")
-    parser.add_argument("--kernel-style", default="ippy", choices=("ippy", "centered"), help="motion kernel style")
+    spec.add_arguments(parser, OperatorSpec, LECTURE_OPERATOR)  # --blur (or --operator), --kernel-size, --angle, …
     parser.add_argument("--noise", type=float, default=0.01, help="relative noise level δ (default 0.01)")
     parser.add_argument("--seed", type=int, default=123, help="torch.manual_seed before the loop (default 123)")
-    parser.add_argument("--baselines", help=f"comma list of {', '.join(BASELINES)} (ct: {', '.join(ct_baselines.CT_BASELINES)})")
-    parser.add_argument("--angles", type=int, default=LECTURE_ANGLES, help=f"ct: projection angles in [0, 180°) (default {LECTURE_ANGLES})")
-    parser.add_argument("--fbp-filter", default="ramp", choices=FILTERS, help="ct: the FBP window (default ramp)")
+    parser.add_argument("--baselines", help=f"comma list of {', '.join(BASELINES)} (ct: {', '.join(ct_methods.CT_BASELINES)})")
+    spec.add_arguments(parser.add_argument_group("ct (--task ct)"), CTSpec)  # --angles, --fbp-filter (--size: above)
     parser.add_argument("--lpips", action="store_true", help="also compute LPIPS (AlexNet)")
     parser.add_argument("--off-course", action="store_true",
                         help="run at the five off-course settings of the general regime instead of --operator/--noise")
@@ -92,9 +88,7 @@ def _check_protocol_args(args: argparse.Namespace, max_size: int, task: str = ""
 
 def config_from_args(args: argparse.Namespace) -> EvalConfig:
     _check_protocol_args(args, MAX_SIZE)
-    operator = OperatorSpec(blur=args.operator, kernel_size=args.kernel_size, angle=args.angle, variance=args.variance,
-                            kernel_style=args.kernel_style)  # fmt: skip
-    operator.kernel()  # validates the operator before any work
+    operator = spec.from_args(OperatorSpec, args).validated()  # the operator checked before any work
     shipped = Manifest.load().shipped(args.regime)
     asks_all = _asks_all(args.models)
     if asks_all and not shipped and not args.baselines:
@@ -124,14 +118,13 @@ def _asks_all(models: str | None) -> bool:
 def ct_config_from_args(args: argparse.Namespace) -> CTEvalConfig:
     """The CT evaluation the flags describe (``--task ct``); the blur's flags are ignored."""
     _check_protocol_args(args, CT_MAX_SIZE, " for ct")
-    spec = CTSpec(args.angles, args.size, args.fbp_filter)
-    spec.build()  # validates the geometry before any work
+    ct_spec = spec.from_args(CTSpec, args)  # the geometry and window checked before any work
     return CTEvalConfig(
-        models=ct_baselines.parse_models(args.models, Manifest.load().shipped(CT_ANY) if _asks_all(args.models) else []),
-        baselines=parse_baselines(args.baselines, ct_baselines.CT_BASELINES, "CT baseline"),
+        models=ct_methods.parse_models(args.models, Manifest.load().shipped(CT_ANY) if _asks_all(args.models) else []),
+        baselines=parse_baselines(args.baselines, ct_methods.CT_BASELINES, "CT baseline"),
         images=args.images,
         limit=args.limit,
-        spec=spec,
+        spec=ct_spec,
         noise=args.noise,
         seed=args.seed,
         lpips=args.lpips,

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from recon_demo.evaluate.protocol import REPORTED, label
+from recon_demo.evaluate.protocol import REPORTED
+from recon_demo.methods.registry import label
 from recon_demo.metrics import METRICS
 
 
@@ -12,10 +13,10 @@ def format_table(result: dict) -> str:
     p = result["protocol"]
     task = p.get("task", "deblur")
     lines = [f"{len(p['images'])} images, {p['summary']}"]
-    width = max(len(label(n, task)) for n in result["results"])
+    width = max(len(label(n)) for n in result["results"])
     columns = REPORTED + (("dc",) if task == "ct" else ())
     for name, r in result["results"].items():
-        cells = [f"{label(name, task):<{width}}"] + [
+        cells = [f"{label(name):<{width}}"] + [
             f"{METRICS[m].label}: {METRICS[m].format(r[m])}" for m in columns if m != "lpips" or r[m] is not None
         ]
         lines.append(" | ".join(cells))
@@ -35,7 +36,7 @@ def format_markdown(result: dict) -> str:
         "|---" * (len(columns) + 3) + "|",
     ]
     for name, r in result["results"].items():
-        cells = [label(name, task)] + [METRICS[m].format(r[m]) if r[m] is not None else "—" for m in columns]
+        cells = [label(name)] + [METRICS[m].format(r[m]) if r[m] is not None else "—" for m in columns]
         cells.append(f"{r['params']:,}" if r.get("params") is not None else "")
         cells.append(f"{r['ms']:.1f}" if r.get("ms") is not None else "")
         lines.append("| " + " | ".join(cells) + " |")

@@ -10,17 +10,20 @@ import numpy as np
 import torch
 from PIL import Image
 
-from recon_demo import ct_baselines, datasets, images
-from recon_demo.baselines import BASELINES
+from recon_demo import datasets, images
 from recon_demo.checkpoints import ct_regime
-from recon_demo.ct_operators import CT_NOISE, CTSpec
-from recon_demo.engine import Engine
 from recon_demo.errors import UnknownName
-from recon_demo.methods import FBPNetwork, network_method, run_methods
+from recon_demo.methods import ct as ct_methods
+from recon_demo.methods import registry
+from recon_demo.methods.base import FBPNetwork, network_method, run_methods
+from recon_demo.methods.blur import BASELINES
 from recon_demo.metrics import lpips_status
 from recon_demo.models import count_parameters, list_models, model_info
-from recon_demo.operators import OperatorSpec, add_relative_noise
+from recon_demo.physics.blur import OperatorSpec
+from recon_demo.physics.ct import CT_NOISE, CTSpec
+from recon_demo.physics.noise import add_relative_noise
 from recon_demo.progress import Report, no_progress
+from recon_demo.serving.engine import Engine
 
 REPORTED = ("mse", "psnr", "ssim", "lpips")
 # Five (operator, noise) settings inside the general regime's ranges and away from the lecture's (motion 9 @ 20°,
@@ -75,7 +78,7 @@ def parse_models(spec: str | None, shipped: list[str] | None = None) -> list[tup
 
 
 def parse_baselines(spec: str | None, registry: dict = BASELINES, kind: str = "baseline") -> list[str]:
-    """``"wiener, tv"`` → ``["wiener", "tv"]``, each checked against ``registry`` (CT's: ``ct_baselines.CT_BASELINES``)."""
+    """``"wiener, tv"`` → ``["wiener", "tv"]``, each checked against ``registry`` (CT's: ``ct_methods.CT_BASELINES``)."""
     names = [s.strip() for s in (spec or "").split(",") if s.strip()]
     for name in names:
         if name not in registry:
@@ -107,11 +110,11 @@ def run_evaluation(cfg: EvalConfig, engine: Engine | None = None, report: Report
     engine = engine or Engine(cfg.device, bf16=_bf16(cfg.precision))
     K = cfg.operator.build()
     networks = {name: engine.model(name, path, cfg.regime) for name, path in cfg.models}  # fail early
-    methods = [network_method(name, label(name), engine, model) for name, model in networks.items()]
+    methods = [network_method(name, registry.label(name), engine, model) for name, model in networks.items()]
     methods += engine.methods(baselines=cfg.baselines)
     with_lpips, notes = _lpips_or_note(cfg.lpips)
     if cfg.unshipped:
-        notes.append(f"no {cfg.regime} weights yet, so left out of 'all': {', '.join(map(label, cfg.unshipped))}")
+        notes.append(f"no {cfg.regime} weights yet, so left out of 'all': {', '.join(map(registry.label, cfg.unshipped))}")
     torch.manual_seed(cfg.seed)
 
     def measure(x_true: torch.Tensor) -> torch.Tensor:
@@ -203,7 +206,7 @@ class CTEvalConfig:
     """One CT evaluation; ``evaluate --task ct`` maps its flags onto it."""
 
     models: list[tuple[str, str | None]] = field(default_factory=list)  # CT registry names, with a file or shipped
-    baselines: list[str] = field(default_factory=list)  # names from ct_baselines.CT_BASELINES
+    baselines: list[str] = field(default_factory=list)  # names from ct_methods.CT_BASELINES
     images: str | None = None  # folder; None: the held-out package images
     limit: int | None = None
     spec: CTSpec = field(default_factory=CTSpec)  # angles, size (the square images' side), FBP filter
@@ -223,16 +226,16 @@ def run_ct_evaluation(cfg: CTEvalConfig, engine: Engine | None = None, report: R
     radon = cfg.spec.build()
     engine = engine or Engine(cfg.device, bf16=_bf16(cfg.precision))
     regime = ct_regime(cfg.spec.angles)
-    regimes = {name: ct_baselines.ct_regime_of(name, cfg.spec.angles) for name, _ in cfg.models}
+    regimes = {name: ct_methods.ct_regime_of(name, cfg.spec.angles) for name, _ in cfg.models}
     networks = {name: engine.model(name, path, regimes[name]) for name, path in cfg.models}  # fail early
-    methods = [network_method(name, label(name, "ct"), engine, model) if ct_baselines.takes_sinogram(name)  # handed A
-               else FBPNetwork(name, label(name, "ct"), engine, model, cfg.spec.filter) for name, model in networks.items()]  # fmt: skip
-    methods += [ct_baselines.method(name, cfg.spec.filter) for name in cfg.baselines]
+    methods = [network_method(name, registry.label(name), engine, model) if ct_methods.takes_sinogram(name)  # handed A
+               else FBPNetwork(name, registry.label(name), engine, model, cfg.spec.filter) for name, model in networks.items()]  # fmt: skip
+    methods += [ct_methods.method(name, cfg.spec.filter) for name in cfg.baselines]
     with_lpips, notes = _lpips_or_note(cfg.lpips)
     torch.manual_seed(cfg.seed)
 
     def measure(x_true: torch.Tensor) -> torch.Tensor:
-        return ct_baselines.measure(x_true, radon, cfg.noise)  # the global RNG, seeded once above
+        return ct_methods.measure(x_true, radon, cfg.noise)  # the global RNG, seeded once above
 
     per_image, ms = _protocol(cfg.images, cfg.limit, lambda img: images.protocol_tensor(img, cfg.spec.size, square=True),
                               measure, methods, radon, with_lpips, with_dc=True, report=report)  # fmt: skip
@@ -269,9 +272,3 @@ def _precisions(engine: Engine, networks: dict[str, torch.nn.Module]) -> dict[st
     """How each network ran: the same command gives slightly other figures on a CPU with native bf16 than without,
     for a network that runs in bf16 there (``Engine.runs_bf16``); ``--precision fp32`` gives the float32 ones."""
     return {name: "bf16 (float32 data steps)" if engine.runs_bf16(model) else "fp32" for name, model in networks.items()}
-
-
-def label(name: str, task: str = "deblur") -> str:
-    if task == "ct":
-        return ct_baselines.label(name)
-    return BASELINES[name].label if name in BASELINES else model_info(name).label

@@ -10,11 +10,12 @@ import threading
 import time
 from pathlib import Path
 
-from recon_demo import distributed
 from recon_demo.checkpoints import sha256_file
-from recon_demo.ct_operators import FILTERS, LECTURE_ANGLES
-from recon_demo.operators import BLUR_TYPES, KERNEL_STYLES, LECTURE_NOISE, OperatorSpec
+from recon_demo.physics import spec
+from recon_demo.physics.blur import LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec
+from recon_demo.physics.ct import FILTERS, LECTURE_ANGLES
 from recon_demo.progress import CLIProgress
+from recon_demo.training import distributed
 from recon_demo.training.config import GENERAL_RANGES, SAMPLINGS, SCHEDULES, TASKS, OperatorRanges, TrainConfig, TrainingError
 from recon_demo.training.loop import Trainer
 from recon_demo.training.record import manifest_entry
@@ -60,21 +61,15 @@ def add_arguments(parser) -> None:
                    help="bf16 autocast: on CUDA, or on a CPU with bf16 instructions (measured 2x faster here)")
     g = parser.add_argument_group("operator: course (the lecture's, fixed) or general (random per image)")
     g.add_argument("--regime", default="course", choices=("course", "general"))
-    g.add_argument("--blur", default="motion", choices=BLUR_TYPES, help="fixed blur (and the validation's)")
-    g.add_argument("--kernel-size", type=int, default=9)
-    g.add_argument("--angle", type=float, default=20.0)
-    g.add_argument("--variance", type=float, default=1.0)
-    g.add_argument("--kernel-style", default="ippy", choices=KERNEL_STYLES)
+    spec.add_arguments(g, OperatorSpec, LECTURE_OPERATOR)  # the fixed blur (and the validation's): one flag per field
     g.add_argument("--noise", type=float, default=LECTURE_NOISE, help="relative noise level δ")
-    g.add_argument("--blurs", default=",".join(GENERAL_RANGES.blurs), help="general: blur types")
-    g.add_argument("--kernel-sizes", default="3,15", help="general: odd kernel sizes LOW,HIGH")
-    g.add_argument("--angles", help="general: motion angles LOW,HIGH in degrees (default 0,180); "
-                   f"ct: the number of projection angles (default {LECTURE_ANGLES}), or LOW,HIGH for a network handed the "
-                   "operator (--model unrolled): every ten steps draw their number in that range")
+    # general: a range per drawn field of the spec (--blurs, --kernel-sizes, --angles, --variances, --kernel-styles);
+    # for ct, --angles is the number of projection angles (default LECTURE_ANGLES), or LOW,HIGH for a network handed
+    # the operator (--model unrolled): every ten steps draw their number in that range
+    spec.add_range_arguments(g, OperatorSpec, notes={"angle": f"; ct: the number of projection angles (default {LECTURE_ANGLES}), "
+                             "or LOW,HIGH for a network handed the operator (--model unrolled): every ten steps draw their "
+                             "number in that range"})  # fmt: skip
     g.add_argument("--fbp-filter", default="ramp", choices=FILTERS, help="ct: the FBP window of the network's input")
-    g.add_argument("--kernel-styles", "--styles", dest="kernel_styles", default=",".join(GENERAL_RANGES.kernel_styles),
-                   help="general: motion kernel styles")  # fmt: skip
-    g.add_argument("--variances", default="0.5,4", help="general: Gaussian variances LOW,HIGH")
     g.add_argument("--noises", default="0,0.05", help="general: relative noise levels LOW,HIGH")
     g.add_argument("--lecture-share", type=float, default=GENERAL_RANGES.lecture_share,
                    help="general: the fraction of draws that are the lecture's setting (default 0.25)")
@@ -114,24 +109,22 @@ def config_from_args(args) -> TrainConfig:
     if args.task == "ct":
         if args.regime == "general":
             raise ValueError("--regime general (random blurs) is for deblurring, not --task ct")
-        if args.angles is not None and "," in args.angles:  # a range: every ten steps draw their number of angles
-            angle_range = _pair(args.angles, int)
+        ct_angles = args.ranges_angle  # --angles: for ct, a number of projection angles or a range of them
+        if ct_angles is not None and "," in ct_angles:  # a range: every ten steps draw their number of angles
+            angle_range = _pair(ct_angles, int)
             angles = min(max(LECTURE_ANGLES, angle_range[0]), angle_range[1])  # the validation's, inside the range
-        elif args.angles is not None:
+        elif ct_angles is not None:
             try:
-                angles = int(args.angles)
+                angles = int(ct_angles)
             except ValueError:
-                raise ValueError(f"--angles for ct is a number of angles or a range LOW,HIGH, got {args.angles!r}") from None
+                raise ValueError(f"--angles for ct is a number of angles or a range LOW,HIGH, got {ct_angles!r}") from None
     elif args.regime == "general":
-        ranges = OperatorRanges(
-            blurs=_names(args.blurs), kernel_size=_pair(args.kernel_sizes, int), angle=_pair(args.angles or "0,180"),
-            kernel_styles=_names(args.kernel_styles), variance=_pair(args.variances), noise=_pair(args.noises),
-            lecture_share=args.lecture_share,
-        )  # fmt: skip
+        ranges = OperatorRanges(**spec.ranges_from_args(OperatorSpec, args), noise=_pair(args.noises),
+                                lecture_share=args.lecture_share)  # fmt: skip
     cfg = TrainConfig(
         task=args.task, angles=angles, angle_range=angle_range, ct_filter=args.fbp_filter, model=args.model, model_kwargs=kwargs, loss=args.loss, steps=args.steps, batch_size=args.batch_size,
         patch_size=args.patch_size, lr=args.lr, schedule=args.schedule, ema=args.ema,
-        operator=OperatorSpec(blur=args.blur, kernel_size=args.kernel_size, angle=args.angle, variance=args.variance, kernel_style=args.kernel_style),
+        operator=spec.from_args(OperatorSpec, args),
         noise=args.noise, ranges=ranges, data=_names(args.data), image_size=args.image_size,
         max_images=args.max_images, phantoms=args.phantoms, sampling=args.sampling, epoch_batches=args.epoch_batches,
         crop_scales=_floats(args.crop_scales, "--crop-scales"), min_detail=args.min_detail,

@@ -13,10 +13,11 @@ import torch
 
 from recon_demo import images
 from recon_demo.checkpoints import CT_ANY, ct_regime
-from recon_demo.ct_operators import CT_NOISE, FILTERS, LECTURE_ANGLES, check_geometry
 from recon_demo.losses import parse_loss
 from recon_demo.models import is_handed_operator, model_info, size_multiple
-from recon_demo.operators import BLUR_TYPES, KERNEL_STYLES, LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec
+from recon_demo.physics import spec
+from recon_demo.physics.blur import LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec
+from recon_demo.physics.ct import CT_NOISE, FILTERS, LECTURE_ANGLES, check_geometry
 
 TASKS = ("deblur", "ct")
 SCHEDULES = ("constant", "cosine")
@@ -31,56 +32,47 @@ class TrainingError(ValueError):
     """A configuration that cannot be trained, or a run that cannot go on (the message says why)."""
 
 
-@dataclass(frozen=True)
-class OperatorRanges:
-    """Random operators for a general model: every training image draws its own blur and noise level."""
+def _validate_ranges(self) -> OperatorRanges:
+    """The ranges checked: each drawn field's by its ``Param`` (its bounds are valid operators, so everything in
+    between is), the noise's and the lecture's share; ``TrainingError`` says what is allowed."""
+    for key, (name, p) in spec.trained(OperatorSpec).items():
+        problem = spec.check_range(name, p, tuple(getattr(self, key)))
+        if problem:
+            raise TrainingError(problem)
+    lo, hi = self.noise
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo <= hi):
+        raise TrainingError(f"the noise range must be two finite numbers, low <= high, and noise levels >= 0, got {self.noise}")
+    if not 0 <= self.lecture_share <= 1:
+        raise TrainingError(f"the lecture's share of the draws must be in [0, 1], got {self.lecture_share}")
+    return self
 
-    blurs: tuple[str, ...] = BLUR_TYPES  # blur types drawn with equal probability
-    kernel_size: tuple[int, int] = (3, 15)  # odd sizes in this closed range
-    angle: tuple[float, float] = (0.0, 180.0)  # motion angle in degrees, uniform
-    kernel_styles: tuple[str, ...] = KERNEL_STYLES  # motion kernel styles, equal probability
-    variance: tuple[float, float] = (0.5, 4.0)  # Gaussian variance, uniform
-    noise: tuple[float, float] = (0.0, 0.05)  # relative noise level, uniform
-    lecture_share: float = 0.0  # the fraction of draws that are exactly the lecture's setting (motion 9 @ 20°, δ 0.01)
 
-    def validate(self) -> OperatorRanges:
-        for name, values, known in (("blur", self.blurs, BLUR_TYPES), ("kernel style", self.kernel_styles, KERNEL_STYLES)):
-            if not values or any(v not in known for v in values):
-                raise TrainingError(f"{name}s must be a non-empty list of {', '.join(known)}, got {list(values)}")
-        for name, (lo, hi) in (("kernel size", self.kernel_size), ("angle", self.angle), ("variance", self.variance),
-                               ("noise", self.noise)):  # fmt: skip
-            if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
-                raise TrainingError(f"the {name} range must be two finite numbers, low <= high, got ({lo}, {hi})")
-        # The bounds themselves must be valid operators; everything in between then is.
-        for size in self.kernel_size:
-            OperatorSpec("motion", size, 0.0).kernel()
-        if self.variance[0] <= 0 or self.noise[0] < 0:
-            raise TrainingError(f"variances must be positive and noise levels >= 0, got {self.variance} and {self.noise}")
-        if not 0 <= self.lecture_share <= 1:
-            raise TrainingError(f"the lecture's share of the draws must be in [0, 1], got {self.lecture_share}")
-        return self
+def _sample_ranges(self, generator: torch.Generator) -> tuple[OperatorSpec, float]:
+    """One (operator, noise level) pair drawn with ``generator``: the lecture's with probability ``lecture_share``,
+    else one from the ranges (the fields in their spec's order, then the noise)."""
+    if self.lecture_share and float(torch.rand((), generator=generator)) < self.lecture_share:
+        return LECTURE_OPERATOR, LECTURE_NOISE
 
-    def sample(self, generator: torch.Generator) -> tuple[OperatorSpec, float]:
-        """One (operator, noise level) pair drawn with ``generator``: the lecture's with probability
-        ``lecture_share``, else one from the ranges."""
-        if self.lecture_share and float(torch.rand((), generator=generator)) < self.lecture_share:
-            return LECTURE_OPERATOR, LECTURE_NOISE
+    def uniform(lo: float, hi: float) -> float:
+        return lo + (hi - lo) * float(torch.rand((), generator=generator))
 
-        def uniform(lo: float, hi: float) -> float:
-            return lo + (hi - lo) * float(torch.rand((), generator=generator))
+    def pick(options):
+        return options[int(torch.randint(len(options), (), generator=generator))]
 
-        def pick(options):
-            return options[int(torch.randint(len(options), (), generator=generator))]
+    drawn = {name: spec.drawn_range(p, getattr(self, key), uniform, pick) for key, (name, p) in spec.trained(OperatorSpec).items()}
+    return OperatorSpec(**drawn), uniform(*self.noise)
 
-        sizes = list(range(int(self.kernel_size[0]), int(self.kernel_size[1]) + 1, 2))
-        spec = OperatorSpec(
-            blur=pick(self.blurs),
-            kernel_size=pick(sizes),
-            angle=uniform(*self.angle),
-            variance=uniform(*self.variance),
-            kernel_style=pick(self.kernel_styles),
-        )
-        return spec, uniform(*self.noise)
+
+# Random operators for a general model: every training image draws its own blur and noise level. One range per field
+# of ``OperatorSpec`` that declares one (``Param.train``): blurs, kernel_size, angle, variance, kernel_styles.
+OperatorRanges = spec.ranges_class(
+    OperatorSpec, "OperatorRanges",
+    extra={"noise": (tuple, (0.0, 0.05)),  # relative noise level, uniform
+           "lecture_share": (float, 0.0)},  # the fraction of draws that are exactly the lecture's setting
+    doc="Random operators for a general model: a range per drawn field of ``OperatorSpec``, the noise's, and the "
+        "share of draws that are the lecture's setting (motion 9 @ 20°, δ 0.01).",
+    methods={"validate": _validate_ranges, "sample": _sample_ranges, "__module__": __name__},
+)  # fmt: skip
 
 
 # The shipped general models' regime. One draw in four is the lecture's setting, where the app opens: measured

@@ -14,9 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from recon_demo import datasets, images
-from recon_demo.ct_operators import Radon, radon_operator
 from recon_demo.models import is_handed_operator
-from recon_demo.operators import Blur, add_relative_noise
+from recon_demo.physics.blur import Blur
+from recon_demo.physics.ct import Radon, radon_operator
+from recon_demo.physics.noise import add_relative_noise
 from recon_demo.training.config import DATA_SOURCES, TrainConfig, TrainingError, parse_source
 
 

@@ -16,15 +16,15 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from recon_demo import distributed
 from recon_demo.checkpoints import CheckpointError, load_state, read_state_dict, save_checkpoint
-from recon_demo.ct_operators import radon_operator
-from recon_demo.engine import select_device
 from recon_demo.losses import WeightedLoss, check_available, parse_loss
 from recon_demo.metrics import compute_metrics
 from recon_demo.models import create_model, knows_operator
-from recon_demo.operators import Blur, OperatorSpec
-from recon_demo.runtime import native_bf16, tune_allocator
+from recon_demo.physics.blur import Blur, OperatorSpec
+from recon_demo.physics.ct import radon_operator
+from recon_demo.serving.engine import select_device
+from recon_demo.serving.runtime import native_bf16, tune_allocator
+from recon_demo.training import distributed
 from recon_demo.training.config import _RESUMABLE_CHANGES, TrainConfig, TrainEvent, TrainingError
 from recon_demo.training.data import TrainingImages, clean_batch, ct_batch, ct_sinogram_batch, measure, validation_pair
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from recon_demo.checkpoints import ManifestEntry, sha256_file
-from recon_demo.ct_operators import CTSpec
+from recon_demo.physics.ct import CTSpec
 from recon_demo.training.config import TrainConfig
 from recon_demo.training.loop import Trainer
 

@@ -1,4 +1,4 @@
-"""The Gradio app: one module per tab, each laying out its widgets and calling the core (``recon_demo.lab``,
+"""The Gradio app: one module per tab, each laying out its widgets and calling the core (``recon_demo.lab.blur``,
 ``training``, ``loss_study``, ``activations``, ``robustness``, ``ct_lab``); nothing numeric happens here. ``build_app``
 returns the Blocks without launching, so tests import it freely; ``app.py`` launches it."""
 
@@ -8,8 +8,8 @@ import os
 
 import gradio as gr
 
-from recon_demo.ct_lab import CTLab
-from recon_demo.lab import Lab
+from recon_demo.lab.blur import Lab
+from recon_demo.lab.ct import CTLab
 from recon_demo.ui import about, api, ct, inspector, lessons, reconstruct, robustness, train
 
 # gradio asks matplotlib for its backend around every event; without a backend named, matplotlib resolves one

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import gradio as gr
 
+from recon_demo.lab.tables import count_parameters_of
 from recon_demo.losses import LOSSES
 from recon_demo.metrics import METRICS
 from recon_demo.models import list_models, model_info
-from recon_demo.tables import count_parameters_of
 
 WHEN_TO_USE = {
     "cnn": "A baseline: three layers see only 7×7 pixels, too little to undo a 9-pixel motion blur.",

@@ -16,11 +16,14 @@ import gradio as gr
 import numpy as np
 from gradio.utils import get_upload_folder, is_in_or_equal
 
-from recon_demo.lab import Lab, Setting, SettingError
-from recon_demo.loss_study import LIVE_DEFAULTS, PRESETS, LossStudy, live_config
-from recon_demo.pictures import png_bytes
-from recon_demo.tables import TABLE_COLUMNS, metrics_rows
+from recon_demo.lab.blur import Lab
+from recon_demo.lab.loss_study import LIVE_DEFAULTS, PRESETS, LossStudy, live_config
+from recon_demo.lab.pictures import png_bytes
+from recon_demo.lab.setting import Setting, SettingError
+from recon_demo.lab.tables import TABLE_COLUMNS, metrics_rows
+from recon_demo.physics.blur import OperatorSpec
 from recon_demo.training import TrainingError
+from recon_demo.ui._widgets import api_signature, spec_parameters
 
 
 def api_image(lab: Lab, image) -> str:
@@ -42,12 +45,12 @@ def api_image(lab: Lab, image) -> str:
     raise SettingError(f"image must be an example's name, a file sent with handle_file(path) or an array, not {type(image).__name__}")
 
 
-def reconstruct_answer(lab: Lab, image="camera", **flat) -> dict:
+def reconstruct_answer(lab: Lab, image="camera", spec_cls: type = OperatorSpec, **flat) -> dict:
     """What ``/reconstruct`` answers: ``image`` as ``api_image`` takes it (a Python caller may hand a numpy array
     here), the other settings by their flat names (``lab.FLAT_FIELDS``). Raises ``gr.Error`` saying what is allowed."""
     try:
         key = api_image(lab, image)
-        setting = Setting.of(image=key, **flat).validated()
+        setting = Setting.of(spec_cls, image=key, **flat).validated()
         if setting.image.startswith("upload:") and setting.image != key:
             raise SettingError("send your own image as a file (handle_file(path)), not by its upload key")
         start = time.perf_counter()
@@ -76,53 +79,51 @@ def reconstruct_answer(lab: Lab, image="camera", **flat) -> dict:
 
 def register(lab: Lab) -> None:
     """Add the endpoints to the Blocks being built."""
+    gr.api(reconstruct_endpoint(lab), api_name="reconstruct", concurrency_id="reconstruct")
+    gr.api(train_endpoint(), api_name="train", concurrency_limit=1, concurrency_id="train")
 
-    def reconstruct(
-        image: str | dict = "camera",
-        blur: str = "motion",
-        kernel_size: int = 9,
-        angle: float = 20.0,
-        variance: float = 1.0,
-        kernel_style: str = "ippy",
-        drawn: str = "",
-        noise: float = 0.01,
-        seed: int = 0,
-        models: str = "cnn,unet,wiener",
-        regime: str = "course",
-    ) -> dict:
+
+def setting_parameters(default: Setting) -> list[tuple[str, type, object]]:
+    """The ``/reconstruct`` parameters, (name, type, default) in ``flat_fields`` order: the image, each field of the
+    operator's spec and the setting's noise and seed (as their ``Param`` says), the models and the weights."""
+    return [("image", str | dict, default.image), *spec_parameters(default.operator), *spec_parameters(default),
+            ("models", str, ",".join(default.models)), ("regime", str, default.regime)]  # fmt: skip
+
+
+def reconstruct_endpoint(lab: Lab, default: Setting | None = None):
+    """The ``/reconstruct`` function, its signature made from ``default``'s spec (``setting_parameters``; default:
+    the default ``Setting``)."""
+    default = default or Setting()
+
+    def reconstruct(**flat) -> dict:
         """Reconstruct an image blurred and noised as described, with the comma-separated models and baselines.
         ``image`` is an example's name or your own file sent with ``handle_file(path)`` (checked like a page's
-        upload). ``blur="drawn"`` takes your own PSF: ``drawn`` is its code (``recon_demo.operators.encode_drawn`` of a
-        kernel_size × kernel_size array; the app's link carries it as ``psf``). Returns the setting, the device, the
-        metrics table, each reconstruction as a base64 PNG (an error text where a model has no weights) and the
+        upload). ``blur="drawn"`` takes your own PSF: ``drawn`` is its code (``recon_demo.physics.blur.encode_drawn``
+        of a kernel_size × kernel_size array; the app's link carries it as ``psf``). Returns the setting, the device,
+        the metrics table, each reconstruction as a base64 PNG (an error text where a model has no weights) and the
         server's time."""
-        return reconstruct_answer(lab, image, blur=blur, kernel_size=kernel_size, angle=angle, variance=variance,
-                                  kernel_style=kernel_style, drawn=drawn, noise=noise, seed=seed, models=models,
-                                  regime=regime)  # fmt: skip
+        return reconstruct_answer(lab, spec_cls=type(default.operator), **flat)
 
-    def train(
-        configurations: str = "MSE,L1,SSIM",
-        custom: str = "",
-        model: str = LIVE_DEFAULTS["model"],  # the Train tab's defaults
-        epochs: int = 10,
-        images: int = 32,
-        size: int = LIVE_DEFAULTS["size"],
-        blur: str = "motion",
-        kernel_size: int = 9,
-        angle: float = 20.0,
-        variance: float = 1.0,
-        kernel_style: str = "ippy",
-        noise: float = 0.01,
-        test_image: str = "camera",
-    ) -> Iterator[dict]:
+    return api_signature(reconstruct, setting_parameters(default))
+
+
+def train_endpoint(default: Setting | None = None):
+    """The ``/train`` function: the study's own parameters, then the operator's fields and the noise (from its spec),
+    then the test image."""
+    default = default or Setting()
+    own = [("configurations", str, "MSE,L1,SSIM"), ("custom", str, ""), ("model", str, LIVE_DEFAULTS["model"]),
+             ("epochs", int, 10), ("images", int, 32), ("size", int, LIVE_DEFAULTS["size"])]  # fmt: skip
+    blur = [*spec_parameters(default.operator), ("noise", float, default.noise), ("test_image", str, default.image)]
+
+    def train(configurations: str, custom: str, model: str, epochs: int, images: int, size: int, noise: float, test_image: str,
+              **operator) -> Iterator[dict]:  # fmt: skip
         """The lecture's loss study: comma-separated preset labels (MSE, L1, SSIM, MSE + 0.1 Fourier, 0.5 MSE + 0.5 L1,
         MSE + 0.2 SSIM + 0.1 Fourier) and/or one custom loss spec. Streams progress about once a second and ends
         with each configuration's metrics and loss history (what ``predict`` returns). Bounded like the Train tab
         (20 epochs, 32 images, 256²); one training at a time per server. A client that goes away stops the run."""
         presets = [p.strip() for p in configurations.split(",") if p.strip()] if configurations else []
         try:
-            setting = Setting.of(image=test_image, blur=blur, kernel_size=kernel_size, angle=angle, variance=variance,
-                                 kernel_style=kernel_style, noise=noise)  # fmt: skip
+            setting = Setting.of(type(default.operator), image=test_image, noise=noise, **operator)
             cfg = live_config(presets, custom, model, epochs, images, size, setting)
         except (TrainingError, ValueError, TypeError) as err:
             raise gr.Error(str(err)) from None
@@ -139,8 +140,7 @@ def register(lab: Lab) -> None:
             raise gr.Error(str(err)) from None
         yield study.to_json()
 
-    gr.api(reconstruct, api_name="reconstruct", concurrency_id="reconstruct")
-    gr.api(train, api_name="train", concurrency_limit=1, concurrency_id="train")
+    return api_signature(train, own + blur)
 
 
 __all__ = ["PRESETS", "api_image", "reconstruct_answer", "register"]

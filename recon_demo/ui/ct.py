@@ -1,6 +1,6 @@
 """The CT tab: the lecture's cross-domain problem. An image becomes a sinogram over a chosen number of angles,
 with noise; FBP, SIRT and the learned refinement of FBP bring it back, side by side with the same metrics
-(data consistency now measured on the sinogram). The computation is ``recon_demo.ct_lab``."""
+(data consistency now measured on the sinogram). The computation is ``recon_demo.lab.ct``."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from functools import partial
 
 import gradio as gr
 
-from recon_demo.ct_lab import CT_SIZES, CT_TABLE_COLUMNS, MAX_ANGLES, CTLab, CTSetting, ct_rows, sinogram_picture
-from recon_demo.ct_operators import FILTERS
-from recon_demo.lab import MAX_NOISE, SettingError
-from recon_demo.pictures import to_uint8
+from recon_demo.lab.ct import CT_TABLE_COLUMNS, CTLab, CTSetting, ct_rows, sinogram_picture
+from recon_demo.lab.pictures import to_uint8
+from recon_demo.lab.setting import SettingError
 from recon_demo.ui._progress import PROGRESS, shown_by
-from recon_demo.ui.reconstruct import UPLOAD_TYPES, accept_upload, image_choices, styled
+from recon_demo.ui._results import styled
+from recon_demo.ui._widgets import spec_widgets
+from recon_demo.ui.reconstruct import UPLOAD_TYPES, accept_upload, image_choices
 
 
 def ct_outputs(ct_lab: CTLab, image: str, angles, noise, filter: str, seed, size=CTSetting.size,
@@ -46,14 +47,8 @@ def build(ct_lab: CTLab, tab: gr.Tab | None = None) -> None:
         with gr.Column(scale=1, min_width=300):
             image = gr.Dropdown(image_choices(), value=default.image, label="Image", elem_id="ct_image")
             upload = gr.File(label="…or upload an image", file_types=UPLOAD_TYPES, height=130)
-            angles = gr.Slider(1, MAX_ANGLES, value=default.angles, step=1, label="Number of angles (over 180°)", elem_id="ct_angles")
-            noise = gr.Slider(0, MAX_NOISE, value=default.noise, step=0.001, label="Noise level δ (relative, on the sinogram)",
-                              elem_id="ct_noise")  # fmt: skip
-            size = gr.Radio(list(CT_SIZES), value=default.size, label="Image size (pixels a side)", elem_id="ct_size",
-                            info="256²: the lecture's; 512²: a scanner's slice (about four times the time)")  # fmt: skip
-            window = gr.Radio(list(FILTERS), value=default.filter, label="FBP filter", elem_id="ct_filter",
-                              info="ramp: sharpest and noisiest; the windows trade detail for less noise")  # fmt: skip
-            seed = gr.Number(default.seed, precision=0, label="Noise seed", elem_id="ct_seed")
+            controls = spec_widgets(default, prefix="ct_")  # angles, noise, FBP filter, seed, size: as CTSetting says
+            angles, noise, window, seed, size = (controls[name] for name in ("angles", "noise", "filter", "seed", "size"))
             run = gr.Button("Reconstruct", variant="primary", elem_id="ct_run")
         with gr.Column(scale=2, min_width=300, elem_id="ct_results_col"):  # first on a phone
             status = gr.Markdown(elem_id="ct_status")

@@ -8,11 +8,13 @@ from __future__ import annotations
 import gradio as gr
 
 from recon_demo.activations import conv_layers, layer_label
-from recon_demo.lab import Lab, SettingError, network_choices
+from recon_demo.lab.blur import Lab
+from recon_demo.lab.inspection import inspect
+from recon_demo.lab.pictures import to_uint8
+from recon_demo.lab.setting import SettingError, network_choices
+from recon_demo.lab.tables import architecture_summary
 from recon_demo.models import create_model, model_info
-from recon_demo.pictures import to_uint8
 from recon_demo.progress import Report, no_progress
-from recon_demo.tables import architecture_summary
 from recon_demo.ui._progress import PROGRESS, shown_by
 from recon_demo.ui.reconstruct import setting_from
 
@@ -36,7 +38,7 @@ def inspect_outputs(lab: Lab, name: str, layer_name: str | None, scale_kind: str
     the size table; ``report`` hears of each stage (the receptive field is a backward pass through the network)."""
     setting = setting_from(*values)
     try:
-        seen = lab.inspect(setting, name, layer_name, scale_kind, report)
+        seen = inspect(lab, setting, name, layer_name, scale_kind, report)
     except (SettingError, ValueError) as err:
         raise gr.Error(str(err)) from None
     h, w = seen.rf_extent

@@ -1,14 +1,15 @@
-"""The lesson bar above the tabs: a menu of lessons (``recon_demo.lessons``); picking one sets the Reconstruct
+"""The lesson bar above the tabs: a menu of lessons (``recon_demo.lab.lessons``); picking one sets the Reconstruct
 controls, opens the lesson's tab, shows its two lines with its own link, and runs the reconstruction."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import gradio as gr
 
-from recon_demo.lessons import LESSONS
-from recon_demo.ui.reconstruct import Controls, ReconstructTab, control_values
+from recon_demo.lab.lessons import LESSONS
+from recon_demo.lab.setting import FLAT_FIELDS
+from recon_demo.ui.reconstruct import ReconstructTab, control_values
 
 NO_LESSON = "Pick a lesson to set everything up for one point of the lecture, or explore freely below."
 
@@ -38,7 +39,7 @@ def lesson_text(key: str | None) -> str:
 
 def apply(key: str | None) -> tuple:
     """The lesson handler: the controls' values (unchanged without a lesson), then ``show``'s text, tab and parameter."""
-    controls = control_values(LESSONS[key].setting()) if key in LESSONS else [gr.update() for _ in fields(Controls)]
+    controls = control_values(LESSONS[key].setting()) if key in LESSONS else [gr.update() for _ in FLAT_FIELDS]
     return (*controls, *show(key))
 
 

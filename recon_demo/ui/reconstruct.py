@@ -4,39 +4,35 @@ metrics out. Widgets are converted to a ``Setting`` and handed to the ``Lab``; n
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass
 from functools import cache, partial
-from pathlib import Path
 from urllib.parse import urlencode
 
 import gradio as gr
 import numpy as np
 
 from recon_demo import images
-from recon_demo.lab import (
+from recon_demo.lab.blur import Lab, working_tensor
+from recon_demo.lab.lessons import LESSONS
+from recon_demo.lab.pictures import to_uint8
+from recon_demo.lab.setting import (
     CHECKPOINT_SUFFIXES,
-    MAX_KERNEL,
-    MAX_NOISE,
+    FLAT_FIELDS,
     MAX_UPLOAD_CHECKPOINT,
-    MAX_VARIANCE,
-    Lab,
-    LabResult,
     Setting,
     SettingError,
     choice_label,
     is_own_checkpoint,
     model_choices,
-    working_tensor,
 )
-from recon_demo.lessons import LESSONS
+from recon_demo.lab.tables import SORTABLE, TABLE_COLUMNS, metrics_rows
 from recon_demo.metrics import METRICS
 from recon_demo.models import list_models, model_info
-from recon_demo.operators import ALL_BLURS, DRAWN, KERNEL_STYLES, drawing_to_kernel, encode_drawn
-from recon_demo.pictures import ERROR_RANGE, error_map, error_scale_colours, png_bytes, psf_preview, to_uint8
+from recon_demo.physics.blur import DRAWN, LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec, drawing_to_kernel, encode_drawn
 from recon_demo.progress import Report, no_progress
-from recon_demo.tables import SORTABLE, TABLE_COLUMNS, best_cells, metrics_csv, metrics_rows
-from recon_demo.ui._files import scratch_dir
 from recon_demo.ui._progress import PROGRESS, shown_by
+from recon_demo.ui._results import error_gallery, error_scale_html, pair, render, styled
+from recon_demo.ui._widgets import blur_visibility, scoped_fields, spec_widgets
 
 UPLOAD_TYPES = [*images.IMAGE_SUFFIXES, ".dcm"]
 LOG = logging.getLogger("recon_demo.ui")
@@ -51,29 +47,22 @@ COPY_LINK_JS = """(query) => {
 
 @dataclass
 class Controls:
-    """The widgets that make a ``Setting``: one per flat field (``lab.FLAT_FIELDS``), in that order."""
+    """The widgets that make a ``Setting``: one per flat field (``lab.setting.FLAT_FIELDS``), in that order. The
+    operator's and the noise's are made from their spec (``ui._widgets``); ``drawn`` is hidden (the pad writes it)."""
 
-    image: gr.Dropdown
-    blur: gr.Radio
-    kernel_size: gr.Slider
-    angle: gr.Slider
-    variance: gr.Slider
-    kernel_style: gr.Radio
-    drawn: gr.Textbox  # the drawn PSF's code (hidden; the sketchpad writes it)
-    noise: gr.Slider
-    seed: gr.Number
-    models: gr.CheckboxGroup
-    regime: gr.Radio
+    widgets: dict[str, gr.components.Component]
+
+    def __getitem__(self, name: str) -> gr.components.Component:
+        return self.widgets[name]
 
     def inputs(self) -> list:
-        return [getattr(self, f.name) for f in fields(self)]
+        return [self.widgets[name] for name in FLAT_FIELDS]
 
 
 def setting_from(*values) -> Setting:
     """The validated ``Setting`` of the widgets' values; a bad value raises ``gr.Error`` with what is allowed."""
-    names = [f.name for f in fields(Controls)]
     try:
-        return Setting.of(**dict(zip(names, values))).validated()
+        return Setting.of(**dict(zip(FLAT_FIELDS, values))).validated()
     except (SettingError, ValueError, TypeError) as err:
         raise gr.Error(str(err)) from None
 
@@ -116,23 +105,12 @@ def build(lab: Lab) -> ReconstructTab:
                 camera = gr.Image(sources=["webcam", "clipboard"], type="numpy", image_mode="RGB", label="Webcam or clipboard",
                                   height=200, elem_id="camera")  # fmt: skip
             with gr.Group():
-                blur = gr.Radio([(BLUR_LABELS.get(b, b), b) for b in ALL_BLURS], value=default.operator.blur, label="Blur",
-                                elem_id="blur")  # fmt: skip
-                kernel_size = gr.Slider(1, MAX_KERNEL, value=default.operator.kernel_size, step=2, label="Kernel size", elem_id="kernel_size")
-                angle = gr.Slider(0, 180, value=default.operator.angle, step=1, label="Motion angle (°)", elem_id="angle",
-                                  info="the lecture's kernel (ippy style) is drawn on the pixel grid: it changes only every "
-                                       "few degrees (see the preview); the centered style changes with every degree")  # fmt: skip
-                variance = gr.Slider(0.1, MAX_VARIANCE, value=default.operator.variance, step=0.1, label="Gaussian variance",
-                                     visible=False, elem_id="variance")  # fmt: skip
-                kernel_style = gr.Radio(list(KERNEL_STYLES), value=default.operator.kernel_style, label="Kernel style", elem_id="kernel_style",
-                                        info="ippy: the course library's kernel; centered: a symmetric segment")  # fmt: skip
+                operator = spec_widgets(default.operator)  # blur, kernel size, angle, variance, style, the drawn code
                 pad = gr.Sketchpad(label="Your kernel (PSF)",
                                    canvas_size=(PAD_SIDE, PAD_SIDE), fixed_canvas=True, layers=False, transforms=(),
                                    brush=gr.Brush(colors=["#000000"], default_size=PAD_BRUSH, color_mode="fixed"),
                                    type="numpy", image_mode="RGBA", format="png", visible=False, elem_id="psf_pad")  # fmt: skip
-                drawn = gr.Textbox(value=default.operator.drawn, visible=False, elem_id="drawn")
-                noise = gr.Slider(0, MAX_NOISE, value=default.noise, step=0.001, label="Noise level δ (relative)", elem_id="noise")
-                seed = gr.Number(default.seed, precision=0, minimum=0, label="Noise seed", elem_id="seed")
+                own = spec_widgets(default)  # the noise level and its seed
             with gr.Row():
                 lecture = gr.Button("Lecture setting", size="sm", elem_id="lecture")
                 psf = gr.Image(label="Kernel (PSF)", height=120, width=120, interactive=False, buttons=[], elem_id="psf")
@@ -176,8 +154,9 @@ def build(lab: Lab) -> ReconstructTab:
             downloads = gr.File(label="Downloads: reconstructions (PNG) and metrics (CSV)", file_count="multiple",
                                 interactive=False, elem_id="downloads")  # fmt: skip
 
-    controls = Controls(image, blur, kernel_size, angle, variance, kernel_style, drawn, noise, seed, models, regime)
+    controls = Controls({"image": image, **operator, **own, "models": models, "regime": regime})
     inputs = controls.inputs()
+    blur, kernel_size, drawn = controls["blur"], controls["kernel_size"], controls["drawn"]
 
     run_inputs = [*inputs, show_errors]  # the error maps are made only while they are shown
 
@@ -196,20 +175,22 @@ def build(lab: Lab) -> ReconstructTab:
                                                                               queue=False)  # fmt: skip
         # (the progress bar sits on the status line: the dimmed results stay in view instead of a white overlay)
 
-    for slider in (angle, variance, noise):
-        rerun(slider.input)  # a drag, the arrow keys, a typed value with Enter: the last value is computed
+    for name, widget in controls.widgets.items():  # (the kernel size redraws a drawing first, below)
+        if isinstance(widget, gr.Slider) and name != "kernel_size":
+            rerun(widget.input)  # a drag, the arrow keys, a typed value with Enter: the last value is computed
+        elif isinstance(widget, (gr.Radio, gr.Dropdown, gr.CheckboxGroup)):
+            rerun(widget.input)
+        elif isinstance(widget, gr.Number):
+            rerun(widget.submit)
 
     def resize_drawing(drawing, size, blur_type):  # a drawn kernel is redrawn at the new size before the run
         return drawn_code(drawing, size) if blur_type == DRAWN else gr.update()
 
     kernel_size.input(resize_drawing, [pad, kernel_size, blur], drawn, api_visibility="private", trigger_mode="always_last",
                         show_progress="hidden").then(run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
-    for widget in (blur, kernel_style, models, regime, image):
-        rerun(widget.input)
-    rerun(seed.submit)
-    blur.change(lambda b: (gr.update(visible=b == "motion"), gr.update(visible=b == "gaussian"), gr.update(visible=b == "motion"),
-                           gr.update(visible=b == DRAWN)),
-                inputs=blur, outputs=[angle, variance, kernel_style, pad], api_visibility="private")  # fmt: skip
+    scoped = [controls[name] for name in scoped_fields(OperatorSpec)]  # angle, variance, style: shown for their blur
+    blur.change(lambda b: (*blur_visibility(OperatorSpec, b), gr.update(visible=b == DRAWN)), inputs=blur,
+                outputs=[*scoped, pad], api_visibility="private")  # fmt: skip
     blur.change(None, blur, None, js=PICK_BRUSH_JS, api_visibility="private")  # the pad opens ready to draw
     # a stroke on the pad: its code (the kernel at the chosen size), then the reconstruction; empty → a message
     pad.change(drawn_code, [pad, kernel_size], drawn, api_visibility="private", trigger_mode="always_last",
@@ -227,15 +208,12 @@ def build(lab: Lab) -> ReconstructTab:
     own_file.upload(partial(accept_checkpoint, lab), [own_arch, own_file, models], [models, own_status],
                     api_visibility="private").then(run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
 
-    lecture_values = Setting()
-    lecture.click(
-        lambda: ("motion", lecture_values.operator.kernel_size, lecture_values.operator.angle, lecture_values.operator.kernel_style,
-                 lecture_values.noise),
-        None, [blur, kernel_size, angle, kernel_style, noise], api_visibility="private",
-    ).then(run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
+    lecture_values = [*asdict(LECTURE_OPERATOR).values(), LECTURE_NOISE]  # every operator field, then the noise
+    lecture.click(lambda: lecture_values, None, [*operator.values(), controls["noise"]], api_visibility="private").then(
+        run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
 
     def toggle_errors(show, result):
-        return gr.update(visible=show, value=_error_gallery(result) if show and result else None), gr.update(visible=show)
+        return gr.update(visible=show, value=error_gallery(result) if show and result else None), gr.update(visible=show)
 
     show_errors.change(toggle_errors, [show_errors, result_state], [errors, error_scale], api_visibility="private")
 
@@ -245,7 +223,7 @@ def build(lab: Lab) -> ReconstructTab:
     sort_by.input(resort, [sort_by, result_state], table, api_visibility="private")
 
     def pick_pair(a, b, result):
-        return _pair(result, a, b) if result else gr.update()
+        return pair(result, a, b) if result else gr.update()
 
     for side in (left, right):
         side.input(pick_pair, [left, right, result_state], compare, api_visibility="private")
@@ -259,7 +237,6 @@ def build(lab: Lab) -> ReconstructTab:
     return ReconstructTab(controls, result_state, [url_note, dismiss], run, run_inputs, run_outputs, gallery, show_errors)
 
 
-BLUR_LABELS = {DRAWN: "draw your own"}
 MARK_STALE = "() => { document.querySelector('#results_col')?.classList.add('stale'); }"
 UNMARK_STALE = "() => { document.querySelector('#results_col')?.classList.remove('stale'); }"
 # The pad arrives with the server's answer to the blur change, later on a busy server: look for its brush every
@@ -324,7 +301,7 @@ def render_setting(lab: Lab, *values, show_errors: bool = False, report: Report 
     The error maps are made only when ``show_errors`` (the checkbox is on); otherwise their panel is cleared.
     ``report`` hears of each method done.
     """
-    flat = dict(zip([f.name for f in fields(Controls)], values))
+    flat = dict(zip(FLAT_FIELDS, values))
     if flat.get("blur") == DRAWN and not flat.get("drawn"):  # just switched to drawing: nothing to run yet
         waiting = "Draw the kernel on the pad (drag on it): every stroke updates the results."
         return (gr.update(), waiting, *[gr.update()] * 10)
@@ -333,7 +310,7 @@ def render_setting(lab: Lab, *values, show_errors: bool = False, report: Report 
         result = lab.run(setting, report=report)
     except (SettingError, ValueError) as err:
         raise gr.Error(str(err)) from None
-    return _render(result, "psnr", show_errors) + (result,)
+    return render(result, "psnr", show_errors) + (result,)
 
 
 def from_url(request: gr.Request):
@@ -354,9 +331,9 @@ def from_url(request: gr.Request):
 
 
 def control_values(setting: Setting) -> list:
-    """The Reconstruct controls' values for ``setting``, in ``Controls`` order."""
+    """The Reconstruct controls' values for ``setting``, in ``FLAT_FIELDS`` order."""
     flat = setting.flat()
-    return [flat[f.name] if f.name != "models" else list(setting.models) for f in fields(Controls)]
+    return [flat[name] if name != "models" else list(setting.models) for name in FLAT_FIELDS]
 
 
 # ---------------------------------------------------------------------------------------------- rendering
@@ -366,127 +343,3 @@ def control_values(setting: Setting) -> list:
 def thumbnails() -> list[tuple[np.ndarray, str]]:
     """The example catalogue as 64² thumbnails with their names (made once, on the first page view)."""
     return [(to_uint8(working_tensor(images.load_example(name))[0, 0, ::4, ::4].numpy()), name) for name in images.catalogue()]
-
-
-def _render(result: LabResult, sort_by: str, show_errors: bool) -> tuple:
-    # Every picture is encoded once, here (``pictures.PNG_LEVEL``), and the gallery, the slider and the downloads
-    # share its file: handing gradio arrays made it encode each at zlib's default level, 240 ms a result here.
-    s = result.setting
-    here = f"{s.operator.describe()}, noise {s.noise:g}"
-    files = _picture_files(result)
-    outputs = [(files["x_true"], "ground truth"), (files["y_delta"], f"measurement: {s.operator.describe()}, δ {s.noise:g}")]
-    missing = []
-    for r in result.reconstructions:
-        if r.image is None:
-            missing.append(f"**{r.label}**: {r.error}")
-            continue
-        caption = f"{r.label}: {r.metrics['psnr']:.2f} dB, SSIM {r.metrics['ssim']:.3f}"
-        if r.name in KNOW_THE_KERNEL:
-            caption += " (handed the exact kernel)"
-        if r.name in result.badges:
-            caption += f" ⚠ {result.badges[r.name]}; here {here}"
-        outputs.append((files[r.name], caption))
-    acts = [(files[f"act:{name}"], f"{choice_label(name)}: first layer") for name in result.activations]
-    names = _pair_choices(result)
-    status = f"Device: **{result.device}**."
-    if result.badges:
-        status += (" ⚠ " + "; ".join(f"{choice_label(n)} was {t}" for n, t in result.badges.items())
-                   + f", and sees {here}: an end-to-end network never sees the kernel, so it reverses the blur it"
-                   " learned, not this one.")  # fmt: skip
-    given = [r.label for r in result.reconstructions if r.name in KNOW_THE_KERNEL and r.image is not None]
-    if given:
-        who = given[0] if len(given) == 1 else ", ".join(given[:-1]) + " and " + given[-1]
-        status += f" {who} {'is' if len(given) == 1 else 'are'} handed the exact kernel; the end-to-end networks must infer it."
-    availability = "\n\n".join(missing) if missing else ""
-    rows = metrics_rows(result, sort_by)
-    done = [r for r in result.reconstructions if r.image is not None]
-    best = max(done, key=lambda r: r.metrics.get("psnr") or -np.inf).name if done else "x_true"
-    left, right = names[1][1], best  # the slider opens on the measurement against the best reconstruction
-    return (
-        psf_preview(result.kernel),
-        status,
-        availability,
-        outputs,
-        gr.update(value=acts, visible=bool(acts)),
-        _error_gallery(result) if show_errors else None,
-        gr.update(choices=names, value=left),
-        gr.update(choices=names, value=right),
-        (files[left], files[right]),
-        styled(rows),
-        _downloads(result, rows, files),
-    )
-
-
-BEST = "font-weight: 700; color: #15803d; background-color: #dcfce7"
-KNOW_THE_KERNEL = ("wiener", "rl", "tv", "unrolled")  # given K: the classical methods and the unrolled network
-
-
-def styled(rows: list[list], columns: tuple[str, ...] = TABLE_COLUMNS, reference_row: bool = True):
-    """A metrics table with the best value of each column marked (``tables.best_cells``): a pandas Styler,
-    which gr.Dataframe shows with its colours; the numbers stay as they are (the CSV has them plain)."""
-    import pandas as pd
-
-    best = best_cells(rows, reference_row)
-    frame = pd.DataFrame(rows, columns=list(columns))
-    marks = pd.DataFrame("", index=frame.index, columns=frame.columns)
-    for i, j in best:
-        marks.iat[i, j] = BEST
-    return frame.style.apply(lambda _: marks, axis=None)
-
-
-def _picture_files(result: LabResult) -> dict[str, str]:
-    """Each picture of a result as a PNG file, encoded once: "x_true", "y_delta", each reconstruction by name
-    (``IMAGE_NAME_reconstruction.png``, the download's name) and "act:NAME" for each activation grid."""
-    folder = scratch_dir()
-    stem = result.setting.image.replace(":", "-")[:20]
-    pictures = {"x_true": result.x_true, "y_delta": result.y_delta}
-    pictures |= {r.name: r.image for r in result.reconstructions if r.image is not None}
-    pictures |= {f"act:{name}": grid for name, grid in result.activations.items()}
-    files = {}
-    for key, image in pictures.items():
-        path = folder / f"{stem}_{key.replace(':', '-')}.png"
-        path.write_bytes(png_bytes(image))
-        files[key] = str(path)
-    return files
-
-
-def _pair_choices(result: LabResult) -> list[tuple[str, str]]:
-    return [("ground truth", "x_true"), ("measurement", "y_delta")] + [
-        (r.label, r.name) for r in result.reconstructions if r.image is not None
-    ]
-
-
-def _image_of(result: LabResult, key: str) -> np.ndarray:
-    if key == "x_true":
-        return result.x_true
-    if key == "y_delta":
-        return result.y_delta
-    rec = result.by_name(key)
-    if rec is None or rec.image is None:
-        raise gr.Error(f"no reconstruction named {key!r} in this result")
-    return rec.image
-
-
-def _pair(result: LabResult, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
-    return to_uint8(_image_of(result, a)), to_uint8(_image_of(result, b))
-
-
-def _error_gallery(result: LabResult) -> list:
-    return [(error_map(r.image, result.x_true), f"{r.label}: |x_rec − x_true|") for r in result.reconstructions if r.image is not None]
-
-
-def error_scale_html() -> str:
-    """The error maps' colour bar, drawn above them as a gradient with its ends labelled."""
-    gradient = ", ".join(error_scale_colours())
-    return (f'<div class="error-scale"><span>0</span><span class="bar" style="background: linear-gradient(to right, {gradient})">'
-            f"</span><span>≥ {ERROR_RANGE:g}</span></div>"
-            f'<div class="error-scale-note">|x_rec − x_true|: black where the reconstruction is exact, yellow where it is off '
-            f"by {ERROR_RANGE:g} or more (a quarter of the grey range)</div>")  # fmt: skip
-
-
-def _downloads(result: LabResult, rows: list[list], files: dict[str, str]) -> list[str]:
-    """The reconstructions' PNGs (the files the gallery shows) and the metrics as CSV."""
-    pngs = [files[r.name] for r in result.reconstructions if r.image is not None]
-    csv_path = Path(pngs[0] if pngs else files["x_true"]).with_name(f"{result.setting.image.replace(':', '-')[:20]}_metrics.csv")
-    csv_path.write_text(metrics_csv(rows))
-    return pngs + [str(csv_path)]

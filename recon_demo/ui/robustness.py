@@ -1,15 +1,15 @@
 """The Robustness tab: the lecture's warning made visible. PSNR of the chosen models as the noise level, the
 motion angle or the kernel size moves away from the setting of the Reconstruct tab, for course or general
-weights (the computation is ``recon_demo.robustness``)."""
+weights (the computation is ``recon_demo.lab.robustness``)."""
 
 from __future__ import annotations
 
 import gradio as gr
 import pandas as pd
 
-from recon_demo.lab import SettingError
+from recon_demo.lab.robustness import MEASUREMENT, PARAMETERS, as_rows, sweep
+from recon_demo.lab.setting import SettingError
 from recon_demo.progress import Report, no_progress
-from recon_demo.robustness import MEASUREMENT, PARAMETERS, as_rows, sweep
 from recon_demo.ui._legend import legend_html, series_colours
 from recon_demo.ui._progress import PROGRESS, shown_by
 from recon_demo.ui.reconstruct import setting_from

@@ -11,8 +11,7 @@ import time
 import gradio as gr
 import pandas as pd
 
-from recon_demo.lab import FLAT_FIELDS, Setting
-from recon_demo.loss_study import (
+from recon_demo.lab.loss_study import (
     EXPERIMENTS,
     LECTURE_RESULTS,
     LIVE_MODELS,
@@ -25,13 +24,14 @@ from recon_demo.loss_study import (
     live_config,
     live_defaults,
 )
+from recon_demo.lab.pictures import to_uint8
+from recon_demo.lab.setting import FLAT_FIELDS, Setting
 from recon_demo.losses import LOSSES
 from recon_demo.models import model_info
-from recon_demo.pictures import to_uint8
 from recon_demo.training import TrainingError
 from recon_demo.ui._files import scratch_dir
 from recon_demo.ui._legend import legend_html, series_colours
-from recon_demo.ui.reconstruct import styled
+from recon_demo.ui._results import styled
 
 UPDATE_EVERY_S = 0.4  # how often the page is redrawn while training
 READY = ("Press **Train**. The defaults (the residual CNN at 128², three losses) take about half a minute on a laptop; "

@@ -4,7 +4,8 @@ Kernel builders are pure functions (``motion_kernel``, ``gaussian_kernel``); ``B
 the operator ``K`` with ``forward`` and ``adjoint``; noise is a separate step applied to ``K x``. The
 conventions are the course library's (IPPy): ``K`` is a cross-correlation with zero padding
 (``conv2d(x, kernel, padding="same")``), and the lecture's noise is relative to the norm of ``K x``.
-``OperatorSpec`` is the plain description of a blur that the CLI, the engine and the UI pass around.
+``OperatorSpec`` is the plain description of a blur that the CLI, the engine and the UI pass around; its fields
+describe themselves (``physics.spec``). Noise lives in ``physics.noise``.
 """
 
 from __future__ import annotations
@@ -12,17 +13,20 @@ from __future__ import annotations
 import base64
 import math
 import zlib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from recon_demo.physics.spec import param, validated
+
 KERNEL_STYLES = ("ippy", "centered")
 BLUR_TYPES = ("motion", "gaussian")  # the parametric blurs (training draws from these)
 DRAWN = "drawn"  # a PSF a person drew, carried as a compact code (``encode_drawn``)
 ALL_BLURS = (*BLUR_TYPES, DRAWN)
-MAX_KERNEL_SIZE = 63  # beyond this a 256² image is mostly border; the UI and API refuse larger kernels
+MAX_KERNEL_SIZE = 63  # the kernel builders' largest side
+MAX_APP_KERNEL = 31  # what a person may ask for (app, API, CLIs): beyond 31 a 256² image is mostly border
 # From this kernel side on, K and Kᵀ run by FFT (the same zero-padded correlation, equal to 1e-6): measured on a
 # 2-core CPU, a batch of 8 96² crops with one 25×25 kernel each took 24 ms as a grouped convolution, 1.5 ms by
 # FFT; at 9×9 the convolution was faster. The lecture's 9×9 operator keeps the course's exact conv2d.
@@ -277,73 +281,33 @@ class Blur:
     __call__ = forward
 
 
-def _standard_normal_like(y: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    if generator is None:
-        return torch.randn_like(y)  # the global RNG, exactly as the lecture's protocol draws it
-    e = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=generator.device)
-    return e.to(y.device)
-
-
-def _per_image_norm(t: torch.Tensor) -> torch.Tensor:
-    return t.flatten(1).norm(dim=1).view(-1, *([1] * (t.ndim - 1)))  # (N, 1, 1, 1)
-
-
-def add_relative_noise(y: torch.Tensor, delta: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The lecture's noise: ``y + e / ||e|| · ||y|| · delta`` with ``e ~ N(0, I)``.
-
-    Norms are taken per image, so each image in a batch gets noise of relative level ``delta``. (The course
-    library normalises over the whole batch at once; for a single image, as in its evaluation, the two
-    agree.) Without a ``generator`` the global torch RNG is used, which is what the lecture's protocol
-    seeds with ``torch.manual_seed``.
-    """
-    delta = _check_noise("relative noise level", delta)
-    if delta == 0:
-        return y.clone()
-    e = _standard_normal_like(y, generator)
-    return y + e / _per_image_norm(e).clamp_min(1e-12) * _per_image_norm(y) * delta
-
-
-def add_gaussian_noise(y: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Additive white Gaussian noise of absolute standard deviation ``sigma``."""
-    sigma = _check_noise("noise sigma", sigma)
-    return y + sigma * _standard_normal_like(y, generator)
-
-
-def add_poisson_noise(y: torch.Tensor, peak: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Photon noise: ``Poisson(peak · y) / peak``; a larger ``peak`` (photons at intensity 1) is cleaner."""
-    peak = _check_finite("Poisson peak", peak)
-    if peak <= 0:
-        raise ValueError(f"Poisson peak must be positive, got {peak}")
-    rate = y.clamp_min(0) * peak
-    if generator is not None:
-        rate = rate.to(generator.device)
-    return (torch.poisson(rate, generator=generator) / peak).to(device=y.device, dtype=y.dtype)
-
-
-def _check_noise(name: str, value: float) -> float:
-    value = _check_finite(name, value)
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return value
-
-
-NOISE_MODELS = {
-    "relative": add_relative_noise,
-    "gaussian": add_gaussian_noise,
-    "poisson": add_poisson_noise,
-}
-
-
 @dataclass(frozen=True)
 class OperatorSpec:
-    """A blur described by plain values, as the CLI flags and the UI controls give it."""
+    """A blur described by plain values, as the CLI flags and the UI controls give it. Each field says what it is
+    (``spec.Param``): validation, the URL, the widgets, the API, the CLI flags and the training ranges follow."""
 
-    blur: str = "motion"  # "motion", "gaussian" or "drawn"
-    kernel_size: int = 9  # odd side of the kernel
-    angle: float = 20.0  # motion direction in degrees (motion only)
-    variance: float = 1.0  # Gaussian variance in pixels² (gaussian only)
-    kernel_style: str = "ippy"  # motion kernel style: "ippy" (course) or "centered"
-    drawn: str = ""  # the drawn PSF's code (``encode_drawn``; drawn only), kernel_size × kernel_size values
+    blur: str = param("motion", "Blur", str, choices=ALL_BLURS, flags=("--blur", "--operator"), train=BLUR_TYPES,
+                      train_name="blurs")  # fmt: skip
+    kernel_size: int = param(9, "Kernel size", int, low=1, high=MAX_APP_KERNEL, odd=True, step=2, unit="px", url="size",
+                             train=(3, 15), train_flags=("--kernel-sizes",))  # fmt: skip  (odd side of the kernel)
+    angle: float = param(20.0, "Motion angle", float, low=-360, high=360, slider_low=0, slider_high=180, step=1, unit="°",
+                         applies_to=("motion",), train=(0.0, 180.0), train_flags=("--angles",),
+                         info="the lecture's kernel (ippy style) is drawn on the pixel grid: it changes only every few "
+                              "degrees (see the preview); the centered style changes with every degree")  # fmt: skip
+    variance: float = param(1.0, "Gaussian variance", float, low=0.05, high=20.0, slider_low=0.1, step=0.1, unit="px²",
+                            applies_to=("gaussian",), train=(0.5, 4.0), train_flags=("--variances",))  # fmt: skip
+    kernel_style: str = param("ippy", "Kernel style", str, choices=KERNEL_STYLES, url="style", applies_to=("motion",),
+                              train=KERNEL_STYLES, train_name="kernel_styles", train_flags=("--kernel-styles", "--styles"),
+                              info="ippy: the course library's kernel; centered: a symmetric segment")  # fmt: skip
+    drawn: str = param("", "Drawn PSF", str, url="psf", applies_to=(DRAWN,), widget=False)  # encode_drawn's code
+
+    def validated(self) -> OperatorSpec:
+        """A checked copy (every field against its ``Param``; a drawing only counts while it is the blur, and must
+        decode); ``ValueError`` says what is allowed."""
+        spec = replace(validated(self), drawn=self.drawn if self.blur == DRAWN else "")
+        if spec.blur == DRAWN:
+            spec.kernel()
+        return spec
 
     def kernel(self) -> torch.Tensor:
         """The kernel this spec describes; raises ``ValueError`` with a readable message when invalid."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from recon_demo.lab import Setting
+from recon_demo.lab.setting import Setting
 
 TABS = ("reconstruct", "inspect", "train", "robustness", "ct", "about")
 

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import torch
 
 from recon_demo.checkpoints import CT_ANY, ct_regime
-from recon_demo.ct_operators import CT_NOISE, LECTURE_ANGLES, Radon, sirt
 from recon_demo.errors import UnknownName
-from recon_demo.methods import CTClassical
+from recon_demo.methods.base import CTClassical
 from recon_demo.models import is_handed_operator, list_models, model_info
-from recon_demo.operators import add_relative_noise
+from recon_demo.physics.ct import CT_NOISE, LECTURE_ANGLES, Radon, sirt
+from recon_demo.physics.noise import add_relative_noise
 
 # SIRT's stopping point, tuned on the held-out images at 60 angles and δ = 0.01 (its best case): 26.42 dB at 50
 # iterations, 25.96 at 100, 24.76 at 200, as more iterations fit the noise. (At 20 angles 30 would be best,
@@ -85,7 +85,7 @@ def takes_sinogram(name: str) -> bool:
 
 def ct_models() -> list[str]:
     """The networks for CT: the registry's CT group (they refine the FBP), then those that ``takes_sinogram``."""
-    return [*list_models("ct"), *(name for name in list_models("beyond") if takes_sinogram(name))]
+    return [*list_models("ct"), *filter(takes_sinogram, list_models("beyond"))]
 
 
 def parse_models(spec: str | None, shipped_any: list[str] = ()) -> list[tuple[str, str | None]]:
@@ -111,10 +111,6 @@ def ct_regime_of(name: str, angles: int) -> str:
     """The manifest regime of ``name``'s CT checkpoint for ``angles``: ``ct-<angles>`` for a refiner of the FBP,
     ``ct-any`` for a network handed the operator."""
     return CT_ANY if takes_sinogram(name) else ct_regime(angles)
-
-
-def label(name: str) -> str:
-    return CT_BASELINES[name].label if name in CT_BASELINES else model_info(name).label
 
 
 __all__ = [

@@ -89,7 +89,7 @@ _KERNELS: list = []  # the imported ``ct_kernels`` module, or None where numba i
 def _kernels():
     if not _KERNELS:
         try:
-            _KERNELS.append(importlib.import_module("recon_demo.ct_kernels"))
+            _KERNELS.append(importlib.import_module("recon_demo.physics.ct_kernels"))
         except ImportError as err:  # a broken numba install: the torch path serves the CPU too
             warnings.warn(f"numba does not import ({err}); the CT projector runs in torch", RuntimeWarning, stacklevel=2)
             _KERNELS.append(None)

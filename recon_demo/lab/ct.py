@@ -18,15 +18,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from recon_demo import ct_projector
 from recon_demo.checkpoints import CT_ANY, CheckpointError, ct_regime, regime_angles
-from recon_demo.ct_baselines import CT_BASELINES, ct_models, measure, method, takes_sinogram
-from recon_demo.ct_operators import CT_NOISE, FILTERS, LECTURE_ANGLES, radon_operator
-from recon_demo.lab import IMAGE_SIZES, MAX_NOISE, MAX_SEED, WORK_SIZE, Lab, SettingError, check_number
-from recon_demo.methods import FBPNetwork, Reconstruction, network_method, run_methods
+from recon_demo.lab.blur import Lab
+from recon_demo.lab.setting import IMAGE_SIZES, WORK_SIZE, Setting, SettingError
+from recon_demo.lab.tables import metric_cells
+from recon_demo.methods.base import FBPNetwork, Reconstruction, network_method, run_methods
+from recon_demo.methods.ct import CT_BASELINES, ct_models, measure, method, takes_sinogram
 from recon_demo.models import list_models, model_info
+from recon_demo.physics import ct_projector, spec
+from recon_demo.physics.ct import CT_NOISE, CTSpec, radon_operator
+from recon_demo.physics.spec import same_as
 from recon_demo.progress import Report, no_progress
-from recon_demo.tables import metric_cells
 
 MAX_ANGLES = 180  # the tab's slider; the core allows 360
 CT_SIZES = IMAGE_SIZES  # the tab's image sides: the lecture's 256², and 512² as a scanner's slice
@@ -35,36 +37,25 @@ CT_TABLE_COLUMNS = ("method", "MSE", "PSNR (dB)", "SSIM", "LPIPS", "data consist
 
 @dataclass(frozen=True)
 class CTSetting:
-    """The CT tab's controls, one field each."""
+    """The CT tab's controls, one field each; the acquisition's fields are described as ``CTSpec``'s (one
+    description of each: validation and the tab's widgets follow), the noise and its seed as the deblurring ones."""
 
     image: str = "phantom-0"  # catalogue name or upload key
-    angles: int = LECTURE_ANGLES  # projections in [0, 180°)
-    noise: float = CT_NOISE  # relative Gaussian noise on the sinogram
-    filter: str = "ramp"  # the FBP window
-    seed: int = 0  # the noise's seed
-    size: int = WORK_SIZE  # the image's side: 256 (the lecture's) or 512 (a scanner's)
+    angles: int = same_as(CTSpec, "angles", high=MAX_ANGLES)  # projections in [0, 180°); the tab stops at 180
+    noise: float = same_as(Setting, "noise", default=CT_NOISE, unit="relative, on the sinogram", words="noise level")
+    filter: str = same_as(CTSpec, "filter")  # the FBP window
+    seed: int = same_as(Setting, "seed")  # the noise's seed
+    size: int = same_as(CTSpec, "size", default=WORK_SIZE, choices=CT_SIZES, low=min(CT_SIZES), high=max(CT_SIZES),
+                        info="256²: the lecture's; 512²: a scanner's slice (about four times the time)")  # fmt: skip
 
     def validated(self) -> CTSetting:
         """A copy with normalised values; ``SettingError`` says what is allowed."""
         if not isinstance(self.image, str) or not self.image:
             raise SettingError("choose an image")
-        if self.filter not in FILTERS:
-            raise SettingError(f"unknown FBP filter {self.filter!r}; choose one of {', '.join(FILTERS)}")
-        return CTSetting(
-            self.image,
-            check_number("number of angles", self.angles, 1, MAX_ANGLES, integer=True),
-            check_number("noise level", self.noise, 0, MAX_NOISE),
-            self.filter,
-            check_number("seed", self.seed, 0, MAX_SEED, integer=True),
-            _check_size(self.size),
-        )
-
-
-def _check_size(size) -> int:
-    value = check_number("image size", size, min(CT_SIZES), max(CT_SIZES), integer=True)
-    if value not in CT_SIZES:
-        raise SettingError(f"image size must be one of {', '.join(map(str, CT_SIZES))}, got {value}")
-    return value
+        try:
+            return spec.validated(self)
+        except ValueError as err:
+            raise SettingError(str(err)) from None
 
 
 @dataclass

@@ -21,8 +21,8 @@ from collections.abc import Callable
 
 import torch
 
-from recon_demo import ct_projector
-from recon_demo.ct_operators import Radon, projection_angles
+from recon_demo.physics import ct_projector
+from recon_demo.physics.ct import Radon, projection_angles
 
 GEOMETRIES = ((256, 60), (512, 180))
 SPARSE_LIMIT = 256 * 256 * 180  # size² × angles: the largest geometry the stored matrices were built for
@@ -54,11 +54,11 @@ def projector_times(size: int, angles: int, repeats: int, timer: Timer) -> dict:
 
 def _unrolled_at_512() -> dict:
     """In a fresh process: the unrolled network's CT checkpoint on one 512² slice at 180 angles (printed as JSON)."""
-    from recon_demo.ct_baselines import measure
-    from recon_demo.engine import Engine
     from recon_demo.images import load_example, protocol_tensor
-    from recon_demo.methods import network_method
+    from recon_demo.methods.base import network_method
+    from recon_demo.methods.ct import measure
     from recon_demo.metrics import psnr
+    from recon_demo.serving.engine import Engine
 
     engine = Engine("cpu")
     model = engine.model("unrolled", regime="ct-any")
@@ -84,7 +84,7 @@ def ct_section(quick: bool, repeats: int, timer: Timer) -> dict:
     section = {"projector": rows, "fbp_512_180_ms": round(fbp_ms, 1), "unrolled_s": None, "unrolled_psnr": None,
                "peak_rss_mb": None}  # fmt: skip
     if not quick:
-        code = "import json; from recon_demo.ct_bench import _unrolled_at_512; print(json.dumps(_unrolled_at_512()))"
+        code = "import json; from recon_demo.bench.ct import _unrolled_at_512; print(json.dumps(_unrolled_at_512()))"
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
         if out.returncode == 0:
             section |= json.loads(out.stdout.strip().splitlines()[-1])

@@ -39,15 +39,15 @@ from pathlib import Path
 
 import torch
 
-from recon_demo import ct_bench
 from recon_demo.activations import count_flops
+from recon_demo.bench import ct as ct_bench
 from recon_demo.checkpoints import Manifest, ManifestEntry, save_checkpoint
-from recon_demo.engine import Engine, select_device
-from recon_demo.loadtest import classroom, idle_usage, start_app, stop_app
 from recon_demo.models import create_model, list_models
-from recon_demo.operators import LECTURE_OPERATOR
+from recon_demo.physics.blur import LECTURE_OPERATOR
 from recon_demo.progress import CLIProgress, Report, no_progress
-from recon_demo.runtime import native_bf16
+from recon_demo.serving.engine import Engine, select_device
+from recon_demo.serving.loadtest import classroom, idle_usage, start_app, stop_app
+from recon_demo.serving.runtime import native_bf16
 
 ROUNDTRIP_MODELS = ("unet", "rescnn", "wiener")  # three models through the app, two networks and a baseline
 APP_KEYS = ("import_floor_s", "cold_start_s", "app_start_s", "roundtrip_ms", "roundtrip_models", "roundtrip_compute_ms",
@@ -171,7 +171,8 @@ def autocast_section(engine: Engine, repeats: int) -> dict:
     """On CUDA: all seven with bf16 autocast, and the PSNR change it causes on a real image."""
     from recon_demo.images import load_example, protocol_tensor
     from recon_demo.metrics import psnr
-    from recon_demo.operators import LECTURE_NOISE, LECTURE_OPERATOR, add_relative_noise
+    from recon_demo.physics.blur import LECTURE_NOISE, LECTURE_OPERATOR
+    from recon_demo.physics.noise import add_relative_noise
 
     x_true = protocol_tensor(load_example("camera"))
     y = add_relative_noise(LECTURE_OPERATOR.build().forward(x_true), LECTURE_NOISE, torch.Generator().manual_seed(0))
@@ -251,7 +252,7 @@ def app_section(weights: Path, repeats: int, device: torch.device, with_classroo
 
 
 def training_section(quick: bool, device: str | None, report=lambda what: None) -> dict:
-    from recon_demo.loss_study import EXPERIMENTS, LossStudy, LossStudyConfig
+    from recon_demo.lab.loss_study import EXPERIMENTS, LossStudy, LossStudyConfig
 
     cfg = LossStudyConfig(losses=dict(EXPERIMENTS["pure"]), lpips=False, device=device)
     if quick:

@@ -8,12 +8,12 @@ import io
 from functools import cache
 
 from recon_demo.activations import summary
-from recon_demo.baselines import BASELINES
-from recon_demo.lab import WORK_SIZE, LabResult, SettingError, architecture_of
-from recon_demo.methods import Reconstruction
+from recon_demo.lab.setting import WORK_SIZE, LabResult, SettingError, architecture_of
+from recon_demo.methods.base import Reconstruction
+from recon_demo.methods.blur import BASELINES
 from recon_demo.metrics import METRICS
 from recon_demo.models import count_parameters, create_model, knows_operator
-from recon_demo.operators import LECTURE_OPERATOR
+from recon_demo.physics.blur import LECTURE_OPERATOR
 
 TABLE_COLUMNS = ("model", "MSE", "PSNR (dB)", "SSIM", "LPIPS", "data consistency", "ms", "parameters")
 SORTABLE = ("psnr", "ssim", "mse", "lpips", "dc", "ms")

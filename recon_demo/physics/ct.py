@@ -28,7 +28,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from recon_demo import ct_projector
+from recon_demo.physics import ct_projector
+from recon_demo.physics.spec import param, validated
 
 FILTERS = ("ramp", "shepp-logan", "cosine", "hamming", "hann")  # FBP windows, as scikit-image names them
 MAX_SIZE = 1024  # image side: memory O(size²) per image (a 1024² sinogram at 360 angles is 2 MB)
@@ -175,11 +176,18 @@ def sirt(radon: Radon, y: torch.Tensor, iterations: int = 100, box: tuple[float,
 
 @dataclass(frozen=True)
 class CTSpec:
-    """A CT acquisition described by plain values, as the CLI flags and the UI controls give it."""
+    """A CT acquisition described by plain values, as the CLI flags and the UI controls give it. Each field says what
+    it is (``spec.Param``), as ``OperatorSpec``'s do: validation, the CLI flags and the CT tab's widgets follow."""
 
-    angles: int = LECTURE_ANGLES  # projections in [0, π)
-    size: int = 256  # image side
-    filter: str = "ramp"  # the FBP window
+    angles: int = param(LECTURE_ANGLES, "Number of angles (over 180°)", int, low=1, high=MAX_ANGLES, step=1,
+                        words="number of angles")  # fmt: skip  (projections in [0, π))
+    size: int = param(256, "Image size", int, low=8, high=MAX_SIZE, unit="pixels a side", words="image size")
+    filter: str = param("ramp", "FBP filter", str, choices=FILTERS, flags=("--fbp-filter",), words="FBP filter",
+                        info="ramp: sharpest and noisiest; the windows trade detail for less noise")  # fmt: skip
+
+    def validated(self) -> CTSpec:
+        """A checked copy (each field by its ``Param``); ``ValueError`` says what is allowed."""
+        return validated(self)
 
     def build(self) -> Radon:
         """The operator ``A`` (shared per geometry)."""

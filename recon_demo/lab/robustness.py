@@ -15,9 +15,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from recon_demo.baselines import BASELINES
-from recon_demo.lab import Lab, Setting, SettingError, architecture_of, choice_label
-from recon_demo.models import is_handed_operator
+from recon_demo.lab.blur import Lab
+from recon_demo.lab.setting import Setting, SettingError, architecture_of, choice_label
+from recon_demo.methods.registry import is_handed_operator
 from recon_demo.progress import Report, no_progress
 
 PARAMETERS = {
@@ -55,7 +55,7 @@ def sweep(
     nominal = setting.validated()
     if not nominal.models or len(nominal.models) > MAX_MODELS:
         raise SettingError(f"choose 1 to {MAX_MODELS} models for a sweep, got {len(nominal.models)}")
-    given_k = tuple(m for m in nominal.models if m in BASELINES or is_handed_operator(architecture_of(m)))
+    given_k = tuple(m for m in nominal.models if is_handed_operator(architecture_of(m)))
     networks = tuple(m for m in nominal.models if m not in given_k)
     assumed = None if told else nominal.operator  # what the methods using K are handed (None: the true operator)
     points: list[SweepPoint] = []

@@ -9,7 +9,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from recon_demo.lab import WORK_SIZE
+from recon_demo.lab.setting import WORK_SIZE
 
 ERROR_RANGE = 0.25  # error maps show |x_rec − x_true| from 0 to this value
 

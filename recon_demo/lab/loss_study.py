@@ -26,7 +26,8 @@ from recon_demo import images
 from recon_demo.losses import check_available, parse_loss
 from recon_demo.metrics import METRICS, compute_metrics, lpips_distance, lpips_status
 from recon_demo.models import model_info
-from recon_demo.operators import BLUR_TYPES, KERNEL_STYLES, LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec
+from recon_demo.physics import spec as operator_spec
+from recon_demo.physics.blur import LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec
 from recon_demo.progress import CLIProgress
 from recon_demo.training import TrainConfig, Trainer, TrainEvent, TrainingError
 
@@ -137,7 +138,7 @@ def live_config(presets, custom: str | None, model: str, epochs, n_images, size,
     epochs, images and size within the bounds above, and the operator, noise and test image of ``setting`` (a
     ``lab.Setting``, validated as the Reconstruct tab's; a training image falls back to ``camera``). Raises
     ``TrainingError`` (or ``SettingError``) saying what is allowed."""
-    from recon_demo.lab import check_number  # the lab's number check: one message format everywhere
+    from recon_demo.lab.setting import check_number  # the lab's number check: one message format everywhere
 
     losses = {label: PRESETS[label] for label in presets or [] if label in PRESETS}
     unknown = [label for label in presets or [] if label not in PRESETS]
@@ -154,7 +155,7 @@ def live_config(presets, custom: str | None, model: str, epochs, n_images, size,
     size = check_number("size", size, 64, 256, integer=True)
     if size not in SIZES:
         raise TrainingError(f"size must be one of {', '.join(map(str, SIZES))}, got {size}")
-    from recon_demo.lab import Setting
+    from recon_demo.lab.setting import Setting
 
     entry = images.catalogue().get(setting.image)
     test_image = setting.image if entry is not None and entry.split == "held_out" else "camera"
@@ -343,11 +344,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--test-image", default="camera", help="held-out image of the test measurement")
-    parser.add_argument("--blur", default="motion", choices=BLUR_TYPES)
-    parser.add_argument("--kernel-size", type=int, default=9)
-    parser.add_argument("--angle", type=float, default=20.0)
-    parser.add_argument("--variance", type=float, default=1.0)
-    parser.add_argument("--kernel-style", default="ippy", choices=KERNEL_STYLES)
+    operator_spec.add_arguments(parser, OperatorSpec, LECTURE_OPERATOR)  # --blur, --kernel-size, --angle, … (each field's Param)
     parser.add_argument("--noise", type=float, default=LECTURE_NOISE)
     parser.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
     parser.add_argument("--device", help="cpu, cuda, mps (default: RECON_DEVICE or the best available)")
@@ -366,7 +363,7 @@ def config_from_args(args: argparse.Namespace) -> LossStudyConfig:
     return LossStudyConfig(
         losses=losses, model=args.model, epochs=args.epochs, batch_size=args.batch_size, epoch_batches=args.epoch_batches,
         n_images=args.images, size=args.size, lr=args.lr,
-        operator=OperatorSpec(blur=args.blur, kernel_size=args.kernel_size, angle=args.angle, variance=args.variance, kernel_style=args.kernel_style),
+        operator=operator_spec.from_args(OperatorSpec, args),
         noise=args.noise, seed=args.seed, test_image=args.test_image, lpips=not args.no_lpips, device=args.device,
     ).validated()  # fmt: skip
 

@@ -18,15 +18,15 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from recon_demo.baselines import BASELINES
-from recon_demo.batching import MicroBatcher
 from recon_demo.checkpoints import CheckpointError, Manifest, load_checkpoint
 from recon_demo.errors import UnknownName
-from recon_demo.methods import Deconvolution, Network, Reconstruction, Unavailable, Unrolled, network_method, run_methods
+from recon_demo.methods.base import Deconvolution, Network, Reconstruction, Unavailable, Unrolled, network_method, run_methods
+from recon_demo.methods.blur import BASELINES
 from recon_demo.models import knows_operator, list_models, model_info
-from recon_demo.operators import Blur
+from recon_demo.physics.blur import Blur
 from recon_demo.progress import Report, no_progress
-from recon_demo.runtime import native_bf16
+from recon_demo.serving.batching import MicroBatcher
+from recon_demo.serving.runtime import native_bf16
 
 
 def select_device(requested: str | None = None) -> torch.device:
@@ -145,7 +145,7 @@ class Engine:
 
     def methods(self, models: list[str] = (), baselines: list[str] = (), *, checkpoints: dict[str, str | Path] | None = None,
                 architectures: dict[str, str] | None = None, regime: str = "course") -> list:  # fmt: skip
-        """The methods (``recon_demo.methods``) for named networks and classical blur baselines, in that order."""
+        """The methods (``recon_demo.methods.base``) for named networks and classical blur baselines, in that order."""
         checkpoints, architectures = checkpoints or {}, architectures or {}
         out = [self.network(name, checkpoints.get(name), regime, architectures.get(name)) for name in models]
         for name in baselines:

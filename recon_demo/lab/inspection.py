@@ -20,12 +20,12 @@ import torch
 from recon_demo.activations import activations, conv_layers, empirical_receptive_field, receptive_field_extent, scale_channels
 from recon_demo.checkpoints import CheckpointError
 from recon_demo.errors import UnknownName
-from recon_demo.lab import network_choices
+from recon_demo.lab.pictures import draw_box, kernel_spectrum, overlay, residual_map
+from recon_demo.lab.setting import network_choices
+from recon_demo.lab.tables import architecture_summary
 from recon_demo.metrics import psnr
 from recon_demo.models import create_model, knows_operator, model_info
-from recon_demo.pictures import draw_box, kernel_spectrum, overlay, residual_map
 from recon_demo.progress import Report, no_progress
-from recon_demo.tables import architecture_summary
 
 MAX_CHANNELS = 64  # channels shown as separate images (the ViT's patch embedding has 128)
 SCALES = ("shared", "channel")  # one colour scale for all channels, or one each

@@ -1,8 +1,7 @@
-"""The reconstruction lab: everything the app computes, as plain values (the UI only wires widgets to it).
+"""The deblurring lab: everything the Reconstruct tab computes, as plain values (the UI only wires widgets to it).
 
-A ``Setting`` is one state of the Reconstruct tab: image, blur, noise, seed, models and weights regime. It is
-validated server-side (API callers bypass slider bounds) and travels in the page's URL
-(``?image=camera&angle=20&size=9&noise=0.01&models=cnn,unet``). ``Lab`` holds the engine and three small caches:
+A ``Setting`` (``lab.setting``) is one state of the tab: image, blur, noise, seed, models and weights regime,
+validated server-side (API callers bypass slider bounds) and carried in the page's URL. ``Lab`` holds the engine and three small caches:
 working images (an upload is keyed by its content) and measurements (keyed by image and operator setting, so
 switching models does not redraw the measurement), and reconstructions (keyed by measurement and model, so
 adding a model to the selection runs that model alone). ``Lab.run`` returns a ``LabResult``: ground truth,
@@ -17,7 +16,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
 
@@ -25,213 +23,36 @@ import numpy as np
 import torch
 from PIL import Image
 
-from recon_demo import images, validation
+from recon_demo import images
 from recon_demo.activations import activation_grid
-from recon_demo.baselines import BASELINES
-from recon_demo.checkpoints import REGIMES, CheckpointError, ManifestEntry
-from recon_demo.engine import MAX_FILE_MODELS, Engine
-from recon_demo.methods import Reconstruction
-from recon_demo.models import is_handed_operator, list_models, model_info
-from recon_demo.operators import (
-    ALL_BLURS,
-    DRAWN,
-    KERNEL_STYLES,
-    LECTURE_NOISE,
-    LECTURE_OPERATOR,
-    OPERATOR_FIELDS,
-    OperatorSpec,
-    add_relative_noise,
+from recon_demo.checkpoints import CheckpointError, ManifestEntry
+from recon_demo.lab.setting import (
+    CHECKPOINT_SUFFIXES,
+    IMAGE_SIZES,
+    MAX_UPLOAD_CHECKPOINT,
+    WORK_SIZE,
+    LabResult,
+    Setting,
+    SettingError,
+    _is_upload_key,
+    architecture_of,
+    is_own_checkpoint,
 )
+from recon_demo.methods.base import Reconstruction
+from recon_demo.methods.blur import BASELINES
+from recon_demo.models import is_handed_operator, list_models
+from recon_demo.physics.blur import (
+    LECTURE_OPERATOR,
+    OperatorSpec,
+)
+from recon_demo.physics.noise import add_relative_noise
 from recon_demo.progress import Report, no_progress
-
-WORK_SIZE = 256  # every image is centre-cropped to a square and resized to this side, as the lecture's slices
-IMAGE_SIZES = (WORK_SIZE, 512)  # the sides an image is kept at: 512² for CT at the scanner's resolution
-MAX_KERNEL = 31  # the app's largest kernel (the core allows 63; beyond 31 a 256² image is mostly border)
-MAX_NOISE = 0.2  # the app's largest relative noise level
-MAX_VARIANCE = 20.0
-MAX_SEED = 2**31 - 1
-BASELINE_CHOICES = ("wiener", "rl", "tv")  # the classical methods offered beside the networks
-CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
-MAX_UPLOAD_CHECKPOINT = 32_000_000  # bytes; the largest lecture model is about 8 MB in fp32
-
-
-class SettingError(ValueError):
-    """A setting the lab refuses; the message says what is allowed."""
-
-
-def network_choices() -> list[str]:
-    """The deblurring networks: the lecture's seven, then beyond the lecture the unrolled network that knows K."""
-    return list_models() + list_models("beyond")
-
-
-def model_choices() -> list[str]:
-    """What the model selector offers: the networks (``network_choices``), then the classical baselines."""
-    return network_choices() + list(BASELINE_CHOICES)
-
-
-def choice_label(name: str) -> str:
-    if is_own_checkpoint(name):
-        return f"{model_info(architecture_of(name)).label} (your checkpoint)"
-    return BASELINES[name].label if name in BASELINES else model_info(name).label
-
-
-def check_number(name: str, value, lo: float, hi: float, integer: bool = False) -> float | int:
-    """``validation.check_number`` raising ``SettingError``: what the app's controls and the API are checked with."""
-    return validation.check_number(name, value, lo, hi, integer, SettingError)
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One state of the Reconstruct tab: an image, the operator ``K`` (an ``OperatorSpec``), the noise, the models.
-
-    The ``/reconstruct`` API, the tabs and the URL use flat keyword names: the operator's fields
-    (``operators.OPERATOR_FIELDS``) beside this class's other fields. ``Setting.of(**flat)`` builds a setting
-    from them and ``flat()`` gives them back, so a new operator parameter is declared once, in ``OperatorSpec``.
-    """
-
-    image: str = "camera"  # a catalogue name, or "upload:<sha1>" for an uploaded image
-    operator: OperatorSpec = LECTURE_OPERATOR  # the blur: type, odd size ≤ MAX_KERNEL, angle, variance, kernel style
-    noise: float = LECTURE_NOISE  # relative noise level δ
-    seed: int = 0  # the noise draw
-    models: tuple[str, ...] = ("cnn", "unet", "wiener")  # architectures and baselines, in display order
-    regime: str = "course"  # which shipped weights: "course" or "general"
-
-    @classmethod
-    def of(cls, **flat) -> Setting:
-        """A setting from flat keyword values: the operator's fields go into ``operator``, the rest as they are."""
-        unknown = sorted(set(flat) - set(FLAT_FIELDS))
-        if unknown:
-            raise SettingError(f"unknown setting {', '.join(unknown)}; the settings are {', '.join(FLAT_FIELDS)}")
-        op = {k: flat.pop(k) for k in OPERATOR_FIELDS if k in flat}
-        return cls(operator=replace(LECTURE_OPERATOR, **op), **flat)
-
-    def flat(self) -> dict:
-        """The setting as flat keyword values, in ``FLAT_FIELDS`` order (the API's and the controls' names)."""
-        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "operator"} | asdict(self.operator)
-        return {name: values[name] for name in FLAT_FIELDS}
-
-    def moved(self, **flat) -> Setting:
-        """A copy with some flat values changed (``moved(angle=45)``)."""
-        return Setting.of(**(self.flat() | flat))
-
-    def validated(self) -> Setting:
-        """A normalised copy; raises ``SettingError`` with what is allowed."""
-        op = self.operator
-        if op.blur not in ALL_BLURS:
-            raise SettingError(f"blur must be one of {', '.join(ALL_BLURS)}, got {op.blur!r}")
-        if op.kernel_style not in KERNEL_STYLES:
-            raise SettingError(f"kernel style must be one of {', '.join(KERNEL_STYLES)}, got {op.kernel_style!r}")
-        if self.regime not in REGIMES:
-            raise SettingError(f"regime must be one of {', '.join(REGIMES)}, got {self.regime!r}")
-        size = check_number("kernel size", op.kernel_size, 1, MAX_KERNEL, integer=True)
-        if size % 2 == 0:
-            raise SettingError(f"kernel size must be odd, got {size}")
-        models = tuple(self.models.split(",") if isinstance(self.models, str) else self.models or ())
-        models = tuple(dict.fromkeys(m.strip() for m in models if m and m.strip()))  # drop repeats, keep order
-        unknown = [m for m in models if m not in model_choices() and not is_own_checkpoint(m)]
-        if unknown:
-            raise SettingError(f"unknown model {', '.join(map(repr, unknown))}; choose from {', '.join(model_choices())}")
-        if not (self.image in images.catalogue() or _is_upload_key(self.image)):
-            raise SettingError(f"unknown image {self.image!r}; choose an example ({', '.join(images.catalogue())}) or upload one")
-        operator = replace(
-            op,
-            kernel_size=size,
-            angle=check_number("angle", op.angle, -360, 360),
-            variance=check_number("variance", op.variance, 0.05, MAX_VARIANCE),
-            drawn=op.drawn if op.blur == DRAWN else "",  # a drawing only counts while it is the blur
-        )
-        if operator.blur == DRAWN:
-            try:
-                operator.kernel()
-            except ValueError as err:
-                raise SettingError(str(err)) from None
-        return replace(
-            self,
-            operator=operator,
-            noise=check_number("noise", self.noise, 0, MAX_NOISE),
-            seed=check_number("seed", self.seed, 0, MAX_SEED, integer=True),
-            models=models,
-        )
-
-    # URL parameters: short names a teacher can type
-    _QUERY = {"image": "image", "blur": "blur", "size": "kernel_size", "angle": "angle", "variance": "variance",
-              "style": "kernel_style", "psf": "drawn", "noise": "noise", "seed": "seed", "models": "models",
-              "regime": "regime"}  # fmt: skip
-
-    def to_query(self) -> dict[str, str]:
-        """The URL's parameters (a drawn kernel's code only while the blur is drawn)."""
-        values = self.flat()
-        values["models"] = ",".join(self.models)
-        return {key: f"{values[name]:g}" if isinstance(values[name], float) else str(values[name]) for key, name in self._QUERY.items()
-                if values[name] != ""}  # fmt: skip
-
-    @classmethod
-    def from_query(cls, query: dict[str, str], base: Setting | None = None) -> tuple[Setting, list[str]]:
-        """The setting a URL describes, starting from ``base`` (default: the default setting; a lesson's link starts
-        from the lesson's); parameters that are unknown or invalid are dropped with a warning."""
-        setting, warnings = base or cls(), []
-        for key, value in sorted(query.items(), key=lambda item: item[0] == "blur"):  # blur last: "drawn" needs its psf
-            name = cls._QUERY.get(key)
-            if name is None:
-                warnings.append(f"ignored the unknown URL parameter {key!r}")
-                continue
-            candidate = setting.moved(**{name: _parse_query_value(name, value)})
-            try:
-                candidate.validated()
-            except SettingError as err:
-                warnings.append(f"ignored {key}={value!r}: {err}")
-                continue
-            setting = candidate
-        return setting.validated(), warnings
-
-
-# The flat names of a setting, in the order of the API's parameters and the Reconstruct tab's controls.
-FLAT_FIELDS = ("image", *OPERATOR_FIELDS, "noise", "seed", "models", "regime")
-
-
-def _parse_query_value(name: str, value: str):
-    if name == "models":
-        return tuple(v for v in value.split(",") if v)
-    return value  # validated() converts numbers and reports bad ones
-
-
-def is_own_checkpoint(key: str) -> bool:
-    """``own:<architecture>:<sha1>``: a checkpoint a user uploaded for one of the lecture's architectures."""
-    parts = key.split(":")
-    return len(parts) == 3 and parts[0] == "own" and parts[1] in list_models() and len(parts[2]) == 40
-
-
-def architecture_of(name: str) -> str:
-    """The registry name a model choice is built as (itself, or an uploaded checkpoint's architecture)."""
-    return name.split(":")[1] if is_own_checkpoint(name) else name
+from recon_demo.serving.engine import MAX_FILE_MODELS, Engine
 
 
 def _image_key(image: str, size: int) -> str:
     """The image cache's key of ``image`` at ``size``: the name itself at the working size, as always."""
     return image if size == WORK_SIZE else f"{image}@{size}"
-
-
-def _is_upload_key(key: str) -> bool:
-    return key.startswith("upload:") and len(key) == len("upload:") + 40
-
-
-@dataclass
-class LabResult:
-    """What one ``Lab.run`` produced."""
-
-    setting: Setting
-    x_true: np.ndarray  # (H, W) in [0, 1]
-    y_delta: np.ndarray  # (H, W), may leave [0, 1] by the noise
-    kernel: np.ndarray  # (k, k)
-    reconstructions: list[Reconstruction]
-    measurement_metrics: dict[str, float | None] = field(default_factory=dict)  # y_delta clamped, against x_true
-    activations: dict[str, np.ndarray] = field(default_factory=dict)  # name → first-layer grid in [0, 1]
-    badges: dict[str, str] = field(default_factory=dict)  # name → "trained for …" where the setting differs
-    device: str = "cpu"
-    compute_ms: float = 0.0  # the methods run for this call (cached reconstructions count 0), milliseconds
-
-    def by_name(self, name: str) -> Reconstruction | None:
-        return next((r for r in self.reconstructions if r.name == name), None)
 
 
 class Lab:
@@ -422,12 +243,6 @@ class Lab:
         """"trained for motion 9 @ 20°, noise 0.01" when the setting is away from what the checkpoint learned."""
         entry = self.engine.manifest.find(name, setting.regime)
         return None if entry is None or fits(entry, setting, is_handed_operator(architecture_of(name))) else f"trained for {entry.trained_for()}"
-
-    def inspect(self, setting: Setting, name: str, layer: str | None = None, scale: str = "shared", report: Report = no_progress):
-        """What the Inspect tab shows for network ``name`` on the setting's measurement (``inspection.Inspection``)."""
-        from recon_demo.inspection import inspect  # the inspection builds on the lab, not the other way round
-
-        return inspect(self, setting, name, layer, scale, report)
 
     def availability(self, regime: str) -> dict[str, str | None]:
         """Each architecture: ``None`` when weights of ``regime`` exist, else why not."""

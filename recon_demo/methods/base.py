@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -31,10 +32,18 @@ from recon_demo.metrics import compute_metrics, lpips_distances
 from recon_demo.pretrained import PretrainedUnavailable
 from recon_demo.progress import Report, no_progress
 
-if TYPE_CHECKING:
-    from recon_demo.engine import Engine
-
 Method = Callable[[torch.Tensor, Any], torch.Tensor]  # (y_delta, operator) -> x_rec
+
+
+class Engine(Protocol):
+    """What a network's method needs of whoever runs it (``serving.engine.Engine`` is one): its device, a call of a
+    network on a measurement, and the precision a network runs in. Methods are handed it; they never import it."""
+
+    device: torch.device
+
+    def infer(self, model: torch.nn.Module, y_delta: torch.Tensor, operator: Any = None) -> torch.Tensor: ...
+
+    def precision(self, model: torch.nn.Module) -> AbstractContextManager: ...
 
 
 @dataclass

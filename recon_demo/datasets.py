@@ -7,8 +7,8 @@ that installs each; ``scripts/install-training-data.sh`` installs them all). Eve
 - ``ct-head``: a real head CT, Debian ``invesalius-examples`` (GPL-2). An InVesalius project ``.inv3`` is a
   tar.gz whose ``main.plist`` names ``matrix.dat``: int16 Hounsfield units of shape (slices, rows, columns).
   Slices are kept in HU; a window (level, width) is drawn for each crop at training time (``ct_window``).
-- ``mri``: T1 MRI volumes, Debian ``mricron-data`` (BSD-3-Clause), NIfTI-1 (``read_nifti``: our own reader
-  of the fixed 348-byte header), sliced along all three axes and scaled by the volume's 99.5th percentile.
+- ``mri``: T1 MRI volumes, Debian ``mricron-data`` (BSD-3-Clause), NIfTI-1 (``read_nifti``: nibabel's reader),
+  sliced along all three axes and scaled by the volume's 99.5th percentile.
 - ``photos``: photographs from wallpaper packages, ``opencv-doc``'s sample data and PyPI ``sporco``'s images,
   listed file by file (``PHOTOS``) with their licence and author: drawings, renders, logos, chessboards and
   video are left out.
@@ -24,9 +24,7 @@ patients no training source shows, never trained on, so CT- and MR-like quality 
 
 from __future__ import annotations
 
-import gzip
 import plistlib
-import struct
 import tarfile
 from dataclasses import dataclass
 from functools import lru_cache
@@ -184,34 +182,19 @@ def read_inv3(path: str | Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype).reshape(shape)
 
 
-_NIFTI_DTYPES = {2: np.uint8, 4: np.int16, 8: np.int32, 16: np.float32, 64: np.float64, 256: np.int8, 512: np.uint16}
-
-
 def read_nifti(path: str | Path) -> np.ndarray:
-    """A NIfTI-1 volume (``.nii`` or ``.nii.gz``) as float32 (x, y, z), with its scale slope and intercept."""
-    data = Path(path).read_bytes()
-    if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
-    if len(data) < 352:
-        raise ValueError(f"{path}: too short for a NIfTI-1 header")
-    for endian in "<>":
-        if struct.unpack(endian + "i", data[:4])[0] == 348:
-            break
-    else:
-        raise ValueError(f"{path}: not a NIfTI-1 file (header size is not 348)")
-    dim = struct.unpack(endian + "8h", data[40:56])
-    code = struct.unpack(endian + "h", data[70:72])[0]
-    offset = int(struct.unpack(endian + "f", data[108:112])[0])
-    slope, inter = struct.unpack(endian + "2f", data[112:120])
-    if code not in _NIFTI_DTYPES or not 3 <= dim[0] <= 7:
-        raise ValueError(f"{path}: unsupported NIfTI datatype {code} or rank {dim[0]}")
-    shape = tuple(int(n) for n in dim[1:4])
-    dtype = np.dtype(_NIFTI_DTYPES[code]).newbyteorder(endian)
-    count = int(np.prod(shape))
-    if len(data) < offset + count * dtype.itemsize:
-        raise ValueError(f"{path}: the file ends before its {shape} voxels")
-    volume = np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape, order="F").astype(np.float32)
-    return volume * slope + inter if slope not in (0.0,) and np.isfinite(slope) else volume
+    """A NIfTI volume (``.nii`` or ``.nii.gz``) as float32 (x, y, z), its scale slope and intercept applied: nibabel's
+    reader, imported here (the training data's CLI and loader use it, never the app)."""
+    import nibabel
+
+    try:
+        image = nibabel.load(str(path))
+        if len(image.shape) < 3:
+            raise ValueError(f"rank {len(image.shape)}")
+        volume = np.asarray(image.dataobj, dtype=np.float32)
+    except (nibabel.filebasedimages.ImageFileError, OSError, EOFError, ValueError) as err:
+        raise ValueError(f"{path}: not a NIfTI-1 file nibabel can read ({err})") from None
+    return volume.reshape(*volume.shape[:3], -1)[..., 0] if volume.ndim > 3 else volume  # a series: its first volume
 
 
 # ------------------------------------------------------------------------------------------------ slices

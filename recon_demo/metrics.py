@@ -1,10 +1,12 @@
 """Image-quality metrics as the lecture computes them, as small objects the UI can rank by.
 
-MSE, PSNR and SSIM are scikit-image's with ``data_range=1`` on float images in [0, 1], written out here from its
-``metrics`` (its modules import ``scipy.stats`` and ``scipy.ndimage``: 0.85 s of the app's start): MSE and PSNR
-to the bit, SSIM (its default 7×7 uniform window, sample covariance) in float64 where scikit-image filters in
-float32, equal to 1e-6 (``tests/test_metrics.py`` checks all three against scikit-image's own); LPIPS is
-``lpips.LPIPS(net="alex")`` v0.1 on the grey image repeated to three channels and mapped to [-1, 1];
+MSE, PSNR and SSIM are scikit-image's with ``data_range=1`` on float images in [0, 1]: MSE and PSNR are its two
+formulas (to the bit, ``tests/test_metrics.py``), SSIM is ``skimage.metrics.structural_similarity`` itself, imported
+on first use (its modules import ``scipy.stats`` and ``scipy.ndimage``: not at the app's start; ``warm_up`` imports
+them once the app is up). LPIPS is ``lpips.LPIPS(net="alex")`` v0.1, built by ``pretrained.build_lpips_alex``
+(the package's network would import torchvision, and with it ``torch._dynamo``: 2.5 s of a first request here;
+``tests/test_metrics.py`` checks ours against ``lpips.LPIPS``), on the grey image repeated to three channels and
+mapped to [-1, 1];
 data consistency ``||K x_rec − y_delta|| / ||y_delta||`` asks how well a reconstruction explains the
 measurement, which end-to-end networks do not enforce. Each ``Metric`` knows whether lower is better.
 """
@@ -64,29 +66,16 @@ def psnr(x_rec, x_true) -> float:
 SSIM_WINDOW = 7  # scikit-image's default uniform window
 
 
-def _box_means(x: np.ndarray, size: int = SSIM_WINDOW) -> np.ndarray:
-    """``scipy.ndimage.uniform_filter(x[i], size)`` for each image of a stack (N, H, W), in float64: the mean over
-    a size² window, edges mirrored (scipy's 'reflect' repeats the edge sample, as numpy's 'symmetric')."""
-    r = size // 2
-    padded = torch.from_numpy(np.pad(x, ((0, 0), (r, r), (r, r)), mode="symmetric"))
-    return torch.nn.functional.avg_pool2d(padded[:, None], size, stride=1)[:, 0].numpy()
-
-
 def ssim(x_rec, x_true) -> float:
-    """Structural similarity as scikit-image's ``structural_similarity(x_true, x_rec, data_range=1)``: a 7×7
-    uniform window, sample covariance, K1 0.01, K2 0.03, the mean over the map less a 3-pixel border."""
-    a, b = (_as_image(x).astype(np.float64) for x in (x_true, x_rec))
-    if min(a.shape) < SSIM_WINDOW:
+    """Structural similarity: scikit-image's ``structural_similarity(x_true, x_rec, data_range=1)`` (a 7×7 uniform
+    window, sample covariance), as the lecture computes it; ``skimage.metrics`` is imported on first use (or by
+    ``warm_up`` after the app starts), not at the app's start."""
+    from skimage.metrics import structural_similarity
+
+    a, b = _as_image(x_true), _as_image(x_rec)
+    if min(a.shape) < SSIM_WINDOW:  # scikit-image's own message speaks of win_size and channel_axis
         raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}×{SSIM_WINDOW}, got {a.shape}")
-    cov_norm = SSIM_WINDOW**2 / (SSIM_WINDOW**2 - 1)
-    ux, uy, uxx, uyy, uxy = _box_means(np.stack([a, b, a * a, b * b, a * b]))
-    vx = cov_norm * (uxx - ux * ux)
-    vy = cov_norm * (uyy - uy * uy)
-    vxy = cov_norm * (uxy - ux * uy)
-    c1, c2 = 0.01**2, 0.03**2
-    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
-    pad = (SSIM_WINDOW - 1) // 2
-    return float(s[pad:-pad, pad:-pad].mean())
+    return float(structural_similarity(a, b, data_range=1.0))
 
 
 class _LPIPSModel:
@@ -134,8 +123,8 @@ def lpips_distance(x_rec, x_true) -> float:
 
 def lpips_distances(images: list, x_true) -> list[float]:
     """``lpips_distance`` of each image to one reference, in one batch, the reference's features computed once
-    (``pretrained.LPIPSAlex``) and kept for the next request on that image: a 3-method reconstruction took 4 LPIPS
-    passes of 2 images each, now one of 4.
+    (``pretrained.LPIPSAlex``) and kept for the next request on that image: a 3-method reconstruction took 4 LPIPS passes of
+    2 images each, now one of 4.
     Raises ``PretrainedUnavailable`` like ``lpips_distance``."""
     if not images:
         return []
@@ -165,6 +154,17 @@ def _reference_features(model, x_true: np.ndarray) -> list[torch.Tensor]:
         while len(_REFERENCES) > _REFERENCES_KEPT:
             _REFERENCES.popitem(last=False)
     return feats
+
+
+def warm_up() -> None:
+    """Import scikit-image's metrics and build the LPIPS network now (the app calls it in the background once it
+    is up), so that the first request does not wait for them; LPIPS being unavailable is not an error here."""
+    from skimage.metrics import structural_similarity  # noqa: F401
+
+    try:
+        _LPIPS.get()
+    except PretrainedUnavailable:
+        pass
 
 
 def data_consistency(x_rec, y_delta, operator: Blur) -> float:

@@ -66,16 +66,6 @@ def test_our_wiener_is_scikit_images():
         assert np.abs(blur_methods.wiener_hunt(image, psf, balance) - expected).max() < 1e-12
 
 
-@pytest.mark.parametrize("spec", [OperatorSpec(), OperatorSpec(kernel_size=15, angle=70), OperatorSpec(blur="gaussian", kernel_size=7)],
-                         ids=["lecture", "motion-15", "gaussian-7"])  # fmt: skip
-def test_fft_blur_is_the_operator_to_float_rounding(spec):
-    K = spec.build()
-    fft = blur_methods.FFTBlur(K.kernel.numpy(), (64, 50))
-    x = torch.rand(1, 1, 64, 50, generator=torch.Generator().manual_seed(0))
-    assert np.abs(fft.forward(x[0, 0].numpy()) - K.forward(x)[0, 0].numpy()).max() < 2e-6
-    assert np.abs(fft.adjoint(x[0, 0].numpy()) - K.adjoint(x)[0, 0].numpy()).max() < 2e-6
-
-
 def test_tv_in_torch_is_the_scikit_image_loop_it_replaced(blurred):
     from skimage.restoration import denoise_tv_chambolle
 

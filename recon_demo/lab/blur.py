@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from recon_demo import images
+from recon_demo import images, metrics
 from recon_demo.activations import activation_grid
 from recon_demo.checkpoints import CheckpointError, ManifestEntry
 from recon_demo.lab.setting import (
@@ -247,6 +247,12 @@ class Lab:
     def availability(self, regime: str) -> dict[str, str | None]:
         """Each architecture: ``None`` when weights of ``regime`` exist, else why not."""
         return self.engine.available(regime)
+
+
+def warm_up() -> None:
+    """Load what a first reconstruction needs beyond torch: scikit-image's SSIM and the LPIPS network. The app runs it
+    in a background thread as its server starts (``ui.serve``); each is also done on first use."""
+    metrics.warm_up()
 
 
 def fits(entry: ManifestEntry, setting: Setting, given_k: bool = False) -> bool:

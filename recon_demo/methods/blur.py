@@ -7,9 +7,11 @@ numpy's FFT and RL imported on first use, since ``skimage.restoration`` imports 
 axes. Both assume a blur without borders (Wiener is periodic), so the measurement is first extended by
 replicating its edge over two kernel widths and the result cropped back: measured on camera at the lecture
 setting, this lifts Wiener from 21.3 to 25.2 dB and Richardson-Lucy from 17.1 to 24.8 dB. TV deconvolution is
-a proximal-gradient (FISTA) loop on our own operator ``K`` (applied by FFT, ``FFTBlur``) with scikit-image's
+a proximal-gradient (FISTA) loop on our own operator ``K`` (``Blur.for_solver``: scipy's FFT) with scikit-image's
 Chambolle TV denoiser as the proximal step (``tv_denoise``, the same numpy operations, checked equal): 52 ms
-instead of 80 ms at 256² here. ``input`` is the measurement itself, clamped to [0, 1], as the lecture's tables
+instead of 80 ms at 256² here. Wiener and the Chambolle step stay written out: importing ``skimage.restoration``
+(it imports ``scipy.signal``) made the app's first reconstruction 0.7-1.0 s slower even when loaded in the
+background as the server starts (``docs/performance.md``), over the 0.3 s this project allows. ``input`` is the measurement itself, clamped to [0, 1], as the lecture's tables
 show it.
 """
 
@@ -19,8 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from recon_demo.errors import UnknownName
+from recon_demo.physics.blur import Blur
 
 
 def measurement(y_delta: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -73,54 +77,23 @@ def richardson_lucy_deconvolution(y_delta: np.ndarray, kernel: np.ndarray, num_i
 
 def tv_deconvolution(y_delta: np.ndarray, kernel: np.ndarray, weight: float = 0.002, num_iter: int = 40) -> np.ndarray:
     """``argmin_x ½||K x − y_delta||² + weight · TV(x)`` by FISTA with a Chambolle proximal step (``tv_denoise``),
-    ``K`` applied by FFT (``FFTBlur``); float32 numpy throughout."""
+    ``K`` our zero-padded correlation by scipy's FFT (``Blur.for_solver``); float32 throughout."""
     y = np.asarray(y_delta, dtype=np.float32)
-    K = FFTBlur(kernel, y.shape)
+    K = Blur(torch.from_numpy(np.asarray(kernel, dtype=np.float32))).for_solver()
+
+    def apply(op, x: np.ndarray) -> np.ndarray:  # (H, W) numpy through the operator's (1, 1, H, W) tensors
+        return op(torch.from_numpy(x)[None, None])[0, 0].numpy()
+
     x = y.copy()
     z, t = x.copy(), 1.0
     step = 1.0  # ||K|| ≤ 1 for a non-negative kernel summing to one, so a unit step is safe
     for _ in range(num_iter):
-        grad = K.adjoint(K.forward(z) - y)
+        grad = apply(K.adjoint, apply(K.forward, z) - y)
         x_next = tv_denoise(z - step * grad, weight=step * weight)
         t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
         z = x_next + np.float32((t - 1) / t_next) * (x_next - x)
         x, t = x_next, t_next
     return x
-
-
-class FFTBlur:
-    """``operators.Blur`` (zero-padded correlation) of one 2-D image size, by FFT: the image zero-padded by the
-    kernel's width makes the circular product a linear one, so ``forward`` and ``adjoint`` equal ``Blur``'s to
-    float rounding (``tests/test_baselines.py``). scipy's single-threaded FFT (0.33 ms a pair at 256² here) where
-    the convolutions took 0.48 ms each; torch's FFT was as fast alone but 3.6 times slower in CPU when two
-    requests ran it at once (its thread teams contend)."""
-
-    def __init__(self, kernel: np.ndarray, shape: tuple[int, int]):
-        from scipy import fft  # imported on TV's first use, not at the app's start
-
-        self._fft = fft
-        k = kernel.shape[0]
-        self.r, self.shape = k // 2, tuple(shape)
-        self.size = (shape[0] + k - 1, shape[1] + k - 1)
-        padded = np.zeros(self.size, dtype=np.float32)
-        padded[:k, :k] = kernel[::-1, ::-1]  # a convolution with the flipped kernel is the correlation
-        self.transfer = fft.rfft2(padded)
-
-    def _apply(self, x: np.ndarray, transfer: np.ndarray, embed: bool) -> np.ndarray:
-        (h, w), r = self.shape, self.r
-        padded = np.zeros(self.size, dtype=np.float32)
-        if embed:  # the adjoint: the crop's transpose puts y back where the forward's crop took it from
-            padded[r : r + h, r : r + w] = x
-        else:
-            padded[:h, :w] = x
-        full = self._fft.irfft2(self._fft.rfft2(padded) * transfer, s=self.size)
-        return full[:h, :w] if embed else full[r : r + h, r : r + w]
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return self._apply(x, self.transfer, embed=False)
-
-    def adjoint(self, y: np.ndarray) -> np.ndarray:
-        return self._apply(y, self.transfer.conj(), embed=True)
 
 
 def tv_denoise(image: np.ndarray, weight: float, eps: float = 2e-4, max_num_iter: int = 200) -> np.ndarray:

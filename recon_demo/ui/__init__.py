@@ -5,10 +5,11 @@ returns the Blocks without launching, so tests import it freely; ``app.py`` laun
 from __future__ import annotations
 
 import os
+import threading
 
 import gradio as gr
 
-from recon_demo.lab.blur import Lab
+from recon_demo.lab.blur import Lab, warm_up
 from recon_demo.lab.ct import CTLab
 from recon_demo.ui import about, api, ct, inspector, lessons, reconstruct, robustness, train
 
@@ -114,7 +115,9 @@ def quiet_when_idle(demo: gr.Blocks) -> gr.Blocks:
 
 
 def serve(demo: gr.Blocks, **launch: object):
-    """Queue, quiet and launch the app as ``app.py`` does; ``launch`` overrides ``launch_settings()``."""
+    """Queue, quiet and launch the app as ``app.py`` does; ``launch`` overrides ``launch_settings()``. The libraries a
+    first reconstruction needs are loaded in the background meanwhile (``lab.blur.warm_up``), while the server starts."""
+    threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
     quiet_when_idle(demo.queue(**queue_settings()))
     return demo.launch(**(launch_settings() | launch))
 

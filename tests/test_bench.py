@@ -70,6 +70,7 @@ def test_the_app_section_splits_the_round_trip_and_measures_the_idle_server(trai
     r = app_section(trained_weights, repeats=2, device=torch.device("cpu"), with_classroom=False)
     assert set(r) == set(APP_KEYS) - {"classroom"}
     assert 0 < r["app_start_s"] < r["cold_start_s"] and r["import_floor_s"] > 0
+    assert 0 < r["first_request_ms"] < r["cold_start_s"] * 1000
     split = r["roundtrip_split_ms"]
     assert set(split) == {"metrics_and_measurement", "png_encoding", "transport_and_queue"}
     assert r["roundtrip_overhead_ms"] == pytest.approx(r["roundtrip_ms"] - r["roundtrip_compute_ms"], abs=0.2)

@@ -22,7 +22,9 @@ def test_safetensors_round_trip(tmp_path):
 def test_pth_with_a_state_dict_wrapper_loads(tmp_path):
     model = create_model("rescnn")
     torch.save({"state_dict": model.state_dict(), "epoch": 3}, tmp_path / "wrapped.pth")
-    load_checkpoint("rescnn", tmp_path / "wrapped.pth")
+    loaded = load_checkpoint("rescnn", tmp_path / "wrapped.pth")  # the weights inside the wrapper, not a fresh init
+    assert loaded.state_dict().keys() == model.state_dict().keys()
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
 
 
 def test_a_mismatched_checkpoint_names_the_architecture_and_keys(tmp_path):

@@ -86,7 +86,7 @@ MAX_UPLOAD = "50mb"
 
 
 def queue_settings() -> dict:
-    """``Blocks.queue`` arguments for a 2-core machine (see README, "Limits")."""
+    """``Blocks.queue`` arguments for a 2-core machine (see docs/app.md, "Limits")."""
     return {"default_concurrency_limit": INFERENCE_CONCURRENCY, "max_size": MAX_QUEUE}
 
 

@@ -17,7 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository: recon_demo/serving/ is two folders below it
 CLASSROOM = (30, 5, 3)  # the classroom: clients, reconstructions each, trainings beside them
 CLASSROOM_MODELS = ("cnn,wiener", "cnn,tv", "cnn,rl,wiener")  # what the clients ask, in turn
 

@@ -81,8 +81,7 @@ class Setting:
         if unknown:
             raise SettingError(f"unknown setting {', '.join(unknown)}; the settings are {', '.join(names)}")
         op = {k: flat.pop(k) for k in spec.params(spec_cls) if k in flat}
-        base = LECTURE_OPERATOR if spec_cls is OperatorSpec else spec_cls()
-        return cls(operator=replace(base, **op), **flat)
+        return cls(operator=spec_cls(**op), **flat)  # (OperatorSpec's defaults are the lecture's operator)
 
     def flat(self) -> dict:
         """The setting as flat keyword values, in ``flat_fields`` order (the API's and the controls' names)."""
@@ -114,8 +113,7 @@ class Setting:
     @staticmethod
     def query_keys(spec_cls: type = OperatorSpec) -> dict[str, str]:
         """URL key → flat name: short names a teacher can type (``?size=9&angle=20``), from each field's ``Param``."""
-        own = {key: name for key, name in spec.url_keys(Setting).items()}
-        return {"image": "image", **spec.url_keys(spec_cls), **own, "models": "models", "regime": "regime"}
+        return {"image": "image", **spec.url_keys(spec_cls), **spec.url_keys(Setting), "models": "models", "regime": "regime"}
 
     def to_query(self) -> dict[str, str]:
         """The URL's parameters (a drawn kernel's code only while the blur is drawn)."""

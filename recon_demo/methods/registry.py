@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from recon_demo import models
 from recon_demo.methods.blur import BASELINES
-from recon_demo.methods.ct import CT_BASELINES
+from recon_demo.methods.ct import CT_BASELINES, ct_models
 
 TASKS = ("deblur", "ct")
 BLUR_CHOICES = ("wiener", "rl", "tv")  # the classical blur methods offered beside the networks ("input" is the measurement)
@@ -19,10 +19,9 @@ BLUR_CHOICES = ("wiener", "rl", "tv")  # the classical blur methods offered besi
 def networks(task: str = "deblur") -> list[str]:
     """The networks of ``task``: for deblurring the lecture's seven, then those handed ``K``; for CT the FBP
     refiners, then those handed the Radon transform."""
-    handed = models.list_models("beyond")
     if task == "ct":
-        return [*models.list_models("ct"), *handed]
-    return [*models.list_models(), *handed]
+        return ct_models()
+    return [*models.list_models(), *models.list_models("beyond")]
 
 
 def baselines(task: str = "deblur") -> list[str]:

@@ -41,12 +41,16 @@ class Param:
     widget: bool = True  # shown as a widget of its own (``False``: written by another control, e.g. the PSF pad)
     words: str = ""  # how messages name it (default: the field's name, "kernel_size" → "kernel size")
 
+    def named(self, name: str) -> str:
+        """How messages name field ``name``: ``words``, or the name itself ("kernel_size" → "kernel size")."""
+        return self.words or name.replace("_", " ")
+
     def widget_label(self) -> str:
         return f"{self.label} ({self.unit})" if self.unit else self.label
 
     def check(self, name: str, value: Any) -> Any:
         """``value`` checked and normalised; ``ValueError`` says what is allowed (naming the field in words)."""
-        words = self.words or name.replace("_", " ")
+        words = self.named(name)
         if self.kind is str:
             if not isinstance(value, str):
                 raise ValueError(f"{words} must be text, got {value!r}")
@@ -132,9 +136,7 @@ def ranges_class(spec_cls: type, name: str, extra: dict[str, tuple[type, Any]], 
     names are the ``Param.train_name``, so what manifests and training states recorded still reads."""
     made = [(key, tuple, field(default=p.train)) for key, (_, p) in trained(spec_cls).items()]
     made += [(key, kind, field(default=default)) for key, (kind, default) in extra.items()]
-    cls = dataclasses.make_dataclass(name, made, frozen=True, namespace={"__doc__": doc, **methods})
-    cls.__module__ = methods.get("__module__", cls.__module__)
-    return cls
+    return dataclasses.make_dataclass(name, made, frozen=True, namespace={"__doc__": doc, **methods})
 
 
 def add_range_arguments(parser: argparse.ArgumentParser | Any, spec_cls: type, notes: dict[str, str] | None = None) -> None:
@@ -166,7 +168,7 @@ def ranges_from_args(spec_cls: type, args: argparse.Namespace) -> dict[str, tupl
         except ValueError:
             values = ()
         if len(values) != 2:
-            raise ValueError(f"the {name.replace('_', ' ')} range is two numbers LOW,HIGH, got {text!r}")
+            raise ValueError(f"the {p.named(name)} range is two numbers LOW,HIGH, got {text!r}")
         out[key] = values
     return out
 
@@ -182,7 +184,7 @@ def drawn_range(p: Param, lo_hi: tuple, uniform, pick) -> Any:
 
 def check_range(name: str, p: Param, values: tuple) -> str | None:
     """What is wrong with a training range of field ``name`` (None: nothing)."""
-    words = name.replace("_", " ")
+    words = p.named(name)
     if p.kind is str:
         if not values or any(v not in p.train for v in values):  # (the default range holds every choice one can train)
             return f"{words}s must be a non-empty list of {', '.join(p.train)}, got {list(values)}"

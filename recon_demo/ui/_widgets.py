@@ -45,7 +45,8 @@ def spec_widgets(spec_obj, prefix: str = "") -> dict[str, gr.components.Componen
 def blur_visibility(spec_cls: type, blur: str) -> list:
     """``gr.update(visible=…)`` for each field of ``spec_cls`` that applies to some blurs only, in field order
     (``scoped_fields``): shown while ``blur`` is one of them."""
-    return [gr.update(visible=blur in p.applies_to) for p in spec.params(spec_cls).values() if p.applies_to and p.widget]
+    described = spec.params(spec_cls)
+    return [gr.update(visible=blur in described[name].applies_to) for name in scoped_fields(spec_cls)]
 
 
 def scoped_fields(spec_cls: type) -> list[str]:

@@ -121,7 +121,20 @@ class Deconvolution:
     def __call__(self, y_delta: torch.Tensor, operator: Any) -> torch.Tensor:
         if operator is None:
             raise ValueError("classical baselines need the operator")
-        image = self.fn(y_delta[0, 0].detach().cpu().numpy(), operator.kernel.numpy())
+        return self._run(y_delta, operator, scene=False)
+
+    @property
+    def has_scene(self) -> bool:
+        """Whether the baseline has a variant for a scene that goes on past the frame (``methods.edges``)."""
+        return getattr(self.fn, "scene", None) is not None
+
+    def on_scene(self, y_delta: torch.Tensor, operator: Any) -> torch.Tensor:
+        """The baseline's variant for a scene past the frame, the measurement (1, 1, H, W) its frame."""
+        return self._run(y_delta, operator, scene=True)
+
+    def _run(self, y_delta: torch.Tensor, operator: Any, scene: bool) -> torch.Tensor:
+        y = y_delta[0, 0].detach().cpu().numpy()
+        image = self.fn(y, operator.kernel.numpy(), scene=True) if scene else self.fn(y, operator.kernel.numpy())
         return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
 
 

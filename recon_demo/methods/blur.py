@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from recon_demo.errors import UnknownName
-from recon_demo.physics.blur import Blur
+from recon_demo.physics.blur import Blur, SceneBlur
 
 
 def measurement(y_delta: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -80,11 +80,24 @@ def tv_deconvolution(y_delta: np.ndarray, kernel: np.ndarray, weight: float = 0.
     ``K`` our zero-padded correlation by scipy's FFT (``Blur.for_solver``); float32 throughout."""
     y = np.asarray(y_delta, dtype=np.float32)
     K = Blur(torch.from_numpy(np.asarray(kernel, dtype=np.float32))).for_solver()
+    return _fista_tv(y, K, y.copy(), weight, num_iter)
 
-    def apply(op, x: np.ndarray) -> np.ndarray:  # (H, W) numpy through the operator's (1, 1, H, W) tensors
-        return op(torch.from_numpy(x)[None, None])[0, 0].numpy()
 
-    x = y.copy()
+def tv_scene_deconvolution(y_delta: np.ndarray, kernel: np.ndarray, weight: float = 0.002, num_iter: int = 40) -> np.ndarray:
+    """``tv_deconvolution`` for a scene that goes on past the frame: the unknown is a canvas larger than the
+    measurement and ``K`` its blur seen through the frame (``physics.blur.SceneBlur``); the frame is returned."""
+    y = np.asarray(y_delta, dtype=np.float32)
+    blur = Blur(torch.from_numpy(np.asarray(kernel, dtype=np.float32)))
+    K = SceneBlur(blur, kernel.shape[0] // 2 + 4).for_solver()
+    start = K.start(torch.from_numpy(y)[None, None])[0, 0].numpy()
+    x = _fista_tv(y, K, start, weight, num_iter)
+    return K.crop(torch.from_numpy(x)[None, None])[0, 0].numpy()
+
+
+def _fista_tv(y: np.ndarray, K, x: np.ndarray, weight: float, num_iter: int) -> np.ndarray:
+    def apply(op, v: np.ndarray) -> np.ndarray:  # (H, W) numpy through the operator's (1, 1, H, W) tensors
+        return op(torch.from_numpy(v)[None, None])[0, 0].numpy()
+
     z, t = x.copy(), 1.0
     step = 1.0  # ||K|| ≤ 1 for a non-negative kernel summing to one, so a unit step is safe
     for _ in range(num_iter):
@@ -136,10 +149,13 @@ class Baseline:
     label: str
     description: str
     fn: Callable[..., np.ndarray]
+    scene: Callable[..., np.ndarray] | None = None  # the same method for a scene past the frame (``methods.edges``)
 
-    def __call__(self, y_delta: np.ndarray, kernel: np.ndarray, **params) -> np.ndarray:
-        """Reconstruct from a 2-D measurement and the operator's (correlation) kernel; result in [0, 1]."""
-        out = self.fn(np.asarray(y_delta, dtype=np.float32), np.asarray(kernel, dtype=np.float64), **params)
+    def __call__(self, y_delta: np.ndarray, kernel: np.ndarray, scene: bool = False, **params) -> np.ndarray:
+        """Reconstruct from a 2-D measurement and the operator's (correlation) kernel; result in [0, 1]. With
+        ``scene``, the variant for a scene that goes on past the frame, where the method has one."""
+        fn = self.scene if scene and self.scene is not None else self.fn
+        out = fn(np.asarray(y_delta, dtype=np.float32), np.asarray(kernel, dtype=np.float64), **params)
         return np.clip(np.asarray(out, dtype=np.float32), 0, 1)
 
 
@@ -161,6 +177,7 @@ BASELINES: dict[str, Baseline] = {
             "TV",
             "Total-variation regularised deconvolution (FISTA): piecewise-smooth images with sharp edges.",
             tv_deconvolution,
+            scene=tv_scene_deconvolution,
         ),
     )
 }

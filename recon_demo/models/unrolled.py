@@ -128,7 +128,10 @@ class UnrolledNet(nn.Module):
         """x_0: the regularised data step from the measurement (from its FBP for CT), what the first denoiser sees."""
         operator = self._operator(operator)
         with torch.autocast(y_delta.device.type, enabled=False):  # the FBP in float32, as the data steps
-            start = operator.fbp(y_delta.float()) if hasattr(operator, "fbp") else y_delta
+            if hasattr(operator, "fbp"):
+                start = operator.fbp(y_delta.float())
+            else:  # a blur; one whose unknown is larger than the measurement (``SceneBlur``) offers its own start
+                start = operator.start(y_delta) if hasattr(operator, "start") else y_delta
         return data_step(operator, y_delta, start, self.log_lam[0].exp(), self.cg_steps, adjoint_y)
 
     def iterates(self, y_delta: torch.Tensor, operator: Any = None) -> list[torch.Tensor]:

@@ -124,6 +124,33 @@ def gaussian_kernel(size: int, variance: float) -> torch.Tensor:
     return (kernel / kernel.sum()).float()
 
 
+def shake_kernel(size: int, seed: int, length: float | None = None) -> torch.Tensor:
+    """A curved camera-shake PSF: a random trajectory with inertia (a hand's tremor during the exposure), of
+    extent ``length`` pixels (default ``0.8 size``), splatted bilinearly on a ``size`` × ``size`` grid with its
+    centroid at the centre, summing to one. ``seed`` fixes the trajectory."""
+    size = _check_kernel_size(size)
+    rng = np.random.default_rng(seed)
+    steps = 64
+    velocity = rng.normal(size=2)
+    points = [np.zeros(2)]
+    for _ in range(steps - 1):  # the direction drifts: a smooth, curved path (Boracchi and Foi's model, simplified)
+        velocity = velocity / max(np.linalg.norm(velocity), 1e-9) + 0.25 * rng.normal(size=2)
+        points.append(points[-1] + velocity / max(np.linalg.norm(velocity), 1e-9))
+    path = np.array(points)
+    extent = max(np.ptp(path, axis=0).max(), 1e-9)
+    target = 0.8 * size if length is None else float(length)
+    path = path * min(target, size - 2) / extent  # as wide as asked, inside the kernel
+    path = path - path.mean(axis=0) + (size - 1) / 2
+    kernel = np.zeros((size, size))
+    dense = np.concatenate([np.linspace(a, b, 8, endpoint=False) for a, b in zip(path[:-1], path[1:])])
+    x0, y0 = np.floor(dense[:, 0]).astype(int), np.floor(dense[:, 1]).astype(int)
+    fx, fy = dense[:, 0] - x0, dense[:, 1] - y0
+    for dx, dy, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+        xi, yi = np.clip(x0 + dx, 0, size - 1), np.clip(y0 + dy, 0, size - 1)
+        np.add.at(kernel, (yi, xi), w)
+    return torch.from_numpy(kernel / kernel.sum()).float()
+
+
 def drawing_to_kernel(drawing: np.ndarray, size: int) -> np.ndarray:
     """A drawing (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA, dark or opaque strokes on a light or transparent
     ground, as a ``size`` × ``size`` PSF of its ink (area-averaged; not yet normalised)."""
@@ -277,6 +304,46 @@ class Blur:
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         """``Kᵀ y``."""
         return self._correlate(y, flip=True)
+
+    __call__ = forward
+
+
+class SceneBlur:
+    """``K`` for a scene that goes on past the frame (a photograph): the unknown ``x`` is the scene on a canvas
+    ``margin`` pixels larger on each side, and ``K x`` is its blur seen through the frame, the zero-padded blur of
+    the canvas cropped to the frame's centre. For ``margin`` ≥ the kernel's half side that crop is exactly what a
+    camera records (no zero padding reaches it); ``adjoint`` embeds the frame in the canvas and correlates with
+    the flipped kernel, so ``<K x, y> = <x, Kᵀ y>`` holds. A solver starts from ``start(y_delta)``, the measurement
+    extended by replicating its edge, and ``crop`` takes the frame back out of its answer."""
+
+    def __init__(self, blur: Blur, margin: int):
+        if margin < blur.kernel.shape[-1] // 2:
+            raise ValueError(f"a scene's margin must be at least the kernel's half side ({blur.kernel.shape[-1] // 2})")
+        self.blur, self.margin = blur, int(margin)
+
+    @property
+    def kernel(self) -> torch.Tensor:
+        return self.blur.kernel
+
+    def for_solver(self) -> SceneBlur:
+        return SceneBlur(self.blur.for_solver(), self.margin)
+
+    def crop(self, x: torch.Tensor) -> torch.Tensor:
+        """The frame (N, 1, H, W) of a canvas (N, 1, H + 2 margin, W + 2 margin)."""
+        m = self.margin
+        return x[..., m : x.shape[-2] - m, m : x.shape[-1] - m]
+
+    def start(self, y_delta: torch.Tensor) -> torch.Tensor:
+        """A first canvas: ``y_delta`` extended by replicating its edge."""
+        m = self.margin
+        return F.pad(y_delta, (m, m, m, m), mode="replicate")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.crop(self.blur.forward(x))
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        m = self.margin
+        return self.blur.adjoint(F.pad(y, (m, m, m, m)))
 
     __call__ = forward
 

@@ -1,0 +1,200 @@
+"""``evaluate --blind``: restoration when nobody says what the blur was, on held-out images with real edges.
+
+Each held-out image gives a few measurements, each blurred the way a camera blurs: a crop larger than the image kept
+is blurred (so the scene goes on past the frame) and its centre kept, by a random linear motion (an odd length of 5 to
+15 pixels, any angle, the centered kernel: the ippy kernel's off-centre line is the same blur shifted, which no
+measurement can tell), a Gaussian (variance 0.5 to 4) or a curved camera shake (``physics.blur.shake_kernel``), with
+relative noise δ from 0.005 to 0.03. For each: the estimate (``methods.estimate``) and its errors against the truth;
+then each method handed the estimated kernel and handed the true one, all run with real edges
+(``methods.edges.RealEdges``); PSNR and SSIM on the whole image and away from a 12-pixel border.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from recon_demo import datasets, images
+from recon_demo.methods import registry
+from recon_demo.methods.base import run_methods
+from recon_demo.methods.edges import RealEdges
+from recon_demo.methods.estimate import KernelEstimate, estimate, gaussian_size
+from recon_demo.metrics import psnr, ssim
+from recon_demo.physics.blur import Blur, gaussian_kernel, motion_kernel, shake_kernel
+from recon_demo.physics.noise import add_relative_noise
+from recon_demo.progress import Report, no_progress
+from recon_demo.serving.engine import Engine
+
+BLIND_KINDS = ("motion", "gaussian", "shake")
+DEFAULT_METHODS = ("unrolled", "unet", "tv")  # what `restore` runs by default, scored here
+BORDER = 12  # pixels: "away from the edges" leaves this much out on each side
+SETS = ("photos", "medical")  # the held-out grey photographs, the held-out CT and MR slices
+MOTION_LENGTHS = (5, 7, 9, 11, 13, 15)
+NOISE_RANGE = (0.005, 0.03)
+VARIANCE_RANGE = (0.5, 4.0)
+MARGIN = 24  # pixels of scene blurred beyond each side of the kept crop (more than the largest kernel's half)
+
+
+@dataclass
+class BlindConfig:
+    """One blind benchmark; the CLI's flags map onto it."""
+
+    methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))  # registry names or baselines
+    sets: tuple[str, ...] = SETS
+    kinds: tuple[str, ...] = BLIND_KINDS
+    per_image: int = 2  # measurements per image and kind
+    size: int = 256  # the kept crop's side (smaller images: their largest)
+    seed: int = 0
+    limit: int | None = None  # first N images of each set
+    device: str | None = None
+
+
+def held_out(sets: tuple[str, ...], limit: int | None) -> list[tuple[str, str, np.ndarray]]:
+    """(set, name, grey (H, W) in [0, 1]) of the held-out images: the package photographs (never trained on,
+    ``images.split_names("held_out")``) and, where pydicom-data is installed, the held-out medical slices."""
+    out = []
+    if "photos" in sets:
+        for name in images.split_names("held_out")[: limit or None]:
+            out.append(("photos", name, images.to_grayscale(images.load_example(name))))
+    if "medical" in sets and not datasets.medical_missing():
+        for name, img in datasets.held_out_medical(limit):
+            out.append(("medical", name, images.to_grayscale(img)))
+    return out
+
+
+def draw_kernel(kind: str, rng: np.random.Generator) -> tuple[torch.Tensor, dict]:
+    """A random kernel of ``kind`` and the truth the estimate is scored against."""
+    if kind == "motion":
+        length, angle = int(rng.choice(MOTION_LENGTHS)), float(rng.uniform(0.0, 180.0))
+        return motion_kernel(length, angle, "centered"), {"blur": "motion", "kernel_size": length, "angle": round(angle, 1)}
+    if kind == "gaussian":
+        variance = float(rng.uniform(*VARIANCE_RANGE))
+        return gaussian_kernel(gaussian_size(variance), variance), {"blur": "gaussian", "variance": round(variance, 3)}
+    if kind == "shake":
+        size = int(rng.choice((9, 11, 13, 15)))
+        return shake_kernel(size, int(rng.integers(1 << 30))), {"blur": "shake", "kernel_size": size}
+    raise ValueError(f"unknown blind kind {kind!r}; choose from {', '.join(BLIND_KINDS)}")
+
+
+def blur_with_border(scene: np.ndarray, kernel: torch.Tensor, size: int, noise: float, rng: np.random.Generator,
+                     generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """A crop of ``scene`` (side ``size``, or the largest that fits) as a camera sees it: a crop ``MARGIN`` larger
+    on each side blurred by ``kernel``, its centre kept, then relative noise ``noise``. Returns (x_true, y_delta),
+    each (1, 1, s, s)."""
+    h, w = scene.shape
+    side = min(size, h - 2 * MARGIN, w - 2 * MARGIN)
+    if side < 32:
+        raise ValueError(f"an image of {w}×{h} is too small for the blind benchmark")
+    r, c = int(rng.integers(0, h - side - 2 * MARGIN + 1)), int(rng.integers(0, w - side - 2 * MARGIN + 1))
+    big = torch.from_numpy(np.ascontiguousarray(scene[r : r + side + 2 * MARGIN, c : c + side + 2 * MARGIN]))[None, None]
+    inner = (..., slice(MARGIN, MARGIN + side), slice(MARGIN, MARGIN + side))
+    y = Blur(kernel).forward(big)[inner]
+    return big[inner].clone(), add_relative_noise(y, noise, generator)
+
+
+def kernel_errors(found: KernelEstimate, truth: dict) -> dict:
+    """The estimate's errors against the truth: angle (degrees, modulo 180) and length (px) for a motion,
+    the variance's relative error for a Gaussian; ``family`` whether the right family was found."""
+    spec = found.spec
+    out: dict = {"found": found.to_dict()["kernel"], "noise_found": round(found.noise, 5), "family": spec.blur == truth["blur"]}
+    if truth["blur"] == "motion":
+        out["angle_error"] = abs((spec.angle - truth["angle"] + 90.0) % 180.0 - 90.0) if spec.blur == "motion" else None
+        out["length_error"] = abs(spec.kernel_size - truth["kernel_size"]) if spec.blur == "motion" else None
+    elif truth["blur"] == "gaussian":
+        out["variance_error"] = abs(spec.variance / truth["variance"] - 1.0) if spec.blur == "gaussian" else None
+    return out
+
+
+def _scores(image: np.ndarray, x_true: torch.Tensor) -> dict[str, float]:
+    x = x_true[0, 0].numpy()
+    b = slice(BORDER, -BORDER)
+    return {"psnr": psnr(image, x), "ssim": ssim(image, x), "psnr_inner": psnr(image[b, b], x[b, b])}
+
+
+def run_blind(cfg: BlindConfig, engine: Engine | None = None, report: Report = no_progress) -> dict:
+    """The blind benchmark (see the module docstring): every sample's kernel errors and scores, and summaries per
+    set and kind (medians of the kernel errors, means of the scores)."""
+    engine = engine or Engine(cfg.device)
+    networks = [m for m in cfg.methods if m in registry.networks()]
+    baselines = [m for m in cfg.methods if m not in networks]
+    methods = engine.methods(networks, baselines, regime="general")
+    handed = [RealEdges(m) for m in methods if registry.is_handed_operator(m.name)]
+    blind = [m for m in methods if not registry.is_handed_operator(m.name)]  # end-to-end: nothing to hand them
+    rng = np.random.default_rng(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    scenes = held_out(cfg.sets, cfg.limit)
+    if not scenes:
+        raise FileNotFoundError("no held-out image is available for the blind benchmark")
+    samples = []
+    total = len(scenes) * len(cfg.kinds) * cfg.per_image
+    for set_name, name, scene in scenes:
+        for kind in cfg.kinds:
+            for _ in range(cfg.per_image):
+                kernel, truth = draw_kernel(kind, rng)
+                noise = float(rng.uniform(*NOISE_RANGE))
+                x_true, y_delta = blur_with_border(scene, kernel, cfg.size, noise, rng, generator)
+                start = time.perf_counter()
+                found = estimate(y_delta[0, 0].numpy())
+                sample = {"set": set_name, "image": name, "kind": kind, "truth": truth | {"noise": round(noise, 4)},
+                          "estimate_ms": (time.perf_counter() - start) * 1000, **kernel_errors(found, truth)}  # fmt: skip
+                scores = {"input": _scores(y_delta[0, 0].clamp(0, 1).numpy(), x_true)}
+                for r in run_methods(blind, y_delta, None, with_dc=False):
+                    scores[r.name] = _scores(r.image, x_true)
+                for tag, op in (("estimate", found.spec.build()), ("true", Blur(kernel))):
+                    for r in run_methods(handed, y_delta, op, with_dc=False):
+                        scores[f"{r.name}@{tag}"] = _scores(r.image, x_true)
+                sample["scores"] = scores
+                samples.append(sample)
+                report(len(samples), total, f"{name}, {kind}")
+    return {"protocol": {"sets": list(cfg.sets), "kinds": list(cfg.kinds), "per_image": cfg.per_image, "size": cfg.size,
+                         "seed": cfg.seed, "border": BORDER, "noise": list(NOISE_RANGE), "motion_lengths": list(MOTION_LENGTHS),
+                         "variances": list(VARIANCE_RANGE), "device": str(engine.device)},  # fmt: skip
+            "summary": summarize(samples), "samples": samples}
+
+
+def _median(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.median(values)) if values else None
+
+
+def summarize(samples: list[dict]) -> dict:
+    """Per (set, kind): n, the share of the right family, the median kernel errors, each method's mean scores."""
+    out = {}
+    for key in sorted({(s["set"], s["kind"]) for s in samples}):
+        group = [s for s in samples if (s["set"], s["kind"]) == key]
+        methods = list(group[0]["scores"])
+        out[f"{key[0]}/{key[1]}"] = {
+            "n": len(group),
+            "family": float(np.mean([s["family"] for s in group])),
+            "angle_error": _median([s.get("angle_error", 99.0 if s["kind"] == "motion" else None) for s in group]),
+            "length_error": _median([s.get("length_error", 99 if s["kind"] == "motion" else None) for s in group]),
+            "variance_error": _median([s.get("variance_error", 9.0 if s["kind"] == "gaussian" else None) for s in group]),
+            "scores": {m: {k: float(np.mean([s["scores"][m][k] for s in group])) for k in ("psnr", "ssim", "psnr_inner")}
+                       for m in methods},  # fmt: skip
+        }
+    return out
+
+
+def format_blind(result: dict) -> str:
+    """The summary as a Markdown table per (set, kind): kernel errors, then PSNR (whole / inner) and SSIM."""
+    lines = []
+    for key, s in result["summary"].items():
+        errors = ", ".join(f"{label} {s[k]:.2f}" for k, label in (("angle_error", "median angle error °"),
+                           ("length_error", "median length error px"), ("variance_error", "median variance error"))
+                           if s[k] is not None and not math.isnan(s[k]))  # fmt: skip
+        lines += [f"**{key}** (n = {s['n']}, right family {s['family']:.0%}{'; ' + errors if errors else ''})", "",
+                  "| method | PSNR | PSNR away from the border | SSIM |", "| --- | --- | --- | --- |"]  # fmt: skip
+        for name, v in s["scores"].items():
+            lines.append(f"| {_method_label(name)} | {v['psnr']:.2f} | {v['psnr_inner']:.2f} | {v['ssim']:.3f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _method_label(name: str) -> str:
+    base, _, tag = name.partition("@")
+    label = "Measurement" if base == "input" else registry.label(base)
+    return f"{label}, handed the {'estimated' if tag == 'estimate' else 'true'} K" if tag else label

@@ -23,6 +23,9 @@ from dataclasses import replace
 
 from recon_demo import datasets
 from recon_demo.checkpoints import CT_ANY, REGIMES, CheckpointError, Manifest
+from recon_demo.evaluate.blind import BLIND_KINDS, DEFAULT_METHODS, BlindConfig, format_blind, run_blind
+from recon_demo.evaluate.blind import SETS as BLIND_SETS
+from recon_demo.evaluate.blind import TUNING_SET
 from recon_demo.evaluate.formats import FORMATS, format_markdown, format_off_course_markdown, format_table
 from recon_demo.evaluate.protocol import (
     MAX_SIZE,
@@ -71,6 +74,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lpips", action="store_true", help="also compute LPIPS (AlexNet)")
     parser.add_argument("--off-course", action="store_true",
                         help="run at the five off-course settings of the general regime instead of --operator/--noise")
+    blind = parser.add_argument_group("blind (--blind)")
+    blind.add_argument("--blind", action="store_true",
+                       help="the blind benchmark: held-out images blurred with real edges by random motion, Gaussian and "
+                       "shake kernels; the kernel estimated; each method handed the estimate and the true K")
+    blind.add_argument("--blind-sets", default=",".join(BLIND_SETS),
+                       help=f"comma list of {', '.join(BLIND_SETS)} (held out), or {TUNING_SET} (the training images the "
+                       "estimator was tuned on)")
+    blind.add_argument("--blind-kinds", default=",".join(BLIND_KINDS), help=f"comma list of {', '.join(BLIND_KINDS)}")
+    blind.add_argument("--per-image", type=int, default=2, help="measurements per image and kind (default 2)")
     parser.add_argument("--device", help="cpu, cuda, mps (default: RECON_DEVICE or the best available)")
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="auto: each network as the app runs it (the unrolled network's denoisers in bf16 where "
@@ -133,9 +145,34 @@ def ct_config_from_args(args: argparse.Namespace) -> CTEvalConfig:
     )
 
 
+def blind_config_from_args(args: argparse.Namespace) -> BlindConfig:
+    """The blind benchmark the flags describe: ``--models`` and ``--baselines`` (default: the unrolled network,
+    the general UNet and TV), ``--blind-sets``, ``--blind-kinds``, ``--per-image``, ``--size``, ``--seed``, ``--limit``."""
+    check_number("--per-image", args.per_image, 1, 1000, integer=True)
+    check_number("--size", args.size, 32, MAX_SIZE, integer=True)
+    sets, kinds = _choices("--blind-sets", args.blind_sets, (*BLIND_SETS, TUNING_SET)), _choices("--blind-kinds", args.blind_kinds, BLIND_KINDS)
+    methods = [name for name, _ in parse_models(args.models)] + parse_baselines(args.baselines)
+    return BlindConfig(methods=methods or list(DEFAULT_METHODS), sets=sets, kinds=kinds, per_image=args.per_image,
+                       size=args.size, seed=args.seed, limit=args.limit, device=args.device)  # fmt: skip
+
+
+def _choices(flag: str, value: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    items = tuple(s.strip() for s in value.split(",") if s.strip())
+    unknown = [s for s in items if s not in allowed]
+    if unknown or not items:
+        raise ValueError(f"{flag} takes a comma list of {', '.join(allowed)}, got {value!r}")
+    return items
+
+
 def main(args: argparse.Namespace) -> int:
     progress = CLIProgress("evaluate", args.quiet)
     try:
+        if args.blind:
+            cfg = blind_config_from_args(args)
+            with progress.phase("blind: estimate the kernel, restore", 0) as phase:
+                result = run_blind(cfg, report=phase)
+            print(json.dumps(result, indent=1) if args.format == "json" else format_blind(result))
+            return 0
         if args.task == "ct":
             cfg = ct_config_from_args(args)
             with progress.phase(f"CT, {cfg.spec.describe()}", 0) as phase:

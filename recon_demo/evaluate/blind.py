@@ -33,6 +33,7 @@ BLIND_KINDS = ("motion", "gaussian", "shake")
 DEFAULT_METHODS = ("unrolled", "unet", "tv")  # what `restore` runs by default, scored here
 BORDER = 12  # pixels: "away from the edges" leaves this much out on each side
 SETS = ("photos", "medical")  # the held-out grey photographs, the held-out CT and MR slices
+TUNING_SET = "train"  # the training split's package images: where the estimator was tuned, never reported
 MOTION_LENGTHS = (5, 7, 9, 11, 13, 15)
 NOISE_RANGE = (0.005, 0.03)
 VARIANCE_RANGE = (0.5, 4.0)
@@ -57,6 +58,9 @@ def held_out(sets: tuple[str, ...], limit: int | None) -> list[tuple[str, str, n
     """(set, name, grey (H, W) in [0, 1]) of the held-out images: the package photographs (never trained on,
     ``images.split_names("held_out")``) and, where pydicom-data is installed, the held-out medical slices."""
     out = []
+    if TUNING_SET in sets:
+        for name in images.split_names("train")[: limit or None]:
+            out.append((TUNING_SET, name, images.to_grayscale(images.load_example(name))))
     if "photos" in sets:
         for name in images.split_names("held_out")[: limit or None]:
             out.append(("photos", name, images.to_grayscale(images.load_example(name))))

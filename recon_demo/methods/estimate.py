@@ -20,7 +20,7 @@ distant kernel (another family, or an angle 15° or a length 4 px away) comes cl
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -30,9 +30,14 @@ MIN_SIDE = 16  # below this an image has too few frequencies to tell a blur by
 MOTION_SIZES = tuple(range(3, MAX_APP_KERNEL + 1, 2))  # the lengths searched (odd: the kernel's side)
 COARSE_ANGLE_STEP = 3.0  # degrees, before refining at 1°
 GAUSSIAN_VARIANCES = tuple(float(v) for v in np.geomspace(0.2, 20.0, 40))
+MIN_VARIANCE = 0.05  # OperatorSpec's smallest Gaussian variance
 NEAR_ANGLE, NEAR_LENGTH = 15.0, 4  # what confidence counts as "the same kernel" (degrees, px)
-TILTS = (-0.6, -0.3, 0.0, 0.3)  # the scene spectrum slopes β searched with each kernel (see ``_nll``)
-COARSE_TILTS = [1, 2]  # those of them the coarse search tries (β −0.3 and 0)
+TILTS = (-1.2, -0.9, -0.6, -0.3, 0.0, 0.3)  # the scene spectrum slopes β searched with each kernel (see ``_nll``)
+COARSE_TILTS = [2, 3, 4]  # those of them the coarse search tries (β −0.6, −0.3 and 0)
+# A photograph is itself soft: unblurred, the training images' estimates were Gaussians of variance 0.16-0.54 px²
+# (the optics, the demosaicing, the resampling). Variances add under convolution, so a Gaussian estimate reports the
+# blur beyond that: on 43 Gaussian blurs of the training images the median relative error fell from 0.28 to 0.20.
+OWN_SOFTNESS = 0.4  # px²
 BAND_TOP = 0.45  # cycles per pixel: the highest frequency scored (the corners are mostly noise)
 
 
@@ -212,19 +217,23 @@ def estimate(y_delta: np.ndarray, blurs: tuple[str, ...] = ("motion", "gaussian"
             fine += [_Candidate("gaussian", gaussian_size(v), variance=v) for v in best.variance * np.geomspace(0.8, 1.25, 9)]
     fine_nll = _nll(spectrum, floor, _discrete_power(fine, band), tilts)
     best, best_nll = fine[int(np.argmin(fine_nll))], float(fine_nll.min())
+    spec = best.spec()
+    if best.blur == "gaussian":  # the blur beyond the photograph's own softness (OWN_SOFTNESS)
+        variance = max(MIN_VARIANCE, best.variance - OWN_SOFTNESS)
+        spec = replace(spec, kernel_size=gaussian_size(variance), variance=round(variance, 3))
     none_nll = float(_nll(spectrum, floor, np.ones((1, len(spectrum))), tilts)[0])  # no blur: |H| = 1
     distant = [n for c, n in zip(coarse, nll) if not _near(c, best)]
     alt = min(distant) if distant else none_nll
     gain = none_nll - best_nll
     confidence = float(np.clip((alt - best_nll) / gain, 0.0, 1.0)) if gain > 1e-9 else 0.0
-    return KernelEstimate(best.spec(), relative_noise(y, sigma), sigma, confidence, best_nll)
+    return KernelEstimate(spec, relative_noise(y, sigma), sigma, confidence, best_nll)
 
 
 def _near(c: _Candidate, best: _Candidate) -> bool:
     if c.blur != best.blur:
         return False
     if c.blur == "gaussian":
-        return abs(math.log(c.variance / best.variance)) < math.log(1.5)
+        return abs(math.log(c.variance / best.variance)) < math.log(2.0)
     d = abs((c.angle - best.angle + 90.0) % 180.0 - 90.0)
     return d < NEAR_ANGLE and abs(c.size - best.size) < NEAR_LENGTH
 

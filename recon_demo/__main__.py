@@ -11,7 +11,7 @@ import signal
 import sys
 
 from recon_demo import bench, datasets, evaluate, training
-from recon_demo.lab import loss_study
+from recon_demo.lab import loss_study, restore
 from recon_demo.progress import CTRL_C, on_ctrl_c
 from recon_demo.serving.runtime import tune_allocator
 
@@ -20,6 +20,7 @@ COMMANDS = {
     "train": (training, "train a model (resumable) and record it in a weights manifest"),
     "loss-study": (loss_study, "the lecture's loss study: one small CNN trained with each loss, compared"),
     "data": (datasets, "the open training data sources: installed or not, how many images, licence, install command"),
+    "restore": (restore, "restore pictures that are already blurred: the kernel estimated, real edges, colour"),
     "bench": (bench, "speed of the engine against a plain lecture-style loop, the machine's limit and the app"),
 }
 

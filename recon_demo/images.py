@@ -345,3 +345,17 @@ def center_square(x: torch.Tensor) -> torch.Tensor:
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
     return x[..., top : top + side, left : left + side]
+
+
+LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601: the luminance a colour picture is restored on
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """The luminance (H, W) of a colour picture (H, W, 3) in [0, 1]."""
+    return (np.asarray(rgb, dtype=np.float64) @ LUMA).astype(np.float32)
+
+
+def with_luminance(rgb: np.ndarray, grey: np.ndarray) -> np.ndarray:
+    """A colour picture (H, W, 3) whose luminance is replaced by ``grey`` (H, W), its chroma (RGB − Y) kept."""
+    return np.clip(rgb + (grey - luminance(rgb))[..., None], 0, 1).astype(np.float32)
+

@@ -25,7 +25,7 @@ from recon_demo import datasets
 from recon_demo.checkpoints import CT_ANY, REGIMES, CheckpointError, Manifest
 from recon_demo.evaluate.blind import BLIND_KINDS, DEFAULT_METHODS, BlindConfig, format_blind, run_blind
 from recon_demo.evaluate.blind import SETS as BLIND_SETS
-from recon_demo.evaluate.blind import TUNING_SET
+from recon_demo.evaluate.blind import MEDICAL_TUNING_SET, TUNING_SET
 from recon_demo.evaluate.formats import FORMATS, format_markdown, format_off_course_markdown, format_table
 from recon_demo.evaluate.protocol import (
     MAX_SIZE,
@@ -79,8 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="the blind benchmark: held-out images blurred with real edges by random motion, Gaussian and "
                        "shake kernels; the kernel estimated; each method handed the estimate and the true K")
     blind.add_argument("--blind-sets", default=",".join(BLIND_SETS),
-                       help=f"comma list of {', '.join(BLIND_SETS)} (held out), or {TUNING_SET} (the training images the "
-                       "estimator was tuned on)")
+                       help=f"comma list of {', '.join(BLIND_SETS)} (held out), or {TUNING_SET} and {MEDICAL_TUNING_SET} "
+                       "(the training images the estimator was tuned on)")
     blind.add_argument("--blind-kinds", default=",".join(BLIND_KINDS), help=f"comma list of {', '.join(BLIND_KINDS)}")
     blind.add_argument("--per-image", type=int, default=2, help="measurements per image and kind (default 2)")
     parser.add_argument("--device", help="cpu, cuda, mps (default: RECON_DEVICE or the best available)")
@@ -150,7 +150,7 @@ def blind_config_from_args(args: argparse.Namespace) -> BlindConfig:
     the general UNet and TV), ``--blind-sets``, ``--blind-kinds``, ``--per-image``, ``--size``, ``--seed``, ``--limit``."""
     check_number("--per-image", args.per_image, 1, 1000, integer=True)
     check_number("--size", args.size, 32, MAX_SIZE, integer=True)
-    sets, kinds = _choices("--blind-sets", args.blind_sets, (*BLIND_SETS, TUNING_SET)), _choices("--blind-kinds", args.blind_kinds, BLIND_KINDS)
+    sets, kinds = _choices("--blind-sets", args.blind_sets, (*BLIND_SETS, TUNING_SET, MEDICAL_TUNING_SET)), _choices("--blind-kinds", args.blind_kinds, BLIND_KINDS)
     methods = [name for name, _ in parse_models(args.models)] + parse_baselines(args.baselines)
     return BlindConfig(methods=methods or list(DEFAULT_METHODS), sets=sets, kinds=kinds, per_image=args.per_image,
                        size=args.size, seed=args.seed, limit=args.limit, device=args.device)  # fmt: skip

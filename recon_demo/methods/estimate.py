@@ -110,13 +110,14 @@ def _welch(y: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndar
     for r in range(0, dx.shape[0] - patch + 1, step):
         for c in range(0, dx.shape[1] - patch + 1, step):
             tiles += [(d[r : r + patch, c : c + patch] - d[r : r + patch, c : c + patch].mean()) * window for d in (dx, dy)]
-    spectrum = (np.abs(np.fft.rfft2(np.stack(tiles))) ** 2).reshape(-1, 2, patch, patch // 2 + 1).sum(1).mean(0)
-    fy = np.broadcast_to(np.fft.fftfreq(patch)[:, None], spectrum.shape)
-    fx = np.broadcast_to(np.fft.rfftfreq(patch)[None, :], spectrum.shape)
+    spectra = (np.abs(np.fft.rfft2(np.stack(tiles))) ** 2).reshape(-1, 2, patch, patch // 2 + 1).sum(1)  # (T, P, P/2+1)
+    fy = np.broadcast_to(np.fft.fftfreq(patch)[:, None], spectra.shape[1:])
+    fx = np.broadcast_to(np.fft.rfftfreq(patch)[None, :], spectra.shape[1:])
     radius = np.hypot(fx, fy)
     band = (radius > 1.5 / patch) & (radius < BAND_TOP)  # no DC and lowest ring (the window's leakage), no top
     d2 = 4 * np.sin(np.pi * fx) ** 2 + 4 * np.sin(np.pi * fy) ** 2  # |Dx|² + |Dy|²
     floor = sigma**2 * float((window**2).sum()) * d2
+    spectrum = spectra.mean(0)
     return spectrum[band], np.stack([fx[band], fy[band]], 1), floor[band], band
 
 
@@ -190,10 +191,11 @@ def _discrete_power(candidates: list[_Candidate], band: np.ndarray) -> np.ndarra
     return (np.abs(np.fft.rfft2(stack, s=(patch, patch))) ** 2)[:, band]
 
 
-def estimate(y_delta: np.ndarray, blurs: tuple[str, ...] = ("motion", "gaussian")) -> KernelEstimate:
-    """The blur and noise of a grey measurement (H, W) in [0, 1] (see the module docstring)."""
+def estimate(y_delta: np.ndarray, blurs: tuple[str, ...] = ("motion", "gaussian"), sigma: float | None = None) -> KernelEstimate:
+    """The blur and noise of a grey measurement (H, W) in [0, 1] (see the module docstring); ``sigma``, the noise's
+    per-pixel standard deviation when it is known (else estimated)."""
     y = check_measurement(y_delta)
-    sigma = estimate_sigma(y)
+    sigma = estimate_sigma(y) if sigma is None else float(sigma)
     spectrum, freqs, floor, band = _welch(y, sigma)
     patch = band.shape[0]
     radius = np.hypot(freqs[:, 0], freqs[:, 1]) / 0.1

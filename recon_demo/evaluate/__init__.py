@@ -23,9 +23,16 @@ from dataclasses import replace
 
 from recon_demo import datasets
 from recon_demo.checkpoints import CT_ANY, REGIMES, CheckpointError, Manifest
-from recon_demo.evaluate.blind import BLIND_KINDS, DEFAULT_METHODS, BlindConfig, format_blind, run_blind
+from recon_demo.evaluate.blind import (
+    BLIND_KINDS,
+    DEFAULT_METHODS,
+    MEDICAL_TUNING_SET,
+    TUNING_SET,
+    BlindConfig,
+    format_blind,
+    run_blind,
+)
 from recon_demo.evaluate.blind import SETS as BLIND_SETS
-from recon_demo.evaluate.blind import MEDICAL_TUNING_SET, TUNING_SET
 from recon_demo.evaluate.formats import FORMATS, format_markdown, format_off_course_markdown, format_table
 from recon_demo.evaluate.protocol import (
     MAX_SIZE,

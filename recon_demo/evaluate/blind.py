@@ -157,6 +157,24 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(1.0 / max(float(np.mean((np.asarray(a, np.float64) - b) ** 2)), 1e-20)))
 
 
+def _run_scored(methods: list, grey: torch.Tensor, y_delta: torch.Tensor, x_true, op, tag: str) -> dict[str, dict]:
+    """Each method's scores as ``name + tag``; on a colour measurement restored on the luminance (chroma kept) and,
+    handed a kernel, also each channel on its own (``name + tag + "/channels"``)."""
+    colour = y_delta.ndim == 3
+    scores = {}
+    for r in run_methods(methods, grey, op, with_dc=False):
+        image = images.with_luminance(y_delta.numpy(), r.image) if colour else r.image
+        scores[r.name + tag] = _scores(image, x_true)
+    if colour and tag:
+        planes: dict[str, list] = {}
+        for c in range(3):
+            for r in run_methods(methods, y_delta[..., c][None, None], op, with_dc=False):
+                planes.setdefault(r.name, []).append(r.image)
+        for name, p in planes.items():
+            scores[f"{name}{tag}/channels"] = _scores(np.stack(p, -1), x_true)
+    return scores
+
+
 def run_blind(cfg: BlindConfig, engine: Engine | None = None, report: Report = no_progress) -> dict:
     """The blind benchmark (see the module docstring): every sample's kernel errors and scores, and summaries per
     set and kind (medians of the kernel errors, means of the scores)."""
@@ -188,21 +206,8 @@ def run_blind(cfg: BlindConfig, engine: Engine | None = None, report: Report = n
                 y_seen = y_delta.clamp(0, 1).numpy() if colour else y_delta[0, 0].clamp(0, 1).numpy()
                 scores = {"input": _scores(y_seen, x_true)}
 
-                def run(methods: list, op, tag: str = "") -> None:
-                    for r in run_methods(methods, grey, op, with_dc=False):  # colour: the luminance, chroma kept
-                        image = images.with_luminance(y_delta.numpy(), r.image) if colour else r.image
-                        scores[r.name + tag] = _scores(image, x_true)
-                    if colour and tag:  # and, to compare, each channel restored on its own
-                        planes = {}
-                        for c in range(3):
-                            for r in run_methods(methods, y_delta[..., c][None, None], op, with_dc=False):
-                                planes.setdefault(r.name, []).append(r.image)
-                        for m, p in planes.items():
-                            scores[f"{m}{tag}/channels"] = _scores(np.stack(p, -1), x_true)
-
-                run(blind, None)
-                run(handed, found.spec.build(), "@estimate")
-                run(handed, Blur(kernel), "@true")
+                for methods, op, tag in ((blind, None, ""), (handed, found.spec.build(), "@estimate"), (handed, Blur(kernel), "@true")):
+                    scores |= _run_scored(methods, grey, y_delta, x_true, op, tag)
                 sample["scores"] = scores
                 samples.append(sample)
                 report(len(samples), total, f"{name}, {kind}")

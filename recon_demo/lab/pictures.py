@@ -54,6 +54,19 @@ def kernel_spectrum(kernel: np.ndarray, size: int = WORK_SIZE) -> np.ndarray:
     return mag / mag.max()
 
 
+def measurement_spectrum(y_delta: np.ndarray, size: int = WORK_SIZE) -> np.ndarray:
+    """log |FFT| of the measurement's centre (size² at most, Hann-windowed, centred), stretched to [0, 1]: a motion
+    blur draws dark parallel stripes across it, a Gaussian a dark ring, no blur neither."""
+    h, w = y_delta.shape
+    side = min(size, h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    tile = y_delta[top : top + side, left : left + side].astype(np.float64)
+    window = np.outer(np.hanning(side), np.hanning(side))
+    mag = np.log(np.abs(np.fft.fftshift(np.fft.fft2((tile - tile.mean()) * window))) + 1e-6)
+    lo, hi = np.percentile(mag, (5, 99.8))
+    return np.clip((mag - lo) / max(hi - lo, 1e-9), 0, 1)
+
+
 def overlay(image: np.ndarray, heat: np.ndarray, colour: tuple[float, float, float] = (1.0, 0.15, 0.1)) -> np.ndarray:
     """A grey image with ``heat`` in [0, 1] laid over it in ``colour``; RGB uint8 (the receptive-field figure)."""
     grey = np.clip(image, 0, 1)[..., None].repeat(3, axis=2) * 0.7

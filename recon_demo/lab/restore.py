@@ -20,7 +20,9 @@ import argparse
 import json
 import math
 import sys
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,13 +37,14 @@ from recon_demo.methods import registry
 from recon_demo.methods.base import Unavailable
 from recon_demo.methods.edges import RealEdges
 from recon_demo.methods.estimate import KernelEstimate, estimate, relative_noise
-from recon_demo.physics.blur import KERNEL_STYLES, MAX_APP_KERNEL, Blur, OperatorSpec
+from recon_demo.physics.blur import KERNEL_STYLES, Blur, OperatorSpec
 from recon_demo.progress import CLIProgress, Report, no_progress
 from recon_demo.serving.engine import Engine
 
 DEFAULT_METHODS = ("unrolled", "unet", "tv")  # the unrolled network and TV handed the kernel, the general UNet
 MAX_PIXELS = 1024 * 1024  # the largest picture restored at its own size (the app scales a larger one down to it)
 MIN_SIDE = 16
+COLOUR_MODES = ("channels", "luminance")  # each of R, G, B restored with the same K; or the luminance, chroma kept
 MAX_PSF_SIDE = 63  # a PSF image's largest side after cropping to its support (physics.blur.MAX_KERNEL_SIZE)
 
 
@@ -103,12 +106,12 @@ def _is_grey_rgb(img: Image.Image) -> bool:
     return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
 
 
-def write_picture(path: Path, pixels: np.ndarray) -> None:
-    """A result as PNG: colour as 8-bit RGB, grey as 16-bit."""
+def write_picture(path, pixels: np.ndarray) -> None:
+    """A result as PNG (to a path or a binary file): colour as 8-bit RGB, grey as 16-bit."""
     if pixels.ndim == 3:
-        Image.fromarray(np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8), mode="RGB").save(path)
+        Image.fromarray(np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8), mode="RGB").save(path, format="PNG")
     else:
-        Image.fromarray(np.round(np.clip(pixels, 0, 1) * 65535).astype(np.uint16)).save(path)
+        Image.fromarray(np.round(np.clip(pixels, 0, 1) * 65535).astype(np.uint16)).save(path, format="PNG")
 
 
 # ---------------------------------------------------------------------------------------------------- the kernel
@@ -205,7 +208,7 @@ class Restored:
     ms: dict[str, float] = field(default_factory=dict)
     dc: dict[str, float] = field(default_factory=dict)  # data consistency on the luminance, away from the edges
     errors: dict[str, str] = field(default_factory=dict)  # methods that could not run, and why
-    colour_mode: str = "grey"  # "grey" or "luminance (chroma kept)"
+    colour_mode: str = "grey"  # what was done, in words: "grey", "each channel restored", "luminance restored, …"
 
     def kernel_dict(self) -> dict:
         """The JSON answer's ``kernel``: the spec's fields and the confidence (None when the kernel was told)."""
@@ -241,7 +244,8 @@ class Restorer:
         self.engine = engine or Engine()
 
     def restore(self, picture: Picture, methods: list[str] = DEFAULT_METHODS, kernel: str | OperatorSpec | torch.Tensor = "auto",
-                noise: float | None = None, regime: str = "general", report: Report = no_progress) -> Restored:  # fmt: skip
+                noise: float | None = None, regime: str = "general", colour: str = "channels",
+                report: Report = no_progress) -> Restored:  # fmt: skip
         """Each method's restoration of ``picture`` (``kernel``: ``"auto"``, a spec, or a PSF tensor (k, k))."""
         y = picture.grey
         found = None
@@ -256,9 +260,12 @@ class Restorer:
             raise RestoreError(f"the kernel ({psf.shape[-1]}×{psf.shape[-1]}) is larger than the image ({y.shape[1]}×{y.shape[0]})")
         if noise is None:
             noise = found.noise if found is not None else estimate_noise_only(y)
-        out = Restored(picture, psf, spec, found, float(noise), colour_mode="luminance (chroma kept)" if picture.colour else "grey")
+        if colour not in COLOUR_MODES:
+            raise RestoreError(f"colour must be one of {', '.join(COLOUR_MODES)}, got {colour!r}")
+        mode = {"channels": "each channel restored", "luminance": "luminance restored, chroma kept"}[colour]
+        out = Restored(picture, psf, spec, found, float(noise), colour_mode=mode if picture.colour else "grey")
         operator = Blur(psf)
-        y_delta = torch.from_numpy(np.ascontiguousarray(y))[None, None]
+        planes = [picture.pixels[..., c] for c in range(3)] if picture.colour and colour == "channels" else [y]
         networks = [m for m in methods if m in registry.networks()]
         baselines = [m for m in methods if m not in networks]
         built = self.engine.methods(networks, baselines, regime=regime)
@@ -270,10 +277,15 @@ class Restorer:
                 continue
             run = RealEdges(method) if registry.is_handed_operator(method.name) else method
             start = time.perf_counter()
-            x = run(y_delta, operator)[0, 0].clamp(0, 1).numpy()
+            restored = [run(torch.from_numpy(np.ascontiguousarray(p))[None, None], operator)[0, 0].clamp(0, 1).numpy()
+                        for p in planes]  # fmt: skip
             out.ms[method.name] = (time.perf_counter() - start) * 1000
-            out.dc[method.name] = inner_consistency(x, y, operator)
-            out.outputs[method.name] = images.with_luminance(picture.pixels, x) if picture.colour else x
+            if len(planes) == 3:
+                out.outputs[method.name] = np.stack(restored, -1)
+            else:
+                out.outputs[method.name] = images.with_luminance(picture.pixels, restored[0]) if picture.colour else restored[0]
+            out.dc[method.name] = inner_consistency(images.luminance(out.outputs[method.name]) if picture.colour
+                                                    else restored[0], y, operator)  # fmt: skip
             report(i, len(built), method.label)
         return out
 
@@ -311,6 +323,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noise", default="auto", help="auto (estimate it) or the relative noise level δ")
     parser.add_argument("--regime", default="general", choices=("course", "general"),
                         help="which shipped weights the networks load (default general: trained on many blurs)")
+    parser.add_argument("--colour", default="channels", choices=COLOUR_MODES,
+                        help="a colour picture: each channel restored (default) or the luminance alone, chroma kept")
     parser.add_argument("--format", default="text", choices=("text", "json"), help="a line per image, or JSON")
     parser.add_argument("--device", help="cpu, cuda, mps (default: RECON_DEVICE or the best available)")
 
@@ -339,7 +353,8 @@ def main(args: argparse.Namespace) -> int:
     for path, picture in pictures:
         with progress.phase(f"{path.name}", len(methods)) as phase:
             try:
-                result = restorer.restore(picture, methods, psf if psf is not None else kernel, noise, args.regime, phase)
+                result = restorer.restore(picture, methods, psf if psf is not None else kernel, noise, args.regime,
+                                          args.colour, phase)  # fmt: skip
             except (RestoreError, ValueError) as err:
                 print(f"restore: {path}: {err}", file=sys.stderr)
                 return 2
@@ -365,3 +380,90 @@ def main(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps({"images": answers}, indent=1))
     return 0
+
+
+# --------------------------------------------------------------------------------------------------- the app's lab
+
+
+class RestoreLab:
+    """The app's "my image is already blurred" mode: pictures kept at their own size (an upload's original, a
+    catalogue image), their estimates and restorations cached, shared by every session (bounded, locked)."""
+
+    def __init__(self, engine: Engine | None = None, cache_size: int = 16):
+        self.restorer = Restorer(engine)
+        self.cache_size = cache_size
+        self._pictures: OrderedDict[str, tuple[Picture, str]] = OrderedDict()  # key -> (picture, note)
+        self._estimates: OrderedDict[tuple, KernelEstimate] = OrderedDict()
+        self._results: OrderedDict[tuple, Restored] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _remember(self, cache: OrderedDict, key, value) -> None:
+        with self._lock:
+            cache[key] = value
+            cache.move_to_end(key)
+            while len(cache) > self.cache_size:
+                cache.popitem(last=False)
+
+    def keep(self, key: str, source) -> None:
+        """Keep an upload's original under the lab's key for it (``Lab.add_upload``); one that cannot be restored
+        is kept as its reason, said when the mode asks for it."""
+        try:
+            self._remember(self._pictures, key, fitted(source))
+        except RestoreError as err:
+            self._remember(self._pictures, key, (None, str(err)))
+
+    def picture(self, key: str) -> tuple[Picture, str]:
+        """The picture of an image key (a catalogue name or a kept upload) and a note on what was done to it."""
+        with self._lock:
+            kept = self._pictures.get(key)
+        if kept is None:
+            if key.startswith("upload:"):
+                raise RestoreError("that upload is no longer kept: upload it again")
+            kept = fitted(images.load_example(key))
+            self._remember(self._pictures, key, kept)
+        if kept[0] is None:
+            raise RestoreError(kept[1])
+        return kept
+
+    def estimate(self, key: str) -> KernelEstimate:
+        """The blur and noise estimated from the picture of ``key`` (cached)."""
+        cached = self._estimates.get((key,))
+        if cached is None:
+            picture, _ = self.picture(key)
+            try:
+                cached = estimate(picture.grey)
+            except ValueError as err:
+                raise RestoreError(str(err)) from None
+            self._remember(self._estimates, (key,), cached)
+        return cached
+
+    def run(self, key: str, spec: OperatorSpec, methods: list[str], regime: str, report: Report = no_progress) -> Restored:
+        """Each method's restoration of the picture of ``key`` with ``spec``'s kernel (cached per setting)."""
+        spec = spec.validated()
+        cache_key = (key, spec, tuple(methods), regime)
+        cached = self._results.get(cache_key)
+        if cached is None:
+            picture, _ = self.picture(key)
+            found = self.estimate(key)
+            cached = self.restorer.restore(picture, methods, spec, found.noise, regime, report=report)
+            cached.found = found
+            self._remember(self._results, cache_key, cached)
+        return cached
+
+
+def fitted(source, max_pixels: int = MAX_PIXELS) -> tuple[Picture, str]:
+    """A picture for the app, scaled down (keeping its shape) when it has more than ``max_pixels``, and a note
+    saying so: the blur is then estimated and restored at the smaller size."""
+    try:
+        img = images.open_image(source) if not isinstance(source, np.ndarray) else images.from_array(source)
+    except (ValueError, OSError) as err:
+        raise RestoreError(str(err)) from None
+    img = ImageOps.exif_transpose(img) or img
+    w, h = img.size
+    note = ""
+    if w * h > max_pixels:
+        scale = math.sqrt(max_pixels / (w * h))
+        size = (max(1, int(w * scale)), max(1, int(h * scale)))
+        img = img.convert("RGB" if img.mode not in ("L", "I", "I;16", "F") else "F").resize(size, Image.Resampling.LANCZOS)
+        note = f"scaled down from {w}×{h} to {size[0]}×{size[1]} (the blur is estimated at this size)"
+    return read_picture(img, max_pixels), note

@@ -13,8 +13,9 @@ deconvolution", 2011): unlike a fit of a restored image it does not prefer "no b
 stripes in the spectrum) and a Gaussian's smooth fall-off are both in the model; the search runs over the parametric
 kernels of ``physics.blur`` (motion: length, angle, style; Gaussian: variance), coarse then fine.
 
-The estimate says how sure it is: ``confidence`` is the share of the likelihood gained over "no blur" that no
-distant kernel (another family, or an angle 15° or a length 4 px away) comes close to.
+The estimate says how sure it is: ``confidence`` grows with the share of the likelihood gained over "no blur" that no
+distant kernel (another family; an angle 15° away; a length 4 px or a quarter of it away; a variance twice or half)
+comes close to (``SURE_MARGIN`` of it and more is 100 %).
 """
 
 from __future__ import annotations
@@ -31,7 +32,11 @@ MOTION_SIZES = tuple(range(3, MAX_APP_KERNEL + 1, 2))  # the lengths searched (o
 COARSE_ANGLE_STEP = 3.0  # degrees, before refining at 1°
 GAUSSIAN_VARIANCES = tuple(float(v) for v in np.geomspace(0.2, 20.0, 40))
 MIN_VARIANCE = 0.05  # OperatorSpec's smallest Gaussian variance
-NEAR_ANGLE, NEAR_LENGTH = 15.0, 4  # what confidence counts as "the same kernel" (degrees, px)
+# The margin by which the best kernel beats every distant one, as a share of its gain over "no blur": on the training
+# images' blurs the wrong estimates (a brick wall's periodic texture, a cell image that is blurry by nature) had margins
+# below 0.06 and the right ones mostly above 0.1; from this margin on, the confidence is 100 %.
+SURE_MARGIN = 0.15
+NEAR_ANGLE, NEAR_LENGTH, NEAR_SHARE = 15.0, 4, 0.25  # "the same kernel" for confidence: degrees, px or share of the length
 TILTS = (-1.2, -0.9, -0.6, -0.3, 0.0, 0.3)  # the scene spectrum slopes β searched with each kernel (see ``_nll``)
 COARSE_TILTS = [2, 3, 4]  # those of them the coarse search tries (β −0.6, −0.3 and 0)
 # A photograph is itself soft: unblurred, the training images' estimates were Gaussians of variance 0.16-0.54 px²
@@ -60,6 +65,12 @@ class KernelEstimate:
         else:
             kernel |= {"angle": None, "kernel_style": None, "variance": round(s.variance, 3)}
         return {"kernel": kernel, "noise": round(self.noise, 5)}
+
+    @property
+    def negligible(self) -> bool:
+        """Whether the estimate is no blur to speak of (a Gaussian under 0.3 px², a motion of 3 px or less)."""
+        s = self.spec
+        return s.variance < 0.3 if s.blur == "gaussian" else s.kernel_size <= 3
 
     def describe(self) -> str:
         return f"{self.spec.describe()}, δ ≈ {self.noise:.3f}, confidence {self.confidence:.0%}"
@@ -150,7 +161,8 @@ class _Candidate:
     variance: float = 1.0
 
     def spec(self) -> OperatorSpec:
-        return OperatorSpec(self.blur, self.size, round(self.angle % 180.0, 1), round(self.variance, 3), self.style)
+        # plain floats (not numpy's): the spec goes to JSON (the app's sliders, the CLI) as it is
+        return OperatorSpec(self.blur, int(self.size), round(float(self.angle) % 180.0, 1), round(float(self.variance), 3), self.style)
 
     def kernel(self) -> np.ndarray:
         if self.blur == "gaussian":
@@ -221,13 +233,17 @@ def estimate(y_delta: np.ndarray, blurs: tuple[str, ...] = ("motion", "gaussian"
     best, best_nll = fine[int(np.argmin(fine_nll))], float(fine_nll.min())
     spec = best.spec()
     if best.blur == "gaussian":  # the blur beyond the photograph's own softness (OWN_SOFTNESS)
-        variance = max(MIN_VARIANCE, best.variance - OWN_SOFTNESS)
+        variance = max(MIN_VARIANCE, float(best.variance) - OWN_SOFTNESS)
         spec = replace(spec, kernel_size=gaussian_size(variance), variance=round(variance, 3))
     none_nll = float(_nll(spectrum, floor, np.ones((1, len(spectrum))), tilts)[0])  # no blur: |H| = 1
-    distant = [n for c, n in zip(coarse, nll) if not _near(c, best)]
-    alt = min(distant) if distant else none_nll
+    distant = [(n, c) for c, n in zip(coarse, nll) if not _near(c, best)]
+    # the best distant kernel of the coarse pass, scored as the best one was (its actual kernel, every frequency, slope)
+    alt = float(_nll(spectrum, floor, _discrete_power([min(distant, key=lambda d: d[0])[1]], band), tilts)[0]) \
+        if distant else none_nll  # fmt: skip
+    alt = min(alt, none_nll)
     gain = none_nll - best_nll
-    confidence = float(np.clip((alt - best_nll) / gain, 0.0, 1.0)) if gain > 1e-9 else 0.0
+    margin = (alt - best_nll) / gain if gain > 1e-9 else 0.0
+    confidence = float(np.clip(margin / SURE_MARGIN, 0.0, 1.0))
     return KernelEstimate(spec, relative_noise(y, sigma), sigma, confidence, best_nll)
 
 
@@ -237,7 +253,7 @@ def _near(c: _Candidate, best: _Candidate) -> bool:
     if c.blur == "gaussian":
         return abs(math.log(c.variance / best.variance)) < math.log(2.0)
     d = abs((c.angle - best.angle + 90.0) % 180.0 - 90.0)
-    return d < NEAR_ANGLE and abs(c.size - best.size) < NEAR_LENGTH
+    return d < NEAR_ANGLE and abs(c.size - best.size) < max(NEAR_LENGTH, NEAR_SHARE * best.size)
 
 
 def as_dict(estimate: KernelEstimate) -> dict:

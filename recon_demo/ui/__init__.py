@@ -11,6 +11,7 @@ import gradio as gr
 
 from recon_demo.lab.blur import Lab, warm_up
 from recon_demo.lab.ct import CTLab
+from recon_demo.lab.restore import RestoreLab
 from recon_demo.ui import about, api, ct, inspector, lessons, reconstruct, robustness, train
 
 # gradio asks matplotlib for its backend around every event; without a backend named, matplotlib resolves one
@@ -125,13 +126,14 @@ def serve(demo: gr.Blocks, **launch: object):
 def build_app(lab: Lab | None = None) -> gr.Blocks:
     """The whole app (Reconstruct, Inspect, Train, Robustness, CT, About), unlaunched."""
     lab = lab or Lab()
+    restore_lab = RestoreLab(lab.engine)
     # Uploads and the files gradio caches for outputs are deleted after an hour (checked hourly).
     with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"## {TITLE}\nBlur an image, add noise, and watch the lecture's networks and classical methods undo it.")
         bar = lessons.build()
         with gr.Tabs() as tabs:
             with gr.Tab("Reconstruct", id="reconstruct"):
-                rec = reconstruct.build(lab)
+                rec = reconstruct.build(lab, restore_lab)
             with gr.Tab("Inspect", id="inspect") as inspect_tab:
                 inspector.build(lab, rec, inspect_tab)
             with gr.Tab("Train", id="train"):
@@ -142,10 +144,11 @@ def build_app(lab: Lab | None = None) -> gr.Blocks:
                 ct.build(CTLab(lab), ct_tab)
             with gr.Tab("About", id="about"):
                 about.build()
-        api.register(lab)
+        api.register(lab, restore_lab)
         demo.load(reconstruct.thumbnails, None, rec.examples, api_visibility="private")
         lessons.wire(bar, rec, tabs, sweep_parameter)
-        demo.load(reconstruct.from_url, None, [*rec.controls.inputs(), *rec.url_note, bar.menu], api_visibility="private").then(
+        demo.load(reconstruct.from_url, None, [*rec.controls.inputs(), *rec.url_note, bar.menu, rec.measured],
+                  api_visibility="private").then(
             lessons.show, bar.menu, lessons.show_outputs(bar, rec, tabs, sweep_parameter), api_visibility="private").then(
             rec.run, rec.run_inputs, rec.run_outputs, api_visibility="private"
         )

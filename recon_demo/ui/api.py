@@ -1,4 +1,4 @@
-"""The app's named API endpoints for ``gradio_client``: ``/reconstruct`` and ``/train``.
+"""The app's named API endpoints for ``gradio_client``: ``/reconstruct``, ``/restore`` and ``/train``.
 
 Both validate everything server-side (an API caller bypasses the sliders) and answer a bad value with a
 ``gr.Error`` that says what is allowed; the client sees it as an ``AppError`` with that message.
@@ -7,6 +7,7 @@ Both validate everything server-side (an API caller bypasses the sliders) and an
 from __future__ import annotations
 
 import base64
+import io
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +20,16 @@ from gradio.utils import get_upload_folder, is_in_or_equal
 from recon_demo.lab.blur import Lab
 from recon_demo.lab.loss_study import LIVE_DEFAULTS, PRESETS, LossStudy, live_config
 from recon_demo.lab.pictures import png_bytes
+from recon_demo.lab.restore import (
+    RestoreError,
+    RestoreLab,
+    parse_kernel,
+    parse_methods,
+    parse_noise,
+    psf_kernel,
+    read_picture,
+    write_picture,
+)
 from recon_demo.lab.setting import Setting, SettingError
 from recon_demo.lab.tables import TABLE_COLUMNS, metrics_rows
 from recon_demo.physics.blur import OperatorSpec
@@ -77,9 +88,72 @@ def reconstruct_answer(lab: Lab, image="camera", spec_cls: type = OperatorSpec, 
     }
 
 
-def register(lab: Lab) -> None:
+def _uploaded(value, what: str) -> str:
+    """The path of a file ``gradio_client`` uploaded (``handle_file(path)``); ``RestoreError`` for anything else."""
+    path = value.get("path") if isinstance(value, dict) else None
+    if not isinstance(path, str) or not is_in_or_equal(path, get_upload_folder()) or not Path(path).is_file():
+        raise RestoreError(f"{what} must be sent with gradio_client's handle_file(path)")
+    return path
+
+
+def restore_answer(restore_lab: RestoreLab, image, methods: str = "", kernel: str = "auto", psf=None, noise: str = "auto",
+                   regime: str = "general", colour: str = "channels") -> dict:  # fmt: skip
+    """What ``/restore`` answers, as ``python -m recon_demo restore --format json`` does for one image (the
+    restorations as base64 PNGs at the picture's size, 16-bit for grey). Raises ``gr.Error`` saying what is wrong."""
+    try:
+        if isinstance(image, str):  # an example's name: read as it ships
+            picture, _ = restore_lab.picture(image)
+        elif isinstance(image, np.ndarray):
+            picture = read_picture(image)
+        else:
+            picture = read_picture(_uploaded(image, "the image"))
+        names = parse_methods(methods)
+        asked = parse_kernel(kernel) if psf is None else "psf"
+        if not isinstance(asked, str) and not hasattr(asked, "kernel"):  # a path: the API takes a PSF as a file
+            raise RestoreError("send a PSF image as the psf file (handle_file(path)), not as a path in kernel")
+        told = psf_kernel(_uploaded(psf, "the PSF") if not isinstance(psf, np.ndarray) else psf, picture.grey.shape) \
+            if psf is not None else asked  # fmt: skip
+        if regime not in ("course", "general"):
+            raise RestoreError(f"regime must be course or general, got {regime!r}")
+        result = restore_lab.restorer.restore(picture, names, told, parse_noise(noise), regime, colour)
+    except (RestoreError, ValueError, TypeError, OSError) as err:
+        raise gr.Error(str(err)) from None
+    return {
+        "kernel": {"file": "psf"} if psf is not None else result.kernel_dict(),
+        "noise": round(result.noise, 5),
+        "colour": result.colour_mode,
+        "size": list(picture.pixels.shape[1::-1]),
+        "outputs": {name: base64.b64encode(_png(pixels)).decode() for name, pixels in result.outputs.items()},
+        "ms": {k: round(v, 1) for k, v in result.ms.items()},
+        "dc": {k: round(v, 5) for k, v in result.dc.items()},
+        "errors": result.errors,
+    }
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    write_picture(buffer, pixels)
+    return buffer.getvalue()
+
+
+def restore_endpoint(restore_lab: RestoreLab):
+    def restore(image: str | dict = "clock", methods: str = "unrolled,unet,tv", kernel: str = "auto", psf: dict | None = None,
+                noise: str = "auto", regime: str = "general", colour: str = "channels") -> dict:  # fmt: skip
+        """Restore a picture that is already blurred (``image``: your file sent with ``handle_file(path)``, or an
+        example's name): the kernel estimated (``kernel="auto"``) or given (``motion:SIZE:ANGLE[:STYLE]``,
+        ``gaussian:SIZE:VARIANCE``, or a PSF image as ``psf=handle_file(path)``), ``noise`` "auto" or δ, the comma-
+        separated methods (default: the unrolled network, the general UNet and TV). Returns the kernel and its
+        confidence, the noise, each restoration as a base64 PNG at the picture's size, each method's ms and data
+        consistency."""
+        return restore_answer(restore_lab, image, methods, kernel, psf, noise, regime, colour)
+
+    return restore
+
+
+def register(lab: Lab, restore_lab: RestoreLab | None = None) -> None:
     """Add the endpoints to the Blocks being built."""
     gr.api(reconstruct_endpoint(lab), api_name="reconstruct", concurrency_id="reconstruct")
+    gr.api(restore_endpoint(restore_lab or RestoreLab(lab.engine)), api_name="restore", concurrency_id="reconstruct")
     gr.api(train_endpoint(), api_name="train", concurrency_limit=1, concurrency_id="train")
 
 
@@ -143,4 +217,4 @@ def train_endpoint(default: Setting | None = None):
     return api_signature(train, own + blur)
 
 
-__all__ = ["PRESETS", "api_image", "reconstruct_answer", "register"]
+__all__ = ["PRESETS", "api_image", "reconstruct_answer", "register", "restore_answer"]

@@ -44,18 +44,18 @@ def apply(key: str | None) -> tuple:
 
 
 def show(key: str | None) -> tuple:
-    """After a lesson's link set the controls: its text, its tab, its sweep's parameter and the error maps (on
-    where the lesson looks at them, else as they were)."""
+    """After a lesson's link set the controls: its text, its tab, its sweep's parameter, the error maps (on where
+    the lesson looks at them, else as they were) and whether its picture is already blurred."""
     if key not in LESSONS:
-        return NO_LESSON, gr.update(), gr.update(), gr.update()
+        return NO_LESSON, gr.update(), gr.update(), gr.update(), gr.update()
     item = LESSONS[key]
     return (lesson_text(key), gr.Tabs(selected=item.tab), gr.update(value=item.sweep) if item.sweep else gr.update(),
-            gr.update(value=True) if item.errors else gr.update())  # fmt: skip
+            gr.update(value=True) if item.errors else gr.update(), gr.update(value=item.measured))  # fmt: skip
 
 
 def show_outputs(bar: LessonBar, rec: ReconstructTab, tabs: gr.Tabs, sweep_parameter: gr.Radio) -> list:
     """What ``show`` fills."""
-    return [bar.text, tabs, sweep_parameter, rec.show_errors]
+    return [bar.text, tabs, sweep_parameter, rec.show_errors, rec.measured]
 
 
 def wire(bar: LessonBar, rec: ReconstructTab, tabs: gr.Tabs, sweep_parameter: gr.Radio) -> None:

@@ -14,7 +14,8 @@ import numpy as np
 from recon_demo import images
 from recon_demo.lab.blur import Lab, working_tensor
 from recon_demo.lab.lessons import LESSONS
-from recon_demo.lab.pictures import to_uint8
+from recon_demo.lab.pictures import psf_preview, to_uint8
+from recon_demo.lab.restore import RestoreLab
 from recon_demo.lab.setting import (
     CHECKPOINT_SUFFIXES,
     FLAT_FIELDS,
@@ -30,6 +31,7 @@ from recon_demo.metrics import METRICS
 from recon_demo.models import list_models, model_info
 from recon_demo.physics.blur import DRAWN, LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec, drawing_to_kernel, encode_drawn
 from recon_demo.progress import Report, no_progress
+from recon_demo.ui import _restore
 from recon_demo.ui._progress import PROGRESS, shown_by
 from recon_demo.ui._results import error_gallery, error_scale_html, pair, render, styled
 from recon_demo.ui._widgets import blur_visibility, scoped_fields, spec_widgets
@@ -86,10 +88,12 @@ class ReconstructTab:
     run_outputs: list
     examples: gr.Gallery  # the catalogue's thumbnails, filled by the app's load event (made once, 0.25 s, not at start)
     show_errors: gr.Checkbox  # the error maps' switch (a lesson turns it on)
+    measured: gr.Checkbox  # "my image is already blurred" (``?measured=1``, a lesson turns it on)
 
 
-def build(lab: Lab) -> ReconstructTab:
+def build(lab: Lab, restore_lab: RestoreLab | None = None) -> ReconstructTab:
     """Lay out the tab and wire its events."""
+    restore_lab = restore_lab or RestoreLab(lab.engine)
     default = Setting()
     examples = list(images.catalogue())
     result_state = gr.State(None)
@@ -101,6 +105,9 @@ def build(lab: Lab) -> ReconstructTab:
                                  elem_id="examples")  # fmt: skip  (filled when a page opens: ``ReconstructTab.examples``)
             upload = gr.File(label="…or upload (PNG, JPEG, TIFF, 16-bit, RGBA, DICOM)", file_types=UPLOAD_TYPES, height=130,
                              elem_id="upload")
+            measured = gr.Checkbox(False, label="My image is already blurred: restore it as it is",
+                                   info="the picture becomes the measurement; the kernel is estimated from it",
+                                   elem_id="measured")  # fmt: skip
             with gr.Accordion("…or take a photo, or paste a picture", open=False, elem_id="camera_box"):
                 camera = gr.Image(sources=["webcam", "clipboard"], type="numpy", image_mode="RGB", label="Webcam or clipboard",
                                   height=200, elem_id="camera")  # fmt: skip
@@ -135,37 +142,46 @@ def build(lab: Lab) -> ReconstructTab:
                 url_note = gr.Markdown(visible=False, elem_id="url_note")
                 dismiss = gr.Button("Dismiss", size="sm", visible=False, scale=0, elem_id="dismiss_note")
             status = gr.Markdown(elem_id="status")
-            with gr.Row():
-                left = gr.Dropdown(label="Compare: left", elem_id="left")
-                right = gr.Dropdown(label="right", elem_id="right")
-            compare = gr.ImageSlider(label="Before / after: drag; scroll to zoom", type="numpy", image_mode="L", format="png", height=420, max_height=420,
-                                     buttons=["fullscreen", "download"], elem_id="compare")  # fmt: skip
-            outputs = gr.Gallery(label="Ground truth, measurement, reconstructions", columns=4, height=320,
-                                 format="png", object_fit="contain", elem_id="outputs")  # fmt: skip
-            sort_by = gr.Dropdown([(label, name) for name, label in SORT_LABELS.items()], value="psnr", label="Sort by",
-                                  elem_id="sort_by")  # fmt: skip
-            table = gr.Dataframe(headers=list(TABLE_COLUMNS), interactive=False, wrap=False, elem_id="metrics",
-                                 label="Metrics (the best of each column in bold green)")  # fmt: skip
-            acts = gr.Gallery(label="What each network's first layer sees (16 channels)", columns=4, height=280, visible=False,
-                              format="png", object_fit="contain", elem_id="activations")  # fmt: skip
-            show_errors = gr.Checkbox(False, label="Show error maps |x_rec − x_true| (black 0, yellow ≥ 0.25)", elem_id="show_errors")
-            error_scale = gr.HTML(error_scale_html(), visible=False, elem_id="error_scale")
-            errors = gr.Gallery(label="Error maps", columns=4, height=280, format="png", visible=False, elem_id="errors")
-            downloads = gr.File(label="Downloads: reconstructions (PNG) and metrics (CSV)", file_count="multiple",
-                                interactive=False, elem_id="downloads")  # fmt: skip
+            panel = _restore.build()
+            with gr.Column(elem_id="lab_results") as lab_results:  # hidden while the picture is already blurred
+                with gr.Row():
+                    left = gr.Dropdown(label="Compare: left", elem_id="left")
+                    right = gr.Dropdown(label="right", elem_id="right")
+                compare = gr.ImageSlider(label="Before / after: drag; scroll to zoom", type="numpy", image_mode="L", format="png", height=420, max_height=420,
+                                         buttons=["fullscreen", "download"], elem_id="compare")  # fmt: skip
+                outputs = gr.Gallery(label="Ground truth, measurement, reconstructions", columns=4, height=320,
+                                     format="png", object_fit="contain", elem_id="outputs")  # fmt: skip
+                sort_by = gr.Dropdown([(label, name) for name, label in SORT_LABELS.items()], value="psnr", label="Sort by",
+                                      elem_id="sort_by")  # fmt: skip
+                table = gr.Dataframe(headers=list(TABLE_COLUMNS), interactive=False, wrap=False, elem_id="metrics",
+                                     label="Metrics (the best of each column in bold green)")  # fmt: skip
+                acts = gr.Gallery(label="What each network's first layer sees (16 channels)", columns=4, height=280, visible=False,
+                                  format="png", object_fit="contain", elem_id="activations")  # fmt: skip
+                show_errors = gr.Checkbox(False, label="Show error maps |x_rec − x_true| (black 0, yellow ≥ 0.25)", elem_id="show_errors")
+                error_scale = gr.HTML(error_scale_html(), visible=False, elem_id="error_scale")
+                errors = gr.Gallery(label="Error maps", columns=4, height=280, format="png", visible=False, elem_id="errors")
+                downloads = gr.File(label="Downloads: reconstructions (PNG) and metrics (CSV)", file_count="multiple",
+                                    interactive=False, elem_id="downloads")  # fmt: skip
 
     controls = Controls({"image": image, **operator, **own, "models": models, "regime": regime})
     inputs = controls.inputs()
     blur, kernel_size, drawn = controls["blur"], controls["kernel_size"], controls["drawn"]
 
-    run_inputs = [*inputs, show_errors]  # the error maps are made only while they are shown
+    estimated_for = gr.State(None)  # the image whose estimate filled the blur controls (the mode's)
+    run_inputs = [*inputs, show_errors, measured, estimated_for]  # the error maps are made only while they are shown
+    estimated = [controls[name] for name in _restore.ESTIMATED_FIELDS]
+    lab_outputs = [psf, status, availability, outputs, acts, errors, left, right, compare, table, downloads, result_state]
 
     # the progress bar shows each method as it is done (gradio fills ``progress`` only before *values)
     def run(progress=PROGRESS, *values):
-        *setting_values, show = values
-        return render_setting(lab, *setting_values, show_errors=bool(show), report=shown_by(progress))
+        *setting_values, show, is_measured, estimated_key = values
+        if is_measured:
+            return render_measured(restore_lab, setting_values, estimated_key, shown_by(progress), len(lab_outputs))
+        keep = [gr.update()] * (len(panel.outputs()) + len(estimated))
+        return (*render_setting(lab, *setting_values, show_errors=bool(show), report=shown_by(progress)), *keep,
+                estimated_key, gr.update(visible=True), gr.update(visible=False))  # fmt: skip
 
-    run_outputs = [psf, status, availability, outputs, acts, errors, left, right, compare, table, downloads, result_state]
+    run_outputs = [*lab_outputs, *panel.outputs(), *estimated, estimated_for, lab_results, panel.group]
 
     def rerun(trigger):
         # at once, in the page: the results are marked stale (dimmed, "updating…") until the new ones arrive
@@ -201,9 +217,13 @@ def build(lab: Lab) -> ReconstructTab:
 
     gallery.select(pick_example, None, image, api_visibility="private").then(run, run_inputs, run_outputs, api_visibility="private")
 
-    upload.upload(partial(accept_upload, lab), upload, image, api_visibility="private").then(run, run_inputs, run_outputs, api_visibility="private")
-    camera.input(partial(accept_upload, lab), camera, image, api_visibility="private").then(run, run_inputs, run_outputs,
-                                                                                           api_visibility="private")  # fmt: skip
+    upload.upload(partial(accept_upload, lab, restore_lab=restore_lab), upload, image, api_visibility="private").then(
+        run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
+    camera.input(partial(accept_upload, lab, restore_lab=restore_lab), camera, image, api_visibility="private").then(
+        run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
+    rerun(measured.input)
+    panel.again.click(lambda: None, None, estimated_for, api_visibility="private", queue=False).then(
+        run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
 
     own_file.upload(partial(accept_checkpoint, lab), [own_arch, own_file, models], [models, own_status],
                     api_visibility="private").then(run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
@@ -234,7 +254,8 @@ def build(lab: Lab) -> ReconstructTab:
     share.click(query, inputs, link, api_visibility="private").then(None, link, link, js=COPY_LINK_JS)
     dismiss.click(lambda: (gr.update(visible=False), gr.update(visible=False)), None, [url_note, dismiss], queue=False,
                   api_visibility="private")  # fmt: skip
-    return ReconstructTab(controls, result_state, [url_note, dismiss], run, run_inputs, run_outputs, gallery, show_errors)
+    return ReconstructTab(controls, result_state, [url_note, dismiss], run, run_inputs, run_outputs, gallery, show_errors,
+                          measured)  # fmt: skip
 
 
 MARK_STALE = "() => { document.querySelector('#results_col')?.classList.add('stale'); }"
@@ -266,10 +287,10 @@ def drawn_code(drawing, kernel_size) -> str:
         raise gr.Error(str(err)) from None
 
 
-def accept_upload(lab: Lab, file) -> dict:
-    """The upload handler (a file, or the webcam's or clipboard's picture as an array): it becomes the chosen image;
-    else a warning says why it cannot and the image in use stays (a ``gr.Error`` here turned the Image menu into a
-    red "Error" pill), and the log gets one line."""
+def accept_upload(lab: Lab, file, restore_lab: RestoreLab | None = None) -> dict:
+    """The upload handler (a file, or the webcam's or clipboard's picture as an array): it becomes the chosen image
+    (its original kept for the already-blurred mode); else a warning says why it cannot and the image in use stays
+    (a ``gr.Error`` here turned the Image menu into a red "Error" pill), and the log gets one line."""
     if file is None:
         return gr.update()
     try:
@@ -278,7 +299,31 @@ def accept_upload(lab: Lab, file) -> dict:
         LOG.info("upload refused: %s", err)
         gr.Warning(f"cannot use that file: {err}")
         return gr.update()
+    if restore_lab is not None:
+        restore_lab.keep(key, file)
     return gr.update(choices=image_choices(key), value=key)
+
+
+def render_measured(restore_lab: RestoreLab, values: list, estimated_key: str | None, report: Report, skipped: int) -> tuple:
+    """The handler in the already-blurred mode: the picture restored (``ui._restore``), the blur controls filled by
+    the estimate when the picture is new to them (afterwards they are the student's), the lab's own panels left."""
+    flat = dict(zip(FLAT_FIELDS, values))
+    key = flat["image"]
+    fill = [gr.update()] * len(_restore.ESTIMATED_FIELDS)
+    if estimated_key != key:
+        try:
+            found = restore_lab.estimate(key)
+        except ValueError as err:
+            gr.Warning(f"cannot restore that picture: {err}")
+            return (*[gr.update()] * skipped, f"**Cannot restore this picture:** {err}", *[None] * 5, *fill, estimated_key,
+                    gr.update(visible=False), gr.update(visible=True))  # fmt: skip
+        fill, spec, estimated_key = _restore.controls_of(found), found.spec, key
+    else:
+        spec = _restore.spec_of(flat)
+    panel = _restore.render(restore_lab, key, spec, list(flat["models"] or []), flat["regime"], report)
+    kernel_picture = psf_preview(spec.kernel().numpy())
+    lab_side = [kernel_picture, "Already blurred: the picture is the measurement.", "", *[gr.update()] * (skipped - 3)]
+    return (*lab_side, *panel, *fill, estimated_key, gr.update(visible=False), gr.update(visible=True))
 
 
 def accept_checkpoint(lab: Lab, architecture: str, file, selected: list[str] | None) -> tuple:
@@ -316,9 +361,11 @@ def render_setting(lab: Lab, *values, show_errors: bool = False, report: Report 
 def from_url(request: gr.Request):
     """The controls' values from the page's URL (a lesson's link, ``?lesson=…``, starts from the lesson's setting),
     then the note about parameters that were ignored (shown, with its dismiss button, until the button is pressed:
-    the reconstruction's own status does not overwrite it), then the lesson's key (or None)."""
+    the reconstruction's own status does not overwrite it), then the lesson's key (or None), then whether the picture
+    is already blurred (``?measured=1``)."""
     query = dict(request.query_params) if request else {}
     key, warnings, base = query.pop("lesson", None), [], None
+    measured = query.pop("measured", "0").strip().lower() in ("1", "true", "yes", "on")
     if key is not None:
         if key in LESSONS:
             base = LESSONS[key].setting()
@@ -327,7 +374,7 @@ def from_url(request: gr.Request):
     setting, more = Setting.from_query(query, base)
     warnings += more
     note = "" if not warnings else "**Link:** " + "; ".join(warnings)
-    return (*control_values(setting), gr.update(value=note, visible=bool(note)), gr.update(visible=bool(note)), key)
+    return (*control_values(setting), gr.update(value=note, visible=bool(note)), gr.update(visible=bool(note)), key, measured)
 
 
 def control_values(setting: Setting) -> list:

@@ -87,11 +87,12 @@ def test_reconstruct_handler_refuses_bad_values_with_a_message(lab):
 
 def test_the_url_sets_the_controls():
     request = SimpleNamespace(query_params={"image": "moon", "angle": "45", "size": "7", "models": "cnn,tv", "noise": "x"})
-    *controls, note, dismiss, lesson_key = from_url(request)
+    *controls, note, dismiss, lesson_key, measured = from_url(request)
     named = dict(zip(list(FLAT_FIELDS), controls))
     assert named["image"] == "moon" and named["angle"] == 45 and named["kernel_size"] == 7 and named["models"] == ["cnn", "tv"]
     assert "ignored noise='x'" in note["value"] and note["visible"] and dismiss["visible"] and lesson_key is None
-    *_, note, dismiss, _ = from_url(SimpleNamespace(query_params={"angle": "45"}))
+    assert measured is False
+    *_, note, dismiss, _, _ = from_url(SimpleNamespace(query_params={"angle": "45"}))
     assert not note["visible"] and not dismiss["visible"]
 
 
@@ -103,18 +104,19 @@ def test_a_lesson_sets_the_controls_opens_its_tab_and_has_a_link():
     assert len(LESSONS) >= 7
     for key, item in LESSONS.items():
         assert item.tab in TABS and (item.sweep is None or item.sweep in PARAMETERS) and len(item.text) > 60
-        *controls, text, tab, sweep, errors = apply(key)
+        *controls, text, tab, sweep, errors, measured = apply(key)
         named = dict(zip(list(FLAT_FIELDS), controls))
         assert named["models"] == list(item.setting().models) and f"(?lesson={key})" in text
         assert tab.selected == item.tab and show(key)[1].selected == item.tab
         if item.sweep:
             assert sweep["value"] == item.sweep
         assert errors == ({"value": True, "__type__": "update"} if item.errors else {"__type__": "update"})
+        assert measured == {"value": item.measured, "__type__": "update"}  # a lesson turns the already-blurred mode on or off
     assert LESSONS["classical"].errors  # "compare the error maps": they are shown
-    *controls, note, dismiss, key = from_url(SimpleNamespace(query_params={"lesson": "knows-k", "noise": "0.02"}))
+    *controls, note, dismiss, key, _ = from_url(SimpleNamespace(query_params={"lesson": "knows-k", "noise": "0.02"}))
     named = dict(zip(list(FLAT_FIELDS), controls))
     assert key == "knows-k" and named["angle"] == 60 and named["noise"] == 0.02 and not note["visible"]  # the link's own values win
-    *_, note, _, key = from_url(SimpleNamespace(query_params={"lesson": "nope"}))
+    *_, note, _, key, _ = from_url(SimpleNamespace(query_params={"lesson": "nope"}))
     assert key is None and "ignored lesson='nope'" in note["value"]
 
 

@@ -20,7 +20,7 @@ def test_quick_bench_reports_every_figure(capsys):
     printed = capsys.readouterr()
     report = json.loads(printed.out)  # stdout holds the JSON alone; the progress went to stderr
     assert printed.err.splitlines()[0] == "bench: measuring…"
-    parts = len(list_models()) + 6  # SGEMM, the seven, the unrolled network, TV, the loss study, a training step, CT
+    parts = len(list_models()) + 7  # SGEMM, the seven, the unrolled network, TV, restore, the loss study, a step, CT
     assert printed.err.splitlines()[-1].startswith(f"bench: measuring: {parts}/{parts} in")
     assert KEYS <= set(report) and report["device"] == "cpu" and report["quick"]
     assert list(report["per_model"]) == list_models()
@@ -33,6 +33,9 @@ def test_quick_bench_reports_every_figure(capsys):
     assert 15 < unrolled["gflop"] < 19  # five denoisers and six data steps, below the UNet's 18.4
     tv = report["tv"]  # TV as the app runs it, handed the same K, beside the same UNet
     assert tv["ms"] > 0 and tv["unet_ms"] == unrolled["unet_ms"] and 0.5 < tv["ratio_to_unet"] / (tv["ms"] / tv["unet_ms"]) < 2
+    restore = report["restore"]  # one 256² photo: the estimate and the default methods
+    assert restore["size"] == [256, 256] and restore["ms"] > restore["estimate_ms"] > 0
+    assert set(restore["methods_ms"]) | set(restore["errors"]) == {"unrolled", "unet", "tv"}
     assert report["sgemm_gflops"] > 0 and report["efficiency"] > 0 and report["train_steps_per_s"] > 0
     assert all(report[key] is None for key in APP_KEYS)  # the app is measured in full mode only
     ct = report["ct"]  # the matrix-free projector beside the stored matrix at the lecture's geometry, alone at 512² × 180

@@ -7,6 +7,7 @@ Everything is measured in one run, on the same 256² input:
 - the totals for all seven and their ratio (``speedup``); the unrolled network (knows K) and TV with the lecture's
   K, and their times as multiples of the UNet's (``unrolled.ratio_to_unet``, ``tv.ratio_to_unet``): the three
   timed in turn, round after round, each ratio the median of the rounds' (a shared CPU's speed drifts);
+- ``restore`` on one 256² grey photo with real edges: the kernel's estimate and the default methods, end to end;
 - the machine's limit: SGEMM throughput on the same run, and ``efficiency`` = (all seven's FLOPs ÷ the engine's
   time) ÷ SGEMM throughput;
 - the app, on the same device: the import floor (a fresh interpreter importing torch and gradio), the cold start
@@ -37,13 +38,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from recon_demo import images
 from recon_demo.activations import count_flops
 from recon_demo.bench import ct as ct_bench
 from recon_demo.checkpoints import Manifest, ManifestEntry, save_checkpoint
 from recon_demo.models import create_model, list_models
-from recon_demo.physics.blur import LECTURE_OPERATOR
+from recon_demo.physics.blur import LECTURE_OPERATOR, motion_kernel
 from recon_demo.progress import CLIProgress, Report, no_progress
 from recon_demo.serving.engine import Engine, select_device
 from recon_demo.serving.loadtest import classroom, idle_usage, start_app, stop_app
@@ -189,6 +192,36 @@ def autocast_section(engine: Engine, repeats: int) -> dict:
     return {"autocast_all_ms": round(sum(out.values()), 2), "autocast_per_model_ms": out, "autocast_max_psnr_change_db": worst}
 
 
+def restore_section(engine: Engine, repeats: int) -> dict:
+    """``restore`` as a person runs it on one 256² grey photo with real edges (camera, held out, blurred by motion
+    11 @ 60°, δ 0.01): the estimate and the default methods (the unrolled network and TV handed the estimate with
+    real edges, the general UNet), after one untimed run; the median of ``repeats`` (at least 3)."""
+    from recon_demo.evaluate.blind import blur_with_border
+    from recon_demo.lab.restore import DEFAULT_METHODS, Picture, Restorer
+    from recon_demo.methods.estimate import estimate
+
+    scene = images.to_grayscale(images.load_example("camera"))
+    _, y = blur_with_border(scene, motion_kernel(11, 60.0, "centered"), 256, 0.01, np.random.default_rng(0),
+                            torch.Generator().manual_seed(0))  # fmt: skip
+    picture = Picture(y[0, 0].clamp(0, 1).numpy())
+    restorer = Restorer(engine)
+    restorer.restore(picture, DEFAULT_METHODS)  # the backends pick their kernels for this size
+    totals, estimates, per_method = [], [], {}
+    for _ in range(max(3, repeats)):
+        start = time.perf_counter()
+        result = restorer.restore(picture, DEFAULT_METHODS)
+        totals.append((time.perf_counter() - start) * 1000)
+        start = time.perf_counter()
+        estimate(picture.grey)
+        estimates.append((time.perf_counter() - start) * 1000)
+        for name, ms in result.ms.items():
+            per_method.setdefault(name, []).append(ms)
+    return {"restore": {"size": list(picture.pixels.shape), "methods": list(DEFAULT_METHODS), "ms": round(statistics.median(totals), 1),
+                        "estimate_ms": round(statistics.median(estimates), 1),
+                        "methods_ms": {n: round(statistics.median(v), 1) for n, v in per_method.items()},
+                        "errors": result.errors}}  # fmt: skip
+
+
 def import_floor_s() -> float:
     """Seconds a fresh interpreter takes to import torch and gradio: the floor under any start of the app
     (the second of two runs, so both it and the app's start read warm file caches)."""
@@ -294,7 +327,7 @@ def run_bench(quick: bool = False, device: str | None = None, repeats: int | Non
     device_t = select_device(device)
     repeats = repeats or (3 if quick else 15)
     with_app = app if app is not None else not quick
-    parts = [*(["app"] if with_app else []), "SGEMM", *BENCHED, "tv", *(["autocast"] if device_t.type == "cuda" else []),
+    parts = [*(["app"] if with_app else []), "SGEMM", *BENCHED, "tv", "restore", *(["autocast"] if device_t.type == "cuda" else []),
              "loss study", "training step", "CT"]  # fmt: skip
     done = iter(range(1, len(parts) + 1))
 
@@ -318,6 +351,8 @@ def run_bench(quick: bool = False, device: str | None = None, repeats: int | Non
         achieved = report["gflop_all"] / (report["engine_all_ms"] / 1000)
         report["achieved_gflops"] = round(achieved, 1)
         report["efficiency"] = round(achieved / report["sgemm_gflops"], 3)
+        report.update(restore_section(engine, repeats))
+        finished("restore")
         if device_t.type == "cuda":
             report.update(autocast_section(engine, repeats))
             finished("autocast")
@@ -337,6 +372,9 @@ def format_report(r: dict) -> str:
     u = r["unrolled"]
     lines.append(f"{'unrolled':<10} {u['ms']:>10.1f} {'':>11} {u['gflop']:>7.2f}  (knows K, {u['precision']}; {u['ratio_to_unet']}× the UNet's time)")
     lines.append(f"{'TV':<10} {r['tv']['ms']:>10.1f} {'':>11} {'':>7}  (handed K; {r['tv']['ratio_to_unet']}× the UNet's time)")
+    rs = r["restore"]
+    lines.append(f"restore ({rs['size'][1]}×{rs['size'][0]}, the estimate + {', '.join(rs['methods'])}): {rs['ms']} ms "
+                 f"(estimate {rs['estimate_ms']} ms; " + ", ".join(f"{n} {v} ms" for n, v in rs["methods_ms"].items()) + ")")
     lines.append(f"speed-up {r['speedup']}×; SGEMM {r['sgemm_gflops']} GFLOP/s; engine {r['achieved_gflops']} GFLOP/s, "
                  f"efficiency {r['efficiency']}")  # fmt: skip
     if r.get("autocast_all_ms") is not None:

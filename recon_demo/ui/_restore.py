@@ -22,7 +22,8 @@ ESTIMATED_FIELDS = ("blur", "kernel_size", "angle", "variance", "kernel_style") 
 TABLE_HEADERS = ("method", "data consistency ‖K x − y‖ / ‖y‖", "ms")
 MEASURED_HELP = ("**Already blurred:** your picture is the measurement: there is no ground truth, so no PSNR or SSIM. "
                  "The kernel below was estimated from the picture itself; correct it with the blur controls (the "
-                 "estimate filled them), or press *Estimate again*.")  # fmt: skip
+                 "estimate filled them), or press *Estimate the kernel again*. In the Fourier magnitude a motion blur draws dark "
+                 "parallel stripes across the direction of motion, a Gaussian a dark ring.")  # fmt: skip
 
 
 @dataclass
@@ -47,13 +48,13 @@ def build() -> RestorePanel:
     with gr.Group(visible=False, elem_id="restore_panel") as group:
         status = gr.Markdown(MEASURED_HELP, elem_id="restore_status")
         with gr.Row(equal_height=False):
-            kernel = gr.Image(label="Kernel used (PSF)", height=160, width=160, interactive=False, buttons=[],
+            kernel = gr.Image(label="Kernel used (PSF)", height=170, interactive=False, buttons=[], min_width=170, scale=1,
                               elem_id="restore_kernel")  # fmt: skip
-            spectrum = gr.Image(label="Why: the picture's Fourier magnitude (left) and the kernel's (right): a motion's "
-                                "dark stripes, a Gaussian's dark ring", height=160, interactive=False, buttons=["fullscreen"],
-                                elem_id="restore_spectrum")  # fmt: skip
-            again = gr.Button("Estimate again", size="sm", scale=0, elem_id="estimate_again")
-        gallery = gr.Gallery(label="Your picture (the measurement) and each restoration", columns=4, height=360,
+            spectrum = gr.Image(label="Fourier magnitude: your picture (left), the kernel (right)", height=170,
+                                interactive=False, buttons=["fullscreen"], min_width=300, scale=2,
+                                elem_id="restore_spectrum")  # fmt: skip  (on a phone it goes below the kernel)
+        again = gr.Button("Estimate the kernel again", size="sm", elem_id="estimate_again")
+        gallery = gr.Gallery(label="Your picture (the measurement) and each restoration", columns=2, height="auto",
                              format="png", object_fit="contain", elem_id="restore_gallery")  # fmt: skip
         table = gr.Dataframe(headers=list(TABLE_HEADERS), interactive=False, wrap=False, elem_id="restore_table",
                              label="What can be measured without a ground truth")  # fmt: skip

@@ -151,8 +151,12 @@ def test_a_student_uploads_a_blurred_photo_and_sees_it_restored(server, blurred_
         page.wait_for_selector("#outputs img", timeout=180_000)  # the lab's first result
         page.locator("#measured input[type=checkbox]").check()
         page.locator("#upload input[type=file]").set_input_files(str(blurred_photo))
-        page.wait_for_function("() => (document.querySelector('#restore_status')?.innerText || '').includes('motion 11')",
-                               timeout=180_000)  # fmt: skip
+        try:
+            page.wait_for_function("() => (document.querySelector('#restore_status')?.innerText || '').includes('motion 11')",
+                                   timeout=180_000)  # fmt: skip
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / f"restore_failed_{width}x{height}.png"), full_page=True)
+            raise
         page.wait_for_function("() => document.querySelectorAll('#restore_gallery img').length >= 3", timeout=60_000)
         status = page.locator("#restore_status").inner_text()
         table = page.locator("#restore_table").inner_text()

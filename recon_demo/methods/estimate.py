@@ -31,7 +31,7 @@ MIN_SIDE = 16  # below this an image has too few frequencies to tell a blur by
 MOTION_SIZES = tuple(range(3, MAX_APP_KERNEL + 1, 2))  # the lengths searched (odd: the kernel's side)
 COARSE_ANGLE_STEP = 3.0  # degrees, before refining at 1°
 GAUSSIAN_VARIANCES = tuple(float(v) for v in np.geomspace(0.2, 20.0, 40))
-MIN_VARIANCE = 0.05  # OperatorSpec's smallest Gaussian variance
+MIN_VARIANCE = 0.1  # the smallest variance the blur controls offer (their slider starts there)
 # The margin by which the best kernel beats every distant one, as a share of its gain over "no blur": on the training
 # images' blurs the wrong estimates (a brick wall's periodic texture, a cell image that is blurry by nature) had margins
 # below 0.06 and the right ones mostly above 0.1; from this margin on, the confidence is 100 %.

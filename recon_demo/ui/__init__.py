@@ -22,9 +22,9 @@ TITLE = "recon-demo: end-to-end neural image reconstruction"
 # The results as a projector needs them: tiles of at least 256 px as the width allows (two on a phone; with few
 # pictures they widen to fill the row), as many rows as there are pictures (no fixed gallery height that cuts the
 # second row), each caption whole, under its image rather than over it; the same for the error maps, the Train
-# tab's reconstructions and the CT tab's pictures. On a phone the results come before the controls, with a button
+# tab's reconstructions, the CT tab's pictures and the restorations of a picture that is already blurred. On a phone the results come before the controls, with a button
 # to jump between them; tables keep their words whole and scroll sideways when they must.
-_TILED = ("#outputs", "#errors", "#ct_outputs", "#train_recs", "#activations", "#iterates")
+_TILED = ("#outputs", "#errors", "#ct_outputs", "#restore_gallery", "#train_recs", "#activations", "#iterates")
 CSS = (
     ", ".join(f"{g}, {g} .grid-wrap" for g in _TILED) + " { height: auto !important; max-height: none !important; }\n"
     + ", ".join(f"{g} .thumbnail-item" for g in _TILED) + " { height: auto !important; aspect-ratio: auto !important; flex-direction: column; }\n"
@@ -32,7 +32,7 @@ CSS = (
     + ", ".join(f"{g} .caption-label" for g in _TILED)
     + " { position: static !important; white-space: normal !important; max-width: none !important; overflow: visible !important;"
       " text-overflow: clip !important; font-size: 0.95rem; }\n"
-    + ", ".join(f"{g} .grid-container" for g in _TILED[:3])
+    + ", ".join(f"{g} .grid-container" for g in _TILED[:4])
     + " { grid-template-columns: repeat(auto-fit, minmax(min(256px, 36vw), 1fr)) !important; }\n"
     + "#train_recs .grid-container, #iterates .grid-container"
     " { grid-template-columns: repeat(auto-fit, minmax(min(200px, 36vw), 1fr)) !important; }\n"
@@ -59,7 +59,7 @@ CSS = (
 /* the plots' own legends are one row of 10-px text that runs off a phone: a legend of our own is under each */
 #sweep_plot g.role-legend, #curves g.role-legend { display: none; }
 #sweep_plot svg text, #curves svg text { font-size: 13px !important; }  /* the axes, legible on a projector */
-#outputs .grid-container, #errors .grid-container, #ct_outputs .grid-container { grid-auto-rows: auto !important; align-items: start; }
+#outputs .grid-container, #errors .grid-container, #ct_outputs .grid-container, #restore_gallery .grid-container { grid-auto-rows: auto !important; align-items: start; }
 #sweep_plot svg, #curves svg, #sweep_plot .vega-embed, #curves .vega-embed { overflow: visible !important; }
 #to_controls, #to_results { display: none; }
 @media (max-width: 700px) {

@@ -54,7 +54,7 @@ def build() -> RestorePanel:
                                 interactive=False, buttons=["fullscreen"], min_width=300, scale=2,
                                 elem_id="restore_spectrum")  # fmt: skip  (on a phone it goes below the kernel)
         again = gr.Button("Estimate the kernel again", size="sm", elem_id="estimate_again")
-        gallery = gr.Gallery(label="Your picture (the measurement) and each restoration", columns=2, height="auto",
+        gallery = gr.Gallery(label="Your picture (the measurement) and each restoration", columns=4,
                              format="png", object_fit="contain", elem_id="restore_gallery")  # fmt: skip
         table = gr.Dataframe(headers=list(TABLE_HEADERS), interactive=False, wrap=False, elem_id="restore_table",
                              label="What can be measured without a ground truth")  # fmt: skip

@@ -78,12 +78,21 @@ def test_kernels_and_noise_levels_are_parsed_or_refused():
 @pytest.mark.parametrize(
     "psf, message",
     [(np.zeros((9, 9)), "all zeros"), (-np.ones((5, 5)), "negative"), (np.full((5, 5), np.nan), "not finite"),
-     (np.ones((41, 41)), "larger than the image")],  # fmt: skip
+     (np.pad(np.ones((1, 41)), ((22, 22), (2, 2))), "larger than the image")],  # fmt: skip
     ids=["zeros", "negative", "nan", "larger-than-the-image"],
 )
 def test_a_bad_psf_is_refused(psf, message):
     with pytest.raises(RestoreError, match=message):
         psf_kernel(psf, (32, 32))
+
+
+def test_a_photographed_psf_is_cropped_to_where_it_stands_out_of_its_background():
+    psf = np.full((40, 40), 12.0)  # a faint background, as a JPEG or a photo of a point gives
+    psf[20, 14:23] = 200.0
+    k = psf_kernel(psf, (256, 256))
+    assert k.shape == (9, 9) and float(k[4].sum()) == pytest.approx(1.0)
+    with pytest.raises(RestoreError, match="no blur in it"):
+        psf_kernel(np.full((9, 9), 5.0), (64, 64))
 
 
 def test_a_psf_image_of_any_size_becomes_an_odd_kernel_summing_to_one():
@@ -111,6 +120,7 @@ def blurred(tmp_path_factory) -> dict[str, Path]:
     Image.fromarray(np.zeros((64, 64), np.uint8)).save(folder / "black.png")
     Image.fromarray(np.full((1, 1), 128, np.uint8)).save(folder / "dot.png")
     Image.fromarray(np.zeros((9, 9), np.uint8)).save(folder / "zero_psf.png")
+    Image.fromarray((rng.random((20, 24)) * 255).astype(np.uint8)).save(folder / "small.png")  # smaller than a 31² kernel
     return {p.stem: p for p in folder.iterdir()}
 
 
@@ -158,9 +168,11 @@ def test_restore_takes_a_kernel_a_psf_file_and_a_noise_level(blurred, tmp_path, 
         (["{photo}", "--noise", "-1"], "between 0 and 1"),
         (["{photo}", "--methods", "magic"], "unknown method magic"),
         (["/nonexistent.png"], "No such file"),
+        (["{photo}", "{small}", "--kernel", "motion:31:0"], "larger than"),  # the second image: nothing written for the first
+        (["{photo}", "--device", "cuda:7"], "not available"),
     ],
     ids=["not-an-image", "empty", "all-zero", "1x1", "zero-psf", "even-kernel", "bad-style", "negative-noise", "bad-method",
-         "missing-file"],
+         "missing-file", "kernel-larger-than-a-later-image", "no-such-device"],
 )
 def test_restore_refuses_bad_input_with_a_message_and_status_2(blurred, tmp_path, capsys, argv, message):
     args = [a.format(**{k: str(v) for k, v in blurred.items()}) for a in argv]

@@ -119,8 +119,9 @@ def test_restore_through_the_api_answers_as_the_cli_does(server, blurred_photo, 
 @pytest.mark.parametrize(
     "kwargs, message",
     [({"kernel": "motion:8:20"}, "odd"), ({"noise": "-2"}, "between 0 and 1"), ({"methods": "magic"}, "unknown method"),
-     ({"image": {"path": "/etc/passwd"}}, "handle_file"), ({"image": "nonesuch"}, "unknown example image")],  # fmt: skip
-    ids=["even-kernel", "negative-noise", "unknown-method", "a-server-path", "unknown-example"],
+     ({"image": {"path": "/etc/passwd"}}, "handle_file"), ({"image": "nonesuch"}, "unknown example image"),
+     ({"kernel": "/etc/hostname"}, "send a PSF picture as the psf file"), ({"colour": "sepia"}, "colour must be one of")],  # fmt: skip
+    ids=["even-kernel", "negative-noise", "unknown-method", "a-server-path", "unknown-example", "a-path-as-kernel", "bad-colour"],
 )
 def test_bad_restore_requests_get_a_message_and_the_server_stays(server, kwargs, message):
     from gradio_client import Client

@@ -158,7 +158,12 @@ def blind_config_from_args(args: argparse.Namespace) -> BlindConfig:
     check_number("--per-image", args.per_image, 1, 1000, integer=True)
     check_number("--size", args.size, 32, MAX_SIZE, integer=True)
     sets, kinds = _choices("--blind-sets", args.blind_sets, (*BLIND_SETS, TUNING_SET, MEDICAL_TUNING_SET)), _choices("--blind-kinds", args.blind_kinds, BLIND_KINDS)
-    methods = [name for name, _ in parse_models(args.models)] + parse_baselines(args.baselines)
+    if args.limit is not None:
+        check_number("--limit", args.limit, 1, 10**9, integer=True)
+    models = parse_models(args.models)
+    if any(path for _, path in models):
+        raise ValueError("--blind runs shipped weights by name (the general regime's), not NAME=PATH checkpoints")
+    methods = [name for name, _ in models] + parse_baselines(args.baselines)
     return BlindConfig(methods=methods or list(DEFAULT_METHODS), sets=sets, kinds=kinds, per_image=args.per_image,
                        size=args.size, seed=args.seed, limit=args.limit, device=args.device)  # fmt: skip
 

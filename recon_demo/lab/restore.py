@@ -37,16 +37,16 @@ from recon_demo.errors import UnknownName
 from recon_demo.methods import registry
 from recon_demo.methods.base import Network, Unavailable, Unrolled
 from recon_demo.methods.edges import RealEdges
-from recon_demo.methods.estimate import KernelEstimate, estimate, relative_noise
-from recon_demo.physics.blur import KERNEL_STYLES, Blur, OperatorSpec
+from recon_demo.methods.estimate import MIN_SIDE, KernelEstimate, estimate, estimate_sigma, relative_noise
+from recon_demo.physics.blur import KERNEL_STYLES, MAX_KERNEL_SIZE, Blur, OperatorSpec
 from recon_demo.progress import CLIProgress, Report, no_progress
 from recon_demo.serving.engine import Engine
 
-DEFAULT_METHODS = ("unrolled", "unet", "tv")  # the unrolled network and TV handed the kernel, the general UNet
+DEFAULT_METHODS = registry.RESTORE_METHODS
 MAX_PIXELS = 1024 * 1024  # the largest picture restored at its own size (the app scales a larger one down to it)
-MIN_SIDE = 16
 COLOUR_MODES = ("channels", "luminance")  # each of R, G, B restored with the same K; or the luminance, chroma kept
-MAX_PSF_SIDE = 63  # a PSF image's largest side after cropping to its support (physics.blur.MAX_KERNEL_SIZE)
+MAX_PSF_SIDE = MAX_KERNEL_SIZE  # a PSF image's largest side after cropping to its support
+PSF_FLOOR = 0.02  # a PSF picture's support: above this share of its peak, over its background
 
 
 class RestoreError(ValueError):
@@ -58,7 +58,6 @@ class Picture:
     """A measurement as read: grey (H, W) or colour (H, W, 3) float32 in [0, 1], and how to write it back."""
 
     pixels: np.ndarray
-    sixteen_bit: bool = False  # a grey picture of more than 8 bits
 
     @property
     def colour(self) -> bool:
@@ -88,7 +87,7 @@ def read_picture(source: str | Path | bytes | Image.Image | np.ndarray, max_pixe
         rgb = np.asarray(_composited(img).convert("RGB"), dtype=np.float32) / 255
         picture = Picture(rgb)
     else:
-        picture = Picture(images.to_grayscale(img), sixteen_bit=img.mode.startswith("I") or img.mode == "F")
+        picture = Picture(images.to_grayscale(img))
     if picture.pixels.max() - picture.pixels.min() < 1e-4:
         raise RestoreError("the image is flat (one value everywhere): there is nothing to restore")
     return picture
@@ -118,9 +117,9 @@ def write_picture(path, pixels: np.ndarray) -> None:
 # ---------------------------------------------------------------------------------------------------- the kernel
 
 
-def parse_kernel(text: str) -> str | OperatorSpec | Path:
-    """``auto``, ``motion:SIZE:ANGLE[:STYLE]``, ``gaussian:SIZE:VARIANCE`` or a PSF image's path; ``RestoreError``
-    saying what is allowed."""
+def parse_kernel(text: str, allow_path: bool = True) -> str | OperatorSpec | Path:
+    """``auto``, ``motion:SIZE:ANGLE[:STYLE]``, ``gaussian:SIZE:VARIANCE`` or (``allow_path``: the CLI) a PSF image's
+    path; ``RestoreError`` saying what is allowed."""
     text = (text or "auto").strip()
     if text == "auto":
         return "auto"
@@ -138,6 +137,9 @@ def parse_kernel(text: str) -> str | OperatorSpec | Path:
         except ValueError as err:
             raise RestoreError(f"--kernel {text!r}: {err}; write motion:SIZE:ANGLE[:STYLE] (STYLE one of "
                                f"{', '.join(KERNEL_STYLES)}), gaussian:SIZE:VARIANCE, a PSF image, or auto") from None  # fmt: skip
+    if not allow_path:  # the API: a PSF comes as a file, and a server path is never looked at
+        raise RestoreError(f"kernel {text!r} is neither auto, motion:SIZE:ANGLE[:STYLE] nor gaussian:SIZE:VARIANCE "
+                           "(send a PSF picture as the psf file)")  # fmt: skip
     path = Path(text)
     if not path.exists():
         raise RestoreError(f"--kernel {text!r} is neither auto, motion:SIZE:ANGLE[:STYLE], gaussian:SIZE:VARIANCE "
@@ -166,7 +168,13 @@ def psf_kernel(source: str | Path | bytes | Image.Image | np.ndarray, image_shap
         raise RestoreError("the PSF has negative values: a blur only spreads light")
     if psf.sum() <= 0:
         raise RestoreError("the PSF is all zeros: it must hold the blur's light")
-    rows, cols = np.nonzero(psf > 0)
+    # a photographed or JPEG-saved PSF has a faint background: its support is where it stands out of it
+    background = float(np.median(np.concatenate([psf[0], psf[-1], psf[:, 0], psf[:, -1]])))
+    psf = np.clip(psf - background, 0, None)
+    if psf.max() <= 0:
+        raise RestoreError("the PSF is as bright everywhere as at its edges: there is no blur in it")
+    psf = np.where(psf > PSF_FLOOR * psf.max(), psf, 0.0)
+    rows, cols = np.nonzero(psf)
     psf = psf[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     side = max(psf.shape) | 1  # odd
     if side > MAX_PSF_SIDE:
@@ -202,7 +210,7 @@ class Restored:
     picture: Picture
     kernel: torch.Tensor  # (k, k), summing to one
     spec: OperatorSpec | None  # the kernel as the usual controls describe it; None for a PSF image
-    found: KernelEstimate | None  # the estimate, when the kernel was estimated (or the noise)
+    found: KernelEstimate | None  # the estimate, when the kernel was estimated (the app's mode keeps it beside a told one)
     noise: float  # relative δ: estimated, or as told
     outputs: dict[str, np.ndarray] = field(default_factory=dict)  # method name -> (H, W) or (H, W, 3) in [0, 1]
     labels: dict[str, str] = field(default_factory=dict)
@@ -251,6 +259,8 @@ class Restorer:
                 noise: float | None = None, regime: str = "general", colour: str = "channels",
                 report: Report = no_progress) -> Restored:  # fmt: skip
         """Each method's restoration of ``picture`` (``kernel``: ``"auto"``, a spec, or a PSF tensor (k, k))."""
+        if colour not in COLOUR_MODES:
+            raise RestoreError(f"colour must be one of {', '.join(COLOUR_MODES)}, got {colour!r}")
         y = picture.grey
         found = None
         if isinstance(kernel, str) and kernel == "auto":
@@ -264,8 +274,6 @@ class Restorer:
             raise RestoreError(f"the kernel ({psf.shape[-1]}×{psf.shape[-1]}) is larger than the image ({y.shape[1]}×{y.shape[0]})")
         if noise is None:
             noise = found.noise if found is not None else estimate_noise_only(y)
-        if colour not in COLOUR_MODES:
-            raise RestoreError(f"colour must be one of {', '.join(COLOUR_MODES)}, got {colour!r}")
         mode = {"channels": "each channel restored", "luminance": "luminance restored, chroma kept"}[colour]
         out = Restored(picture, psf, spec, found, float(noise), colour_mode=mode if picture.colour else "grey")
         operator = Blur(psf)
@@ -303,8 +311,7 @@ def _sigma(y: np.ndarray, noise: float) -> float:
 
 
 def estimate_noise_only(y: np.ndarray) -> float:
-    from recon_demo.methods.estimate import estimate_sigma
-
+    """The relative noise level δ of a measurement whose kernel was told."""
     return relative_noise(y, estimate_sigma(y))
 
 
@@ -346,15 +353,16 @@ def main(args: argparse.Namespace) -> int:
             raise RestoreError(f"--out {args.out!r} is a file, not a folder")
         pictures = [(Path(p), read_picture(p)) for p in args.images]  # every input checked before any work
         psf = psf_kernel(kernel, pictures[0][1].grey.shape) if isinstance(kernel, Path) else None
+        side = psf.shape[-1] if psf is not None else kernel.kernel_size if isinstance(kernel, OperatorSpec) else 0
         for path, picture in pictures:
-            if psf is not None and psf.shape[-1] > min(picture.grey.shape):
-                raise RestoreError(f"the PSF ({psf.shape[-1]}×{psf.shape[-1]}) is larger than {path} "
+            if side > min(picture.grey.shape):
+                raise RestoreError(f"the kernel ({side}×{side}) is larger than {path} "
                                    f"({picture.grey.shape[1]}×{picture.grey.shape[0]})")  # fmt: skip
         restorer = Restorer(Engine(args.device))
-    except (RestoreError, UnknownName, CheckpointError, FileNotFoundError, IsADirectoryError) as err:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except (ValueError, UnknownName, CheckpointError, OSError) as err:  # RestoreError is a ValueError
         print(f"restore: {err}", file=sys.stderr)
         return 2
-    out_dir.mkdir(parents=True, exist_ok=True)
     answers = []
     progress = CLIProgress("restore", args.quiet)
     for path, picture in pictures:
@@ -471,6 +479,8 @@ def fitted(source, max_pixels: int = MAX_PIXELS) -> tuple[Picture, str]:
     if w * h > max_pixels:
         scale = math.sqrt(max_pixels / (w * h))
         size = (max(1, int(w * scale)), max(1, int(h * scale)))
-        img = img.convert("RGB" if img.mode not in ("L", "I", "I;16", "F") else "F").resize(size, Image.Resampling.LANCZOS)
+        img = _composited(img)  # transparency on white first, as read_picture does
+        mode = "L" if img.mode in ("L", "1", "LA") else "F" if img.mode.startswith("I") or img.mode == "F" else "RGB"
+        img = img.convert(mode).resize(size, Image.Resampling.LANCZOS)
         note = f"scaled down from {w}×{h} to {size[0]}×{size[1]} (the blur is estimated at this size)"
     return read_picture(img, max_pixels), note

@@ -88,7 +88,7 @@ def tv_scene_deconvolution(y_delta: np.ndarray, kernel: np.ndarray, weight: floa
     measurement and ``K`` its blur seen through the frame (``physics.blur.SceneBlur``); the frame is returned."""
     y = np.asarray(y_delta, dtype=np.float32)
     blur = Blur(torch.from_numpy(np.asarray(kernel, dtype=np.float32)))
-    K = SceneBlur(blur, kernel.shape[0] // 2 + 4).for_solver()
+    K = SceneBlur.around(blur).for_solver()
     start = K.start(torch.from_numpy(y)[None, None])[0, 0].numpy()
     x = _fista_tv(y, K, start, weight, num_iter)
     return K.crop(torch.from_numpy(x)[None, None])[0, 0].numpy()

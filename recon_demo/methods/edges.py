@@ -33,7 +33,6 @@ from recon_demo.physics.blur import Blur, SceneBlur
 
 MARGIN_KERNELS = 2  # the margin, in kernel sides
 MIN_MARGIN = 8  # pixels, for small kernels
-SCENE_EXTRA = 4  # pixels of canvas beyond the kernel's half side, for the unrolled network's scene
 
 
 def margin(operator: Blur) -> int:
@@ -66,7 +65,7 @@ class RealEdges:
 
     def __call__(self, y_delta: torch.Tensor, operator: Blur) -> torch.Tensor:
         if self.mode == "scene" and isinstance(self.method, Unrolled):  # its data steps take the scene's K
-            scene = SceneBlur(operator, operator.kernel.shape[-1] // 2 + SCENE_EXTRA)
+            scene = SceneBlur.around(operator)
             return scene.crop(self.method(y_delta, scene))
         if self.mode == "scene" and isinstance(self.method, Deconvolution) and self.method.has_scene:  # TV
             return self.method.on_scene(y_delta, operator)

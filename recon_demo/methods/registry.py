@@ -14,6 +14,9 @@ from recon_demo.methods.ct import CT_BASELINES, ct_models
 
 TASKS = ("deblur", "ct")
 BLUR_CHOICES = ("wiener", "rl", "tv")  # the classical blur methods offered beside the networks ("input" is the measurement)
+# what restores a picture that is already blurred by default (``restore``, ``/restore``, ``evaluate --blind``): the
+# network handed the estimated K and TV handed the same, with the general UNet that must guess it
+RESTORE_METHODS = ("unrolled", "unet", "tv")
 
 
 def networks(task: str = "deblur") -> list[str]:

@@ -316,10 +316,17 @@ class SceneBlur:
     the flipped kernel, so ``<K x, y> = <x, Kᵀ y>`` holds. A solver starts from ``start(y_delta)``, the measurement
     extended by replicating its edge, and ``crop`` takes the frame back out of its answer."""
 
+    EXTRA = 4  # pixels of canvas beyond the kernel's half side (``around``)
+
     def __init__(self, blur: Blur, margin: int):
         if margin < blur.kernel.shape[-1] // 2:
             raise ValueError(f"a scene's margin must be at least the kernel's half side ({blur.kernel.shape[-1] // 2})")
         self.blur, self.margin = blur, int(margin)
+
+    @classmethod
+    def around(cls, blur: Blur) -> SceneBlur:
+        """The scene of ``blur``: a canvas the kernel's half side and ``EXTRA`` pixels wider on each side."""
+        return cls(blur, blur.kernel.shape[-1] // 2 + cls.EXTRA)
 
     @property
     def kernel(self) -> torch.Tensor:

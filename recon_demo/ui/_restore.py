@@ -13,7 +13,7 @@ import numpy as np
 from recon_demo.lab.pictures import kernel_spectrum, measurement_spectrum, psf_preview, to_uint8
 from recon_demo.lab.restore import Picture, Restored, RestoreError, RestoreLab, write_picture
 from recon_demo.methods.estimate import KernelEstimate
-from recon_demo.methods.registry import is_handed_operator
+from recon_demo.methods.registry import RESTORE_METHODS, is_handed_operator
 from recon_demo.physics.blur import OperatorSpec
 from recon_demo.ui._files import scratch_dir
 
@@ -80,7 +80,7 @@ def render(lab: RestoreLab, key: str, spec: OperatorSpec, methods: list[str], re
     try:
         picture, note = lab.picture(key)
         found = lab.estimate(key)
-        result = lab.run(key, spec, methods or ["unrolled", "tv"], regime, report)
+        result = lab.run(key, spec, methods or list(RESTORE_METHODS), regime, report)
     except (RestoreError, ValueError) as err:
         gr.Warning(f"cannot restore that picture: {err}")
         return (f"**Cannot restore this picture:** {err}", None, None, [], None, None)
@@ -88,7 +88,7 @@ def render(lab: RestoreLab, key: str, spec: OperatorSpec, methods: list[str], re
 
 
 def _status(result: Restored, found: KernelEstimate, note: str) -> str:
-    estimated = result.spec == found.spec
+    estimated = result.estimated
     lines = [MEASURED_HELP]
     if estimated:
         lines.append(f"**Estimated kernel:** {found.spec.describe()}, confidence **{found.confidence:.0%}** "

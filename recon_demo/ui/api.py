@@ -21,6 +21,7 @@ from recon_demo.lab.blur import Lab
 from recon_demo.lab.loss_study import LIVE_DEFAULTS, PRESETS, LossStudy, live_config
 from recon_demo.lab.pictures import png_bytes
 from recon_demo.lab.restore import (
+    COLOUR_MODES,
     RestoreError,
     RestoreLab,
     parse_kernel,
@@ -32,6 +33,7 @@ from recon_demo.lab.restore import (
 )
 from recon_demo.lab.setting import Setting, SettingError
 from recon_demo.lab.tables import TABLE_COLUMNS, metrics_rows
+from recon_demo.methods.registry import RESTORE_METHODS
 from recon_demo.physics.blur import OperatorSpec
 from recon_demo.training import TrainingError
 from recon_demo.ui._widgets import api_signature, spec_parameters
@@ -108,9 +110,11 @@ def restore_answer(restore_lab: RestoreLab, image, methods: str = "", kernel: st
         else:
             picture = read_picture(_uploaded(image, "the image"))
         names = parse_methods(methods)
-        asked = parse_kernel(kernel) if psf is None else "psf"
-        if not isinstance(asked, str) and not hasattr(asked, "kernel"):  # a path: the API takes a PSF as a file
-            raise RestoreError("send a PSF image as the psf file (handle_file(path)), not as a path in kernel")
+        if psf is not None and (kernel or "auto").strip() != "auto":
+            raise RestoreError("give the kernel or a psf file, not both")
+        if colour not in COLOUR_MODES:
+            raise RestoreError(f"colour must be one of {', '.join(COLOUR_MODES)}, got {colour!r}")
+        asked = parse_kernel(kernel, allow_path=False)
         told = psf_kernel(_uploaded(psf, "the PSF") if not isinstance(psf, np.ndarray) else psf, picture.grey.shape) \
             if psf is not None else asked  # fmt: skip
         if regime not in ("course", "general"):
@@ -137,7 +141,7 @@ def _png(pixels: np.ndarray) -> bytes:
 
 
 def restore_endpoint(restore_lab: RestoreLab):
-    def restore(image: str | dict = "clock", methods: str = "unrolled,unet,tv", kernel: str = "auto", psf: dict | None = None,
+    def restore(image: str | dict = "clock", methods: str = ",".join(RESTORE_METHODS), kernel: str = "auto", psf: dict | None = None,
                 noise: str = "auto", regime: str = "general", colour: str = "channels") -> dict:  # fmt: skip
         """Restore a picture that is already blurred (``image``: your file sent with ``handle_file(path)``, or an
         example's name): the kernel estimated (``kernel="auto"``) or given (``motion:SIZE:ANGLE[:STYLE]``,

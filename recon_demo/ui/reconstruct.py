@@ -249,9 +249,10 @@ def build(lab: Lab, restore_lab: RestoreLab | None = None) -> ReconstructTab:
         side.input(pick_pair, [left, right, result_state], compare, api_visibility="private")
 
     def query(*values):
-        return "?" + urlencode(setting_from(*values).to_query())
+        *setting_values, is_measured = values
+        return "?" + urlencode(setting_from(*setting_values).to_query() | ({"measured": "1"} if is_measured else {}))
 
-    share.click(query, inputs, link, api_visibility="private").then(None, link, link, js=COPY_LINK_JS)
+    share.click(query, [*inputs, measured], link, api_visibility="private").then(None, link, link, js=COPY_LINK_JS)
     dismiss.click(lambda: (gr.update(visible=False), gr.update(visible=False)), None, [url_note, dismiss], queue=False,
                   api_visibility="private")  # fmt: skip
     return ReconstructTab(controls, result_state, [url_note, dismiss], run, run_inputs, run_outputs, gallery, show_errors,

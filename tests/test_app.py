@@ -21,11 +21,12 @@ from recon_demo.lab.setting import FLAT_FIELDS, Setting, SettingError
 from recon_demo.lab.tables import best_cells
 from recon_demo.models import create_model
 from recon_demo.ui import CSS, IDLE_POLL_S, PROGRESS_POLL_S, build_app, launch_settings, queue_settings, serve
-from recon_demo.ui._results import BEST, error_scale_html
+from recon_demo.ui._results import BEST, error_scale_html, tiles
 from recon_demo.ui.inspector import inspect_outputs
 from recon_demo.ui.reconstruct import accept_upload, drawn_code, from_url, render_setting
+from recon_demo.lab.robustness import FIGURE_PX
 from recon_demo.ui.robustness import sweep_outputs
-from recon_demo.ui.train import curves, run_study, study_config
+from recon_demo.ui.train import RAW, curves, faded, run_study, study_config
 
 
 def values(**change) -> list:
@@ -53,18 +54,17 @@ def test_the_blocks_build_without_launching(app):
 
 
 def test_reconstruct_handler_fills_every_panel(lab):
-    psf, status, availability, outputs, acts, errors, left, right, compare, table, downloads, result = render_setting(
-        lab, *values(models=["cnn", "rescnn", "tv"]), show_errors=True
+    psf, status, availability, outputs, acts, scale, left, right, compare, table, downloads, result = render_setting(
+        lab, *values(models=["cnn", "rescnn", "tv"])
     )
-    assert render_setting(lab, *values(models=["cnn", "rescnn", "tv"]))[5] is None  # no error maps while they are hidden
+    assert not scale["visible"]  # the error maps' colour bar only while the tiles show them
     assert psf.dtype == np.uint8 and "Device: **cpu**" in status
     assert "ResCNN**: no course weights shipped yet" in availability
     assert [caption.split(":")[0] for _, caption in outputs] == ["ground truth", "measurement", "CNN", "TV"]
     assert acts["visible"] and [c for _, c in acts["value"]] == ["CNN: first layer"]
-    assert len(errors) == 2 and errors[0][0].shape == (256, 256, 3) and [c for _, c in errors] == ["CNN: |x_rec − x_true|", "TV: |x_rec − x_true|"]
-    scale = error_scale_html()  # the colour bar under the maps: inferno from black to yellow, its ends labelled
-    first, last = re.search(r"linear-gradient\(to right, (#\w{6}).*(#\w{6})\)", scale).groups()
-    assert max(bytes.fromhex(first[1:])) < 8 and min(bytes.fromhex(last[1:])[:2]) > 150 and "≥ 0.25" in scale
+    scale_html = error_scale_html()  # the colour bar over the maps: inferno from black to yellow, its ends labelled
+    first, last = re.search(r"linear-gradient\(to right, (#\w{6}).*(#\w{6})\)", scale_html).groups()
+    assert max(bytes.fromhex(first[1:])) < 8 and min(bytes.fromhex(last[1:])[:2]) > 150 and "≥ 0.25" in scale_html
     assert outputs[-1][1].endswith("(handed the exact kernel)") and "handed the exact kernel" in status
     assert [v for _, v in left["choices"]] == ["x_true", "y_delta", "cnn", "tv"] and left["value"] == "y_delta"
     assert right["value"] == max(("cnn", "tv"), key=lambda n: result.by_name(n).metrics["psnr"])  # the best one
@@ -76,6 +76,19 @@ def test_reconstruct_handler_fills_every_panel(lab):
     assert BEST.split(";")[0] in table.to_html() and best_cells(rows)  # the best cells styled (tables.best_cells)
     assert sorted(p.rsplit("_", 1)[-1] for p in downloads) == ["cnn.png", "metrics.csv", "tv.png"]
     assert result.setting.models == ("cnn", "rescnn", "tv")
+    # the error maps are the same tiles, switched: the ground truth first, then |y_delta − x_true| and each |x_rec − x_true|
+    _, _, _, maps, _, scale, *_ = render_setting(lab, *values(models=["cnn", "rescnn", "tv"]), show_errors=True)
+    assert scale["visible"] and [c for _, c in maps] == ["ground truth", "measurement: |y_delta − x_true|",
+                                                         "CNN: |x_rec − x_true|", "TV: |x_rec − x_true|"]  # fmt: skip
+    assert maps[2][0].shape == (256, 256, 3) and [c for _, c in tiles(result, show_errors=False)] == [c for _, c in outputs]
+
+
+def test_an_identity_kernel_shows_its_psf_and_says_identical(lab):
+    psf, status, _, outputs, *_, table, _, result = render_setting(lab, *values(kernel_size=1, noise=0.0, models=["rl"]))
+    assert "identity" in status and outputs[1][1].startswith("measurement: identity (kernel size 1)")
+    assert psf.max() == 255 and psf.min() == 0 and (psf == 255).mean() < 0.1  # a white dot on black, not a white box
+    rows = table.data.values.tolist()
+    assert rows[0][:3] == ["Measurement", "0.000000", "identical"]  # no "inf" in the table
 
 
 def test_reconstruct_handler_refuses_bad_values_with_a_message(lab):
@@ -135,15 +148,21 @@ def test_train_handler_streams_curves_and_ends_with_a_table(lab):
     plot, gallery, status, table, figure, legend, lecture = updates[-1]
     assert status.startswith("Done: 3 configurations") and "the measurement" in status  # beaten or not, it says
     frame, colours = plot["value"], plot["color_map"]
-    assert set(frame["configuration"]) == {"MSE", "SSIM", "mse + 0.1*fourier"} and len(frame) == 12
-    assert all(u[0]["color_map"] == colours for u in updates) and len(set(colours.values())) == 3  # a colour each, kept
-    assert all(f"background:{c}\"></span>{html.escape(n)}" in legend for n, c in colours.items())  # our legend, same colours
+    labels = ["MSE", "SSIM", "mse + 0.1*fourier"]  # each one's moving average, and faint, each step
+    assert set(frame["configuration"]) == {*labels, *(n + RAW for n in labels)} and len(frame) == 24
+    assert all(u[0]["color_map"] == colours for u in updates) and len({colours[n] for n in labels}) == 3  # a colour each, kept
+    assert all(colours[n + RAW] == faded(colours[n]) != colours[n] for n in labels)
+    assert all(f"background:{colours[n]}\"></span>{html.escape(n)}" in legend for n in labels) and "faint" in legend
+    mse = frame[frame["configuration"] == "MSE"]["relative_loss"].tolist()
+    raw = frame[frame["configuration"] == "MSE" + RAW]["relative_loss"].tolist()
+    assert mse == pytest.approx([sum(raw[: i + 1]) / (i + 1) for i in range(len(raw))])  # 4 steps < the window: the running mean
     frame = table.data  # the best of each column marked; the lecture's figures beside the table, said to be other data
     assert list(frame.columns) == ["loss", "MSE", "PSNR dB", "SSIM", "LPIPS", "time"] and "font-weight: 700" in table.to_html()
     assert list(frame["loss"]) == ["Measurement (no training)", "MSE", "SSIM", "mse + 0.1*fourier"]
     assert float(frame.iloc[0]["PSNR dB"]) > 15  # the measurement: the row to beat
     assert "MSE 27.070 dB / SSIM 0.7348" in lecture and "another data set" in lecture and "fourier" not in lecture
     captions = [c for _, c in gallery]
+    assert all(p.shape == (64, 64) for p, _ in gallery)  # the centre, zoomed: the size of the picture again
     assert captions[0] == "ground truth" and captions[1].startswith("measurement: ") and captions[1].endswith(" dB")
     assert all(re.fullmatch(r".+: \d+\.\d\d dB", c) for c in captions[2:]) and figure.endswith(".png")
 
@@ -188,9 +207,10 @@ def test_curves_keep_a_place_for_configurations_not_started():
 
 def test_a_webcam_or_clipboard_picture_becomes_the_image(lab):
     photo = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)  # what gr.Image(type="numpy") gives
-    update = accept_upload(lab, photo)
+    update, box, note = accept_upload(lab, photo, clear=False)  # the webcam keeps its picture
     assert update["value"].startswith("upload:") and update["choices"][0] == ("your upload", update["value"])
-    assert accept_upload(lab, None) == gr.update()
+    assert box == gr.update() and note.startswith("✓ Using the picture")
+    assert accept_upload(lab, None) == (gr.update(), gr.update(), gr.update())
 
 
 def test_drawing_on_the_pad_sets_the_kernel_and_an_empty_pad_waits(lab):
@@ -226,19 +246,35 @@ def test_inspect_handler(lab):
 
 
 def test_robustness_handler(lab):
-    note, plot, legend = sweep_outputs(lab, "noise", ["course", "general"], "true", *values(models=["cnn", "rescnn", "wiener"]))
-    frame = plot["value"]
-    colours = plot["color_map"]
-    assert set(colours) == set(frame["model"]) and len(set(colours.values())) == len(colours)  # one colour each
-    assert colours["Measurement (no reconstruction)"] == "#7f7f7f" and colours["your setting (0.01)"] == "#222222"
-    assert all(f"background:{c}" in legend and name.replace("δ", "δ") in legend for name, c in colours.items())
-    assert isinstance(frame, pd.DataFrame) and plot["x_title"] == "noise level δ (relative)"
-    assert set(frame["model"]) == {"CNN (course)", "CNN (general)", "Wiener", "Measurement (no reconstruction)", "your setting (0.01)"}
-    marker = frame[frame["model"] == "your setting (0.01)"]
-    assert list(marker["value"]) == [0.01, 0.01] and list(marker["psnr"]) == [frame["psnr"].min(), frame["psnr"].max()]
+    note, figure, legend = sweep_outputs(lab, "noise", ["course", "general"], "true", *values(models=["cnn", "rescnn", "wiener"]))
+    assert Image.open(figure).size == FIGURE_PX  # the figure, drawn by lab.robustness
+    names = ["CNN (course)", "CNN (general)", "Wiener", "Measurement (no reconstruction)", "your setting (0.01)"]
+    assert all(f"background:{c}" in legend for c in ("#7f7f7f", "#222222")) and all(n in legend for n in names)
     assert "No weights yet for: ResCNN (course), ResCNN (general)" in note and "setting (noise level δ (relative) = 0.01)" in note
+    # after another parameter, the marker is drawn too: the angle sweep's figure has its dashed line at 20°
+    _, figure, legend = sweep_outputs(lab, "angle", ["course"], "true", *values(models=["cnn"]))
+    assert "your setting (20)" in legend and Image.open(figure).size == FIGURE_PX
     with pytest.raises(gr.Error, match="choose course and/or general"):
         sweep_outputs(lab, "noise", [], "true", *values())
+
+
+def test_the_sweep_figure_marks_the_setting_with_one_tick_per_value():
+    from recon_demo.lab.robustness import PARAMETERS, SweepPoint, sweep_figure, sweep_positions
+
+    for param, current in (("noise", 0.01), ("angle", 20.0), ("kernel_size", 9), ("angle", 60.0), ("noise", 0.5)):
+        values = list(PARAMETERS[param])
+        points = [SweepPoint("CNN", v, 20.0 + i) for i, v in enumerate(values)]
+        fig = sweep_figure(points, param, current, param, {"CNN": "#123456"}, "your setting")
+        ax = fig.axes[0]
+        _, where, inside = sweep_positions(values, current)
+        marker = [line for line in ax.lines if line.get_label() == "your setting"]
+        assert len(marker) == 1 and set(marker[0].get_xdata()) == {where}, param  # a vertical line at the setting
+        assert [t.get_text() for t in ax.get_xticklabels()] == [f"{v:g}" for v in values]  # a tick per value, no more
+        assert inside == (values[0] <= current <= values[-1])
+        assert all(t.get_fontsize() * 100 / 72 >= 14 for t in ax.get_xticklabels())  # ≥ 14 px in the figure's pixels
+    assert sweep_positions([0.0, 0.005, 0.01, 0.02], 0.015) == ([0.0, 1.0, 2.0, 3.0], 2.5, True)
+
+
 
 
 @pytest.fixture(scope="module")

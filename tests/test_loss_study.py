@@ -110,3 +110,14 @@ def test_cli_refuses_bad_flags_with_status_2(capsys):
     assert "unknown loss 'nope'" in capsys.readouterr().err
     assert cli(["loss-study", "--experiment", "none"]) == 2
     assert "no loss to study" in capsys.readouterr().err
+
+
+def test_the_moving_average_and_the_centre_zoom():
+    from recon_demo.lab.loss_study import moving_average
+    from recon_demo.lab.pictures import centre_zoom
+
+    assert moving_average([4.0, 2.0, 0.0, 2.0], window=2) == [4.0, 3.0, 1.0, 1.0]
+    assert moving_average([], window=3) == []
+    image = np.arange(64.0).reshape(8, 8)
+    zoomed = centre_zoom(image, 2)
+    assert zoomed.shape == (8, 8) and zoomed[0, 0] == zoomed[1, 1] == image[2, 2] and zoomed[-1, -1] == image[5, 5]

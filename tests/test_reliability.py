@@ -80,8 +80,9 @@ def fresh_lab(lab) -> Lab:
 
 @pytest.mark.parametrize("kind", GOOD)
 def test_odd_but_valid_images_give_a_result(fresh_lab, kind):
-    update = accept_upload(fresh_lab, GOOD[kind])
+    update, box, note = accept_upload(fresh_lab, GOOD[kind])
     key = update["value"]
+    assert box is None and note.startswith("✓ Using")  # the upload box emptied for the next file
     x = fresh_lab.x_true(key)
     assert x.shape == (1, 1, 256, 256) and 0 <= float(x.min()) and float(x.max()) <= 1
     outputs = render_setting(fresh_lab, key, "motion", 9, 20, 1, "ippy", "", 0.01, 0, ["cnn", "wiener"], "course")[3]
@@ -99,8 +100,9 @@ def test_exif_orientation_and_the_first_gif_frame_are_honoured(fresh_lab):
 def test_broken_images_give_a_clear_message(fresh_lab, kind):
     data, message = BAD[kind]
     with pytest.warns(UserWarning, match=message) as heard:  # gr.Warning outside an event: a Python warning
-        update = accept_upload(fresh_lab, data)
+        update, box, note = accept_upload(fresh_lab, data)
     assert update == gr.update()  # the image in use stays; no error state on the Image menu
+    assert box is None and note.startswith("⚠ **Cannot use") and "The image in use stays" in note  # the box emptied
     text = str(heard[0].message)
     assert text.startswith("cannot use that file: ") and "Traceback" not in text
 

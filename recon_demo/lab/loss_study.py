@@ -54,6 +54,15 @@ LECTURE_RESULTS: dict[str, tuple[float, float]] = {
 MAX_EPOCHS = 1000
 
 
+SMOOTHING = 10  # steps in the loss curves' moving average
+
+
+def moving_average(values: list[float], window: int = SMOOTHING) -> list[float]:
+    """The mean of each value and the ``window - 1`` before it (of all before it near the start)."""
+    sums = np.cumsum([0.0, *values])
+    return [float((sums[i + 1] - sums[max(0, i + 1 - window)]) / (i + 1 - max(0, i + 1 - window))) for i in range(len(values))]
+
+
 @dataclass
 class LossStudyConfig:
     """The loss study's protocol; the CLI flags and the app's Train tab map onto it."""
@@ -221,6 +230,11 @@ class LossStudy:
             steps = sum(len(h) for h in self.histories.values())
             _log.info("loss study %s after %d steps in %.1f s", outcome, steps, self.wall_s)
 
+    def smoothed_histories(self, window: int = SMOOTHING) -> dict[str, list[float]]:
+        """``relative_histories`` as moving averages over the last ``window`` steps (fewer at the start): the trend a
+        class reads through the per-step noise of a batch of four."""
+        return {label: moving_average(h, window) for label, h in self.relative_histories().items()}
+
     def relative_histories(self) -> dict[str, list[float]]:
         """Each configuration's loss divided by its first value, so losses of different scales share one plot."""
         return {label: [v / h[0] if h[0] else v for v in h] for label, h in self.histories.items() if h}
@@ -300,27 +314,32 @@ class LossStudy:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        from recon_demo.lab.pictures import ZOOM, centre_zoom
         from recon_demo.metrics import psnr, ssim
 
         results = list(self.results.values())
         n = 2 + len(results)
-        fig, axes = plt.subplots(2, n, figsize=(2.6 * n, 5.4), gridspec_kw={"height_ratios": [1.15, 1]}, squeeze=False)
+        # text of 10-13 pt at 110 dpi: 15-20 px in the figure's own pixels, readable when it is projected
+        fig, axes = plt.subplots(2, n, figsize=(3.0 * n, 6.4), gridspec_kw={"height_ratios": [1.2, 1]}, squeeze=False)
         panels = [("ground truth", self.x_true[0, 0].numpy()), ("measurement", self.y_delta[0, 0].numpy())]
         panels += [(r.label, r.x_rec) for r in results]
         for ax, (title, image) in zip(axes[0], panels):
-            ax.imshow(np.clip(image, 0, 1), cmap="gray", vmin=0, vmax=1)
+            ax.imshow(np.clip(centre_zoom(image), 0, 1), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             if title != "ground truth":
                 title += f"\n{psnr(image, self.x_true):.2f} dB, SSIM {ssim(image, self.x_true):.3f}"
-            ax.set_title(title, fontsize=9)
+            ax.set_title(title, fontsize=12)
             ax.axis("off")
         for ax in axes[1, :2]:
             ax.axis("off")
-        axes[1, 0].text(0, 0.5, self.cfg.describe().replace(", ", "\n"), fontsize=7, va="center")
+        axes[1, 0].text(0, 0.5, self.cfg.describe().replace(", ", "\n") + f"\n\npictures: the centre, zoomed {ZOOM}×",
+                        fontsize=10, va="center")  # fmt: skip
         for ax, r in zip(axes[1, 2:], results):
-            ax.plot(np.arange(1, len(r.history) + 1), r.history, lw=1)
-            ax.set_title(f"loss: {r.spec}", fontsize=8)
-            ax.set_xlabel("step", fontsize=8)
-            ax.tick_params(labelsize=7)
+            steps = np.arange(1, len(r.history) + 1)
+            ax.plot(steps, r.history, lw=0.8, alpha=0.35, color="C0")
+            ax.plot(steps, moving_average(r.history), lw=2.2, color="C0")
+            ax.set_title(f"loss: {r.spec}", fontsize=11)
+            ax.set_xlabel(f"step (bold: mean of {SMOOTHING})", fontsize=10)
+            ax.tick_params(labelsize=10)
             ax.grid(alpha=0.3)
         fig.tight_layout()
         path = Path(path)

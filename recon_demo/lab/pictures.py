@@ -18,11 +18,31 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return (np.clip(np.nan_to_num(image), 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+PSF_CONTEXT = 7  # the least number of taps a PSF picture shows
+
+
 def psf_preview(kernel: np.ndarray, size: int = 96) -> np.ndarray:
-    """The kernel enlarged with square pixels, brightest tap white: what the blur does to one point."""
+    """The kernel enlarged with square pixels, brightest tap white: what the blur does to one point. A kernel smaller
+    than ``PSF_CONTEXT`` taps is shown inside a black margin of that size, so that a 1×1 (identity) kernel is a white
+    dot on black rather than a picture that is all white."""
     k = kernel / kernel.max() if kernel.max() > 0 else kernel
+    if k.shape[0] < PSF_CONTEXT:
+        margin = (PSF_CONTEXT - k.shape[0]) // 2
+        k = np.pad(k, margin)
     scale = max(1, size // k.shape[0])
     return to_uint8(np.kron(k, np.ones((scale, scale))))
+
+
+ZOOM = 2  # the Train tab's close-up: the centre 1/ZOOM of the picture, each pixel ZOOM× ZOOM
+
+
+def centre_zoom(image: np.ndarray, zoom: int = ZOOM) -> np.ndarray:
+    """The centre ``1/zoom`` of ``image`` (H, W), each pixel repeated ``zoom`` times each way: the same size again,
+    where a 1 dB gain is visible and the zero-padded border (the measurement's dark frame) is not."""
+    h, w = image.shape[:2]
+    top, left = (h - h // zoom) // 2, (w - w // zoom) // 2
+    crop = image[top : top + h // zoom, left : left + w // zoom]
+    return np.repeat(np.repeat(crop, zoom, axis=0), zoom, axis=1)
 
 
 def error_map(x_rec: np.ndarray, x_true: np.ndarray) -> np.ndarray:

@@ -81,3 +81,57 @@ def sweep(
 def as_rows(points: list[SweepPoint]) -> list[tuple[float, float, str]]:
     """(value, PSNR, model) for plotting; models without weights are left out."""
     return [(p.value, p.psnr, p.model) for p in points if p.psnr is not None and np.isfinite(p.psnr)]
+
+
+FIGURE_PX = (1200, 560)  # the sweep's figure, pixels
+FIGURE_TEXT_PT = 14  # its text at 100 dpi: 19 px in the figure's own pixels, 14 px or more where the page shrinks it
+
+
+def sweep_positions(values: list[float], current: float) -> tuple[list[float], float, bool]:
+    """Where the sweep's values and the current setting sit on the figure's x axis: the values evenly spaced (the
+    noise levels 0, 0.005, …, 0.1 would crowd at 0 on a linear axis), the current one interpolated between its
+    neighbours; and whether it lies inside the swept range (outside, it is drawn at the nearest end)."""
+    ordered = sorted(set(values))
+    inside = ordered[0] <= current <= ordered[-1]
+    return [float(ordered.index(v)) for v in values], float(np.interp(current, ordered, range(len(ordered)))), inside
+
+
+def save_sweep_figure(points: list[SweepPoint], parameter: str, current: float, x_title: str, colours: dict[str, str],
+                      path, marker: str) -> str:  # fmt: skip
+    """``sweep_figure`` written to ``path`` (PNG, ``FIGURE_PX``); returns the path as a string."""
+    import matplotlib.pyplot as plt
+
+    fig = sweep_figure(points, parameter, current, x_title, colours, marker)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return str(path)
+
+
+def sweep_figure(points: list[SweepPoint], parameter: str, current: float, x_title: str, colours: dict[str, str],
+                 marker: str):  # fmt: skip
+    """The sweep as a matplotlib figure of ``FIGURE_PX``: each model's PSNR against the swept values (one tick per
+    value), and a vertical line (``marker``, in its colour) at the current setting, whatever parameter is swept."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = as_rows(points)
+    values = sorted({v for v, _, _ in rows}) or list(PARAMETERS[parameter])
+    fig, ax = plt.subplots(figsize=(FIGURE_PX[0] / 100, FIGURE_PX[1] / 100), dpi=100)
+    for model in dict.fromkeys(m for _, _, m in rows):
+        mine = sorted((v, p) for v, p, m in rows if m == model)
+        xs = [values.index(v) for v, _ in mine]
+        ax.plot(xs, [p for _, p in mine], "o-", lw=2.4, ms=6, color=colours.get(model), label=model)
+    _, where, inside = sweep_positions(values, current)
+    ax.axvline(where, color=colours.get(marker, "#222222"), lw=2.4, ls="--", label=marker)
+    if not inside:
+        ax.annotate("your setting is outside the sweep", (where, 0.02), xycoords=("data", "axes fraction"),
+                    fontsize=FIGURE_TEXT_PT, ha="left" if where == 0 else "right")  # fmt: skip
+    ax.set_xticks(range(len(values)), [f"{v:g}" for v in values])
+    ax.set_xlabel(x_title, fontsize=FIGURE_TEXT_PT)
+    ax.set_ylabel("PSNR (dB)", fontsize=FIGURE_TEXT_PT)
+    ax.tick_params(labelsize=FIGURE_TEXT_PT)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

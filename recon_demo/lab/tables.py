@@ -63,10 +63,19 @@ def best_cells(rows: list[list], reference_row: bool = True) -> set[tuple[int, i
     return best
 
 
+IDENTICAL = "identical"  # a PSNR cell where the picture is the ground truth exactly (its PSNR is infinite)
+
+
 def metric_cells(metrics: dict[str, float | None]) -> list[str]:
-    """MSE, PSNR, SSIM, LPIPS and data consistency as table cells ("—" where missing); the CT table's too."""
-    return [METRICS[m].format(metrics.get(m)).replace(" dB", "") if metrics.get(m) is not None else "—"
-            for m in ("mse", "psnr", "ssim", "lpips", "dc")]  # fmt: skip
+    """MSE, PSNR, SSIM, LPIPS and data consistency as table cells ("—" where missing, ``IDENTICAL`` for an infinite
+    PSNR: an identity kernel without noise); the CT table's too."""
+    def cell(m: str) -> str:
+        value = metrics.get(m)
+        if value is None:
+            return "—"
+        return IDENTICAL if m == "psnr" and value == float("inf") else METRICS[m].format(value).replace(" dB", "")
+
+    return [cell(m) for m in ("mse", "psnr", "ssim", "lpips", "dc")]
 
 
 _SUMMARIES: dict[str, dict[str, int | None]] = {}

@@ -366,8 +366,7 @@ class OperatorSpec:
                              train=(3, 15), train_flags=("--kernel-sizes",))  # fmt: skip  (odd side of the kernel)
     angle: float = param(20.0, "Motion angle", float, low=-360, high=360, slider_low=0, slider_high=180, step=1, unit="°",
                          applies_to=("motion",), train=(0.0, 180.0), train_flags=("--angles",),
-                         info="the lecture's kernel (ippy style) is drawn on the pixel grid: it changes only every few "
-                              "degrees (see the preview); the centered style changes with every degree")  # fmt: skip
+                         info="ippy (the lecture's) changes every few degrees; centered with every degree")  # fmt: skip
     variance: float = param(1.0, "Gaussian variance", float, low=0.05, high=20.0, slider_low=0.1, step=0.1, unit="px²",
                             applies_to=("gaussian",), train=(0.5, 4.0), train_flags=("--variances",))  # fmt: skip
     kernel_style: str = param("ippy", "Kernel style", str, choices=KERNEL_STYLES, url="style", applies_to=("motion",),
@@ -398,12 +397,18 @@ class OperatorSpec:
         return Blur(self.kernel())
 
     def describe(self) -> str:
-        """A short caption such as ``motion 9 @ 20° (ippy)``."""
+        """A short caption such as ``motion 9 @ 20° (ippy)``; a kernel of size 1 is the identity, whatever its blur."""
+        if self.is_identity():
+            return "identity (kernel size 1)"
         if self.blur == "gaussian":
             return f"gaussian {self.kernel_size}, variance {self.variance:g}"
         if self.blur == DRAWN:
             return f"drawn {self.kernel_size}×{self.kernel_size}"
         return f"motion {self.kernel_size} @ {self.angle:g}° ({self.kernel_style})"
+
+    def is_identity(self) -> bool:
+        """A 1×1 kernel: every blur of size 1 is the single tap 1, the measurement is the image (plus noise)."""
+        return self.kernel_size == 1
 
     def to_dict(self) -> dict:
         return asdict(self)

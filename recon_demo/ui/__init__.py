@@ -33,7 +33,7 @@ CSS = (
     + " { position: static !important; white-space: normal !important; max-width: none !important; overflow: visible !important;"
       " text-overflow: clip !important; font-size: 0.95rem; }\n"
     + ", ".join(f"{g} .grid-container" for g in _TILED[:4])
-    + " { grid-template-columns: repeat(auto-fit, minmax(min(256px, 36vw), 1fr)) !important; }\n"
+    + " { grid-template-columns: repeat(auto-fit, minmax(min(240px, 36vw), 1fr)) !important; }\n"
     + "#train_recs .grid-container, #iterates .grid-container"
     " { grid-template-columns: repeat(auto-fit, minmax(min(200px, 36vw), 1fr)) !important; }\n"
     + """
@@ -58,25 +58,74 @@ CSS = (
 #figure img { padding-top: 36px; }
 /* the plots' own legends are one row of 10-px text that runs off a phone: a legend of our own is under each */
 #sweep_plot g.role-legend, #curves g.role-legend { display: none; }
-#sweep_plot svg text, #curves svg text { font-size: 13px !important; }  /* the axes, legible on a projector */
+#curves svg text { font-size: 16px !important; }  /* the axes, legible on a projector */
 #outputs .grid-container, #errors .grid-container, #ct_outputs .grid-container, #restore_gallery .grid-container { grid-auto-rows: auto !important; align-items: start; }
 #sweep_plot svg, #curves svg, #sweep_plot .vega-embed, #curves .vega-embed { overflow: visible !important; }
 #to_controls, #to_results { display: none; }
+/* readable from the back row: captions, table cells and plot text 16 px (the theme sets labels and body text) */
+#outputs .caption-label, #errors .caption-label, #ct_outputs .caption-label, #restore_gallery .caption-label, #train_recs .caption-label { font-size: 16px !important; }
+#metrics td, #metrics th, #ct_metrics td, #ct_metrics th, #train_table td, #train_table th, #architectures td, #architectures th,
+#restore_table td, #restore_table th { font-size: 16px !important; }
+#header { align-items: center; gap: 12px; }
+#header #title { flex: 1 1 auto; min-width: 0; }
+/* the galleries' labels sit over their top edge: the tiles start below them */
+#outputs .grid-wrap, #ct_outputs .grid-wrap, #restore_gallery .grid-wrap, #train_recs .grid-wrap { padding-top: 34px; }
+#header h2 { margin: 0; }
+#header #present, #header #theme_switch { flex-grow: 0; }
+:root.present #present { background: var(--button-primary-background-fill); color: var(--button-primary-text-color); }
+#lesson_bar { align-items: center; }
+#status_bar { align-items: center; flex-wrap: nowrap; }
+#status_bar #to_controls { flex: 0 0 auto; }
+#upload_note p { font-size: 15px; margin: 4px 8px; }
+#upload .wrap { font-size: 16px; }
+/* presentation: no upload, examples or webcam; bigger text and tiles (the switch, or ?present=1) */
+:root.present { --text-xs: 16px; --text-sm: 18px; --text-md: 20px; --text-lg: 24px; --text-xl: 28px; --text-xxl: 32px; }
+:root.present #picture_source, :root.present #own, :root.present #share, :root.present #link, :root.present #lesson_bar .info { display: none !important; }
+:root.present #outputs .caption-label, :root.present #ct_outputs .caption-label, :root.present #train_recs .caption-label { font-size: 20px !important; }
+:root.present #metrics td, :root.present #metrics th, :root.present #ct_metrics td, :root.present #ct_metrics th { font-size: 20px !important; }
+:root.present #outputs .grid-container, :root.present #ct_outputs .grid-container, :root.present #restore_gallery .grid-container {
+  grid-template-columns: repeat(auto-fit, minmax(min(320px, 44vw), 1fr)) !important; }
 @media (max-width: 700px) {
   #lesson_bar { flex-direction: column; }
   #results_col, #ct_results_col { order: -1; }
   #outputs { order: -1; }
   #metrics, #ct_metrics, #train_table { font-size: 13px; }
-  #to_controls { display: block; position: fixed; left: auto; right: 12px; bottom: 14px; z-index: 50; width: auto !important;
-    min-width: 0 !important; padding: 0 !important; border: none !important; background: none !important; box-shadow: none !important; }
+  #to_controls { display: block; width: auto !important; min-width: 0 !important; padding: 0 !important; border: none !important;
+    background: none !important; box-shadow: none !important; }
   #to_results { display: block; margin: 6px 0; }
   #to_controls *, #to_results * { border: none !important; background: transparent; box-shadow: none; padding: 0; margin: 0; }
   #to_controls a, #to_results a { display: inline-block; padding: 8px 13px; border-radius: 22px; font-weight: 600;
     background: var(--button-primary-background-fill); color: var(--button-primary-text-color); text-decoration: none;
     box-shadow: 0 2px 6px rgba(0, 0, 0, 0.3); }
+  #header { flex-wrap: wrap; }
+  #header #title { flex: 1 1 100% !important; min-width: 100% !important; }
 }
 """
 )
+
+
+# The type a lecture hall reads: labels, body text and tables 16 px, hints 16 px in a grey of contrast 7:1 on white
+# (neutral-600; neutral-300 on the dark background), not the default 12-14 px in neutral-400 (2.5:1).
+TEXT_SIZES = gr.themes.Size(xxs="12px", xs="14px", sm="16px", md="16px", lg="20px", xl="24px", xxl="28px")
+
+
+def theme() -> gr.themes.Base:
+    """The app's theme: gradio's default with ``TEXT_SIZES`` and hints dark enough for WCAG AA."""
+    return gr.themes.Default(text_size=TEXT_SIZES).set(
+        body_text_color_subdued="*neutral_600", body_text_color_subdued_dark="*neutral_300",
+        block_info_text_color="*neutral_600", block_info_text_color_dark="*neutral_300",
+        input_placeholder_color="*neutral_500", input_placeholder_color_dark="*neutral_400",
+    )  # fmt: skip
+
+
+# The header's switches run in the page: presentation mode is a class on <html> (the CSS above), light/dark gradio's own
+# "dark" class on <body>; the choice of colours is remembered in the browser.
+PRESENT_JS = "() => { document.documentElement.classList.toggle('present'); }"
+THEME_JS = """() => { const dark = !document.body.classList.contains('dark'); document.body.classList.toggle('dark', dark);
+    try { localStorage.setItem('recon-theme', dark ? 'dark' : 'light'); } catch (e) {} }"""
+PAGE_ON_LOAD_JS = """() => { const present = new URLSearchParams(location.search).get('present');
+    if (['1', 'true', 'yes', 'on'].includes((present || '').toLowerCase())) document.documentElement.classList.add('present');
+    try { const t = localStorage.getItem('recon-theme'); if (t) document.body.classList.toggle('dark', t === 'dark'); } catch (e) {} }"""
 
 
 # Two CPU cores: two inferences at a time, one training at a time (its own queue), at most 64 waiting; past
@@ -93,8 +142,8 @@ def queue_settings() -> dict:
 
 def launch_settings() -> dict:
     """``Blocks.launch`` arguments (the address comes from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT). gradio 6 takes
-    the page's CSS here: ``launch()`` resets ``Blocks.css`` to what it is given."""
-    return {"max_file_size": MAX_UPLOAD, "css": CSS}
+    the page's CSS and theme here: ``launch()`` resets ``Blocks.css`` to what it is given."""
+    return {"max_file_size": MAX_UPLOAD, "css": CSS, "theme": theme()}
 
 
 # gradio's queue looks for new events every 1 ms while no worker is free or nothing waits, and for progress every
@@ -129,7 +178,12 @@ def build_app(lab: Lab | None = None) -> gr.Blocks:
     restore_lab = RestoreLab(lab.engine)
     # Uploads and the files gradio caches for outputs are deleted after an hour (checked hourly).
     with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as demo:
-        gr.Markdown(f"## {TITLE}\nBlur an image, add noise, and watch the lecture's networks and classical methods undo it.")
+        with gr.Row(elem_id="header", equal_height=True):
+            gr.Markdown(f"## {TITLE}", elem_id="title")
+            present = gr.Button("▣ Presentation", size="sm", elem_id="present", scale=0, min_width=150)  # also ?present=1
+            theme_switch = gr.Button("◐ Light / dark", size="sm", elem_id="theme_switch", scale=0, min_width=150)
+        present.click(None, None, None, js=PRESENT_JS, api_visibility="private")
+        theme_switch.click(None, None, None, js=THEME_JS, api_visibility="private")
         bar = lessons.build()
         with gr.Tabs() as tabs:
             with gr.Tab("Reconstruct", id="reconstruct"):
@@ -147,6 +201,7 @@ def build_app(lab: Lab | None = None) -> gr.Blocks:
         api.register(lab, restore_lab)
         demo.load(reconstruct.thumbnails, None, rec.examples, api_visibility="private")
         lessons.wire(bar, rec, tabs, sweep_parameter)
+        demo.load(None, None, None, js=PAGE_ON_LOAD_JS, api_visibility="private")
         demo.load(reconstruct.from_url, None, [*rec.controls.inputs(), *rec.url_note, bar.menu, rec.measured],
                   api_visibility="private").then(
             lessons.show, bar.menu, lessons.show_outputs(bar, rec, tabs, sweep_parameter), api_visibility="private").then(

@@ -16,35 +16,25 @@ from recon_demo.ui._files import scratch_dir
 
 
 def render(result: LabResult, sort_by: str, show_errors: bool) -> tuple:
+    """Every Reconstruct panel of ``result``: the PSF, the status, what is missing, the tiles (their error maps while
+    ``show_errors``), the activations, the error maps' colour bar, the before/after pair, the table, the downloads."""
     # Every picture is encoded once, here (``pictures.PNG_LEVEL``), and the gallery, the slider and the downloads
     # share its file: handing gradio arrays made it encode each at zlib's default level, 240 ms a result here.
-    s = result.setting
-    here = f"{s.operator.describe()}, noise {s.noise:g}"
     files = _picture_files(result)
-    outputs = [(files["x_true"], "ground truth"), (files["y_delta"], f"measurement: {s.operator.describe()}, δ {s.noise:g}")]
-    missing = []
-    for r in result.reconstructions:
-        if r.image is None:
-            missing.append(f"**{r.label}**: {r.error}")
-            continue
-        caption = f"{r.label}: {r.metrics['psnr']:.2f} dB, SSIM {r.metrics['ssim']:.3f}"
-        if is_handed_operator(r.name):
-            caption += " (handed the exact kernel)"
-        if r.name in result.badges:
-            caption += f" ⚠ {result.badges[r.name]}; here {here}"
-        outputs.append((files[r.name], caption))
     acts = [(files[f"act:{name}"], f"{choice_label(name)}: first layer") for name in result.activations]
     names = _pair_choices(result)
     status = f"Device: **{result.device}**."
+    if result.setting.operator.is_identity():
+        status += " The kernel is the **identity** (size 1): the measurement is the image plus noise, nothing to deblur."
     if result.badges:
         status += (" ⚠ " + "; ".join(f"{choice_label(n)} was {t}" for n, t in result.badges.items())
-                   + f", and sees {here}: an end-to-end network never sees the kernel, so it reverses the blur it"
+                   + f", and sees {_here(result)}: an end-to-end network never sees the kernel, so it reverses the blur it"
                    " learned, not this one.")  # fmt: skip
     given = [r.label for r in result.reconstructions if is_handed_operator(r.name) and r.image is not None]
     if given:
         who = given[0] if len(given) == 1 else ", ".join(given[:-1]) + " and " + given[-1]
         status += f" {who} {'is' if len(given) == 1 else 'are'} handed the exact kernel; the end-to-end networks must infer it."
-    availability = "\n\n".join(missing) if missing else ""
+    missing = [f"**{r.label}**: {r.error}" for r in result.reconstructions if r.image is None]
     rows = metrics_rows(result, sort_by)
     done = [r for r in result.reconstructions if r.image is not None]
     best = max(done, key=lambda r: r.metrics.get("psnr") or -np.inf).name if done else "x_true"
@@ -52,16 +42,55 @@ def render(result: LabResult, sort_by: str, show_errors: bool) -> tuple:
     return (
         psf_preview(result.kernel),
         status,
-        availability,
-        outputs,
+        "\n\n".join(missing),
+        tiles(result, show_errors, files),
         gr.update(value=acts, visible=bool(acts)),
-        error_gallery(result) if show_errors else None,
+        gr.update(visible=show_errors),
         gr.update(choices=names, value=left),
         gr.update(choices=names, value=right),
         (files[left], files[right]),
         styled(rows),
         _downloads(result, rows, files),
     )
+
+
+def _here(result: LabResult) -> str:
+    s = result.setting
+    return f"{s.operator.describe()}, noise {s.noise:g}"
+
+
+def captions(result: LabResult) -> list[tuple[str, str]]:
+    """(picture key, caption) of each tile: the ground truth, the measurement, each reconstruction with its PSNR and
+    SSIM (an exact copy of the ground truth says "identical" rather than an infinite PSNR), a note where a method was
+    handed the kernel or was trained for another operator."""
+    s = result.setting
+    out = [("x_true", "ground truth"), ("y_delta", f"measurement: {s.operator.describe()}, δ {s.noise:g}")]
+    for r in result.reconstructions:
+        if r.image is None:
+            continue
+        psnr = r.metrics["psnr"]
+        caption = f"{r.label}: " + (f"{psnr:.2f} dB" if np.isfinite(psnr) else "identical to the ground truth")
+        caption += f", SSIM {r.metrics['ssim']:.3f}"
+        if is_handed_operator(r.name):
+            caption += " (handed the exact kernel)"
+        if r.name in result.badges:
+            caption += f" ⚠ {result.badges[r.name]}; here {_here(result)}"
+        out.append((r.name, caption))
+    return out
+
+
+def tiles(result: LabResult, show_errors: bool, files: dict[str, str] | None = None) -> list:
+    """The gallery's tiles: the pictures with their captions, or (``show_errors``) on the same tiles the error maps
+    |x − x_true| of the measurement and of each reconstruction, the ground truth kept first as the reference."""
+    if not show_errors:
+        files = files or _picture_files(result)
+        return [(files[key], caption) for key, caption in captions(result)]
+    out = [(to_uint8(result.x_true), "ground truth")]
+    for key, caption in captions(result)[1:]:
+        image = result.y_delta if key == "y_delta" else result.by_name(key).image
+        what = "|y_delta − x_true|" if key == "y_delta" else "|x_rec − x_true|"
+        out.append((error_map(image, result.x_true), f"{caption.split(':')[0]}: {what}"))
+    return out
 
 
 BEST = "font-weight: 700; color: #15803d; background-color: #dcfce7"
@@ -115,10 +144,6 @@ def _image_of(result: LabResult, key: str) -> np.ndarray:
 
 def pair(result: LabResult, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
     return to_uint8(_image_of(result, a)), to_uint8(_image_of(result, b))
-
-
-def error_gallery(result: LabResult) -> list:
-    return [(error_map(r.image, result.x_true), f"{r.label}: |x_rec − x_true|") for r in result.reconstructions if r.image is not None]
 
 
 def error_scale_html() -> str:

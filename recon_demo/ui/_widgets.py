@@ -16,11 +16,12 @@ from recon_demo.physics.spec import Param
 CHOICE_LABELS = {"drawn": "draw your own"}  # a choice's words where its value is not enough
 
 
-def widget(name: str, p: Param, value, visible: bool = True, elem_id: str | None = None) -> gr.components.Component:
-    """The control of one field: its label, unit, bounds, step and hint from ``p``; ``elem_id`` is the field's name
-    unless given."""
+def widget(name: str, p: Param, value, visible: bool = True, elem_id: str | None = None, hint: bool = True
+           ) -> gr.components.Component:  # fmt: skip
+    """The control of one field: its label, unit, bounds, step and (with ``hint``) hint from ``p``; ``elem_id`` is the
+    field's name unless given."""
     common = {"label": p.widget_label(), "elem_id": elem_id or name, "visible": visible and p.widget}
-    if p.info:
+    if p.info and hint:
         common["info"] = p.info
     if p.choices:
         return gr.Radio([(CHOICE_LABELS.get(c, c), c) for c in p.choices], value=value, **common)
@@ -33,13 +34,17 @@ def widget(name: str, p: Param, value, visible: bool = True, elem_id: str | None
     return gr.Slider(low, high, value=value, step=p.step, **common)
 
 
-def spec_widgets(spec_obj, prefix: str = "") -> dict[str, gr.components.Component]:
+def spec_widgets(spec_obj, prefix: str = "", names: tuple[str, ...] | None = None, hints: bool = True
+                 ) -> dict[str, gr.components.Component]:  # fmt: skip
     """A widget per field of ``spec_obj`` (an ``OperatorSpec`` or any spec), valued as it is, ``elem_id`` the field's
-    name after ``prefix``; a field that applies to some blurs only is shown while the spec's blur is one of them."""
+    name after ``prefix``; a field that applies to some blurs only is shown while the spec's blur is one of them.
+    ``names`` picks some fields, in that order (a layout that puts two on a row); ``hints=False`` leaves the hints
+    out (the page says them elsewhere)."""
     blur = getattr(spec_obj, "blur", None)
-    return {name: widget(name, p, getattr(spec_obj, name), visible=not p.applies_to or blur in p.applies_to,
-                         elem_id=prefix + name)
-            for name, p in spec.params(spec_obj).items()}  # fmt: skip
+    described = spec.params(spec_obj)
+    return {name: widget(name, described[name], getattr(spec_obj, name), visible=not described[name].applies_to
+                         or blur in described[name].applies_to, elem_id=prefix + name, hint=hints)
+            for name in (names or described)}  # fmt: skip
 
 
 def blur_visibility(spec_cls: type, blur: str) -> list:

@@ -14,7 +14,7 @@ from recon_demo.lab.setting import SettingError
 from recon_demo.ui._progress import PROGRESS, shown_by
 from recon_demo.ui._results import styled
 from recon_demo.ui._widgets import spec_widgets
-from recon_demo.ui.reconstruct import UPLOAD_TYPES, accept_upload, image_choices
+from recon_demo.ui.reconstruct import UPLOAD_HINT, UPLOAD_TYPES, accept_upload, image_choices
 
 
 def ct_outputs(ct_lab: CTLab, image: str, angles, noise, filter: str, seed, size=CTSetting.size,
@@ -46,7 +46,8 @@ def build(ct_lab: CTLab, tab: gr.Tab | None = None) -> None:
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=300):
             image = gr.Dropdown(image_choices(), value=default.image, label="Image", elem_id="ct_image")
-            upload = gr.File(label="…or upload an image", file_types=UPLOAD_TYPES, height=130)
+            upload = gr.File(label="Upload an image", show_label=False, file_types=UPLOAD_TYPES, height=120, elem_id="ct_upload")
+            upload_note = gr.Markdown(UPLOAD_HINT, elem_id="ct_upload_note")
             controls = spec_widgets(default, prefix="ct_")  # angles, noise, FBP filter, seed, size: as CTSetting says
             angles, noise, window, seed, size = (controls[name] for name in ("angles", "noise", "filter", "seed", "size"))
             run = gr.Button("Reconstruct", variant="primary", elem_id="ct_run")
@@ -73,6 +74,6 @@ def build(ct_lab: CTLab, tab: gr.Tab | None = None) -> None:
         control.change(handler, inputs, outputs, api_visibility="private")
     if tab is not None:
         tab.select(handler, inputs, outputs, api_visibility="private")  # results are cached: reopening is free
-    upload.upload(partial(accept_upload, ct_lab.lab), upload, image, api_visibility="private").then(
+    upload.upload(partial(accept_upload, ct_lab.lab), upload, [image, upload, upload_note], api_visibility="private").then(
         handler, inputs, outputs, api_visibility="private"
     )

@@ -11,7 +11,8 @@ from recon_demo.lab.lessons import LESSONS
 from recon_demo.lab.setting import FLAT_FIELDS
 from recon_demo.ui.reconstruct import ReconstructTab, control_values
 
-NO_LESSON = "Pick a lesson to set everything up for one point of the lecture, or explore freely below."
+NO_LESSON = ("← **Pick a lesson**: one click sets the controls, opens the tab and says what to look at, for one point of "
+             "the lecture. Or explore freely below.")
 
 
 @dataclass
@@ -24,7 +25,7 @@ def build() -> LessonBar:
     """The menu and the lesson's text; ``wire`` connects them once the tabs exist."""
     with gr.Row(equal_height=True, elem_id="lesson_bar"):
         menu = gr.Dropdown([(item.title, item.key) for item in LESSONS.values()], value=None, label="Lesson",
-                           info="one click: the setting, the tab and what to look at", scale=1, elem_id="lesson")  # fmt: skip
+                           show_label=False, container=False, scale=1, min_width=320, elem_id="lesson")  # fmt: skip
         text = gr.Markdown(NO_LESSON, elem_id="lesson_text")
     return LessonBar(menu, text)
 

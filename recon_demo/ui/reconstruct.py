@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 from functools import cache, partial
+from pathlib import Path
 from urllib.parse import urlencode
 
 import gradio as gr
@@ -26,14 +27,24 @@ from recon_demo.lab.setting import (
     is_own_checkpoint,
     model_choices,
 )
+from recon_demo.lab.slide import save_slide
 from recon_demo.lab.tables import SORTABLE, TABLE_COLUMNS, metrics_rows
 from recon_demo.metrics import METRICS
 from recon_demo.models import list_models, model_info
-from recon_demo.physics.blur import DRAWN, LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec, drawing_to_kernel, encode_drawn
+from recon_demo.physics.blur import (
+    DRAWN,
+    LECTURE_NOISE,
+    LECTURE_OPERATOR,
+    OPERATOR_FIELDS,
+    OperatorSpec,
+    drawing_to_kernel,
+    encode_drawn,
+)
 from recon_demo.progress import Report, no_progress
 from recon_demo.ui import _restore
+from recon_demo.ui._files import scratch_dir
 from recon_demo.ui._progress import PROGRESS, shown_by
-from recon_demo.ui._results import error_gallery, error_scale_html, pair, render, styled
+from recon_demo.ui._results import error_scale_html, pair, render, styled, tiles
 from recon_demo.ui._widgets import blur_visibility, scoped_fields, spec_widgets
 
 UPLOAD_TYPES = [*images.IMAGE_SUFFIXES, ".dcm"]
@@ -98,31 +109,46 @@ def build(lab: Lab, restore_lab: RestoreLab | None = None) -> ReconstructTab:
     examples = list(images.catalogue())
     result_state = gr.State(None)
     with gr.Row(equal_height=False):
-        with gr.Column(scale=1, min_width=300, elem_id="controls_col"):
+        # The main controls first (image, blur, size, angle, noise, methods), so that on a projector (1440×900) they
+        # share the first screen with the results; where the picture comes from (examples, upload, webcam) below them.
+        with gr.Column(scale=3, min_width=300, elem_id="controls_col"):  # 30 % of a projector's width
             gr.HTML('<a href="#results_col">↑ back to the results</a>', elem_id="to_results")  # a phone's way back
             image = gr.Dropdown(image_choices(), value=default.image, label="Image", elem_id="image")
-            gallery = gr.Gallery(label="Examples: click one", columns=6, height=150, allow_preview=False, show_label=True,
-                                 elem_id="examples")  # fmt: skip  (filled when a page opens: ``ReconstructTab.examples``)
-            upload = gr.File(label="…or upload (PNG, JPEG, TIFF, 16-bit, RGBA, DICOM)", file_types=UPLOAD_TYPES, height=130,
-                             elem_id="upload")
-            measured = gr.Checkbox(False, label="My image is already blurred: restore it as it is",
-                                   info="the picture becomes the measurement; the kernel is estimated from it",
-                                   elem_id="measured")  # fmt: skip
-            with gr.Accordion("…or take a photo, or paste a picture", open=False, elem_id="camera_box"):
-                camera = gr.Image(sources=["webcam", "clipboard"], type="numpy", image_mode="RGB", label="Webcam or clipboard",
-                                  height=200, elem_id="camera")  # fmt: skip
-            with gr.Group():
-                operator = spec_widgets(default.operator)  # blur, kernel size, angle, variance, style, the drawn code
+            with gr.Group(elem_id="blur_controls"):  # the blur and the noise on the first screen: hints go under the PSF
+                made = spec_widgets(default.operator, names=("blur", "kernel_size", "angle", "variance"), hints=False)
+                own = spec_widgets(default, names=("noise",))
+                made |= spec_widgets(default.operator, names=("kernel_style", "drawn"), hints=False)
+                operator = {name: made[name] for name in OPERATOR_FIELDS}  # in the spec's order (the lecture button's)
                 pad = gr.Sketchpad(label="Your kernel (PSF)",
                                    canvas_size=(PAD_SIDE, PAD_SIDE), fixed_canvas=True, layers=False, transforms=(),
                                    brush=gr.Brush(colors=["#000000"], default_size=PAD_BRUSH, color_mode="fixed"),
                                    type="numpy", image_mode="RGBA", format="png", visible=False, elem_id="psf_pad")  # fmt: skip
-                own = spec_widgets(default)  # the noise level and its seed
-            with gr.Row():
-                lecture = gr.Button("Lecture setting", size="sm", elem_id="lecture")
-                psf = gr.Image(label="Kernel (PSF)", height=120, width=120, interactive=False, buttons=[], elem_id="psf")
             models = gr.CheckboxGroup([(choice_label(n), n) for n in model_choices()], value=list(default.models),
                                       label="Models and classical baselines", elem_id="models")  # fmt: skip
+            with gr.Row(elem_id="setting_buttons", equal_height=False):
+                psf = gr.Image(label="Kernel (PSF)", height=120, width=120, interactive=False, buttons=[], elem_id="psf",
+                               scale=0, min_width=130)  # fmt: skip
+                with gr.Column(scale=1, min_width=160):
+                    gr.Markdown(PSF_HINT, elem_id="psf_hint")
+                    with gr.Row():
+                        lecture = gr.Button("Lecture setting", size="sm", elem_id="lecture")
+                        reset = gr.Button("Reset", size="sm", elem_id="reset")
+            own |= spec_widgets(default, names=("seed",))
+            regime = gr.Radio([("course: the lecture's operator", "course"), ("general: random operators", "general")],
+                              value=default.regime, label="Weights", elem_id="regime")  # fmt: skip
+            availability = gr.Markdown(elem_id="availability")
+            with gr.Group(elem_id="picture_source"):  # hidden in presentation mode
+                gallery = gr.Gallery(label="Examples: click one", columns=6, height="auto", allow_preview=False, show_label=True,
+                                     elem_id="examples")  # fmt: skip  (filled when a page opens: ``ReconstructTab.examples``)
+                upload = gr.File(label="Upload a picture (PNG, JPEG, TIFF, 16-bit, RGBA, DICOM)", show_label=False,
+                                 file_types=UPLOAD_TYPES, height=120, elem_id="upload")  # fmt: skip
+                upload_note = gr.Markdown(UPLOAD_HINT, elem_id="upload_note")
+                measured = gr.Checkbox(False, label="My image is already blurred: restore it as it is",
+                                       info="the picture becomes the measurement; the kernel is estimated from it",
+                                       elem_id="measured")  # fmt: skip
+                with gr.Accordion("…or take a photo, or paste a picture", open=False, elem_id="camera_box"):
+                    camera = gr.Image(sources=["webcam", "clipboard"], type="numpy", image_mode="RGB",
+                                      label="Webcam or clipboard", height=200, elem_id="camera")  # fmt: skip
             with gr.Accordion("Your own checkpoint (e.g. the lecture's CNN.pth)", open=False, elem_id="own"):
                 own_arch = gr.Dropdown([(model_info(n).label, n) for n in list_models()], value="cnn", label="Architecture",
                                        elem_id="own_arch")  # fmt: skip
@@ -130,26 +156,23 @@ def build(lab: Lab, restore_lab: RestoreLab | None = None) -> ReconstructTab:
                                    f"{MAX_UPLOAD_CHECKPOINT / 1e6:.0f} MB)", file_types=list(CHECKPOINT_SUFFIXES), height=90,
                                    elem_id="own_file")  # fmt: skip
                 own_status = gr.Markdown(elem_id="own_status")
-            regime = gr.Radio([("course: the lecture's operator", "course"), ("general: random operators", "general")],
-                              value=default.regime, label="Weights", elem_id="regime")  # fmt: skip
-            availability = gr.Markdown(elem_id="availability")
             with gr.Row():
                 share = gr.Button("Copy link to this setting", size="sm", elem_id="share")
             link = gr.Textbox(label="Link", buttons=["copy"], interactive=False, elem_id="link")
-        with gr.Column(scale=3, min_width=320, elem_id="results_col"):
-            gr.HTML('<a href="#controls_col">⚙ settings</a>', elem_id="to_controls")  # on a phone the controls are below
+        with gr.Column(scale=7, min_width=320, elem_id="results_col"):
             with gr.Row(visible=True):
                 url_note = gr.Markdown(visible=False, elem_id="url_note")
                 dismiss = gr.Button("Dismiss", size="sm", visible=False, scale=0, elem_id="dismiss_note")
-            status = gr.Markdown(elem_id="status")
+            with gr.Row(elem_id="status_bar"):
+                status = gr.Markdown(elem_id="status")
+                gr.HTML('<a href="#controls_col">⚙ settings ↓</a>', elem_id="to_controls", min_width=0)  # a phone's: below
             panel = _restore.build()
             with gr.Column(elem_id="lab_results") as lab_results:  # hidden while the picture is already blurred
-                with gr.Row():
-                    left = gr.Dropdown(label="Compare: left", elem_id="left")
-                    right = gr.Dropdown(label="right", elem_id="right")
-                compare = gr.ImageSlider(label="Before / after: drag; scroll to zoom", type="numpy", image_mode="L", format="png", height=420, max_height=420,
-                                         buttons=["fullscreen", "download"], elem_id="compare")  # fmt: skip
-                outputs = gr.Gallery(label="Ground truth, measurement, reconstructions", columns=4, height=320,
+                # the tiles first; the error maps are the same tiles, switched (their colour bar above them)
+                show_errors = gr.Checkbox(False, label="Show error maps |x_rec − x_true| on the tiles (black 0, yellow ≥ 0.25)",
+                                          elem_id="show_errors")  # fmt: skip
+                error_scale = gr.HTML(error_scale_html(), visible=False, elem_id="error_scale")
+                outputs = gr.Gallery(label="Ground truth, measurement, reconstructions", columns=4, height="auto",
                                      format="png", object_fit="contain", elem_id="outputs")  # fmt: skip
                 sort_by = gr.Dropdown([(label, name) for name, label in SORT_LABELS.items()], value="psnr", label="Sort by",
                                       elem_id="sort_by")  # fmt: skip
@@ -157,9 +180,14 @@ def build(lab: Lab, restore_lab: RestoreLab | None = None) -> ReconstructTab:
                                      label="Metrics (the best of each column in bold green)")  # fmt: skip
                 acts = gr.Gallery(label="What each network's first layer sees (16 channels)", columns=4, height=280, visible=False,
                                   format="png", object_fit="contain", elem_id="activations")  # fmt: skip
-                show_errors = gr.Checkbox(False, label="Show error maps |x_rec − x_true| (black 0, yellow ≥ 0.25)", elem_id="show_errors")
-                error_scale = gr.HTML(error_scale_html(), visible=False, elem_id="error_scale")
-                errors = gr.Gallery(label="Error maps", columns=4, height=280, format="png", visible=False, elem_id="errors")
+                with gr.Row(elem_id="slide_row"):
+                    slide = gr.Button("Make a slide of this comparison (PNG, 1920×1080)", size="sm", elem_id="slide")
+                    slide_file = gr.File(label="Slide", interactive=False, visible=False, elem_id="slide_file")
+                with gr.Row():
+                    left = gr.Dropdown(label="Compare: left", elem_id="left")
+                    right = gr.Dropdown(label="right", elem_id="right")
+                compare = gr.ImageSlider(label="Before / after: drag; scroll to zoom", type="numpy", image_mode="L", format="png", height=420, max_height=420,
+                                         buttons=["fullscreen", "download"], elem_id="compare")  # fmt: skip
                 downloads = gr.File(label="Downloads: reconstructions (PNG) and metrics (CSV)", file_count="multiple",
                                     interactive=False, elem_id="downloads")  # fmt: skip
 
@@ -170,7 +198,7 @@ def build(lab: Lab, restore_lab: RestoreLab | None = None) -> ReconstructTab:
     estimated_for = gr.State(None)  # the image whose estimate filled the blur controls (the mode's)
     run_inputs = [*inputs, show_errors, measured, estimated_for]  # the error maps are made only while they are shown
     estimated = [controls[name] for name in _restore.ESTIMATED_FIELDS]
-    lab_outputs = [psf, status, availability, outputs, acts, errors, left, right, compare, table, downloads, result_state]
+    lab_outputs = [psf, status, availability, outputs, acts, error_scale, left, right, compare, table, downloads, result_state]
 
     # the progress bar shows each method as it is done (gradio fills ``progress`` only before *values)
     def run(progress=PROGRESS, *values):
@@ -217,10 +245,11 @@ def build(lab: Lab, restore_lab: RestoreLab | None = None) -> ReconstructTab:
 
     gallery.select(pick_example, None, image, api_visibility="private").then(run, run_inputs, run_outputs, api_visibility="private")
 
-    upload.upload(partial(accept_upload, lab, restore_lab=restore_lab), upload, image, api_visibility="private").then(
-        run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
-    camera.input(partial(accept_upload, lab, restore_lab=restore_lab), camera, image, api_visibility="private").then(
-        run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
+    # an upload (accepted or refused) leaves the box empty, ready for the next file; the note beside it says what happened
+    upload.upload(partial(accept_upload, lab, restore_lab=restore_lab), upload, [image, upload, upload_note],
+                  api_visibility="private").then(run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
+    camera.input(partial(accept_upload, lab, restore_lab=restore_lab, clear=False), camera, [image, camera, upload_note],
+                 api_visibility="private").then(run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
     rerun(measured.input)
     panel.again.click(lambda: None, None, estimated_for, api_visibility="private", queue=False).then(
         run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
@@ -232,10 +261,24 @@ def build(lab: Lab, restore_lab: RestoreLab | None = None) -> ReconstructTab:
     lecture.click(lambda: lecture_values, None, [*operator.values(), controls["noise"]], api_visibility="private").then(
         run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
 
-    def toggle_errors(show, result):
-        return gr.update(visible=show, value=error_gallery(result) if show and result else None), gr.update(visible=show)
+    def toggle_errors(show, result):  # the same tiles, switched between the pictures and their error maps
+        return (tiles(result, show) if result else gr.update()), gr.update(visible=show)
 
-    show_errors.change(toggle_errors, [show_errors, result_state], [errors, error_scale], api_visibility="private")
+    show_errors.input(toggle_errors, [show_errors, result_state], [outputs, error_scale], api_visibility="private")
+
+    def reset_all():  # every control of the tab back to its default (not only the blur), then a new run
+        return (*control_values(Setting()), False, False, None, "psnr", UPLOAD_HINT)
+
+    reset.click(reset_all, None, [*inputs, show_errors, measured, estimated_for, sort_by, upload_note],
+                api_visibility="private").then(run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
+
+    def make_slide(result):
+        if result is None:
+            raise gr.Error("nothing to put on a slide yet: wait for the first results")
+        return gr.update(value=str(save_slide(result, scratch_dir() / f"slide_{result.setting.image[:20]}.png".replace(":", "-"))),
+                         visible=True)  # fmt: skip
+
+    slide.click(make_slide, result_state, slide_file, api_visibility="private")
 
     def resort(key, result):
         return styled(metrics_rows(result, key)) if result else gr.update()
@@ -288,21 +331,31 @@ def drawn_code(drawing, kernel_size) -> str:
         raise gr.Error(str(err)) from None
 
 
-def accept_upload(lab: Lab, file, restore_lab: RestoreLab | None = None) -> dict:
+PSF_HINT = ("What the blur does to one point. The lecture's (ippy) motion kernel changes only every few degrees; the "
+            "centered one with every degree.")
+UPLOAD_HINT = "Drop or pick a file above: it replaces the image in use (PNG, JPEG, TIFF, 16-bit, RGBA, DICOM)."
+
+
+def accept_upload(lab: Lab, file, restore_lab: RestoreLab | None = None, clear: bool = True) -> tuple:
     """The upload handler (a file, or the webcam's or clipboard's picture as an array): it becomes the chosen image
-    (its original kept for the already-blurred mode); else a warning says why it cannot and the image in use stays
-    (a ``gr.Error`` here turned the Image menu into a red "Error" pill), and the log gets one line."""
+    (its original kept for the already-blurred mode); else the note says why it cannot and the image in use stays
+    (a ``gr.Error`` here turned the Image menu into a red "Error" pill), and the log gets one line. Returns the Image
+    menu, the upload box (emptied when ``clear``: a refused file does not stay as if accepted, and the next file needs
+    no ×) and the note beside it."""
+    box = None if clear else gr.update()
     if file is None:
-        return gr.update()
+        return gr.update(), gr.update(), gr.update()
+    name = Path(file if isinstance(file, str) else getattr(file, "name", "")).name if not isinstance(file, np.ndarray) else ""
     try:
         key = lab.add_upload(file)
     except (ValueError, OSError) as err:
         LOG.info("upload refused: %s", err)
         gr.Warning(f"cannot use that file: {err}")
-        return gr.update()
+        return gr.update(), box, f"⚠ **Cannot use {name or 'that picture'}:** {err}. The image in use stays."
     if restore_lab is not None:
         restore_lab.keep(key, file)
-    return gr.update(choices=image_choices(key), value=key)
+    what = f"**{name}**" if name else "the picture"
+    return gr.update(choices=image_choices(key), value=key), box, f"✓ Using {what} (now “your upload” in the Image menu)."
 
 
 def render_measured(restore_lab: RestoreLab, values: list, estimated_key: str | None, report: Report, skipped: int) -> tuple:
@@ -367,6 +420,8 @@ def from_url(request: gr.Request):
     query = dict(request.query_params) if request else {}
     key, warnings, base = query.pop("lesson", None), [], None
     measured = query.pop("measured", "0").strip().lower() in ("1", "true", "yes", "on")
+    for page_only in ("present", "__theme"):  # read in the page: presentation mode (``ui.PAGE_ON_LOAD_JS``), gradio's theme
+        query.pop(page_only, None)
     if key is not None:
         if key in LESSONS:
             base = LESSONS[key].setting()

@@ -5,11 +5,11 @@ weights (the computation is ``recon_demo.lab.robustness``)."""
 from __future__ import annotations
 
 import gradio as gr
-import pandas as pd
 
-from recon_demo.lab.robustness import MEASUREMENT, PARAMETERS, as_rows, sweep
+from recon_demo.lab.robustness import MEASUREMENT, PARAMETERS, save_sweep_figure, sweep
 from recon_demo.lab.setting import SettingError
 from recon_demo.progress import Report, no_progress
+from recon_demo.ui._files import scratch_dir
 from recon_demo.ui._legend import legend_html, series_colours
 from recon_demo.ui._progress import PROGRESS, shown_by
 from recon_demo.ui.reconstruct import setting_from
@@ -22,7 +22,8 @@ HANDED = {"true": "the true K (the blur was measured)", "nominal": "the nominal 
 
 
 def sweep_outputs(lab, param: str, weights: list[str], handed: str, *values, report: Report = no_progress) -> tuple:
-    """The Robustness tab's handler: a note and the PSNR curves' data; ``report`` hears of each value done."""
+    """The Robustness tab's handler: a note, the PSNR curves' figure (``lab.robustness.sweep_figure``) and their
+    legend; ``report`` hears of each value done."""
     setting = setting_from(*values)
     if not weights or any(w not in ("course", "general") for w in weights):
         raise gr.Error("choose course and/or general weights")
@@ -33,20 +34,16 @@ def sweep_outputs(lab, param: str, weights: list[str], handed: str, *values, rep
     except (SettingError, ValueError) as err:
         raise gr.Error(str(err)) from None
     missing = sorted({p.model for p in points if p.psnr is None})
-    rows = as_rows(points)
     current = float(setting.flat()[param])
     note = (f"{len(PARAMETERS[param])} values of {TITLES[param]}, {' and '.join(weights)} weights, image {setting.image}; "
             f"the vertical line marks the Reconstruct tab's setting ({TITLES[param]} = {current:g}).")  # fmt: skip
     note += f" Methods that use K were handed {HANDED[handed]}."
     if missing:
         note += f" No weights yet for: {', '.join(missing)}."
-    psnrs = [r[1] for r in rows]
-    if psnrs:  # the current setting as a vertical segment across the curves: a series of its own, in the legend
-        marker = f"{CURRENT} ({current:g})"
-        rows += [(current, min(psnrs), marker), (current, max(psnrs), marker)]
-    frame = pd.DataFrame(rows, columns=["value", "psnr", "model"])
-    colours = colours_of(list(dict.fromkeys(frame["model"])))
-    return note, gr.update(value=frame, x_title=TITLES[param], color_map=colours), legend_html(colours)
+    marker = f"{CURRENT} ({current:g})"
+    colours = colours_of([*dict.fromkeys(p.model for p in points if p.model not in missing), marker])
+    figure = save_sweep_figure(points, param, current, TITLES[param], colours, scratch_dir() / f"sweep_{param}.png", marker)
+    return note, figure, legend_html(colours)
 
 
 FIXED = {MEASUREMENT: "#7f7f7f"}  # the measurement grey
@@ -72,8 +69,8 @@ def build(lab, rec) -> gr.Radio:
                           elem_id="sweep_handed")  # fmt: skip
         run = gr.Button("Run the sweep", variant="primary", elem_id="sweep")
     status = gr.Markdown(elem_id="sweep_status")
-    plot = gr.LinePlot(x="value", y="psnr", color="model", height=420, label="PSNR (dB) as the measurement moves",
-                       x_title=TITLES["noise"], y_title="PSNR (dB)", elem_id="sweep_plot")  # fmt: skip
+    plot = gr.Image(label="PSNR (dB) as the measurement moves (the dashed line: your setting)", type="filepath",
+                    interactive=False, buttons=["fullscreen", "download"], elem_id="sweep_plot")  # fmt: skip
     legend = gr.HTML(elem_id="sweep_legend")
 
     def do_sweep(param, weights, handed_k, progress=PROGRESS, *values):  # progress before *values: see reconstruct.run

@@ -19,12 +19,13 @@ from recon_demo.lab.loss_study import (
     MAX_IMAGES,
     PRESETS,
     SIZES,
+    SMOOTHING,
     LossStudy,
     LossStudyConfig,
     live_config,
     live_defaults,
 )
-from recon_demo.lab.pictures import to_uint8
+from recon_demo.lab.pictures import ZOOM, centre_zoom, to_uint8
 from recon_demo.lab.setting import FLAT_FIELDS, Setting
 from recon_demo.losses import LOSSES
 from recon_demo.models import model_info
@@ -33,6 +34,8 @@ from recon_demo.ui._files import scratch_dir
 from recon_demo.ui._legend import legend_html, series_colours
 from recon_demo.ui._results import styled
 
+SMOOTHING_NOTE = (f'<div class="error-scale-note">Strong colour: the mean of the last {SMOOTHING} steps; faint: every step '
+                  "(one batch of four images each, so it jumps).</div>")
 UPDATE_EVERY_S = 0.4  # how often the page is redrawn while training
 READY = ("Press **Train**. The defaults (the residual CNN at 128², three losses) take about half a minute on a laptop; "
          "the lecture's own protocol (its small CNN at 256²) takes longer and, this short, stays below the measurement.")
@@ -49,15 +52,36 @@ def study_config(presets, custom, model, epochs, n_images, size, setting: Settin
         raise gr.Error(str(err)) from None
 
 
-def curves(relative: dict[str, list[float]], labels: list[str]) -> pd.DataFrame:
-    """The plot's data: (step, loss relative to its first value, configuration) rows.
+RAW = " · each step"  # the suffix of a configuration's per-step series, drawn faint under its moving average
 
-    Configurations not started yet get one empty (NaN) row: gradio's streamed line plot fixes its colours at
-    the first update and would never draw a configuration that appears later.
+
+def curves(relative: dict[str, list[float]], labels: list[str], smoothed: dict[str, list[float]] | None = None) -> pd.DataFrame:
+    """The plot's data: (step, loss relative to its first value, series) rows: each configuration's moving average
+    (``smoothed``, under its own name) and, faint, its every step (``RAW`` after the name).
+
+    Configurations not started yet get one empty (NaN) row per series: gradio's streamed line plot fixes its colours
+    at the first update and would never draw a configuration that appears later.
     """
-    rows = [(step, value, label) for label, values in relative.items() for step, value in enumerate(values, start=1)]
-    rows += [(1, float("nan"), label) for label in labels if label not in relative]
+    series = {}
+    for label in labels:
+        series[label] = (smoothed or {}).get(label) if smoothed is not None else relative.get(label)
+        if smoothed is not None:
+            series[label + RAW] = relative.get(label)
+    rows = [(step, value, name) for name, values in series.items() if values for step, value in enumerate(values, start=1)]
+    rows += [(1, float("nan"), name) for name, values in series.items() if not values]
     return pd.DataFrame(rows, columns=["step", "relative_loss", "configuration"])
+
+
+def curve_colours(labels: list[str]) -> dict[str, str]:
+    """Each configuration's colour, and the same colour faded for its per-step series."""
+    colours = series_colours(labels)
+    return colours | {label + RAW: faded(colour) for label, colour in colours.items()}
+
+
+def faded(colour: str, keep: float = 0.3) -> str:
+    """``colour`` (#rrggbb) mixed with white, ``keep`` of it left."""
+    rgb = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(255 - (255 - c) * keep):02x}" for c in rgb)
 
 
 def run_study(cfg: LossStudyConfig, cancel: threading.Event):
@@ -65,11 +89,13 @@ def run_study(cfg: LossStudyConfig, cancel: threading.Event):
     the last has the table, the figure and the lecture's. Each configuration keeps its colour in the plot and in
     the legend under it."""
     study = LossStudy(cfg)
-    colours = series_colours(list(cfg.losses))
-    legend = legend_html(colours)
+    labels = list(cfg.losses)
+    colours = curve_colours(labels)
+    legend = legend_html({label: colours[label] for label in labels}) + SMOOTHING_NOTE
 
     def plot():
-        return gr.update(value=curves(study.relative_histories(), list(cfg.losses)), color_map=colours)
+        frame = curves(study.relative_histories(), labels, study.smoothed_histories())
+        return gr.update(value=frame, color_map=colours)
 
     latest: dict[str, object] = {}
     shown = 0.0
@@ -112,17 +138,18 @@ def lecture_note(study: LossStudy) -> str:
 
 
 def _gallery(study: LossStudy, latest: dict) -> list:
-    """Ground truth, measurement and each configuration's latest reconstruction; finished ones (and the
-    measurement) with their PSNR in the caption."""
+    """Ground truth, measurement and each configuration's latest reconstruction, each as its centre zoomed
+    (``pictures.centre_zoom``: a gain of 1 dB shows there, and the zero-padded border's dark frame does not); finished
+    ones (and the measurement) with their PSNR, of the whole picture, in the caption."""
     out = []
     if study.x_true is not None:
-        out.append((to_uint8(study.x_true[0, 0].numpy()), "ground truth"))
+        out.append((to_uint8(centre_zoom(study.x_true[0, 0].numpy())), "ground truth"))
         done = bool(study.results) and len(latest) == len(study.results)
         measured = f": {study.measurement_metrics()['psnr']:.2f} dB" if done else ""
-        out.append((to_uint8(study.y_delta[0, 0].numpy()), "measurement" + measured))
+        out.append((to_uint8(centre_zoom(study.y_delta[0, 0].numpy())), "measurement" + measured))
     for label, x in latest.items():
         r = study.results.get(label)
-        out.append((to_uint8(x), f"{label}: {r.metrics['psnr']:.2f} dB" if r else label))
+        out.append((to_uint8(centre_zoom(x)), f"{label}: {r.metrics['psnr']:.2f} dB" if r else label))
     return out
 
 
@@ -151,7 +178,8 @@ def build(rec) -> None:
                                label="Loss curves",
                                elem_id="curves")  # fmt: skip
             legend = gr.HTML(elem_id="curves_legend")
-            recs = gr.Gallery(label="Reconstructions of the test measurement", columns=4, height=300, format="png",
+            recs = gr.Gallery(label=f"Reconstructions of the test measurement: the centre, zoomed {ZOOM}× (PSNR of the whole)",
+                              columns=4, height="auto", format="png",
                               elem_id="train_recs")  # fmt: skip
             table = gr.Dataframe(headers=list(SHOWN_COLUMNS),
                                  interactive=False, wrap=False, elem_id="train_table",

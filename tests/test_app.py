@@ -11,12 +11,12 @@ from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
-import pandas as pd
 import pytest
 from PIL import Image
 
 from recon_demo.activations import conv_layers
 from recon_demo.lab.loss_study import LIVE_DEFAULTS
+from recon_demo.lab.robustness import FIGURE_PX
 from recon_demo.lab.setting import FLAT_FIELDS, Setting, SettingError
 from recon_demo.lab.tables import best_cells
 from recon_demo.models import create_model
@@ -24,7 +24,6 @@ from recon_demo.ui import CSS, IDLE_POLL_S, PROGRESS_POLL_S, build_app, launch_s
 from recon_demo.ui._results import BEST, error_scale_html, tiles
 from recon_demo.ui.inspector import inspect_outputs
 from recon_demo.ui.reconstruct import accept_upload, drawn_code, from_url, render_setting
-from recon_demo.lab.robustness import FIGURE_PX
 from recon_demo.ui.robustness import sweep_outputs
 from recon_demo.ui.train import RAW, curves, faded, run_study, study_config
 

@@ -14,6 +14,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from recon_demo.serving.loadtest import start_app, stop_app
@@ -121,7 +122,7 @@ def test_compare_models_in_the_browser(browser, app_url):
     page.screenshot(path=str(ARTIFACTS / "reconstruct.png"), full_page=True)
     # the error maps and the link to this setting
     page.locator("#show_errors input").check()
-    page.wait_for_function("document.querySelectorAll('#errors img').length >= 2", timeout=30_000)
+    page.wait_for_function(f"{CAPTIONS}.some(c => c.endsWith('|x_rec − x_true|'))", timeout=30_000)
     page.locator("#share").click()
     page.wait_for_function("document.querySelector('#link textarea, #link input').value.includes('image=moon')", timeout=30_000)
     link = page.locator("#link textarea, #link input").first.input_value()
@@ -149,7 +150,8 @@ def test_results_are_legible_on_a_projector_and_a_phone(browser, app_url, width,
     assert any("dB" in t["text"] for t in tiles) and "measurement: motion 9 @ 20° (ippy), δ 0.01" in [t["text"] for t in tiles]
     assert all(0 <= t["left"] and t["right"] <= width for t in tiles), tiles  # no tile leaves the screen
     if width >= 1440:
-        assert min(t["width"] for t in tiles) >= 256, tiles
+        assert min(t["width"] for t in tiles) >= 240, tiles
+        page.locator("#compare").scroll_into_view_if_needed()
         box = page.locator("#compare img").first.bounding_box()  # the before/after slider zooms under the wheel
         page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.5)
         for _ in range(6):
@@ -163,14 +165,16 @@ def test_results_are_legible_on_a_projector_and_a_phone(browser, app_url, width,
         page.wait_for_function("Math.abs(document.querySelector('#controls_col').getBoundingClientRect().top) < 60", timeout=10_000)
         page.locator("#to_results a").click()
         page.wait_for_function("Math.abs(document.querySelector('#results_col').getBoundingClientRect().top) < 60", timeout=10_000)
-    # the error maps: the same tiles and whole captions, their colour bar drawn beside them, not as a tile
+    # the error maps: on the same tiles, switched, whole captions, their colour bar drawn above them, not as a tile
     page.locator("#show_errors input").check()
-    page.wait_for_function("document.querySelectorAll('#errors .caption-label').length >= 2", timeout=60_000)
+    page.wait_for_function(f"{CAPTIONS}.filter(c => c.endsWith('− x_true|')).length >= 2", timeout=60_000)
     page.wait_for_timeout(300)
-    maps = page.evaluate(TILES, "#errors")
+    maps = page.evaluate(TILES, "#outputs")
     assert not any(t["cut"] for t in maps) and all(0 <= t["left"] and t["right"] <= width for t in maps), maps
-    assert min(t["width"] for t in maps) >= (256 if width >= 1440 else 140), maps
-    assert all(t["text"].endswith("|x_rec − x_true|") for t in maps) and page.locator("#error_scale .bar").is_visible()
+    assert min(t["width"] for t in maps) >= (240 if width >= 1440 else 140), maps
+    assert all(t["text"].endswith("− x_true|") for t in maps[1:]) and page.locator("#error_scale .bar").is_visible()
+    page.locator("#show_errors input").uncheck()  # and back to the pictures
+    page.wait_for_function(f"{CAPTIONS}.every(c => !c.endsWith('− x_true|'))", timeout=30_000)
     page.close()
 
 
@@ -190,6 +194,92 @@ def test_a_bad_upload_says_why_and_keeps_the_image(browser, app_server, tmp_path
     assert "Error" not in page.locator("#image").inner_text()  # no red "Error" pill on the Image menu
     line = wait_for_line(log, r"upload refused: not a readable image", 30, start)
     assert "Traceback" not in log.read_text()[start:], line
+    # the refused file does not stay in the box as if accepted: it is empty, the reason beside it
+    assert "Cannot use notes.png" in page.locator("#upload_note").inner_text()
+    assert "notes.png" not in page.locator("#upload").inner_text()
+    # and the next file goes straight in, no × first
+    from PIL import Image
+
+    good = tmp_path / "ramp.png"
+    Image.fromarray((np.add.outer(np.arange(96), np.arange(128)) % 256).astype(np.uint8)).save(good)
+    page.locator("#upload input[type=file]").set_input_files(str(good))
+    page.wait_for_function("document.querySelector('#image input').value === 'your upload'", timeout=30_000)
+    page.wait_for_function("document.querySelector('#upload_note').innerText.includes('Using ramp.png')", timeout=30_000)
+    assert "ramp.png" not in page.locator("#upload").inner_text()
+    page.close()
+
+
+FIRST_SCREEN = """() => {
+    const inside = e => { const r = e.getBoundingClientRect(); return r.height > 0 && r.top >= 0 && r.bottom <= innerHeight; };
+    return {angle: inside(document.querySelector('#angle')),
+            tiles: [...document.querySelectorAll('#outputs .thumbnail-item img')].filter(inside).length};
+}"""
+TYPE = r"""() => {
+    const own = e => [...e.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());  // the element holding the words
+    const sizes = s => [...document.querySelectorAll(s)].filter(e => e.offsetParent && own(e))
+        .map(e => parseFloat(getComputedStyle(e).fontSize));
+    const luminance = c => { const [r, g, b] = c.match(/[\d.]+/g).slice(0, 3).map(v => { v /= 255;
+        return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; }); return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+    const hints = [...document.querySelectorAll('.info-text')].filter(e => e.offsetParent);
+    return {labels: sizes('#controls_col [data-testid=block-info]'), captions: sizes('#outputs .caption-label'),
+            cells: sizes('#metrics td, #metrics td *'), hint_sizes: hints.map(e => parseFloat(getComputedStyle(e).fontSize)),
+            hint_contrast: hints.map(e => (1.05) / (luminance(getComputedStyle(e).color) + 0.05))};
+}"""
+
+
+def test_the_first_screen_holds_the_controls_and_the_results_in_type_a_class_reads(browser, app_url):
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.goto(app_url)
+    page.wait_for_function("document.querySelectorAll('#outputs .caption-label').length >= 4", timeout=60_000)
+    page.wait_for_timeout(500)
+    seen = page.evaluate(FIRST_SCREEN)
+    page.screenshot(path=str(ARTIFACTS / "first-screen-1440.png"))
+    assert seen["angle"] and seen["tiles"] >= 3, seen  # move the angle and watch three pictures, no scrolling
+    sizes = page.evaluate(TYPE)
+    assert sizes["labels"] and min(sizes["labels"]) >= 16, sizes
+    assert min(sizes["captions"]) >= 16 and min(sizes["cells"]) >= 16, sizes
+    assert all(h >= 14 for h in sizes["hint_sizes"]) and all(c >= 4.5 for c in sizes["hint_contrast"]), sizes
+    # presentation: the switch (or ?present=1) hides the upload and the examples and enlarges the captions
+    page.locator("#present").click()
+    page.wait_for_function("document.documentElement.classList.contains('present')", timeout=10_000)
+    assert not page.locator("#upload").is_visible() and not page.locator("#examples").is_visible()
+    assert min(page.evaluate(TYPE)["captions"]) > 16
+    page.locator("#theme_switch").click()  # light / dark
+    page.wait_for_function("document.body.classList.contains('dark')", timeout=10_000)
+    page.screenshot(path=str(ARTIFACTS / "presentation-dark-1440.png"))
+    page.goto(app_url + "?present=1&image=moon")
+    page.wait_for_function("document.documentElement.classList.contains('present')", timeout=30_000)
+    page.wait_for_function("document.querySelector('#image input').value.startsWith('moon')", timeout=30_000)
+    assert not page.locator("#url_note").is_visible()  # present=1 is no ignored parameter
+    page.close()
+
+
+def test_reset_identity_kernel_and_the_slide(browser, app_url, tmp_path):
+    from PIL import Image
+
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.goto(app_url + "?angle=45&models=cnn,wiener")
+    page.wait_for_function(f"{CAPTIONS}.some(c => c.includes('@ 45°'))", timeout=60_000)
+    page.locator("#show_errors input").check()
+    box = page.locator("#kernel_size input[type=number]")
+    box.fill("1")
+    box.press("Enter")  # the identity: its PSF drawn, and the page says "identity", not "inf"
+    page.wait_for_function("document.querySelector('#status').innerText.includes('identity')", timeout=60_000)
+    assert page.locator("#psf img").count() == 1 and "inf" not in page.locator("#metrics").inner_text()
+    # the slide of this comparison, downloaded: one 1920×1080 PNG
+    page.locator("#slide").click()
+    link = page.locator("#slide_file a").first
+    link.wait_for(timeout=60_000)
+    with page.expect_download() as download:
+        link.click()
+    path = tmp_path / "slide.png"
+    download.value.save_as(path)
+    assert Image.open(path).size == (1920, 1080)
+    # Reset: every control back to its default (the angle too, not only the blur), the error maps off
+    page.locator("#reset").click()
+    page.wait_for_function(f"{CAPTIONS}.some(c => c.startsWith('measurement: motion 9 @ 20°'))", timeout=60_000)
+    assert page.locator("#angle input[type=number]").input_value() == "20"
+    assert not page.locator("#show_errors input").is_checked()
     page.close()
 
 
@@ -241,7 +331,7 @@ def test_ct_tab_shows_the_sinogram_and_four_reconstructions(browser, app_url):
     captions = page.locator("#ct_outputs .caption-label").all_inner_texts()
     assert [c.split(":")[0] for c in captions] == ["ground truth", "FBP", "SIRT", "FBP + Residual UNet", "Unrolled (knows K)"], captions
     tiles = page.evaluate(TILES, "#ct_outputs")  # as the Reconstruct tab's: whole captions, tiles a projector shows
-    assert not any(t["cut"] for t in tiles) and min(t["width"] for t in tiles) >= 256, tiles
+    assert not any(t["cut"] for t in tiles) and min(t["width"] for t in tiles) >= 240, tiles  # (240 px: three a row beside the controls)
     assert "60 angles" in page.locator("#ct_status").inner_text()
     page.screenshot(path=str(ARTIFACTS / "ct.png"), full_page=True)
     page.close()
@@ -317,6 +407,10 @@ def test_a_lesson_sets_the_controls_opens_its_tab_and_its_link_does_too(browser,
     page.wait_for_function(f"{SELECTED_TAB} === 'Inspect'", timeout=30_000)
     page.wait_for_function("document.querySelectorAll('#channels img').length >= 8", timeout=60_000)  # filled for the lesson
     page.screenshot(path=str(ARTIFACTS / f"lesson_{width}.png"))
+    if width >= 1440:  # the lesson is about the kernel's Fourier magnitude: it opens on it, above the fold
+        page.evaluate("window.scrollTo(0, 0)")
+        box = page.locator("#spectrum img").bounding_box()
+        assert box and box["y"] + box["height"] <= height, box
     href = page.locator("#lesson_text a").get_attribute("href")
     assert href == "?lesson=ill-posed"
     page.goto(app_url + "?lesson=one-operator")
@@ -325,7 +419,7 @@ def test_a_lesson_sets_the_controls_opens_its_tab_and_its_link_does_too(browser,
     # the lesson's sweep runs by itself: the plot is not an empty box waiting for a button
     page.wait_for_function("document.querySelector('#sweep_status').innerText.includes('values of motion angle')", timeout=120_000)
     page.goto(app_url + "?lesson=classical")  # "compare the error maps": the lesson shows them
-    page.wait_for_function("document.querySelectorAll('#errors .caption-label').length >= 2", timeout=60_000)
+    page.wait_for_function(f"{CAPTIONS}.filter(c => c.endsWith('|x_rec − x_true|')).length >= 2", timeout=60_000)
     assert page.locator("#show_errors input").is_checked() and page.locator("#error_scale .bar").is_visible()
     page.close()
 
@@ -403,12 +497,16 @@ def test_the_sweep_shows_its_progress_while_it_runs(browser, app_url):
     page.screenshot(path=str(ARTIFACTS / "sweep-progress.png"))
     page.wait_for_function("document.querySelector('#sweep_status').innerText.includes('values of motion angle')", timeout=120_000)
     # every curve is named in a legend that shows (not cut by the plot's height), the axis says what moved
-    page.wait_for_function("document.querySelector('#sweep_plot svg') && "
-                           "document.querySelector('#sweep_plot').innerText.includes('your setting (20)')", timeout=30_000)  # fmt: skip
+    page.wait_for_function("document.querySelector('#sweep_plot img')?.naturalWidth >= 1200", timeout=30_000)
     # the sweep's own legend under the plot: every series, in type a class can read, wrapping inside the screen
     _assert_our_legend_shows(page, "#sweep_legend", {"CNN (course)", "TV", "Measurement (no reconstruction)", "your setting (20)"}, 1400)
-    assert "motion angle (°)" in page.locator("#sweep_plot").inner_text()
     page.screenshot(path=str(ARTIFACTS / "sweep.png"), full_page=True)
+    # another parameter: the sweep runs again and its marker is drawn (in the figure, named in the legend)
+    first = page.locator("#sweep_plot img").get_attribute("src")
+    page.locator("#sweep_parameter").get_by_label("kernel size (pixels)").check()
+    page.wait_for_function("document.querySelector('#sweep_status').innerText.includes('values of kernel size')", timeout=120_000)
+    page.wait_for_function(f"document.querySelector('#sweep_plot img')?.src !== {first!r}", timeout=30_000)
+    _assert_our_legend_shows(page, "#sweep_legend", {"CNN (course)", "your setting (9)"}, 1400)
     page.close()
 
 

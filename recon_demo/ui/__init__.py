@@ -55,7 +55,7 @@ CSS = (
 #about_text td:nth-child(2), #about_text th { white-space: nowrap; }
 #metrics th, #ct_metrics th { white-space: nowrap; }
 /* the figure's title clear of its full-screen and download buttons */
-#figure img { padding-top: 36px; }
+#figure img, #sweep_plot img { padding-top: 36px; }
 /* the plots' own legends are one row of 10-px text that runs off a phone: a legend of our own is under each */
 #sweep_plot g.role-legend, #curves g.role-legend { display: none; }
 #curves svg text { font-size: 16px !important; }  /* the axes, legible on a projector */
@@ -66,24 +66,26 @@ CSS = (
 #outputs .caption-label, #errors .caption-label, #ct_outputs .caption-label, #restore_gallery .caption-label, #train_recs .caption-label { font-size: 16px !important; }
 #metrics td, #metrics th, #ct_metrics td, #ct_metrics th, #train_table td, #train_table th, #architectures td, #architectures th,
 #restore_table td, #restore_table th { font-size: 16px !important; }
-#header { align-items: center; gap: 12px; }
+#header { align-items: center; gap: 12px; flex-wrap: nowrap; }
 #header #title { flex: 1 1 auto; min-width: 0; }
 /* the galleries' labels sit over their top edge: the tiles start below them */
 #outputs .grid-wrap, #ct_outputs .grid-wrap, #restore_gallery .grid-wrap, #train_recs .grid-wrap { padding-top: 34px; }
 #header h2 { margin: 0; }
 #header #present, #header #theme_switch { flex-grow: 0; }
-:root.present #present { background: var(--button-primary-background-fill); color: var(--button-primary-text-color); }
+:root.present.present.present #present { background: var(--button-primary-background-fill); color: var(--button-primary-text-color); }
 #lesson_bar { align-items: center; }
 #status_bar { align-items: center; flex-wrap: nowrap; }
 #status_bar #to_controls { flex: 0 0 auto; }
 #upload_note p { font-size: 15px; margin: 4px 8px; }
 #upload .wrap { font-size: 16px; }
-/* presentation: no upload, examples or webcam; bigger text and tiles (the switch, or ?present=1) */
+/* presentation: no upload, examples or webcam; bigger text and tiles (the switch, or ?present=1). gradio adds a copy of
+   each rule under ".gradio-container.gradio-container-<version> .contain", four classes: ":root.present.present.present"
+   outweighs it. */
 :root.present { --text-xs: 16px; --text-sm: 18px; --text-md: 20px; --text-lg: 24px; --text-xl: 28px; --text-xxl: 32px; }
-:root.present #picture_source, :root.present #own, :root.present #share, :root.present #link, :root.present #lesson_bar .info { display: none !important; }
-:root.present #outputs .caption-label, :root.present #ct_outputs .caption-label, :root.present #train_recs .caption-label { font-size: 20px !important; }
-:root.present #metrics td, :root.present #metrics th, :root.present #ct_metrics td, :root.present #ct_metrics th { font-size: 20px !important; }
-:root.present #outputs .grid-container, :root.present #ct_outputs .grid-container, :root.present #restore_gallery .grid-container {
+:root.present #picture_source, :root.present #ct_picture_source, :root.present #own, :root.present #share, :root.present #link, :root.present #lesson_bar .info { display: none !important; }
+:root.present.present.present #outputs .caption-label, :root.present.present.present #ct_outputs .caption-label, :root.present.present.present #train_recs .caption-label { font-size: 20px !important; }
+:root.present.present.present #metrics td, :root.present.present.present #metrics th, :root.present.present.present #ct_metrics td, :root.present.present.present #ct_metrics th { font-size: 20px !important; }
+:root.present.present.present #outputs .grid-container, :root.present.present.present #ct_outputs .grid-container, :root.present.present.present #restore_gallery .grid-container {
   grid-template-columns: repeat(auto-fit, minmax(min(320px, 44vw), 1fr)) !important; }
 @media (max-width: 700px) {
   #lesson_bar { flex-direction: column; }

@@ -46,11 +46,13 @@ def build(ct_lab: CTLab, tab: gr.Tab | None = None) -> None:
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=300):
             image = gr.Dropdown(image_choices(), value=default.image, label="Image", elem_id="ct_image")
-            upload = gr.File(label="Upload an image", show_label=False, file_types=UPLOAD_TYPES, height=120, elem_id="ct_upload")
-            upload_note = gr.Markdown(UPLOAD_HINT, elem_id="ct_upload_note")
             controls = spec_widgets(default, prefix="ct_")  # angles, noise, FBP filter, seed, size: as CTSetting says
             angles, noise, window, seed, size = (controls[name] for name in ("angles", "noise", "filter", "seed", "size"))
             run = gr.Button("Reconstruct", variant="primary", elem_id="ct_run")
+            with gr.Group(elem_id="ct_picture_source"):  # below the controls: the angles stay on the first screen
+                upload = gr.File(label="Upload an image", show_label=False, file_types=UPLOAD_TYPES, height=150,
+                                 elem_id="ct_upload")  # fmt: skip
+                upload_note = gr.Markdown(UPLOAD_HINT, elem_id="ct_upload_note")
         with gr.Column(scale=2, min_width=300, elem_id="ct_results_col"):  # first on a phone
             status = gr.Markdown(elem_id="ct_status")
             sinogram = gr.Image(label="Sinogram y_delta (detector bins down, angles 0° → 180° across)", type="numpy",

@@ -11,7 +11,7 @@ from recon_demo.lab.lessons import LESSONS
 from recon_demo.lab.setting import FLAT_FIELDS
 from recon_demo.ui.reconstruct import ReconstructTab, control_values
 
-NO_LESSON = ("← **Pick a lesson**: one click sets the controls, opens the tab and says what to look at, for one point of "
+NO_LESSON = ("**Pick a lesson** in the menu: one click sets the controls, opens the tab and says what to look at, for one point of "
              "the lecture. Or explore freely below.")
 
 

@@ -141,7 +141,7 @@ def build(lab: Lab, restore_lab: RestoreLab | None = None) -> ReconstructTab:
                 gallery = gr.Gallery(label="Examples: click one", columns=6, height="auto", allow_preview=False, show_label=True,
                                      elem_id="examples")  # fmt: skip  (filled when a page opens: ``ReconstructTab.examples``)
                 upload = gr.File(label="Upload a picture (PNG, JPEG, TIFF, 16-bit, RGBA, DICOM)", show_label=False,
-                                 file_types=UPLOAD_TYPES, height=120, elem_id="upload")  # fmt: skip
+                                 file_types=UPLOAD_TYPES, height=150, elem_id="upload")  # fmt: skip
                 upload_note = gr.Markdown(UPLOAD_HINT, elem_id="upload_note")
                 measured = gr.Checkbox(False, label="My image is already blurred: restore it as it is",
                                        info="the picture becomes the measurement; the kernel is estimated from it",

@@ -69,7 +69,7 @@ def build(lab, rec) -> gr.Radio:
                           elem_id="sweep_handed")  # fmt: skip
         run = gr.Button("Run the sweep", variant="primary", elem_id="sweep")
     status = gr.Markdown(elem_id="sweep_status")
-    plot = gr.Image(label="PSNR (dB) as the measurement moves (the dashed line: your setting)", type="filepath",
+    plot = gr.Image(label="PSNR (dB) as the measurement moves (the dashed line: your setting)", type="filepath", height=480,
                     interactive=False, buttons=["fullscreen", "download"], elem_id="sweep_plot")  # fmt: skip
     legend = gr.HTML(elem_id="sweep_legend")
 

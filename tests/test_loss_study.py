@@ -58,6 +58,9 @@ def test_a_study_streams_every_step_and_compares_the_losses(tmp_path):
     assert data["results"]["SSIM"]["history"] == ssim.history and data["protocol"]["steps"] == 4
     png = study.save_figure(tmp_path / "figure.png")
     assert Image.open(png).size[0] > 500
+    fig = study.figure()  # every text at least 14 px in the figure's own pixels (readable projected)
+    texts = [t for t in fig.findobj(lambda a: hasattr(a, "get_fontsize") and hasattr(a, "get_text")) if t.get_text()]
+    assert texts and min(t.get_fontsize() for t in texts) * study.FIGURE_DPI / 72 >= 14
 
 
 def test_the_same_configuration_gives_the_same_result():

@@ -307,8 +307,22 @@ class LossStudy:
         lines.append(f"wall time {self.wall_s:.1f} s")
         return "\n".join(lines)
 
+    FIGURE_DPI = 110
+
     def save_figure(self, path: str | Path) -> Path:
-        """The lecture-style figure as PNG: ground truth, measurement and each reconstruction over its loss curve."""
+        """``figure()`` as a PNG at ``path``."""
+        import matplotlib.pyplot as plt
+
+        fig = self.figure()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=self.FIGURE_DPI)
+        plt.close(fig)
+        return path
+
+    def figure(self):
+        """The lecture-style figure: ground truth, measurement and each reconstruction (the centre, zoomed) over its
+        loss curve (each step faint, the moving average strong)."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -342,11 +356,7 @@ class LossStudy:
             ax.tick_params(labelsize=10)
             ax.grid(alpha=0.3)
         fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return path
+        return fig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -72,13 +72,13 @@ def save_slide(result: LabResult, path: str | Path) -> Path:
                  linespacing=1.05)  # fmt: skip
     keep = [TABLE_COLUMNS.index(c) for c in TABLE_SHOWN]
     cells = [[row[j] for j in keep] for row in metrics_rows(result, "psnr")]
-    ax = fig.add_axes((0.64, 0.08, 0.34, 0.80))
+    ax = fig.add_axes((0.63, 0.08, 0.35, 0.80))
     ax.set_axis_off()
-    widths = [0.36, 0.21, 0.16, 0.16, 0.11]
+    widths = [0.41, 0.20, 0.14, 0.14, 0.11]
     table = ax.table(cellText=cells, colLabels=list(TABLE_SHOWN), colWidths=widths, loc="upper center",
                      cellLoc="center", colLoc="center")  # fmt: skip
     table.auto_set_font_size(False)
-    table.set_fontsize(_points(26))
+    table.set_fontsize(_points(22))
     table.scale(1, 3.0)
     for (r, c), cell in table.get_celld().items():
         cell.set_edgecolor("#9ca3af")

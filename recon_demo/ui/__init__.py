@@ -42,7 +42,7 @@ CSS = (
 .sweep-legend .swatch { display: inline-block; width: 26px; height: 4px; border-radius: 2px; }
 .error-scale { display: flex; align-items: center; gap: 10px; font-size: 16px; margin: 0 8px; }
 .error-scale .bar { flex: 1; max-width: 520px; height: 18px; border-radius: 3px; }
-.error-scale-note { font-size: 14px; margin: 4px 8px 0; }
+.error-scale-note { font-size: 16px; margin: 4px 8px 0; }
 #results_col.stale #outputs img { opacity: 0.45; transition: opacity 0.15s; }
 #results_col.stale #status::before { content: "⟳ updating to the new setting…"; display: block; font-weight: 600; }
 #activations .grid-container { grid-template-columns: repeat(auto-fill, minmax(min(320px, 80vw), 1fr)) !important; }
@@ -76,7 +76,7 @@ CSS = (
 #lesson_bar { align-items: center; }
 #status_bar { align-items: center; flex-wrap: nowrap; }
 #status_bar #to_controls { flex: 0 0 auto; }
-#upload_note p { font-size: 15px; margin: 4px 8px; }
+#upload_note p { font-size: 16px; margin: 4px 8px; }
 #upload .wrap { font-size: 16px; }
 /* presentation: no upload, examples or webcam; bigger text and tiles (the switch, or ?present=1). gradio adds a copy of
    each rule under ".gradio-container.gradio-container-<version> .contain", four classes: ":root.present.present.present"

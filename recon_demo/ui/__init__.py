@@ -67,6 +67,9 @@ CSS = (
 #metrics td, #metrics th, #ct_metrics td, #ct_metrics th, #train_table td, #train_table th, #architectures td, #architectures th,
 #restore_table td, #restore_table th { font-size: 16px !important; }
 #header { align-items: center; gap: 12px; flex-wrap: nowrap; }
+/* the selected tab in orange-800 (7:1 on white), not the theme's orange-500 (2.8:1); orange-300 on the dark background */
+button[role=tab].selected { color: #9a3412 !important; }
+.dark button[role=tab].selected { color: #fdba74 !important; }
 #header #title { flex: 1 1 auto; min-width: 0; }
 /* the galleries' labels sit over their top edge: the tiles start below them */
 #outputs .grid-wrap, #ct_outputs .grid-wrap, #restore_gallery .grid-wrap, #train_recs .grid-wrap { padding-top: 34px; }

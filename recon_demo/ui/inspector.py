@@ -77,10 +77,9 @@ def build(lab: Lab, rec, tab: gr.Tab) -> None:
             rf_text = gr.Markdown(elem_id="rf_text")
         with gr.Column(scale=2, min_width=320):
             with gr.Row():  # first: the pictures lessons talk about (the spectrum in lesson 1), above the fold
-                spectrum = gr.Image(label="Kernel's Fourier magnitude (dark: destroyed frequencies)", height=300,
-                                    elem_id="spectrum")  # fmt: skip
+                spectrum = gr.Image(label="Kernel's Fourier magnitude", height=300, elem_id="spectrum")
                 rf_map = gr.Image(label="Receptive field", height=300, elem_id="rf_map")
-                residual = gr.Image(label="Residual |x_true − y_delta|", height=300, elem_id="residual")
+                residual = gr.Image(label="|x_true − y_delta|", height=300, elem_id="residual")  # the residual
             channels = gr.Gallery(label="Activations, one image per channel (click to enlarge)", columns=8, height="auto",
                                   format="png", elem_id="channels")  # fmt: skip
             iterates = gr.Gallery(label="Unrolled estimates x_0, x_1, … (PSNR)", columns=3, height="auto",

@@ -230,11 +230,6 @@ class LossStudy:
             steps = sum(len(h) for h in self.histories.values())
             _log.info("loss study %s after %d steps in %.1f s", outcome, steps, self.wall_s)
 
-    def smoothed_histories(self, window: int = SMOOTHING) -> dict[str, list[float]]:
-        """``relative_histories`` as moving averages over the last ``window`` steps (fewer at the start): the trend a
-        class reads through the per-step noise of a batch of four."""
-        return {label: moving_average(h, window) for label, h in self.relative_histories().items()}
-
     def relative_histories(self) -> dict[str, list[float]]:
         """Each configuration's loss divided by its first value, so losses of different scales share one plot."""
         return {label: [v / h[0] if h[0] else v for v in h] for label, h in self.histories.items() if h}

@@ -119,11 +119,11 @@ def sweep_figure(points: list[SweepPoint], parameter: str, current: float, x_tit
     rows = as_rows(points)
     values = sorted({v for v, _, _ in rows}) or list(PARAMETERS[parameter])
     fig, ax = plt.subplots(figsize=(FIGURE_PX[0] / 100, FIGURE_PX[1] / 100), dpi=100)
+    positions, where, inside = sweep_positions(values, current)
+    at = dict(zip(values, positions))
     for model in dict.fromkeys(m for _, _, m in rows):
         mine = sorted((v, p) for v, p, m in rows if m == model)
-        xs = [values.index(v) for v, _ in mine]
-        ax.plot(xs, [p for _, p in mine], "o-", lw=2.4, ms=6, color=colours.get(model), label=model)
-    _, where, inside = sweep_positions(values, current)
+        ax.plot([at[v] for v, _ in mine], [p for _, p in mine], "o-", lw=2.4, ms=6, color=colours.get(model), label=model)
     ax.axvline(where, color=colours.get(marker, "#222222"), lw=2.4, ls="--", label=marker)
     if not inside:
         ax.annotate("your setting is outside the sweep", (where, 0.02), xycoords=("data", "axes fraction"),

@@ -85,11 +85,8 @@ def tiles(result: LabResult, show_errors: bool, files: dict[str, str] | None = N
     if not show_errors:
         files = files or _picture_files(result)
         return [(files[key], caption) for key, caption in captions(result)]
-    out = [(to_uint8(result.x_true), "ground truth")]
-    for key, caption in captions(result)[1:]:
-        image = result.y_delta if key == "y_delta" else result.by_name(key).image
-        what = "|y_delta − x_true|" if key == "y_delta" else "|x_rec − x_true|"
-        out.append((error_map(image, result.x_true), f"{caption.split(':')[0]}: {what}"))
+    out = [(to_uint8(result.x_true), "ground truth"), (error_map(result.y_delta, result.x_true), "measurement: |y_delta − x_true|")]
+    out += [(error_map(r.image, result.x_true), f"{r.label}: |x_rec − x_true|") for r in result.reconstructions if r.image is not None]
     return out
 
 

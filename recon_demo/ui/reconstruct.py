@@ -345,7 +345,7 @@ def accept_upload(lab: Lab, file, restore_lab: RestoreLab | None = None, clear: 
     box = None if clear else gr.update()
     if file is None:
         return gr.update(), gr.update(), gr.update()
-    name = Path(file if isinstance(file, str) else getattr(file, "name", "")).name if not isinstance(file, np.ndarray) else ""
+    name = Path(file if isinstance(file, str | Path) else getattr(file, "name", "")).name  # "" for bytes or an array
     try:
         key = lab.add_upload(file)
     except (ValueError, OSError) as err:

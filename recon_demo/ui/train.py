@@ -24,6 +24,7 @@ from recon_demo.lab.loss_study import (
     LossStudyConfig,
     live_config,
     live_defaults,
+    moving_average,
 )
 from recon_demo.lab.pictures import ZOOM, centre_zoom, to_uint8
 from recon_demo.lab.setting import FLAT_FIELDS, Setting
@@ -64,7 +65,7 @@ def curves(relative: dict[str, list[float]], labels: list[str], smoothed: dict[s
     """
     series = {}
     for label in labels:
-        series[label] = (smoothed or {}).get(label) if smoothed is not None else relative.get(label)
+        series[label] = (relative if smoothed is None else smoothed).get(label)
         if smoothed is not None:
             series[label + RAW] = relative.get(label)
     rows = [(step, value, name) for name, values in series.items() if values for step, value in enumerate(values, start=1)]
@@ -94,7 +95,8 @@ def run_study(cfg: LossStudyConfig, cancel: threading.Event):
     legend = legend_html({label: colours[label] for label in labels}) + SMOOTHING_NOTE
 
     def plot():
-        frame = curves(study.relative_histories(), labels, study.smoothed_histories())
+        relative = study.relative_histories()  # and their moving averages: the trend through a batch of four's noise
+        frame = curves(relative, labels, {label: moving_average(h) for label, h in relative.items()})
         return gr.update(value=frame, color_map=colours)
 
     latest: dict[str, object] = {}

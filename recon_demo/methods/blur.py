@@ -17,7 +17,7 @@ show it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -141,6 +141,53 @@ def tv_denoise(image: np.ndarray, weight: float, eps: float = 2e-4, max_num_iter
         else:
             e_previous = energy
     return out
+
+
+# -- iterations, one at a time (the Iterations view: semi-convergence) --------------------------------------------
+#
+# Each yields x_1, x_2, … of an iterative method on our zero-padded ``K`` (``Blur.for_solver``: scipy's FFT, equal
+# to the course's conv2d to 1e-6), as (1, 1, H, W) float32 tensors, without end: the caller stops. None regularises
+# but by stopping: early iterates are smooth, late ones fit the noise (semi-convergence).
+
+
+def landweber_iterates(y_delta: torch.Tensor, K, step: float = 1.0) -> Iterator[torch.Tensor]:
+    """Landweber: ``x ← x + step · Kᵀ (y_delta − K x)`` from zero (gradient descent on ``½||K x − y_delta||²``;
+    ``||K|| ≤ 1`` for a blur summing to one, so a unit step converges)."""
+    x = torch.zeros_like(y_delta)
+    while True:
+        x = x + step * K.adjoint(y_delta - K.forward(x))
+        yield x
+
+
+def cgls_iterates(y_delta: torch.Tensor, K) -> Iterator[torch.Tensor]:
+    """CGLS: conjugate gradients on the normal equations ``Kᵀ K x = Kᵀ y_delta`` from zero (Hestenes & Stiefel);
+    the fastest of the three to fit the signal, and then the noise."""
+    x = torch.zeros_like(y_delta)
+    r = y_delta.clone()
+    s = K.adjoint(r)
+    p, gamma = s.clone(), float((s * s).sum())
+    while True:
+        if gamma < 1e-30:  # solved to rounding: the iterates stop moving
+            yield x
+            continue
+        q = K.forward(p)
+        alpha = gamma / max(float((q * q).sum()), 1e-30)
+        x, r = x + alpha * p, r - alpha * q
+        s = K.adjoint(r)
+        gamma_next = float((s * s).sum())
+        p, gamma = s + (gamma_next / gamma) * p, gamma_next
+        yield x
+
+
+def richardson_lucy_iterates(y_delta: torch.Tensor, K, floor: float = 1e-6) -> Iterator[torch.Tensor]:
+    """Richardson-Lucy on our ``K``: ``x ← x · Kᵀ(y / K x) / Kᵀ 1`` from the measurement's mean (non-negative
+    throughout; ``Kᵀ 1`` is below one near the border, where the zero padding loses light)."""
+    y = y_delta.clamp_min(floor)
+    norm = K.adjoint(torch.ones_like(y)).clamp_min(floor)
+    x = torch.full_like(y, float(y.mean()))
+    while True:
+        x = x * K.adjoint(y / K.forward(x).clamp_min(floor)) / norm
+        yield x
 
 
 @dataclass(frozen=True)

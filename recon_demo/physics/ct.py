@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -120,6 +121,42 @@ class Radon:
         return f"parallel beam, {self.n_angles} angles, {self.bins} bins, {self.size}²"
 
 
+def sinusoid(size: int, n_angles: int, row: float, col: float) -> np.ndarray:
+    """Where pixel ``(row, col)`` of a ``size``² image lands on the detector at each of the ``n_angles`` angles:
+    the bin (a float, bin centres at integers) ``bins // 2 + x cos θ − y sin θ``, a sinusoid in θ (x, y the pixel's
+    column and row offsets from the centre pixel). Shape ``(n_angles,)``."""
+    theta = projection_angles(n_angles).numpy()
+    x, y = col - size // 2, row - size // 2
+    return detector_bins(size) // 2 + x * np.cos(theta) - y * np.sin(theta)
+
+
+def ray(size: int, n_angles: int, angle_index: int, bin: float) -> tuple[np.ndarray, np.ndarray]:
+    """The line of pixels that detector ``bin`` sums at angle ``angle_index``: two end points ``(row, col)``
+    where it crosses the image's border square (the ray may miss the image: then both are ``nan``).
+
+    The ray is the set of ``(x, y)`` offsets with ``x cos θ − y sin θ = t`` (``t = bin − bins // 2``): the point
+    ``t (cos θ, −sin θ)`` plus any multiple of the direction ``(sin θ, cos θ)``.
+    """
+    theta = float(projection_angles(n_angles)[angle_index])
+    t = bin - detector_bins(size) // 2
+    c, s = math.cos(theta), math.sin(theta)
+    base, direction = np.array([t * c, -t * s]), np.array([s, c])  # (x, y)
+    lo, hi = -size // 2 - 0.5, size - size // 2 - 0.5  # the image's border, in offsets from the centre pixel
+    enter, leave = -np.inf, np.inf
+    for k in range(2):  # clip the line to the square, one axis at a time (Liang-Barsky)
+        if abs(direction[k]) < 1e-12:
+            if not lo <= base[k] <= hi:
+                return np.full(2, np.nan), np.full(2, np.nan)
+            continue
+        a, b = sorted(((lo - base[k]) / direction[k], (hi - base[k]) / direction[k]))
+        enter, leave = max(enter, a), min(leave, b)
+    if enter > leave:
+        return np.full(2, np.nan), np.full(2, np.nan)
+    centre = np.array([size // 2, size // 2])
+    ends = [base + u * direction for u in (enter, leave)]
+    return tuple(np.array([centre[0] + e[1], centre[1] + e[0]]) for e in ends)  # (row, col) each
+
+
 def _fourier_filter(length: int, name: str) -> np.ndarray:
     """The ramp filter of a zero-padded projection of ``length`` samples, with a window (Kak & Slaney).
 
@@ -154,12 +191,9 @@ def ramp_filtered(y: torch.Tensor, filter: str = "ramp") -> torch.Tensor:
     return torch.fft.ifft(spectrum, dim=-1).real[..., :bins].to(y.dtype)
 
 
-def sirt(radon: Radon, y: torch.Tensor, iterations: int = 100, box: tuple[float, float] | None = (0.0, 1.0)) -> torch.Tensor:
-    """SIRT: ``x ← x + C Aᵀ R (y − A x)`` with ``R``, ``C`` the inverse row and column sums of ``A``.
-
-    Starts from zero; ``box`` clamps every iterate (the images live in [0, 1]). Stopping after a few
-    hundred iterations is itself the regulariser: more iterations fit the noise.
-    """
+def sirt_iterates(radon: Radon, y: torch.Tensor, box: tuple[float, float] | None = (0.0, 1.0)) -> Iterator[torch.Tensor]:
+    """SIRT's iterates without end: ``x ← x + C Aᵀ R (y − A x)`` with ``R``, ``C`` the inverse row and column sums
+    of ``A``, from zero; ``box`` clamps every iterate (the images live in [0, 1])."""
     ones = torch.ones(1, 1, radon.size, radon.size, device=y.device, dtype=y.dtype)
     row_sums = radon.forward(ones)
     col_sums = radon.adjoint(torch.ones_like(row_sums))
@@ -167,10 +201,19 @@ def sirt(radon: Radon, y: torch.Tensor, iterations: int = 100, box: tuple[float,
     c = torch.where(col_sums > 1e-6, 1 / col_sums.clamp_min(1e-6), torch.zeros(()))
     x = torch.zeros(y.shape[0], 1, radon.size, radon.size, device=y.device, dtype=y.dtype)
     with torch.no_grad():
-        for _ in range(iterations):
+        while True:
             x = x + c * radon.adjoint(r * (y - radon.forward(x)))
             if box is not None:
                 x = x.clamp(*box)
+            yield x
+
+
+def sirt(radon: Radon, y: torch.Tensor, iterations: int = 100, box: tuple[float, float] | None = (0.0, 1.0)) -> torch.Tensor:
+    """SIRT stopped after ``iterations`` (``sirt_iterates``). Stopping after a few hundred iterations is itself the
+    regulariser: more iterations fit the noise."""
+    x = torch.zeros(y.shape[0], 1, radon.size, radon.size, device=y.device, dtype=y.dtype)
+    for _, iterate in zip(range(iterations), sirt_iterates(radon, y, box)):
+        x = iterate
     return x
 
 

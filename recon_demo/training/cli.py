@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from recon_demo.checkpoints import sha256_file
+from recon_demo.losses import SELF_SUPERVISED
 from recon_demo.physics import spec
 from recon_demo.physics.blur import LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec
 from recon_demo.physics.ct import FILTERS, LECTURE_ANGLES
@@ -45,6 +46,9 @@ def add_arguments(parser) -> None:
     g.add_argument("--model", default="unet", help="registry name (default unet)")
     g.add_argument("--model-kwargs", default="{}", help='constructor arguments as JSON, e.g. \'{"n_filters": 16}\'')
     g.add_argument("--loss", default="mse", help="loss spec, e.g. 'mse + 0.2*ssim + 0.1*fourier' (default mse)")
+    g.add_argument("--self-supervised", choices=tuple(SELF_SUPERVISED), metavar="LOSS",
+                   help="train on measurements only, with a loss that never sees x_true: ei (equivariant imaging, "
+                        "Chen et al. 2021) or mc (measurement consistency alone); replaces --loss")
     g = parser.add_argument_group("optimisation")
     g.add_argument("--steps", type=int, default=1000)
     g.add_argument("--batch-size", type=int, default=8)
@@ -122,7 +126,7 @@ def config_from_args(args) -> TrainConfig:
         ranges = OperatorRanges(**spec.ranges_from_args(OperatorSpec, args), noise=_pair(args.noises),
                                 lecture_share=args.lecture_share)  # fmt: skip
     cfg = TrainConfig(
-        task=args.task, angles=angles, angle_range=angle_range, ct_filter=args.fbp_filter, model=args.model, model_kwargs=kwargs, loss=args.loss, steps=args.steps, batch_size=args.batch_size,
+        task=args.task, angles=angles, angle_range=angle_range, ct_filter=args.fbp_filter, model=args.model, model_kwargs=kwargs, loss=args.loss, self_supervised=args.self_supervised, steps=args.steps, batch_size=args.batch_size,
         patch_size=args.patch_size, lr=args.lr, schedule=args.schedule, ema=args.ema,
         operator=spec.from_args(OperatorSpec, args),
         noise=args.noise, ranges=ranges, data=_names(args.data), image_size=args.image_size,

@@ -13,7 +13,7 @@ import torch
 
 from recon_demo import images
 from recon_demo.checkpoints import CT_ANY, ct_regime
-from recon_demo.losses import parse_loss
+from recon_demo.losses import SELF_SUPERVISED, parse_loss
 from recon_demo.models import is_handed_operator, model_info, size_multiple
 from recon_demo.physics import spec
 from recon_demo.physics.blur import LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec
@@ -88,6 +88,7 @@ class TrainConfig:
     model: str = "unet"  # registry name
     model_kwargs: dict = field(default_factory=dict)  # constructor arguments, e.g. {"n_filters": 16}
     loss: str = "mse"  # a loss spec such as "mse + 0.2*ssim + 0.1*fourier"
+    self_supervised: str | None = None  # instead of loss, one that never sees x_true: "ei" or "mc" (losses.SELF_SUPERVISED)
     steps: int = 1000  # optimiser steps in the whole run
     batch_size: int = 8
     patch_size: int = 128  # side of the square training crops
@@ -154,6 +155,12 @@ class TrainConfig:
              f"the validation's {self.angles} angles must lie in the range of angle counts {self.angle_range!r}")
         need(self.task != "ct" or not handed or self.patch_size == self.image_size,
              "a CT network handed the operator trains on whole images: its measurement is their sinogram")
+        need(self.self_supervised is None or self.self_supervised in SELF_SUPERVISED,
+             f"unknown self-supervised loss {self.self_supervised!r}; choose one of {', '.join(SELF_SUPERVISED)}")
+        need(self.self_supervised is None or (self.task == "deblur" and self.ranges is None),
+             "self-supervised training adapts a network to one blur: the course regime's fixed operator (--task deblur)")
+        need(self.self_supervised is None or self.loss == "mse",
+             "--self-supervised replaces --loss (a loss against x_true): give one of them")
         need(self.task != "ct" or self.ranges is None, "random blur operators (the general regime) are for deblurring, not CT")
         for name, value, lo, hi in (("steps", self.steps, 1, MAX_STEPS), ("batch size", self.batch_size, 1, MAX_BATCH),
                                     ("image size", self.image_size, 8, MAX_IMAGE_SIZE),

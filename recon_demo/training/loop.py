@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from recon_demo.checkpoints import CheckpointError, load_state, read_state_dict, save_checkpoint
-from recon_demo.losses import WeightedLoss, check_available, parse_loss
+from recon_demo.losses import WeightedLoss, check_available, parse_loss, self_supervised_parts
 from recon_demo.metrics import compute_metrics
 from recon_demo.models import create_model, knows_operator
 from recon_demo.physics.blur import Blur, OperatorSpec
@@ -227,10 +227,18 @@ class Trainer:
             x_true, y_delta = x_true[mine], y_delta[mine]
             if isinstance(operator, Blur) and operator.kernel.ndim == 3:
                 operator = Blur(operator.kernel[mine])
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp):
-            x_rec = self.train_model(y_delta, operator) if knows_operator(self.model) else self.train_model(y_delta)
-        parts = self.loss_fn.parts(x_rec.float(), x_true)
-        loss = self.loss_fn.total(parts)
+        def network(y: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp):
+                x = self.train_model(y, operator) if knows_operator(self.model) else self.train_model(y)
+            return x.float()
+
+        x_rec = network(y_delta)
+        if cfg.self_supervised:  # x_true made the measurement and is seen no more: the loss has y_delta and K only
+            parts = self_supervised_parts(cfg.self_supervised, network, y_delta, x_rec, operator, cfg.noise, self.generator)
+            loss = sum(parts.values())
+        else:
+            parts = self.loss_fn.parts(x_rec, x_true)
+            loss = self.loss_fn.total(parts)
         bad = not bool(torch.isfinite(loss))
         if world.distributed:  # every process learns it, or the others would wait in the all-reduce for ever
             bad = distributed.any_rank(bad, world, self.device)

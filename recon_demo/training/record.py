@@ -86,7 +86,7 @@ def manifest_entry(trainer: Trainer, checkpoint: Path, sha256: str, manifest_dir
         operator=operator,
         noise=noise,
         recipe={
-            "loss": cfg.loss, "optimizer": "Adam", "lr": cfg.lr, "schedule": cfg.schedule, "steps": trainer.step,
+            "loss": cfg.loss if cfg.self_supervised is None else f"self-supervised {cfg.self_supervised}", "optimizer": "Adam", "lr": cfg.lr, "schedule": cfg.schedule, "steps": trainer.step,
             "batch_size": cfg.batch_size, "patch_size": cfg.patch_size, "sampling": cfg.sampling, "seed": cfg.seed,
             "amp": cfg.amp,
         } | ({"segments": trainer.segments} if len(trainer.segments) > 1 else {})

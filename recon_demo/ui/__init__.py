@@ -11,8 +11,9 @@ import gradio as gr
 
 from recon_demo.lab.blur import Lab, warm_up
 from recon_demo.lab.ct import CTLab
+from recon_demo.lab.iterations import IterationLab
 from recon_demo.lab.restore import RestoreLab
-from recon_demo.ui import about, api, ct, inspector, lessons, reconstruct, robustness, train
+from recon_demo.ui import about, api, ct, inspector, iterations, lessons, reconstruct, robustness, train
 
 # gradio asks matplotlib for its backend around every event; without a backend named, matplotlib resolves one
 # by importing pyplot, 0.45 s of the first request here. The app draws off-screen only.
@@ -24,7 +25,8 @@ TITLE = "recon-demo: end-to-end neural image reconstruction"
 # second row), each caption whole, under its image rather than over it; the same for the error maps, the Train
 # tab's reconstructions, the CT tab's pictures and the restorations of a picture that is already blurred. On a phone the results come before the controls, with a button
 # to jump between them; tables keep their words whole and scroll sideways when they must.
-_TILED = ("#outputs", "#errors", "#ct_outputs", "#restore_gallery", "#train_recs", "#activations", "#iterates")
+_TILED = ("#outputs", "#errors", "#ct_outputs", "#restore_gallery", "#train_recs", "#activations", "#iterates", "#it_pictures",
+          "#ct_steps", "#ft_recs")
 CSS = (
     ", ".join(f"{g}, {g} .grid-wrap" for g in _TILED) + " { height: auto !important; max-height: none !important; }\n"
     + ", ".join(f"{g} .thumbnail-item" for g in _TILED) + " { height: auto !important; aspect-ratio: auto !important; flex-direction: column; }\n"
@@ -34,7 +36,8 @@ CSS = (
       " text-overflow: clip !important; font-size: 0.95rem; }\n"
     + ", ".join(f"{g} .grid-container" for g in _TILED[:4])
     + " { grid-template-columns: repeat(auto-fit, minmax(min(240px, 36vw), 1fr)) !important; }\n"
-    + "#train_recs .grid-container, #iterates .grid-container"
+    + "#train_recs .grid-container, #iterates .grid-container, #it_pictures .grid-container, #ct_steps .grid-container, "
+    "#ft_recs .grid-container"
     " { grid-template-columns: repeat(auto-fit, minmax(min(200px, 36vw), 1fr)) !important; }\n"
     + """
 .sweep-legend { display: flex; flex-wrap: wrap; gap: 6px 18px; font-size: 16px; margin: 4px 0 0 8px; }
@@ -178,7 +181,7 @@ def serve(demo: gr.Blocks, **launch: object):
 
 
 def build_app(lab: Lab | None = None) -> gr.Blocks:
-    """The whole app (Reconstruct, Inspect, Train, Robustness, CT, About), unlaunched."""
+    """The whole app (Reconstruct, Inspect, Iterations, Train, Robustness, CT, About), unlaunched."""
     lab = lab or Lab()
     restore_lab = RestoreLab(lab.engine)
     # Uploads and the files gradio caches for outputs are deleted after an hour (checked hourly).
@@ -195,6 +198,8 @@ def build_app(lab: Lab | None = None) -> gr.Blocks:
                 rec = reconstruct.build(lab, restore_lab)
             with gr.Tab("Inspect", id="inspect") as inspect_tab:
                 inspector.build(lab, rec, inspect_tab)
+            with gr.Tab("Iterations", id="iterations") as iterations_tab:
+                iterations.build(IterationLab(lab), iterations_tab)
             with gr.Tab("Train", id="train"):
                 train.build(rec)
             with gr.Tab("Robustness", id="robustness"):

@@ -8,9 +8,11 @@ from functools import partial
 
 import gradio as gr
 
+from recon_demo.lab import ct_steps
 from recon_demo.lab.ct import CT_TABLE_COLUMNS, CTLab, CTSetting, ct_rows, sinogram_picture
 from recon_demo.lab.pictures import to_uint8
 from recon_demo.lab.setting import SettingError
+from recon_demo.physics.ct import detector_bins
 from recon_demo.ui._progress import PROGRESS, shown_by
 from recon_demo.ui._results import styled
 from recon_demo.ui._widgets import spec_widgets
@@ -35,6 +37,32 @@ def ct_outputs(ct_lab: CTLab, image: str, angles, noise, filter: str, seed, size
         status += "\n\n" + "\n\n".join(f"⚠ {n}" for n in result.notes)
     table = styled(ct_rows(result), CT_TABLE_COLUMNS, reference_row=False)  # every row a method: the best marked
     return status, sinogram_picture(result.sinogram), pictures, table
+
+
+def step_outputs(ct_lab: CTLab, image: str, angles, noise, filter: str, seed, size, width, level, mark) -> tuple:
+    """The step-by-step section: the row of FBP's pictures, the windows' responses, and the linked sinogram and image
+    (the FBP at the window chosen), with the ray of a clicked sinogram point or the sinusoid of a clicked pixel."""
+    try:
+        result = ct_lab.run(CTSetting(image, angles, noise, filter, seed, size))
+        s = ct_steps.steps(result)
+        shown = ct_steps.window(s.fbp, float(width), float(level))
+    except (SettingError, ValueError) as err:
+        raise gr.Error(str(err)) from None
+    sinogram, picture, note = sinogram_picture(s.sinogram), shown, LINK_HINT
+    kind, a, b = mark or ("", 0, 0)
+    if kind == "ray" and a < s.sinogram.shape[0]:
+        sinogram = ct_steps.sinogram_with_point(s.sinogram, a, b)
+        picture = ct_steps.image_with_ray(shown, s.sinogram.shape[0], a, b)
+        note = (f"The point at angle {180 * a / s.sinogram.shape[0]:.0f}°, detector bin {b} is the sum along this ray "
+                "(orange) through the image.")  # fmt: skip
+    elif kind == "pixel" and max(a, b) < shown.shape[0]:
+        sinogram = ct_steps.sinogram_with_sinusoid(s.sinogram, a, b, shown.shape[0])
+        picture = ct_steps.image_with_pixel(shown, a, b)
+        note = f"Pixel (row {a}, column {b}) is seen by one ray per angle: together they trace this sinusoid (orange)."
+    return ct_steps.step_pictures(s), ct_steps.filter_figure(s.filter, s.sinogram.shape[1]), sinogram, picture, note
+
+
+LINK_HINT = "Click a point of the sinogram to see its ray in the image, or a pixel of the image to see its sinusoid."
 
 
 def build(ct_lab: CTLab, tab: gr.Tab | None = None) -> None:
@@ -62,20 +90,62 @@ def build(ct_lab: CTLab, tab: gr.Tab | None = None) -> None:
             table = gr.Dataframe(headers=list(CT_TABLE_COLUMNS), label="Metrics (the best of each column in bold green; data "
                                  "consistency: ||A x_rec − y_delta|| / ||y_delta||)",
                                  interactive=False, wrap=True, elem_id="ct_metrics")  # fmt: skip
+    gr.Markdown("### Step by step: from back-projection to FBP\n" + "  \n".join(
+        f"**{title}.** {sentence}" for title, sentence in ct_steps.STEP_SENTENCES), elem_id="ct_steps_text")
+    steps_row = gr.Gallery(label="The four steps of filtered back-projection", columns=4, height="auto", object_fit="contain",
+                           elem_id="ct_steps")  # fmt: skip
+    filters = gr.Plot(label="The ramp and its windows in the frequency domain", elem_id="ct_filters")
+    gr.Markdown("### The sinogram and the image, linked")
+    link_note = gr.Markdown(LINK_HINT, elem_id="ct_link_note")
+    with gr.Row(equal_height=False):
+        linked_sinogram = gr.Image(label="Sinogram (click a point)", type="numpy", interactive=False, elem_id="ct_link_sinogram")
+        linked_image = gr.Image(label="FBP at the window below (click a pixel)", type="numpy", interactive=False,
+                                elem_id="ct_link_image")  # fmt: skip
+    with gr.Row():
+        preset = gr.Radio(list(ct_steps.PRESETS), value="Full range", label="CT window preset", elem_id="ct_preset")
+        width = gr.Slider(50, 4000, value=ct_steps.PRESETS["Full range"][0], step=10, label="Window width (HU)", elem_id="ct_width")
+        level = gr.Slider(-1000, 1000, value=ct_steps.PRESETS["Full range"][1], step=10, label="Window level (HU)", elem_id="ct_level")
+    gr.Markdown(f"The lab's images run from 0 to 1; here they are read as Hounsfield units, {ct_steps.AIR_HU:.0f} HU (air) "
+                f"+ {ct_steps.HU_PER_UNIT:.0f} × value. Lung W1500/L−600, soft tissue W400/L40, bone W1800/L400.")  # fmt: skip
+    mark = gr.State(None)
     inputs = [image, angles, noise, window, seed, size]
     outputs = [status, sinogram, pictures, table]
+    link_inputs = [*inputs, width, level, mark]
+    link_outputs = [steps_row, filters, linked_sinogram, linked_image, link_note]
+
+    def linked(image, angles, noise, filter, seed, size, width, level, mark):
+        return step_outputs(ct_lab, image, angles, noise, filter, seed, size, width, level, mark)
+
+    def click_sinogram(angles, size, evt: gr.SelectData):
+        k, b = ct_steps.sinogram_point(tuple(evt.index), int(angles), detector_bins(int(size)))
+        return ("ray", k, b)
+
+    def click_image(evt: gr.SelectData):
+        col, row = evt.index
+        return ("pixel", int(row), int(col))
 
     def handler(image, angles, noise, filter, seed, size, progress=PROGRESS):
         return ct_outputs(ct_lab, image, angles, noise, filter, seed, size, progress)
 
-    run.click(handler, inputs, outputs, api_visibility="private")
+    def both(event):  # the results, then the step-by-step section from the same (cached) result
+        event.then(linked, link_inputs, link_outputs, api_visibility="private")
+
+    both(run.click(handler, inputs, outputs, api_visibility="private"))
     for control in (angles, noise):  # a drag (its first and last value), the arrow keys, a typed value with Enter
-        control.input(handler, inputs, outputs, api_visibility="private", trigger_mode="always_last")
-    seed.submit(handler, inputs, outputs, api_visibility="private", trigger_mode="always_last")
+        both(control.input(handler, inputs, outputs, api_visibility="private", trigger_mode="always_last"))
+    both(seed.submit(handler, inputs, outputs, api_visibility="private", trigger_mode="always_last"))
     for control in (window, size):
-        control.change(handler, inputs, outputs, api_visibility="private")
+        both(control.change(handler, inputs, outputs, api_visibility="private"))
     if tab is not None:
-        tab.select(handler, inputs, outputs, api_visibility="private")  # results are cached: reopening is free
-    upload.upload(partial(accept_upload, ct_lab.lab), upload, [image, upload, upload_note], api_visibility="private").then(
+        both(tab.select(handler, inputs, outputs, api_visibility="private"))  # results are cached: reopening is free
+    both(upload.upload(partial(accept_upload, ct_lab.lab), upload, [image, upload, upload_note], api_visibility="private").then(
         handler, inputs, outputs, api_visibility="private"
-    )
+    ))
+    linked_sinogram.select(click_sinogram, [angles, size], mark, api_visibility="private").then(
+        linked, link_inputs, link_outputs, api_visibility="private")
+    linked_image.select(click_image, None, mark, api_visibility="private").then(
+        linked, link_inputs, link_outputs, api_visibility="private")
+    preset.input(lambda name: list(ct_steps.PRESETS[name]), preset, [width, level], api_visibility="private").then(
+        linked, link_inputs, link_outputs, api_visibility="private")
+    for control in (width, level):
+        control.release(linked, link_inputs, link_outputs, api_visibility="private", trigger_mode="always_last")

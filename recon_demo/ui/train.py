@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 
 import gradio as gr
+import numpy as np
 import pandas as pd
 
+from recon_demo import images
 from recon_demo.lab.loss_study import (
     EXPERIMENTS,
     LECTURE_RESULTS,
@@ -27,13 +30,16 @@ from recon_demo.lab.loss_study import (
     moving_average,
 )
 from recon_demo.lab.pictures import ZOOM, centre_zoom, to_uint8
-from recon_demo.lab.setting import FLAT_FIELDS, Setting
-from recon_demo.losses import LOSSES
+from recon_demo.lab.self_supervised import FINE_TUNE_MODELS, FineTune, FineTuneConfig
+from recon_demo.lab.self_supervised import MAX_STEPS as FINE_TUNE_MAX_STEPS
+from recon_demo.lab.setting import FLAT_FIELDS, Setting, SettingError
+from recon_demo.losses import EI_LINK, EI_REFERENCE, LOSSES, SELF_SUPERVISED
 from recon_demo.models import model_info
 from recon_demo.training import TrainingError
 from recon_demo.ui._files import scratch_dir
 from recon_demo.ui._legend import legend_html, series_colours
 from recon_demo.ui._results import styled
+from recon_demo.ui._widgets import spec_widgets
 
 SMOOTHING_NOTE = (f'<div class="error-scale-note">Strong colour: the mean of the last {SMOOTHING} steps; faint: every step '
                   "(one batch of four images each, so it jumps).</div>")
@@ -217,4 +223,103 @@ def build(rec) -> None:
 
     train.click(start, inputs, [plot, recs, status, table, figure, legend, lecture], concurrency_limit=1, concurrency_id="train",
                 api_visibility="private")  # fmt: skip
+    stop.click(halt, None, status, queue=False, api_visibility="private")
+    build_fine_tune()
+
+
+FINE_TUNE_READY = ("Press **Fine-tune**: the general network is adapted to this blur twice, once from the measurements "
+                   "alone and once with the clean images, for comparison. The defaults take about a minute here.")
+
+
+def fine_tune_frame(ft: FineTune) -> pd.DataFrame:
+    """(step, PSNR on the held-out image, run) rows for the plot; the general network's start is every run's step 0."""
+    rows = [(step, value, label) for label, c in ft.curves.items() for step, value in zip(c.steps, c.psnr)]
+    return pd.DataFrame(rows, columns=["step", "psnr", "run"])
+
+
+def fine_tune_gallery(ft: FineTune) -> list:
+    out = [(to_uint8(centre_zoom(ft.x_true[0, 0].numpy())), "ground truth"),
+           (to_uint8(centre_zoom(np.clip(ft.y_delta[0, 0].numpy(), 0, 1))), f"measurement: {ft.measurement_psnr:.2f} dB"),
+           (to_uint8(centre_zoom(ft.start_image)), f"general network: {ft.start_metrics['psnr']:.2f} dB")]  # fmt: skip
+    for label, c in ft.curves.items():
+        if c.x_rec is not None:
+            out.append((to_uint8(centre_zoom(c.x_rec)), f"{label}: {c.psnr[-1]:.2f} dB"))
+    return out
+
+
+def run_fine_tune(cfg: FineTuneConfig, cancel: threading.Event):
+    """Yield (plot, gallery, status) while both runs train; the last status is the two-line summary."""
+    try:
+        ft = FineTune(cfg)
+    except (SettingError, TrainingError, ValueError) as err:
+        raise gr.Error(str(err)) from None
+    colours = series_colours(cfg.labels())
+    yield gr.update(value=fine_tune_frame(ft), color_map=colours), fine_tune_gallery(ft), "Starting…"
+    shown, start = 0.0, time.perf_counter()
+    try:
+        for label, event in ft.run(cancel):
+            now = time.perf_counter()
+            if now - shown >= UPDATE_EVERY_S:
+                shown = now
+                status = f"Fine-tuning **{label}**: step {event.step} of {cfg.steps} ({now - start:.0f} s)"
+                yield gr.update(value=fine_tune_frame(ft), color_map=colours), fine_tune_gallery(ft), status
+    except TrainingError as err:
+        raise gr.Error(str(err)) from None
+    stopped = any(c.status == "cancelled" for c in ft.curves.values())
+    yield (gr.update(value=fine_tune_frame(ft), color_map=colours), fine_tune_gallery(ft),
+           ("Stopped. " if stopped else "") + ft.summary())  # fmt: skip
+
+
+def build_fine_tune() -> None:
+    """The second section: fine-tuning without ground truth, beside fine-tuning with it."""
+    default = FineTuneConfig()
+    gr.Markdown("### Fine-tune without ground truth\nA clinic has measurements, not clean images. Equivariant imaging "
+                f"([{EI_REFERENCE}]({EI_LINK})) trains on the measurements alone: the network must agree with them through K, "
+                "and must reconstruct its own output, rotated or mirrored, from that output blurred again.")  # fmt: skip
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=300):
+            model = gr.Dropdown([(model_info(m).display_name, m) for m in FINE_TUNE_MODELS], value=default.model,
+                                label="General network to start from", elem_id="ft_model")  # fmt: skip
+            loss = gr.Radio([(f"{i.label} ({i.name})", i.name) for i in SELF_SUPERVISED.values()], value=default.loss,
+                            label="Loss without ground truth", elem_id="ft_loss")  # fmt: skip
+            blur = spec_widgets(default.operator, prefix="ft_", names=("kernel_size", "angle"), hints=False)
+            noise = gr.Slider(0, 0.1, value=default.noise, step=0.005, label="Noise level δ", elem_id="ft_noise")
+            steps = gr.Slider(20, FINE_TUNE_MAX_STEPS, value=default.steps, step=10, label="Steps (each run)", elem_id="ft_steps")
+            image = gr.Dropdown(images.split_names("held_out"), value=default.image, label="Held-out image (validation only)",
+                                elem_id="ft_image")  # fmt: skip
+            supervised = gr.Checkbox(value=True, label="Also fine-tune with ground truth, beside", elem_id="ft_supervised")
+            with gr.Row():
+                go = gr.Button("Fine-tune", variant="primary", elem_id="ft_run")
+                stop = gr.Button("Stop", variant="stop", elem_id="ft_stop")
+        with gr.Column(scale=2, min_width=320):
+            status = gr.Markdown(FINE_TUNE_READY, elem_id="ft_status")
+            plot = gr.LinePlot(x="step", y="psnr", color="run", y_title="PSNR on the held-out image (dB)", height=300,
+                               label="PSNR while fine-tuning (step 0: the general network)", elem_id="ft_curves")  # fmt: skip
+            recs = gr.Gallery(label=f"The held-out image: the centre, zoomed {ZOOM}× (PSNR of the whole)", columns=5,
+                              height="auto", format="png", elem_id="ft_recs")  # fmt: skip
+
+    def start(model, loss, kernel_size, angle, noise, steps, image, supervised, request: gr.Request):
+        cfg = FineTuneConfig(model=model, loss=loss, operator=replace(default.operator, kernel_size=kernel_size, angle=angle),
+                             noise=noise, steps=steps, image=image, supervised=bool(supervised))  # fmt: skip
+        cancel = threading.Event()
+        key = (request.session_hash if request else "local") + ":fine-tune"
+        with _CANCELS_LOCK:
+            _CANCELS[key] = cancel
+        try:
+            yield from run_fine_tune(cfg, cancel)
+        finally:
+            with _CANCELS_LOCK:
+                if _CANCELS.get(key) is cancel:
+                    del _CANCELS[key]
+
+    def halt(request: gr.Request):
+        with _CANCELS_LOCK:
+            cancel = _CANCELS.get((request.session_hash if request else "local") + ":fine-tune")
+        if cancel is None:
+            return "Nothing is fine-tuning."
+        cancel.set()
+        return "Stopping…"
+
+    inputs = [model, loss, blur["kernel_size"], blur["angle"], noise, steps, image, supervised]
+    go.click(start, inputs, [plot, recs, status], concurrency_limit=1, concurrency_id="train", api_visibility="private")
     stop.click(halt, None, status, queue=False, api_visibility="private")

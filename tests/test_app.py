@@ -43,7 +43,7 @@ def test_the_blocks_build_without_launching(app):
     assert isinstance(app, gr.Blocks) and not app.is_running
     config = app.get_config_file()
     tabs = [c["props"].get("label") for c in config["components"] if c.get("type") == "tabitem"]
-    assert tabs == ["Reconstruct", "Inspect", "Train", "Robustness", "CT", "About"]
+    assert tabs == ["Reconstruct", "Inspect", "Iterations", "Train", "Robustness", "CT", "About"]
     named = {d.get("api_name") for d in config["dependencies"] if d.get("api_visibility", "public") == "public"}
     assert {"reconstruct", "train"} <= named
     assert queue_settings() == {"default_concurrency_limit": 2, "max_size": 64}

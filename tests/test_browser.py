@@ -424,6 +424,60 @@ def test_a_lesson_sets_the_controls_opens_its_tab_and_its_link_does_too(browser,
     page.close()
 
 
+@pytest.mark.parametrize("width, height", [(1440, 900), (390, 844)], ids=["projector", "phone"])
+def test_the_lessons_beyond_the_lecture_iterations_ct_steps_and_no_ground_truth(browser, app_url, width, height):
+    """Lessons 10-12 and their views: the iterations (the slider walks the iterates), CT step by step (a click on the
+    sinogram draws its ray, a click on the image its sinusoid, a preset sets the window), fine-tuning without ground
+    truth beside the supervised run."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(app_url + "?lesson=stop-early")
+    page.wait_for_function(f"{SELECTED_TAB} === 'Iterations'", timeout=60_000)
+    page.wait_for_function("document.querySelector('#it_status')?.innerText.includes('best iterate')", timeout=180_000)
+    status = page.locator("#it_status").inner_text()
+    assert "δ 0.05: best iterate" in status and "lost by going on" in status, status
+    tiles = "[...document.querySelectorAll('#it_pictures .caption-label')].map(e => e.innerText)"
+    page.wait_for_function(f"{tiles}.length === 4", timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / f"iterations_{width}.png"), full_page=True)
+    page.locator("#it_k input[type=range]").focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(f"{tiles}.some(c => c.includes('iteration 21:'))", timeout=30_000)
+    assert "Landweber" in page.locator("#lesson_text").inner_text()
+
+    page.goto(app_url + "?lesson=fbp-steps")
+    page.wait_for_function(f"{SELECTED_TAB} === 'CT'", timeout=60_000)
+    steps = "[...document.querySelectorAll('#ct_steps .caption-label')].map(e => e.innerText)"
+    page.wait_for_function(f"{steps}.join('|') === '1. Sinogram|2. Back-projection Aᵀy|3. Filtered sinogram|4. FBP'", timeout=120_000)
+    sinogram = page.locator("#ct_link_sinogram img")
+    sinogram.scroll_into_view_if_needed()
+    sinogram.click(position={"x": 40, "y": 60})
+    page.wait_for_function("document.querySelector('#ct_link_note').innerText.includes('ray')", timeout=30_000)
+    page.locator("#ct_link_image img").click(position={"x": 50, "y": 50})
+    page.wait_for_function("document.querySelector('#ct_link_note').innerText.includes('sinusoid')", timeout=30_000)
+    page.locator("#ct_preset").get_by_label("Bone", exact=True).click()
+    page.wait_for_function("document.querySelector('#ct_width input[type=number]').value === '1800'", timeout=30_000)
+    assert page.locator("#ct_level input[type=number]").input_value() == "400"
+    page.wait_for_function("!document.querySelector('#ct_link_image .pending, #ct_link_image .translucent')", timeout=30_000)
+    page.wait_for_timeout(1000)  # the redrawn pictures, not gradio's dimmed ones while they come
+    page.locator("#ct_steps").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / f"ct_steps_{width}.png"), full_page=True)
+
+    page.goto(app_url + "?lesson=no-ground-truth")
+    page.wait_for_function(f"{SELECTED_TAB} === 'Train'", timeout=60_000)
+    page.locator("#ft_model input").click()
+    page.get_by_role("option", name="SimpleCNN", exact=False).first.click()  # the test's weights: a general CNN only
+    box = page.locator("#ft_steps input[type=number]")
+    box.fill("20")
+    box.press("Enter")
+    page.locator("#ft_run").click()
+    page.wait_for_function("document.querySelector('#ft_status').innerText.includes('On the held-out')", timeout=180_000)
+    summary = page.locator("#ft_status").inner_text()
+    assert "without ground truth (ei)" in summary and "with ground truth (MSE)" in summary and "Equivariant" in summary
+    assert page.locator("#ft_recs .caption-label").count() == 5  # truth, measurement, the start and the two runs
+    page.locator("#ft_curves").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / f"fine_tune_{width}.png"), full_page=True)
+    page.close()
+
+
 def test_draw_your_own_kernel_and_share_it(browser, app_url):
     page = browser.new_page(viewport={"width": 1440, "height": 900})
     page.goto(app_url + "?models=cnn,wiener")

@@ -72,7 +72,7 @@ def test_fbp_is_the_filtered_back_projection_and_sharper_than_the_plain_one(step
     assert np.corrcoef(s.fbp.ravel(), truth.ravel())[0, 1] > np.corrcoef(s.backprojection.ravel(), truth.ravel())[0, 1]
     assert s.filtered.shape == s.sinogram.shape and (s.filtered < 0).any()  # the ramp's negative lobes
     pictures = ct_steps.step_pictures(s)
-    assert [p[1].split(":")[0] for p in pictures] == [t for t, _ in ct_steps.STEP_SENTENCES]
+    assert [p[1] for p in pictures] == [f"{i}. {t}" for i, (t, _) in enumerate(ct_steps.STEP_SENTENCES, start=1)]
 
 
 def test_window_level_and_the_presets():

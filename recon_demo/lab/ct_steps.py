@@ -78,9 +78,9 @@ def steps(result: CTResult) -> Steps:
 
 
 def step_pictures(s: Steps) -> list[tuple[np.ndarray, str]]:
-    """The row of pictures, each with its caption: title and one sentence."""
+    """The row of pictures, each captioned with its title (its sentence is in ``STEP_SENTENCES``, said above the row)."""
     pictures = (sinogram_picture(s.sinogram, SINOGRAM_WIDTH), s.backprojection, sinogram_picture(s.filtered, SINOGRAM_WIDTH), s.fbp)
-    return [(p, f"{title}: {sentence}") for p, (title, sentence) in zip(pictures, STEP_SENTENCES)]
+    return [(p, f"{i}. {title}") for i, (p, (title, _)) in enumerate(zip(pictures, STEP_SENTENCES), start=1)]
 
 
 def filter_figure(chosen: str = "ramp", bins: int = 364):

@@ -270,6 +270,7 @@ def figure(result: IterationResult, iteration: int | None = None):
     if iteration is not None:
         for ax in (top, bottom):
             ax.axvline(iteration, color="#444444", lw=1.2)
+    top.margins(y=0.18)  # room for the best iterates' labels under the title
     top.set_ylabel("PSNR (dB)", fontsize=13)
     top.set_title(result.setting.describe(), fontsize=13)
     top.legend(fontsize=12, loc="lower right")

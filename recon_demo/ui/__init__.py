@@ -60,8 +60,8 @@ CSS = (
 /* the figure's title clear of its full-screen and download buttons */
 #figure img, #sweep_plot img { padding-top: 36px; }
 /* the plots' own legends are one row of 10-px text that runs off a phone: a legend of our own is under each */
-#sweep_plot g.role-legend, #curves g.role-legend { display: none; }
-#curves svg text { font-size: 16px !important; }  /* the axes, legible on a projector */
+#sweep_plot g.role-legend, #curves g.role-legend, #ft_curves g.role-legend { display: none; }
+#curves svg text, #ft_curves svg text { font-size: 16px !important; }  /* the axes, legible on a projector */
 #outputs .grid-container, #errors .grid-container, #ct_outputs .grid-container, #restore_gallery .grid-container { grid-auto-rows: auto !important; align-items: start; }
 #sweep_plot svg, #curves svg, #sweep_plot .vega-embed, #curves .vega-embed { overflow: visible !important; }
 #to_controls, #to_results { display: none; }

@@ -91,10 +91,11 @@ def build(ct_lab: CTLab, tab: gr.Tab | None = None) -> None:
                                  "consistency: ||A x_rec − y_delta|| / ||y_delta||)",
                                  interactive=False, wrap=True, elem_id="ct_metrics")  # fmt: skip
     gr.Markdown("### Step by step: from back-projection to FBP\n" + "  \n".join(
-        f"**{title}.** {sentence}" for title, sentence in ct_steps.STEP_SENTENCES), elem_id="ct_steps_text")
+        f"**{i}. {title}.** {sentence}" for i, (title, sentence) in enumerate(ct_steps.STEP_SENTENCES, start=1)),
+        elem_id="ct_steps_text")
     steps_row = gr.Gallery(label="The four steps of filtered back-projection", columns=4, height="auto", object_fit="contain",
                            elem_id="ct_steps")  # fmt: skip
-    filters = gr.Plot(label="The ramp and its windows in the frequency domain", elem_id="ct_filters")
+    filters = gr.Plot(label="The ramp and its windows in the frequency domain", show_label=False, elem_id="ct_filters")
     gr.Markdown("### The sinogram and the image, linked")
     link_note = gr.Markdown(LINK_HINT, elem_id="ct_link_note")
     with gr.Row(equal_height=False):

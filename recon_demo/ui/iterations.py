@@ -102,7 +102,7 @@ def build(it_lab: IterationLab, tab: gr.Tab | None = None):
             run = gr.Button("Run the iterations", variant="primary", elem_id="it_run")
         with gr.Column(scale=2, min_width=300):
             k = gr.Slider(1, DEFAULT_ITERATIONS, value=20, step=1, label="Show iteration", elem_id="it_k")
-            plot = gr.Plot(label="PSNR and residual against the iteration", elem_id="it_plot")
+            plot = gr.Plot(label="PSNR and residual against the iteration", show_label=False, elem_id="it_plot")
             gallery = gr.Gallery(label="The iterates", columns=4, height="auto", object_fit="contain", elem_id="it_pictures")
             status = gr.Markdown(elem_id="it_status")
     inputs = [method, image, kernel_size, angle, angles, low, high, iterations]

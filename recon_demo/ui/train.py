@@ -248,13 +248,14 @@ def fine_tune_gallery(ft: FineTune) -> list:
 
 
 def run_fine_tune(cfg: FineTuneConfig, cancel: threading.Event):
-    """Yield (plot, gallery, status) while both runs train; the last status is the two-line summary."""
+    """Yield (plot, gallery, status, legend) while both runs train; the last status is the summary."""
     try:
         ft = FineTune(cfg)
     except (SettingError, TrainingError, ValueError) as err:
         raise gr.Error(str(err)) from None
     colours = series_colours(cfg.labels())
-    yield gr.update(value=fine_tune_frame(ft), color_map=colours), fine_tune_gallery(ft), "Starting…"
+    legend = legend_html(colours)
+    yield gr.update(value=fine_tune_frame(ft), color_map=colours), fine_tune_gallery(ft), "Starting…", legend
     shown, start = 0.0, time.perf_counter()
     try:
         for label, event in ft.run(cancel):
@@ -262,12 +263,12 @@ def run_fine_tune(cfg: FineTuneConfig, cancel: threading.Event):
             if now - shown >= UPDATE_EVERY_S:
                 shown = now
                 status = f"Fine-tuning **{label}**: step {event.step} of {cfg.steps} ({now - start:.0f} s)"
-                yield gr.update(value=fine_tune_frame(ft), color_map=colours), fine_tune_gallery(ft), status
+                yield gr.update(value=fine_tune_frame(ft), color_map=colours), fine_tune_gallery(ft), status, legend
     except TrainingError as err:
         raise gr.Error(str(err)) from None
     stopped = any(c.status == "cancelled" for c in ft.curves.values())
     yield (gr.update(value=fine_tune_frame(ft), color_map=colours), fine_tune_gallery(ft),
-           ("Stopped. " if stopped else "") + ft.summary())  # fmt: skip
+           ("Stopped. " if stopped else "") + ft.summary(), legend)  # fmt: skip
 
 
 def build_fine_tune() -> None:
@@ -293,8 +294,10 @@ def build_fine_tune() -> None:
                 stop = gr.Button("Stop", variant="stop", elem_id="ft_stop")
         with gr.Column(scale=2, min_width=320):
             status = gr.Markdown(FINE_TUNE_READY, elem_id="ft_status")
-            plot = gr.LinePlot(x="step", y="psnr", color="run", y_title="PSNR on the held-out image (dB)", height=300,
-                               label="PSNR while fine-tuning (step 0: the general network)", elem_id="ft_curves")  # fmt: skip
+            plot = gr.LinePlot(x="step", y="psnr", color="run", y_title="PSNR (dB)", x_title="step", height=300,
+                               label="PSNR on the held-out image while fine-tuning (step 0: the general network)",
+                               elem_id="ft_curves")  # fmt: skip
+            legend = gr.HTML(elem_id="ft_legend")
             recs = gr.Gallery(label=f"The held-out image: the centre, zoomed {ZOOM}× (PSNR of the whole)", columns=5,
                               height="auto", format="png", elem_id="ft_recs")  # fmt: skip
 
@@ -321,5 +324,5 @@ def build_fine_tune() -> None:
         return "Stopping…"
 
     inputs = [model, loss, blur["kernel_size"], blur["angle"], noise, steps, image, supervised]
-    go.click(start, inputs, [plot, recs, status], concurrency_limit=1, concurrency_id="train", api_visibility="private")
+    go.click(start, inputs, [plot, recs, status, legend], concurrency_limit=1, concurrency_id="train", api_visibility="private")
     stop.click(halt, None, status, queue=False, api_visibility="private")

@@ -450,14 +450,13 @@ def test_the_lessons_beyond_the_lecture_iterations_ct_steps_and_no_ground_truth(
     sinogram = page.locator("#ct_link_sinogram img")
     sinogram.scroll_into_view_if_needed()
     sinogram.click(position={"x": 40, "y": 60})
-    page.wait_for_function("document.querySelector('#ct_link_note').innerText.includes('ray')", timeout=30_000)
+    page.wait_for_function("document.querySelector('#ct_link_note').innerText.includes('detector bin')", timeout=30_000)
     page.locator("#ct_link_image img").click(position={"x": 50, "y": 50})
-    page.wait_for_function("document.querySelector('#ct_link_note').innerText.includes('sinusoid')", timeout=30_000)
+    page.wait_for_function("document.querySelector('#ct_link_note').innerText.includes('Pixel (row')", timeout=30_000)
     page.locator("#ct_preset").get_by_label("Bone", exact=True).click()
     page.wait_for_function("document.querySelector('#ct_width input[type=number]').value === '1800'", timeout=30_000)
     assert page.locator("#ct_level input[type=number]").input_value() == "400"
-    page.wait_for_function("!document.querySelector('#ct_link_image .pending, #ct_link_image .translucent')", timeout=30_000)
-    page.wait_for_timeout(1000)  # the redrawn pictures, not gradio's dimmed ones while they come
+    page.wait_for_function("!document.querySelector('#ct_link_image .pending, #ct_steps .pending')", timeout=30_000)
     page.locator("#ct_steps").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / f"ct_steps_{width}.png"), full_page=True)
 

@@ -9,7 +9,7 @@ import torch
 
 from recon_demo.lab import ct_steps
 from recon_demo.lab.ct import CTLab, CTSetting
-from recon_demo.physics.ct import FILTERS, _fourier_filter, detector_bins, radon_operator, ray, sinusoid
+from recon_demo.physics.ct import FILTERS, detector_bins, fourier_filter, radon_operator, ray, sinusoid
 
 
 def _distance(point, start, end) -> float:
@@ -38,6 +38,15 @@ def test_the_projector_puts_a_point_on_its_sinusoid(row, col):
     assert np.abs(centroid - sinusoid(64, 30, row, col)).max() < 0.1
 
 
+@pytest.mark.parametrize("size", [64, 65])
+def test_a_ray_ends_on_the_images_border(size):
+    bins, centre = detector_bins(size), size // 2
+    start, end = ray(size, 4, 0, bins // 2 - centre)  # at 0°: the vertical line through the first column
+    assert np.allclose(start, (-0.5, 0)) and np.allclose(end, (size - 0.5, 0))
+    assert ct_steps.ray_misses(size, 4, 0, bins // 2 - centre - 0.6)  # beyond the first column's outer edge
+    assert not ct_steps.ray_misses(size, 4, 0, bins // 2 - centre - 0.4)
+
+
 def test_a_ray_that_misses_the_image_has_no_ends():
     start, end = ray(64, 30, 0, detector_bins(64) - 1)  # the detector's edge: beyond the image's corner at 0°
     assert np.isnan(start).all() and np.isnan(end).all()
@@ -45,10 +54,10 @@ def test_a_ray_that_misses_the_image_has_no_ends():
 
 def test_the_ramp_and_its_windows():
     length = 1024
-    ramp = _fourier_filter(length, "ramp")[: length // 2]
+    ramp = fourier_filter(length, "ramp")[: length // 2]
     assert ramp[0] < 0.01 * ramp[-1] and np.all(np.diff(ramp) > 0)  # near zero at DC, rising with |ω|
     for name in FILTERS[1:]:
-        windowed = _fourier_filter(length, name)[: length // 2]
+        windowed = fourier_filter(length, name)[: length // 2]
         assert np.all(windowed <= ramp + 1e-12) and windowed[-1] < 0.7 * ramp[-1]  # each window takes the top down
 
 

@@ -3,13 +3,15 @@ cache and the slider's pictures (``recon_demo.lab.iterations``, ``methods.blur``
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from recon_demo.lab.blur import Lab
 from recon_demo.lab.iterations import METHODS, IterationLab, IterationSetting, figure
-from recon_demo.lab.setting import SettingError
+from recon_demo.lab.setting import Setting, SettingError
 from recon_demo.methods.blur import cgls_iterates, landweber_iterates, richardson_lucy_iterates
 from recon_demo.physics.blur import LECTURE_OPERATOR
 from recon_demo.physics.ct import radon_operator, sirt, sirt_iterates
@@ -78,7 +80,7 @@ def test_results_are_cached_and_the_slider_shows_each_iterate(iteration_lab, lab
     result = iteration_lab.run(setting)
     assert iteration_lab.run(setting) is result and iteration_lab.cached(setting) is result
     K = LECTURE_OPERATOR.build().for_solver()
-    y = lab.measurement(__import__("recon_demo.lab.setting", fromlist=["Setting"]).Setting(image="camera", noise=0.01))
+    y = lab.measurement(Setting(image="camera", noise=0.01))
     fifth = _take(cgls_iterates(y, K), 5)[-1][0, 0].clamp(0, 1).numpy()
     assert np.abs(result.traces[0].picture(5) - fifth).max() <= 0.5 / 255 + 1e-6  # the picture at k is iterate k
     assert result.traces[0].picture(999).shape == result.x_true.shape  # beyond the run: its last iterate
@@ -94,7 +96,18 @@ def test_sirt_traces_a_sinogram(iteration_lab):
 def test_the_unrolled_network_is_drawn_on_the_same_axes():
     result = IterationLab(Lab()).run(IterationSetting(method="landweber", iterations=10))  # the shipped weights
     assert result.network and len(result.network_psnr) == 2 and len(result.network_psnr[0]) >= 2
-    assert result.network_psnr[0][-1] > result.traces[0].psnr.max()  # six learned steps beat ten plain ones
+    assert result.network_psnr[0][-1] > result.traces[0].psnr.max()  # its few learned steps beat ten plain ones
+
+
+def test_the_discrepancy_principle_needs_delta_not_the_ground_truth(iteration_lab):
+    result = iteration_lab.run(IterationSetting(method="landweber", iterations=20))
+    for trace in result.traces:
+        assert trace.noise_share == pytest.approx(trace.noise / np.sqrt(1 + trace.noise**2))
+
+
+def test_settings_that_differ_only_in_what_the_method_ignores_share_a_result():
+    assert IterationSetting(method="landweber", angles=30).validated() == IterationSetting(method="landweber").validated()
+    assert IterationSetting(method="sirt", operator=replace(LECTURE_OPERATOR, angle=45)).validated().operator == LECTURE_OPERATOR
 
 
 @pytest.mark.parametrize("change, message", [({"method": "nope"}, "unknown iterative method"), ({"iterations": 5000}, "iterations"),
@@ -106,3 +119,14 @@ def test_bad_settings_say_what_is_allowed(change, message):
 
 def test_every_method_has_a_sentence():
     assert {m.task for m in METHODS.values()} == {"deblur", "ct"} and all(len(m.sentence) > 30 for m in METHODS.values())
+
+
+def test_lesson_10_says_what_the_tab_shows(iteration_lab):
+    """The lesson's numbers, at the tab's defaults (Landweber, camera, the lecture's blur, δ 0.01 and 0.05, 200 steps)."""
+    from recon_demo.lab.lessons import LESSONS
+
+    low, high = iteration_lab.run(IterationSetting()).traces
+    text = LESSONS["stop-early"].text
+    assert "within ten steps" in text and high.best <= 10
+    assert "about 8 dB" in text and 7 <= high.psnr.max() - high.psnr[-1] <= 9
+    assert "ten times later" in text and 7 <= low.best / high.best <= 14

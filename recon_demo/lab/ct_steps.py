@@ -12,14 +12,17 @@ units on a fixed scale (``to_hu``) so that the usual windows apply.
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 
 from recon_demo.lab.ct import CTResult, sinogram_picture
-from recon_demo.physics.ct import FILTERS, _fourier_filter, radon_operator, ramp_filtered, ray, sinusoid
+from recon_demo.physics.ct import FILTERS, filter_length, fourier_filter, radon_operator, ramp_filtered, ray, sinusoid
 
 SINOGRAM_WIDTH = 360  # the sinogram picture's width (angles stretched across), as the CT tab draws it
 AIR_HU, HU_PER_UNIT = -1000.0, 2000.0  # the tab's scale: 0 is air (−1000 HU), 1 is dense bone (+1000 HU)
@@ -57,6 +60,8 @@ def _scaled(x: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Steps:
+    """The pictures of filtered back-projection for one sinogram, from the measurement to the image."""
+
     sinogram: np.ndarray  # (angles, bins) y_delta
     backprojection: np.ndarray  # (n, n) Aᵀ y_delta, scaled to [0, 1] for display
     filtered: np.ndarray  # (angles, bins) the ramp-filtered sinogram
@@ -66,15 +71,35 @@ class Steps:
 
 def steps(result: CTResult) -> Steps:
     """The four pictures of FBP for a CT tab result (its sinogram, its window)."""
-    y = torch.from_numpy(result.sinogram).to(torch.float64)[None, None]
-    n = result.x_true.shape[-1]
-    radon = radon_operator(n, y.shape[-2])
+    y = torch.from_numpy(result.sinogram)[None, None]  # (1, 1, angles, bins), the sinogram's own float32
+    radon = radon_operator(result.x_true.shape[-1], y.shape[-2])
     with torch.no_grad():
         plain = radon.adjoint(y)[0, 0].numpy()
-        filtered = ramp_filtered(y, result.setting.filter)
-        fbp = (radon.adjoint(filtered) * (math.pi / (2 * radon.n_angles)))[0, 0].numpy()
-    return Steps(result.sinogram, _scaled(plain), filtered[0, 0].numpy(), np.clip(fbp, 0, 1).astype(np.float32),
-                 result.setting.filter)  # fmt: skip
+        filtered = ramp_filtered(y, result.setting.filter)[0, 0].numpy()
+        fbp = radon.fbp(y, result.setting.filter)[0, 0].numpy()
+    return Steps(result.sinogram, _scaled(plain), filtered, np.clip(fbp, 0, 1).astype(np.float32), result.setting.filter)
+
+
+class StepsCache:
+    """``steps`` of the last few CT settings: a click, a window or a preset redraws without projecting again."""
+
+    def __init__(self, size: int = 8):
+        self._steps: OrderedDict = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, result: CTResult) -> Steps:
+        key = result.setting
+        with self._lock:
+            if key in self._steps:
+                self._steps.move_to_end(key)
+                return self._steps[key]
+        computed = steps(result)
+        with self._lock:
+            self._steps[key] = computed
+            while len(self._steps) > self._size:
+                self._steps.popitem(last=False)
+        return computed
 
 
 def step_pictures(s: Steps) -> list[tuple[np.ndarray, str]]:
@@ -83,18 +108,14 @@ def step_pictures(s: Steps) -> list[tuple[np.ndarray, str]]:
     return [(p, f"{i}. {title}") for i, (p, (title, _)) in enumerate(zip(pictures, STEP_SENTENCES), start=1)]
 
 
-def filter_figure(chosen: str = "ramp", bins: int = 364):
+def filter_figure(chosen: str = "ramp", bins: int = 364) -> Figure:
     """The FBP windows' frequency responses ``|H(ω)|`` up to Nyquist, the chosen one bold."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    length = max(64, 1 << math.ceil(math.log2(2 * bins)))
+    length = filter_length(bins)
     omega = np.fft.fftfreq(length)[: length // 2] * 2  # in units of Nyquist
-    fig, ax = plt.subplots(figsize=(5.4, 3.4))
+    fig = Figure(figsize=(5.4, 3.4))  # not pyplot: its global state is not safe across the server's threads
+    ax = fig.subplots()
     for name in FILTERS:
-        response = _fourier_filter(length, name)[: length // 2]
+        response = fourier_filter(length, name)[: length // 2]
         ax.plot(omega, response, lw=3.2 if name == chosen else 1.4, alpha=1 if name == chosen else 0.7,
                 label=name + (" (chosen)" if name == chosen else ""))  # fmt: skip
     ax.set_xlabel("frequency (fraction of Nyquist)", fontsize=12)
@@ -120,6 +141,24 @@ def sinogram_point(picture_xy: tuple[int, int], n_angles: int, bins: int, width:
 
 def _rgb(grey: np.ndarray) -> Image.Image:
     return Image.fromarray(np.round(np.clip(grey, 0, 1) * 255).astype(np.uint8)).convert("RGB")
+
+
+LINK_SIDE = 512  # the linked image is shown at least this many pixels a side (each pixel repeated), for a projector
+
+
+def link_scale(size: int) -> int:
+    """How many screen pixels a side each image pixel gets in the linked view (2 for 256², 1 from 512² on)."""
+    return max(1, LINK_SIDE // size)
+
+
+def enlarged(picture: np.ndarray, scale: int) -> np.ndarray:
+    """``picture`` (H, W) or (H, W, 3) with each pixel repeated ``scale`` × ``scale``: sharp pixels, no smoothing."""
+    return np.repeat(np.repeat(picture, scale, axis=0), scale, axis=1)
+
+
+def ray_misses(size: int, n_angles: int, angle_index: int, bin: float) -> bool:
+    """Whether the ray of (angle, bin) passes beside the image (a detector bin beyond the image's corners)."""
+    return bool(np.isnan(ray(size, n_angles, angle_index, bin)[0]).any())
 
 
 def image_with_ray(image: np.ndarray, n_angles: int, angle_index: int, bin: float) -> np.ndarray:

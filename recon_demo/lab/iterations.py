@@ -4,8 +4,8 @@ Landweber, CGLS and Richardson-Lucy (on the blur ``K``) and SIRT (on the Radon t
 stopping. Run on the same image at two noise levels, each iterate's PSNR against ``x_true`` rises while the
 iterates fit the signal, then falls as they fit the noise; the data residual ``||K x_k − y_delta|| / ||y_delta||``
 meanwhile only falls. The discrepancy principle (Morozov) stops at the first iterate whose residual reaches the
-noise level — a rule that needs no ground truth. The unrolled network that knows ``K`` is six learned steps; its
-iterates are drawn on the same axes.
+noise level — a rule that needs δ, not the ground truth. The unrolled network that knows ``K`` is a first estimate
+and then a few learned steps (five for the shipped weights); its steps are drawn on the same axes.
 
 ``IterationLab.run`` computes a setting once (both noise levels, every iterate kept as an 8-bit picture for the
 slider) and caches it; the tab only draws what comes back (``figure``).
@@ -14,12 +14,14 @@ slider) and caches it; the tab only draws what comes back (``figure``).
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 from recon_demo import validation
 from recon_demo.checkpoints import CT_ANY, CheckpointError
@@ -30,7 +32,7 @@ from recon_demo.methods.ct import measure as measure_sinogram
 from recon_demo.metrics import psnr
 from recon_demo.models import model_info
 from recon_demo.physics.blur import LECTURE_OPERATOR, OperatorSpec
-from recon_demo.physics.ct import LECTURE_ANGLES, radon_operator, sirt_iterates
+from recon_demo.physics.ct import LECTURE_ANGLES, MAX_ANGLES, radon_operator, sirt_iterates
 from recon_demo.progress import Report, no_progress
 
 MAX_ITERATIONS = 300  # the slider's end: enough to see every method fit the noise at δ 0.01
@@ -92,16 +94,19 @@ class IterationSetting:
         noises = tuple(sorted(number("noise level", n, 0, MAX_NOISE) for n in self.noises))
         if len(noises) != 2:
             raise SettingError(f"give two noise levels, got {len(noises)}")
-        operator = self.operator
-        if METHODS[self.method].task == "deblur":
+        operator, angles = self.operator, self.angles
+        if METHODS[self.method].task == "deblur":  # the field the method does not use is reset: one cache entry
             try:
                 operator = operator.validated()
             except ValueError as err:
                 raise SettingError(str(err)) from None
+            angles = LECTURE_ANGLES
+        else:
+            operator = LECTURE_OPERATOR
+            angles = number("number of angles", angles, 1, MAX_ANGLES, integer=True)
         base = Setting(image=self.image, operator=operator).validated()  # the image's name, checked as Reconstruct's
         return replace(self, image=base.image, operator=operator, noises=noises,
-                       iterations=number("iterations", self.iterations, 1, MAX_ITERATIONS, integer=True),
-                       angles=number("number of angles", self.angles, 1, 360, integer=True),
+                       iterations=number("iterations", self.iterations, 1, MAX_ITERATIONS, integer=True), angles=angles,
                        seed=number("noise seed", self.seed, 0, 2**31 - 1, integer=True))  # fmt: skip
 
     def describe(self) -> str:
@@ -118,7 +123,7 @@ class Trace:
     psnr: np.ndarray  # (n,) dB against x_true, iterate k at index k − 1
     residual: np.ndarray  # (n,) ||K x_k − y_delta|| / ||y_delta||
     pictures: np.ndarray  # (n, H, W) uint8: each iterate clamped to [0, 1]
-    noise_share: float  # ||y_delta − K x_true|| / ||y_delta||: what the residual cannot go below without fitting noise
+    noise_share: float  # δ / √(1 + δ²): the noise's share of ||y_delta|| (known from δ, not from x_true)
 
     @property
     def best(self) -> int:
@@ -128,7 +133,7 @@ class Trace:
     @property
     def discrepancy(self) -> int | None:
         """Morozov's discrepancy principle (1-based): the first iterate whose residual is within τ of the noise's
-        share — the stop a practitioner can compute without ``x_true``; ``None`` when never reached."""
+        share — the stop a practitioner can compute from δ, without ``x_true``; ``None`` when never reached."""
         hits = np.flatnonzero(self.residual <= DISCREPANCY_TAU * self.noise_share)
         return int(hits[0]) + 1 if hits.size else None
 
@@ -150,12 +155,14 @@ class IterationResult:
     compute_s: float = 0.0
 
 
-def run_trace(method: IterativeMethod, y_delta: torch.Tensor, operator, x_true: torch.Tensor, iterations: int,
+def run_trace(method: IterativeMethod, y_delta: torch.Tensor, operator, x_true: torch.Tensor, noise: float, iterations: int,
               report: Callable[[int], None] = lambda k: None) -> Trace:  # fmt: skip
-    """``iterations`` steps of ``method`` on ``y_delta``: each iterate's PSNR, residual and picture."""
+    """``iterations`` steps of ``method`` on ``y_delta`` (made with relative noise ``noise``): each iterate's PSNR,
+    residual and picture. ``x_true`` scores the iterates and nothing else."""
     truth = x_true[0, 0].numpy()
     y_norm = float(y_delta.norm())
-    noise_share = float((y_delta - operator.forward(x_true)).norm()) / max(y_norm, 1e-12)
+    # relative noise: ||e|| = δ ||K x||, and ||y||² ≈ ||K x||² (1 + δ²) as e is independent of K x
+    noise_share = noise / (1 + noise**2) ** 0.5
     scores, residuals, pictures = [], [], []
     with torch.no_grad():
         for k, x in zip(range(1, iterations + 1), method.iterates(y_delta, operator)):
@@ -164,7 +171,7 @@ def run_trace(method: IterativeMethod, y_delta: torch.Tensor, operator, x_true: 
             residuals.append(float((operator.forward(x) - y_delta).norm()) / max(y_norm, 1e-12))
             pictures.append(np.round(image * 255).astype(np.uint8))
             report(k)
-    return Trace(0.0, np.array(scores), np.array(residuals), np.stack(pictures), noise_share)
+    return Trace(noise, np.array(scores), np.array(residuals), np.stack(pictures), noise_share)
 
 
 class IterationLab:
@@ -173,20 +180,36 @@ class IterationLab:
     def __init__(self, lab: Lab, cache_size: int = 4):
         self.lab = lab
         self._results: OrderedDict[IterationSetting, IterationResult] = OrderedDict()
-        self._cache_size = cache_size  # each result holds 2 × iterations 8-bit pictures (256²: 13 MB at 200)
+        self._cache_size = cache_size  # each result holds 2 × iterations 8-bit pictures (256²: 26 MB at 200)
         self._lock = threading.Lock()
+        self._flights: dict[IterationSetting, threading.Lock] = {}  # a setting being computed → its lock
 
     def cached(self, setting: IterationSetting) -> IterationResult | None:
+        """The setting's result if it is computed (it then counts as the most recently used), else ``None``."""
+        setting = setting.validated()
         with self._lock:
-            return self._results.get(setting.validated())
+            if setting in self._results:
+                self._results.move_to_end(setting)
+                return self._results[setting]
+        return None
 
     def run(self, setting: IterationSetting, report: Report = no_progress) -> IterationResult:
-        """Both noise levels' traces (computed once per setting), and the unrolled network's iterates beside them."""
-        import time
-
+        """Both noise levels' traces (computed once per setting: a second request for it waits for the first), and
+        the unrolled network's iterates beside them."""
         setting = setting.validated()
-        if (hit := self.cached(setting)) is not None:
-            return hit
+        with self._lock:
+            flight = self._flights.setdefault(setting, threading.Lock())
+        try:
+            with flight:
+                if (hit := self.cached(setting)) is not None:
+                    return hit
+                return self._compute(setting, report)
+        finally:
+            with self._lock:
+                if not flight.locked():
+                    self._flights.pop(setting, None)
+
+    def _compute(self, setting: IterationSetting, report: Report) -> IterationResult:
         start = time.perf_counter()
         method = METHODS[setting.method]
         x_true = self.lab.x_true(setting.image)  # (1, 1, 256, 256)
@@ -202,9 +225,8 @@ class IterationLab:
                 operator = radon_operator(x_true.shape[-1], setting.angles)
                 y_delta = measure_sinogram(x_true, operator, noise, torch.Generator().manual_seed(setting.seed))
             done = i * setting.iterations
-            trace = run_trace(method, y_delta, operator, x_true, setting.iterations,
+            trace = run_trace(method, y_delta, operator, x_true, noise, setting.iterations,
                               lambda k, done=done, noise=noise: report(done + k, total, f"δ {noise:g}: iteration {k}"))  # fmt: skip
-            trace.noise = noise
             traces.append(trace)
             measurements.append(y_delta[0, 0].numpy())
             if network is not None:
@@ -219,7 +241,7 @@ class IterationLab:
                 self._results.popitem(last=False)
         return result
 
-    def _network(self, task: str, notes: list[str]):
+    def _network(self, task: str, notes: list[str]) -> tuple[torch.nn.Module | None, str | None]:
         """The shipped unrolled network for the task (general blur weights, or the CT ones), or None with a note."""
         regime = "general" if task == "deblur" else CT_ANY
         try:
@@ -233,22 +255,19 @@ class IterationLab:
         truth = x_true[0, 0].numpy()
         y_norm = float(y_delta.norm())
         with torch.inference_mode(), self.lab.engine.precision(network):
-            steps = network.iterates(y_delta.to(device), operator)  # x_0 (its first estimate) … x_K
-        steps = [x.float().cpu().clamp(0, 1) for x in steps]
-        with torch.no_grad():
+            steps = network.iterates(y_delta.to(device), operator)[1:]  # x_1 … x_K (x_0 is its first estimate, no step)
+        steps = [x.float().cpu() for x in steps]
+        with torch.no_grad():  # the residual of the iterate itself, as the classical methods'; the PSNR of it clamped
             residuals = [float((operator.forward(x) - y_delta).norm()) / max(y_norm, 1e-12) for x in steps]
-        return [psnr(x[0, 0].numpy(), truth) for x in steps], residuals
+        return [psnr(x[0, 0].clamp(0, 1).numpy(), truth) for x in steps], residuals
 
 
-def figure(result: IterationResult, iteration: int | None = None):
+def figure(result: IterationResult, iteration: int | None = None) -> Figure:
     """PSNR (top) and residual (bottom) against the iteration, both noise levels, the best iterate and the
-    discrepancy principle's stop marked, the slider's iteration as a vertical line, the network's steps beside."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.2, 6.2), sharex=True)
+    discrepancy principle's stop marked, the slider's iteration as a vertical line, the network's steps beside. A
+    ``Figure`` of its own, not pyplot's: pyplot's global state is not safe across the server's threads."""
+    fig = Figure(figsize=(7.2, 6.2))
+    top, bottom = fig.subplots(2, 1, sharex=True)
     colours = ("#1f5fa8", "#c2410c")  # blue for the low noise, orange for the high: 4.5:1 on white
     for trace, colour in zip(result.traces, colours):
         k = np.arange(1, len(trace.psnr) + 1)
@@ -266,14 +285,14 @@ def figure(result: IterationResult, iteration: int | None = None):
         top.plot(steps, scores, color=colour, ls="--", marker="o", ms=6, lw=1.5)
         bottom.plot(steps, residuals, color=colour, ls="--", marker="o", ms=6, lw=1.5)
     if result.network_psnr:
-        top.plot([], [], color="black", ls="--", marker="o", ms=6, label=f"{result.network} (its steps)")
+        top.plot([], [], color="black", ls="--", marker="o", ms=6, label=f"{result.network}: its learned steps")
     if iteration is not None:
         for ax in (top, bottom):
             ax.axvline(iteration, color="#444444", lw=1.2)
     top.margins(y=0.18)  # room for the best iterates' labels under the title
     top.set_ylabel("PSNR (dB)", fontsize=13)
     top.set_title(result.setting.describe(), fontsize=13)
-    top.legend(fontsize=12, loc="lower right")
+    top.legend(fontsize=11, loc="best", framealpha=0.9)
     bottom.set_ylabel("residual ||Kx − y|| / ||y||", fontsize=12)
     bottom.set_xlabel("iteration (log scale)   ★ best   ▼ discrepancy principle   ⋯ noise level", fontsize=12)
     bottom.set_yscale("log")

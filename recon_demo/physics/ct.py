@@ -141,7 +141,7 @@ def ray(size: int, n_angles: int, angle_index: int, bin: float) -> tuple[np.ndar
     t = bin - detector_bins(size) // 2
     c, s = math.cos(theta), math.sin(theta)
     base, direction = np.array([t * c, -t * s]), np.array([s, c])  # (x, y)
-    lo, hi = -size // 2 - 0.5, size - size // 2 - 0.5  # the image's border, in offsets from the centre pixel
+    lo, hi = -(size // 2) - 0.5, size - size // 2 - 0.5  # the image's border, in offsets from the centre pixel
     enter, leave = -np.inf, np.inf
     for k in range(2):  # clip the line to the square, one axis at a time (Liang-Barsky)
         if abs(direction[k]) < 1e-12:
@@ -157,7 +157,7 @@ def ray(size: int, n_angles: int, angle_index: int, bin: float) -> tuple[np.ndar
     return tuple(np.array([centre[0] + e[1], centre[1] + e[0]]) for e in ends)  # (row, col) each
 
 
-def _fourier_filter(length: int, name: str) -> np.ndarray:
+def fourier_filter(length: int, name: str) -> np.ndarray:
     """The ramp filter of a zero-padded projection of ``length`` samples, with a window (Kak & Slaney).
 
     Built from the ramp's exact spatial-domain samples rather than ``|ω|`` directly, which avoids the DC
@@ -182,11 +182,16 @@ def _fourier_filter(length: int, name: str) -> np.ndarray:
     return ramp
 
 
+def filter_length(bins: int) -> int:
+    """The FFT length a projection of ``bins`` samples is zero-padded to before filtering: a power of two ≥ 2 bins."""
+    return max(64, 1 << math.ceil(math.log2(2 * bins)))
+
+
 def ramp_filtered(y: torch.Tensor, filter: str = "ramp") -> torch.Tensor:
     """Each projection (last axis) convolved with the windowed ramp, zero-padded to avoid wrap-around."""
     bins = y.shape[-1]
-    length = max(64, 1 << math.ceil(math.log2(2 * bins)))
-    response = torch.from_numpy(_fourier_filter(length, filter)).to(device=y.device, dtype=y.dtype)
+    length = filter_length(bins)
+    response = torch.from_numpy(fourier_filter(length, filter)).to(device=y.device, dtype=y.dtype)
     spectrum = torch.fft.fft(y, n=length, dim=-1) * response
     return torch.fft.ifft(spectrum, dim=-1).real[..., :bins].to(y.dtype)
 

@@ -95,7 +95,7 @@ button[role=tab].selected { color: #9a3412 !important; }
   grid-template-columns: repeat(auto-fit, minmax(min(320px, 44vw), 1fr)) !important; }
 @media (max-width: 700px) {
   #lesson_bar { flex-direction: column; }
-  #results_col, #ct_results_col { order: -1; }
+  #results_col, #ct_results_col, #it_results_col { order: -1; }
   #outputs { order: -1; }
   #metrics, #ct_metrics, #train_table { font-size: 13px; }
   #to_controls { display: block; width: auto !important; min-width: 0 !important; padding: 0 !important; border: none !important;

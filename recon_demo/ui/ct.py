@@ -39,26 +39,31 @@ def ct_outputs(ct_lab: CTLab, image: str, angles, noise, filter: str, seed, size
     return status, sinogram_picture(result.sinogram), pictures, table
 
 
-def step_outputs(ct_lab: CTLab, image: str, angles, noise, filter: str, seed, size, width, level, mark) -> tuple:
+def step_outputs(ct_lab: CTLab, cache: ct_steps.StepsCache, image: str, angles, noise, filter: str, seed, size, width, level,
+                 mark) -> tuple:  # fmt: skip
     """The step-by-step section: the row of FBP's pictures, the windows' responses, and the linked sinogram and image
     (the FBP at the window chosen), with the ray of a clicked sinogram point or the sinusoid of a clicked pixel."""
     try:
         result = ct_lab.run(CTSetting(image, angles, noise, filter, seed, size))
-        s = ct_steps.steps(result)
+        s = cache.get(result)
         shown = ct_steps.window(s.fbp, float(width), float(level))
     except (SettingError, ValueError) as err:
         raise gr.Error(str(err)) from None
     sinogram, picture, note = sinogram_picture(s.sinogram), shown, LINK_HINT
     kind, a, b = mark or ("", 0, 0)
-    if kind == "ray" and a < s.sinogram.shape[0]:
+    n_angles, bins = s.sinogram.shape
+    if kind == "ray" and a < n_angles and b < bins:
         sinogram = ct_steps.sinogram_with_point(s.sinogram, a, b)
-        picture = ct_steps.image_with_ray(shown, s.sinogram.shape[0], a, b)
-        note = (f"The point at angle {180 * a / s.sinogram.shape[0]:.0f}°, detector bin {b} is the sum along this ray "
-                "(orange) through the image.")  # fmt: skip
+        picture = ct_steps.image_with_ray(shown, n_angles, a, b)
+        where = f"The point at angle {180 * a / n_angles:.0f}°, detector bin {b}"
+        note = (f"{where} is the sum along a ray that passes beside the image: it sees only air."
+                if ct_steps.ray_misses(shown.shape[0], n_angles, a, b)
+                else f"{where} is the sum along this ray (orange) through the image.")  # fmt: skip
     elif kind == "pixel" and max(a, b) < shown.shape[0]:
         sinogram = ct_steps.sinogram_with_sinusoid(s.sinogram, a, b, shown.shape[0])
         picture = ct_steps.image_with_pixel(shown, a, b)
         note = f"Pixel (row {a}, column {b}) is seen by one ray per angle: together they trace this sinusoid (orange)."
+    picture = ct_steps.enlarged(picture, ct_steps.link_scale(shown.shape[0]))  # a click is mapped back (click_image)
     return ct_steps.step_pictures(s), ct_steps.filter_figure(s.filter, s.sinogram.shape[1]), sinogram, picture, note
 
 
@@ -99,7 +104,8 @@ def build(ct_lab: CTLab, tab: gr.Tab | None = None) -> None:
     gr.Markdown("### The sinogram and the image, linked")
     link_note = gr.Markdown(LINK_HINT, elem_id="ct_link_note")
     with gr.Row(equal_height=False):
-        linked_sinogram = gr.Image(label="Sinogram (click a point)", type="numpy", interactive=False, elem_id="ct_link_sinogram")
+        linked_sinogram = gr.Image(label="Sinogram (click a point)", type="numpy", interactive=False,
+                                   elem_id="ct_link_sinogram")  # fmt: skip
         linked_image = gr.Image(label="FBP at the window below (click a pixel)", type="numpy", interactive=False,
                                 elem_id="ct_link_image")  # fmt: skip
     with gr.Row():
@@ -114,22 +120,26 @@ def build(ct_lab: CTLab, tab: gr.Tab | None = None) -> None:
     link_inputs = [*inputs, width, level, mark]
     link_outputs = [steps_row, filters, linked_sinogram, linked_image, link_note]
 
+    cache = ct_steps.StepsCache()
+
     def linked(image, angles, noise, filter, seed, size, width, level, mark):
-        return step_outputs(ct_lab, image, angles, noise, filter, seed, size, width, level, mark)
+        return step_outputs(ct_lab, cache, image, angles, noise, filter, seed, size, width, level, mark)
 
     def click_sinogram(angles, size, evt: gr.SelectData):
         k, b = ct_steps.sinogram_point(tuple(evt.index), int(angles), detector_bins(int(size)))
         return ("ray", k, b)
 
-    def click_image(evt: gr.SelectData):
-        col, row = evt.index
-        return ("pixel", int(row), int(col))
+    def click_image(size, evt: gr.SelectData):
+        col, row = evt.index  # in the enlarged picture's pixels
+        scale = ct_steps.link_scale(int(size))
+        return ("pixel", int(row) // scale, int(col) // scale)
 
     def handler(image, angles, noise, filter, seed, size, progress=PROGRESS):
         return ct_outputs(ct_lab, image, angles, noise, filter, seed, size, progress)
 
-    def both(event):  # the results, then the step-by-step section from the same (cached) result
-        event.then(linked, link_inputs, link_outputs, api_visibility="private")
+    def both(event):  # the results, then the step-by-step section from the same (cached) result, its old click forgotten
+        event.then(lambda: None, None, mark, api_visibility="private").then(
+            linked, link_inputs, link_outputs, api_visibility="private")
 
     both(run.click(handler, inputs, outputs, api_visibility="private"))
     for control in (angles, noise):  # a drag (its first and last value), the arrow keys, a typed value with Enter
@@ -144,9 +154,9 @@ def build(ct_lab: CTLab, tab: gr.Tab | None = None) -> None:
     ))
     linked_sinogram.select(click_sinogram, [angles, size], mark, api_visibility="private").then(
         linked, link_inputs, link_outputs, api_visibility="private")
-    linked_image.select(click_image, None, mark, api_visibility="private").then(
+    linked_image.select(click_image, size, mark, api_visibility="private").then(
         linked, link_inputs, link_outputs, api_visibility="private")
     preset.input(lambda name: list(ct_steps.PRESETS[name]), preset, [width, level], api_visibility="private").then(
         linked, link_inputs, link_outputs, api_visibility="private")
     for control in (width, level):
-        control.release(linked, link_inputs, link_outputs, api_visibility="private", trigger_mode="always_last")
+        control.input(linked, link_inputs, link_outputs, api_visibility="private", trigger_mode="always_last")

@@ -27,8 +27,8 @@ from recon_demo.ui.reconstruct import image_choices
 
 INTRO = ("Iterative methods regularise only by **stopping**. Each step fits more of the measurement: first the image, "
          "then the noise. Watch the PSNR rise, peak (★) and fall while the residual keeps falling — earlier when the "
-         "noise is higher. ▼ is where the discrepancy principle would stop, without the ground truth. The dashed points "
-         "are the unrolled network's six learned steps.")  # fmt: skip
+         "noise is higher. ▼ is where the discrepancy principle would stop, knowing δ but not the ground truth. The "
+         "dashed points are the unrolled network's learned steps.")  # fmt: skip
 
 
 def setting_from(method, image, kernel_size, angle, angles, low, high, iterations, seed=0) -> IterationSetting:
@@ -56,30 +56,32 @@ def status_of(result, k: int) -> str:
         lines.append(f"δ {t.noise:g}: best iterate {t.best} at {t.psnr.max():.2f} dB, the last ({len(t.psnr)}) "
                      f"{t.psnr[-1]:.2f} dB ({t.psnr.max() - t.psnr[-1]:.1f} dB lost by going on){stop}.")  # fmt: skip
     if result.network:
-        lines.append(f"{result.network}: {len(result.network_psnr[0])} steps, the last at "
+        lines.append(f"{result.network}: {len(result.network_psnr[0])} learned steps after its first estimate, the last at "
                      + ", ".join(f"{p[-1]:.2f} dB (δ {t.noise:g})" for p, t in zip(result.network_psnr, result.traces)) + ".")
     lines += [f"⚠ {n}" for n in result.notes]
     return "\n\n".join(lines)
 
 
 def compute(it_lab: IterationLab, method, image, kernel_size, angle, angles, low, high, iterations, k, progress=PROGRESS):
-    """Run (or read from the cache) the setting; the status, the figure at iterate ``k``, the pictures."""
+    """Run (or read from the cache) the setting; the status, the figure at iterate ``k``, the pictures, the slider and
+    the setting shown (the slider's state)."""
     try:
         result = it_lab.run(setting_from(method, image, kernel_size, angle, angles, low, high, iterations), shown_by(progress))
     except (SettingError, ValueError) as err:
         raise gr.Error(str(err)) from None
     k = min(int(k or 1), result.setting.iterations)
-    return status_of(result, k), figure(result, k), pictures(result, k), gr.update(maximum=result.setting.iterations, value=k)
+    return (status_of(result, k), figure(result, k), pictures(result, k),
+            gr.update(maximum=result.setting.iterations, value=k), result.setting)  # fmt: skip
 
 
-def show(it_lab: IterationLab, method, image, kernel_size, angle, angles, low, high, iterations, k):
-    """The slider: the figure and pictures at iterate ``k``, from the cache (computing only if it was evicted)."""
-    try:
-        setting = setting_from(method, image, kernel_size, angle, angles, low, high, iterations)
-        result = it_lab.cached(setting) or it_lab.run(setting)
-    except (SettingError, ValueError) as err:
-        raise gr.Error(str(err)) from None
-    k = min(int(k or 1), result.setting.iterations)
+def show(it_lab: IterationLab, shown: IterationSetting | None, k):
+    """The slider: the figure and pictures of the setting on show at iterate ``k``, from the cache only (a slider
+    never starts a computation of minutes: a setting no longer cached asks for Run)."""
+    result = it_lab.cached(shown) if shown is not None else None
+    if result is None:
+        gr.Info("Press “Run the iterations” first: this setting is not computed.")
+        return gr.update(), gr.update()
+    k = min(max(int(k or 1), 1), result.setting.iterations)
     return figure(result, k), pictures(result, k)
 
 
@@ -100,7 +102,7 @@ def build(it_lab: IterationLab, tab: gr.Tab | None = None):
             iterations = gr.Slider(10, MAX_ITERATIONS, value=DEFAULT_ITERATIONS, step=10, label="Iterations",
                                    elem_id="it_iterations")  # fmt: skip
             run = gr.Button("Run the iterations", variant="primary", elem_id="it_run")
-        with gr.Column(scale=2, min_width=300):
+        with gr.Column(scale=2, min_width=300, elem_id="it_results_col"):  # first on a phone
             k = gr.Slider(1, DEFAULT_ITERATIONS, value=20, step=1, label="Show iteration", elem_id="it_k")
             plot = gr.Plot(label="PSNR and residual against the iteration", show_label=False, elem_id="it_plot")
             gallery = gr.Gallery(label="The iterates", columns=4, height="auto", object_fit="contain", elem_id="it_pictures")
@@ -110,17 +112,17 @@ def build(it_lab: IterationLab, tab: gr.Tab | None = None):
     def handler(method, image, kernel_size, angle, angles, low, high, iterations, k, progress=PROGRESS):
         return compute(it_lab, method, image, kernel_size, angle, angles, low, high, iterations, k, progress)
 
-    def slide(method, image, kernel_size, angle, angles, low, high, iterations, k):
-        return show(it_lab, method, image, kernel_size, angle, angles, low, high, iterations, k)
+    def slide(shown, k):
+        return show(it_lab, shown, k)
 
-    outputs = [status, plot, gallery, k]
+    shown = gr.State(None)  # the setting whose iterates the slider walks (the controls may have moved since)
+    outputs = [status, plot, gallery, k, shown]
     run.click(handler, [*inputs, k], outputs, api_visibility="private")
     for control in (method, image):
         control.change(handler, [*inputs, k], outputs, api_visibility="private")
     method.change(lambda m: [gr.update(visible=METHODS[m].task == "deblur")] * 2 + [gr.update(visible=METHODS[m].task == "ct")],
                   method, [kernel_size, angle, angles], api_visibility="private")  # fmt: skip
-    k.release(slide, [*inputs, k], [plot, gallery], api_visibility="private", trigger_mode="always_last")
-    k.input(slide, [*inputs, k], [plot, gallery], api_visibility="private", trigger_mode="always_last")
+    k.input(slide, [shown, k], [plot, gallery], api_visibility="private", trigger_mode="always_last")
     if tab is not None:
         tab.select(handler, [*inputs, k], outputs, api_visibility="private")
     return [*inputs, k]

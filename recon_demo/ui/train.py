@@ -228,7 +228,7 @@ def build(rec) -> None:
 
 
 FINE_TUNE_READY = ("Press **Fine-tune**: the general network is adapted to this blur twice, once from the measurements "
-                   "alone and once with the clean images, for comparison. The defaults take about a minute here.")
+                   "alone and once with the clean images, for comparison. The defaults take about two minutes here.")
 
 
 def fine_tune_frame(ft: FineTune) -> pd.DataFrame:

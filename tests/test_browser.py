@@ -471,7 +471,7 @@ def test_the_lessons_beyond_the_lecture_iterations_ct_steps_and_no_ground_truth(
     page.wait_for_function("document.querySelector('#ft_status').innerText.includes('On the held-out')", timeout=180_000)
     summary = page.locator("#ft_status").inner_text()
     assert "without ground truth (ei)" in summary and "with ground truth (MSE)" in summary and "Equivariant" in summary
-    assert page.locator("#ft_recs .caption-label").count() == 5  # truth, measurement, the start and the two runs
+    assert page.locator("#ft_recs .caption-label").count() == 8  # truth, measurement, the start, the two runs, three errors
     page.locator("#ft_curves").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / f"fine_tune_{width}.png"), full_page=True)
     page.close()

@@ -111,7 +111,7 @@ class IterationSetting:
 
     def describe(self) -> str:
         method = METHODS[self.method]
-        acquisition = self.operator.describe() if method.task == "deblur" else f"CT, {self.angles} angles"
+        acquisition = self.operator.describe() if method.task == "deblur" else f"{self.angles} angles"
         return f"{method.label}, {acquisition}, {self.iterations} iterations"
 
 
@@ -266,7 +266,7 @@ def figure(result: IterationResult, iteration: int | None = None) -> Figure:
     """PSNR (top) and residual (bottom) against the iteration, both noise levels, the best iterate and the
     discrepancy principle's stop marked, the slider's iteration as a vertical line, the network's steps beside. A
     ``Figure`` of its own, not pyplot's: pyplot's global state is not safe across the server's threads."""
-    fig = Figure(figsize=(7.2, 6.2))
+    fig = Figure(figsize=(7.2, 6.6))
     top, bottom = fig.subplots(2, 1, sharex=True)
     colours = ("#1f5fa8", "#c2410c")  # blue for the low noise, orange for the high: 4.5:1 on white
     for trace, colour in zip(result.traces, colours):
@@ -274,7 +274,7 @@ def figure(result: IterationResult, iteration: int | None = None) -> Figure:
         top.plot(k, trace.psnr, color=colour, lw=2.2, label=f"δ {trace.noise:g}")
         best = trace.best
         top.plot([best], [trace.psnr[best - 1]], marker="*", ms=16, color=colour, mec="black", zorder=5)
-        top.annotate(f"best: {best}", (best, trace.psnr[best - 1]), textcoords="offset points", xytext=(6, 8),
+        top.annotate(f"best: {best}", (best, trace.psnr[best - 1]), textcoords="offset points", xytext=(8, -22),
                      fontsize=12, color=colour)  # fmt: skip
         bottom.plot(k, trace.residual, color=colour, lw=2.2)
         bottom.axhline(trace.noise_share, color=colour, ls=":", lw=1.5)
@@ -292,7 +292,7 @@ def figure(result: IterationResult, iteration: int | None = None) -> Figure:
     top.margins(y=0.18)  # room for the best iterates' labels under the title
     top.set_ylabel("PSNR (dB)", fontsize=13)
     top.set_title(result.setting.describe(), fontsize=13)
-    top.legend(fontsize=11, loc="best", framealpha=0.9)
+    fig.legend(*top.get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=12, frameon=False)  # clear of the curves
     bottom.set_ylabel("residual ||Kx − y|| / ||y||", fontsize=12)
     bottom.set_xlabel("iteration (log scale)   ★ best   ▼ discrepancy principle   ⋯ noise level", fontsize=12)
     bottom.set_yscale("log")
@@ -300,5 +300,5 @@ def figure(result: IterationResult, iteration: int | None = None) -> Figure:
         ax.set_xscale("log")
         ax.grid(alpha=0.3, which="both")
         ax.tick_params(labelsize=12)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))  # room for the legend under the axes
     return fig

@@ -86,7 +86,7 @@ LESSONS: dict[str, Lesson] = {
         Lesson("fbp-steps", "11. CT step by step: back-projection, the ramp, FBP", "ct",
                "Below the results: the plain back-projection is blurred as 1/r, the ramp filter takes the low frequencies "
                "down, and FBP comes out sharp. Click the sinogram to see a point's ray, the image to see a pixel's "
-               "sinusoid; try the window presets.",
+               "sinusoid; try the window presets on the linked FBP.",
                {"models": ("cnn",)}),
         Lesson("no-ground-truth", "12. Fine-tuning without ground truth", "train",
                "Scroll to Fine-tune without ground truth and press it (about two minutes): from measurements alone the "

@@ -36,8 +36,7 @@ CSS = (
       " text-overflow: clip !important; font-size: 0.95rem; }\n"
     + ", ".join(f"{g} .grid-container" for g in _TILED[:4])
     + " { grid-template-columns: repeat(auto-fit, minmax(min(240px, 36vw), 1fr)) !important; }\n"
-    + "#train_recs .grid-container, #iterates .grid-container, #it_pictures .grid-container, #ct_steps .grid-container, "
-    "#ft_recs .grid-container"
+    + "#train_recs .grid-container, #iterates .grid-container, #ct_steps .grid-container, #ft_recs .grid-container"
     " { grid-template-columns: repeat(auto-fit, minmax(min(200px, 36vw), 1fr)) !important; }\n"
     + """
 .sweep-legend { display: flex; flex-wrap: wrap; gap: 6px 18px; font-size: 16px; margin: 4px 0 0 8px; }
@@ -48,6 +47,7 @@ CSS = (
 .error-scale-note { font-size: 16px; margin: 4px 8px 0; }
 #results_col.stale #outputs img { opacity: 0.45; transition: opacity 0.15s; }
 #results_col.stale #status::before { content: "⟳ updating to the new setting…"; display: block; font-weight: 600; }
+#it_pictures .grid-container { grid-template-columns: repeat(auto-fit, minmax(min(165px, 40vw), 1fr)) !important; }  /* four in a row */
 #activations .grid-container { grid-template-columns: repeat(auto-fill, minmax(min(320px, 80vw), 1fr)) !important; }
 #channels, #channels .grid-wrap { height: auto !important; max-height: none !important; }
 #channels .grid-container { grid-template-columns: repeat(auto-fill, minmax(88px, 1fr)) !important; }
@@ -75,7 +75,8 @@ button[role=tab].selected { color: #9a3412 !important; }
 .dark button[role=tab].selected { color: #fdba74 !important; }
 #header #title { flex: 1 1 auto; min-width: 0; }
 /* the galleries' labels sit over their top edge: the tiles start below them */
-#outputs .grid-wrap, #ct_outputs .grid-wrap, #restore_gallery .grid-wrap, #train_recs .grid-wrap { padding-top: 34px; }
+#outputs .grid-wrap, #ct_outputs .grid-wrap, #restore_gallery .grid-wrap, #train_recs .grid-wrap, #ft_recs .grid-wrap,
+#ct_steps .grid-wrap, #it_pictures .grid-wrap { padding-top: 34px; }
 #header h2 { margin: 0; }
 #header #present, #header #theme_switch { flex-grow: 0; }
 :root.present.present.present #present { background: var(--button-primary-background-fill); color: var(--button-primary-text-color); }

@@ -102,14 +102,14 @@ def build(ct_lab: CTLab, tab: gr.Tab | None = None) -> None:
                            elem_id="ct_steps")  # fmt: skip
     filters = gr.Plot(label="The ramp and its windows in the frequency domain", show_label=False, elem_id="ct_filters")
     gr.Markdown("### The sinogram and the image, linked")
-    link_note = gr.Markdown(LINK_HINT, elem_id="ct_link_note")
     with gr.Row(equal_height=False):
         linked_sinogram = gr.Image(label="Sinogram (click a point)", type="numpy", interactive=False,
                                    elem_id="ct_link_sinogram")  # fmt: skip
-        linked_image = gr.Image(label="FBP at the window below (click a pixel)", type="numpy", interactive=False,
-                                elem_id="ct_link_image")  # fmt: skip
+        linked_image = gr.Image(label="FBP: click a pixel", type="numpy", interactive=False, elem_id="ct_link_image")
+    link_note = gr.Markdown(LINK_HINT, elem_id="ct_link_note")  # under the pictures: seen after a tap on a phone
     with gr.Row():
-        preset = gr.Radio(list(ct_steps.PRESETS), value="Full range", label="CT window preset", elem_id="ct_preset")
+        preset = gr.Radio(list(ct_steps.PRESETS), value="Full range", label="Window of the linked FBP: preset",
+                          elem_id="ct_preset")  # fmt: skip
         width = gr.Slider(50, 4000, value=ct_steps.PRESETS["Full range"][0], step=10, label="Window width (HU)", elem_id="ct_width")
         level = gr.Slider(-1000, 1000, value=ct_steps.PRESETS["Full range"][1], step=10, label="Window level (HU)", elem_id="ct_level")
     gr.Markdown(f"The lab's images run from 0 to 1; here they are read as Hounsfield units, {ct_steps.AIR_HU:.0f} HU (air) "
@@ -158,5 +158,6 @@ def build(ct_lab: CTLab, tab: gr.Tab | None = None) -> None:
         linked, link_inputs, link_outputs, api_visibility="private")
     preset.input(lambda name: list(ct_steps.PRESETS[name]), preset, [width, level], api_visibility="private").then(
         linked, link_inputs, link_outputs, api_visibility="private")
-    for control in (width, level):
-        control.input(linked, link_inputs, link_outputs, api_visibility="private", trigger_mode="always_last")
+    for control in (width, level):  # a window of one's own: no preset is chosen any more
+        control.input(linked, link_inputs, link_outputs, api_visibility="private", trigger_mode="always_last").then(
+            lambda: None, None, preset, api_visibility="private")

@@ -53,8 +53,12 @@ def status_of(result, k: int) -> str:
     lines = [f"**{method.label}.** {method.sentence}"]
     for t in result.traces:
         stop = f", the discrepancy principle stops at {t.discrepancy} ({t.psnr[t.discrepancy - 1]:.2f} dB)" if t.discrepancy else ""
-        lines.append(f"δ {t.noise:g}: best iterate {t.best} at {t.psnr.max():.2f} dB, the last ({len(t.psnr)}) "
-                     f"{t.psnr[-1]:.2f} dB ({t.psnr.max() - t.psnr[-1]:.1f} dB lost by going on){stop}.")  # fmt: skip
+        if t.best == len(t.psnr):
+            lines.append(f"δ {t.noise:g}: still rising at the last iterate ({t.best}, {t.psnr[-1]:.2f} dB): run more "
+                         f"iterations to see it fall{stop}.")  # fmt: skip
+        else:
+            lines.append(f"δ {t.noise:g}: best iterate {t.best} at {t.psnr.max():.2f} dB, the last ({len(t.psnr)}) "
+                         f"{t.psnr[-1]:.2f} dB ({t.psnr.max() - t.psnr[-1]:.1f} dB lost by going on){stop}.")  # fmt: skip
     if result.network:
         lines.append(f"{result.network}: {len(result.network_psnr[0])} learned steps after its first estimate, the last at "
                      + ", ".join(f"{p[-1]:.2f} dB (δ {t.noise:g})" for p, t in zip(result.network_psnr, result.traces)) + ".")

@@ -143,6 +143,10 @@ def _rgb(grey: np.ndarray) -> Image.Image:
     return Image.fromarray(np.round(np.clip(grey, 0, 1) * 255).astype(np.uint8)).convert("RGB")
 
 
+def _sinogram_rgb(sinogram: np.ndarray, width: int) -> Image.Image:
+    return Image.fromarray(sinogram_picture(sinogram, width)).convert("RGB")
+
+
 LINK_SIDE = 512  # the linked image is shown at least this many pixels a side (each pixel repeated), for a projector
 
 
@@ -183,7 +187,7 @@ def image_with_pixel(image: np.ndarray, row: int, col: int) -> np.ndarray:
 def sinogram_with_sinusoid(sinogram: np.ndarray, row: int, col: int, size: int, width: int = SINOGRAM_WIDTH) -> np.ndarray:
     """The sinogram picture as RGB with pixel (row, col)'s sinusoid drawn over it."""
     n_angles = sinogram.shape[0]
-    picture = Image.fromarray(sinogram_picture(sinogram, width)).convert("RGB")
+    picture = _sinogram_rgb(sinogram, width)
     curve = sinusoid(size, n_angles, row, col)  # (n_angles,) bins
     xs = (np.arange(n_angles) + 0.5) * width / n_angles  # each angle's column centre in the stretched picture
     ImageDraw.Draw(picture).line(list(zip(xs, curve)), fill=RAY_COLOUR, width=2)
@@ -193,7 +197,7 @@ def sinogram_with_sinusoid(sinogram: np.ndarray, row: int, col: int, size: int, 
 def sinogram_with_point(sinogram: np.ndarray, angle_index: int, bin: int, width: int = SINOGRAM_WIDTH) -> np.ndarray:
     """The sinogram picture as RGB with the clicked (angle, bin) ringed."""
     n_angles = sinogram.shape[0]
-    picture = Image.fromarray(sinogram_picture(sinogram, width)).convert("RGB")
+    picture = _sinogram_rgb(sinogram, width)
     x = (angle_index + 0.5) * width / n_angles
     ImageDraw.Draw(picture).ellipse([x - 5, bin - 5, x + 5, bin + 5], outline=RAY_COLOUR, width=2)
     return np.asarray(picture)

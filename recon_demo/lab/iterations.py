@@ -23,10 +23,9 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from recon_demo import validation
 from recon_demo.checkpoints import CT_ANY, CheckpointError
 from recon_demo.lab.blur import Lab
-from recon_demo.lab.setting import MAX_NOISE, Setting, SettingError
+from recon_demo.lab.setting import MAX_NOISE, MAX_SEED, Setting, SettingError, check_number
 from recon_demo.methods.blur import cgls_iterates, landweber_iterates, richardson_lucy_iterates
 from recon_demo.methods.ct import measure as measure_sinogram
 from recon_demo.metrics import psnr
@@ -88,10 +87,7 @@ class IterationSetting:
         if self.method not in METHODS:
             raise SettingError(f"unknown iterative method {self.method!r}; choose one of {', '.join(METHODS)}")
 
-        def number(name, value, lo, hi, integer=False):
-            return validation.check_number(name, value, lo, hi, integer, SettingError)
-
-        noises = tuple(sorted(number("noise level", n, 0, MAX_NOISE) for n in self.noises))
+        noises = tuple(sorted(check_number("noise level", n, 0, MAX_NOISE) for n in self.noises))
         if len(noises) != 2:
             raise SettingError(f"give two noise levels, got {len(noises)}")
         operator, angles = self.operator, self.angles
@@ -103,11 +99,11 @@ class IterationSetting:
             angles = LECTURE_ANGLES
         else:
             operator = LECTURE_OPERATOR
-            angles = number("number of angles", angles, 1, MAX_ANGLES, integer=True)
+            angles = check_number("number of angles", angles, 1, MAX_ANGLES, integer=True)
         base = Setting(image=self.image, operator=operator).validated()  # the image's name, checked as Reconstruct's
         return replace(self, image=base.image, operator=operator, noises=noises,
-                       iterations=number("iterations", self.iterations, 1, MAX_ITERATIONS, integer=True), angles=angles,
-                       seed=number("noise seed", self.seed, 0, 2**31 - 1, integer=True))  # fmt: skip
+                       iterations=check_number("iterations", self.iterations, 1, MAX_ITERATIONS, integer=True), angles=angles,
+                       seed=check_number("noise seed", self.seed, 0, MAX_SEED, integer=True))  # fmt: skip
 
     def describe(self) -> str:
         method = METHODS[self.method]

@@ -16,9 +16,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from recon_demo import images, validation
+from recon_demo import images
 from recon_demo.checkpoints import Manifest
-from recon_demo.lab.setting import MAX_NOISE, SettingError
+from recon_demo.lab.setting import MAX_NOISE, SettingError, check_number
 from recon_demo.losses import EI_LINK, EI_REFERENCE, SELF_SUPERVISED
 from recon_demo.metrics import compute_metrics
 from recon_demo.models import model_info
@@ -57,9 +57,8 @@ class FineTuneConfig:
             operator = self.operator.validated()
         except ValueError as err:
             raise SettingError(str(err)) from None
-        number = lambda name, v, lo, hi, i=False: validation.check_number(name, v, lo, hi, i, SettingError)  # noqa: E731
-        return replace(self, operator=operator, noise=number("noise level", self.noise, 0, MAX_NOISE),
-                       steps=number("steps", self.steps, 1, MAX_STEPS, True))  # fmt: skip
+        return replace(self, operator=operator, noise=check_number("noise level", self.noise, 0, MAX_NOISE),
+                       steps=check_number("steps", self.steps, 1, MAX_STEPS, integer=True))  # fmt: skip
 
     def train_config(self, self_supervised: str | None) -> TrainConfig:
         """The ``TrainConfig`` of one of the two runs (``train --self-supervised LOSS --init …`` says the same)."""

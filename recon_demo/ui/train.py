@@ -47,8 +47,35 @@ UPDATE_EVERY_S = 0.4  # how often the page is redrawn while training
 READY = ("Press **Train**. The defaults (the residual CNN at 128², three losses) take about half a minute on a laptop; "
          "the lecture's own protocol (its small CNN at 256²) takes longer and, this short, stays below the measurement.")
 
-_CANCELS: dict[str, threading.Event] = {}  # session → its running study's stop flag
+_CANCELS: dict[str, threading.Event] = {}  # session (and section) → its running training's stop flag
 _CANCELS_LOCK = threading.Lock()
+
+
+def _session(request: gr.Request | None) -> str:
+    return request.session_hash if request else "local"
+
+
+def cancellable(key: str, run):
+    """Yield from ``run(cancel)`` with its stop flag registered under ``key`` while it runs (``stop`` sets it)."""
+    cancel = threading.Event()
+    with _CANCELS_LOCK:
+        _CANCELS[key] = cancel
+    try:
+        yield from run(cancel)
+    finally:
+        with _CANCELS_LOCK:
+            if _CANCELS.get(key) is cancel:
+                del _CANCELS[key]
+
+
+def stop(key: str, idle: str) -> str:
+    """Set the stop flag of the training running under ``key``; ``idle`` says so when there is none."""
+    with _CANCELS_LOCK:
+        cancel = _CANCELS.get(key)
+    if cancel is None:
+        return idle
+    cancel.set()
+    return "Stopping…"
 
 
 def study_config(presets, custom, model, epochs, n_images, size, setting: Setting) -> LossStudyConfig:
@@ -202,24 +229,10 @@ def build(rec) -> None:
     def start(presets, custom, model, epochs, n_images, size, request: gr.Request, *values):  # request before *values
         # only the operator, the noise and the image count here (live_config checks them), not the seed or the models
         cfg = study_config(presets, custom, model, epochs, n_images, size, Setting.of(**dict(zip(FLAT_FIELDS, values))))
-        cancel = threading.Event()
-        key = request.session_hash if request else "local"
-        with _CANCELS_LOCK:
-            _CANCELS[key] = cancel
-        try:
-            yield from run_study(cfg, cancel)
-        finally:
-            with _CANCELS_LOCK:
-                if _CANCELS.get(key) is cancel:
-                    del _CANCELS[key]
+        yield from cancellable(_session(request), lambda cancel: run_study(cfg, cancel))
 
     def halt(request: gr.Request):
-        with _CANCELS_LOCK:
-            cancel = _CANCELS.get(request.session_hash if request else "local")
-        if cancel is None:
-            return "Nothing is training."
-        cancel.set()
-        return "Stopping…"
+        return stop(_session(request), "Nothing is training.")
 
     train.click(start, inputs, [plot, recs, status, table, figure, legend, lecture], concurrency_limit=1, concurrency_id="train",
                 api_visibility="private")  # fmt: skip
@@ -309,24 +322,10 @@ def build_fine_tune() -> None:
     def start(model, loss, kernel_size, angle, noise, steps, image, supervised, request: gr.Request):
         cfg = FineTuneConfig(model=model, loss=loss, operator=replace(default.operator, kernel_size=kernel_size, angle=angle),
                              noise=noise, steps=steps, image=image, supervised=bool(supervised))  # fmt: skip
-        cancel = threading.Event()
-        key = (request.session_hash if request else "local") + ":fine-tune"
-        with _CANCELS_LOCK:
-            _CANCELS[key] = cancel
-        try:
-            yield from run_fine_tune(cfg, cancel)
-        finally:
-            with _CANCELS_LOCK:
-                if _CANCELS.get(key) is cancel:
-                    del _CANCELS[key]
+        yield from cancellable(_session(request) + ":fine-tune", lambda cancel: run_fine_tune(cfg, cancel))
 
     def halt(request: gr.Request):
-        with _CANCELS_LOCK:
-            cancel = _CANCELS.get((request.session_hash if request else "local") + ":fine-tune")
-        if cancel is None:
-            return "Nothing is fine-tuning."
-        cancel.set()
-        return "Stopping…"
+        return stop(_session(request) + ":fine-tune", "Nothing is fine-tuning.")
 
     inputs = [model, loss, blur["kernel_size"], blur["angle"], noise, steps, image, supervised]
     go.click(start, inputs, [plot, recs, status, legend], concurrency_limit=1, concurrency_id="train", api_visibility="private")

@@ -178,6 +178,7 @@ class ManifestEntry:
     compute: dict = field(default_factory=dict)  # device, wall time
     metrics: dict = field(default_factory=dict)  # held-out metrics measured by `evaluate`
     task: str = "deblur"  # "deblur" or "ct" (then regime is ct-<angles> and operator the CT geometry)
+    bf16: dict = field(default_factory=dict)  # the held-out PSNR change in bf16 (``evaluate --bf16-check``), if measured
 
     def path(self, weights_dir: Path | None = None) -> Path:
         return (weights_dir or WEIGHTS_DIR) / self.file
@@ -222,6 +223,10 @@ class Manifest:
     def upsert(self, entry: ManifestEntry) -> None:
         """Add ``entry``, replacing the one of the same model and regime, and write ``manifest.json``."""
         self.entries = [e for e in self.entries if (e.model, e.regime) != (entry.model, entry.regime)] + [entry]
+        self.save()
+
+    def save(self) -> None:
+        """Write the entries, in their order, to ``manifest.json`` (atomically)."""
         raw = json.loads(self.path.read_text()) if self.path.is_file() else {"version": 1, "description": _DESCRIPTION}
         raw["checkpoints"] = [asdict(e) for e in self.entries]
         self.weights_dir.mkdir(parents=True, exist_ok=True)

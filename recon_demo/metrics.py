@@ -90,7 +90,8 @@ class _LPIPSModel:
         with self._lock:
             if self._model is None and self._error is None:
                 try:
-                    self._model = build_lpips_alex()
+                    # channels-last, as the engine's networks: 4 images at 256² in 63 instead of 74 ms (2-core AVX2)
+                    self._model = build_lpips_alex().to(memory_format=torch.channels_last)
                 except (PretrainedUnavailable, OSError, RuntimeError, ValueError) as err:
                     self._error = str(err)
             if self._model is None:
@@ -111,7 +112,8 @@ def lpips_status() -> tuple[bool, str]:
 
 
 def _lpips_input(x) -> torch.Tensor:
-    return _as_batch(_as_image(x)).repeat(1, 3, 1, 1) * 2 - 1  # grey → 3 channels, [0, 1] → [-1, 1]
+    x = _as_batch(_as_image(x)).repeat(1, 3, 1, 1) * 2 - 1  # grey → 3 channels, [0, 1] → [-1, 1]
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def lpips_distance(x_rec, x_true) -> float:
@@ -168,11 +170,15 @@ def warm_up() -> None:
 
 
 def data_consistency(x_rec, y_delta, operator: Blur) -> float:
-    """``||K x_rec − y_delta|| / ||y_delta||``: how far the reconstruction is from explaining the data."""
+    """``||K x_rec − y_delta|| / ||y_delta||``: how far the reconstruction is from explaining the data. A blur runs
+    here as its solvers run it (``Blur.for_solver``: scipy's FFT, equal to the convolution to 1e-6): on a 2-core AVX2
+    CPU, torch's ``conv2d`` of one 256² image with a 9×9 kernel took 34 ms, the FFT 0.9 ms, and a request of three
+    methods computes this four times."""
     x = _as_batch(x_rec)
     y = _as_batch(y_delta).to(x.device)
+    K = operator.for_solver() if hasattr(operator, "for_solver") else operator
     with torch.inference_mode():
-        return float((operator.forward(x) - y).norm() / y.norm().clamp_min(1e-12))
+        return float((K.forward(x) - y).norm() / y.norm().clamp_min(1e-12))
 
 
 @dataclass(frozen=True)

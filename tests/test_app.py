@@ -20,9 +20,10 @@ from recon_demo.lab.robustness import FIGURE_PX
 from recon_demo.lab.setting import FLAT_FIELDS, Setting, SettingError
 from recon_demo.lab.tables import best_cells
 from recon_demo.models import create_model
-from recon_demo.ui import CSS, IDLE_POLL_S, PROGRESS_POLL_S, build_app, launch_settings, queue_settings, serve
+from recon_demo.ui import CSS, build_app, launch_settings, queue_settings, serve
 from recon_demo.ui._results import BEST, error_scale_html, tiles
 from recon_demo.ui.inspector import inspect_outputs
+from recon_demo.ui.queue import ClassroomQueue
 from recon_demo.ui.reconstruct import accept_upload, drawn_code, from_url, render_setting
 from recon_demo.ui.robustness import sweep_outputs
 from recon_demo.ui.train import RAW, curves, faded, run_study, study_config
@@ -80,6 +81,20 @@ def test_reconstruct_handler_fills_every_panel(lab):
     assert scale["visible"] and [c for _, c in maps] == ["ground truth", "measurement: |y_delta − x_true|",
                                                          "CNN: |x_rec − x_true|", "TV: |x_rec − x_true|"]  # fmt: skip
     assert maps[2][0].shape == (256, 256, 3) and [c for _, c in tiles(result, show_errors=False)] == [c for _, c in outputs]
+
+
+def test_the_device_line_says_which_precision_ran(lab, monkeypatch):
+    from recon_demo.lab.blur import Lab
+    from recon_demo.serving.engine import Engine
+
+    status = render_setting(lab, *values(models=["cnn", "wiener"]))[1]
+    assert "Device: **cpu**, float32." in status  # no bf16 here: every network in float32
+    bf16 = Lab(Engine("cpu", manifest=lab.engine.manifest, precision="bf16"))
+    status, *_, result = render_setting(bf16, *values(models=["cnn", "wiener"]))[1:]
+    assert "Device: **cpu**, bf16 for CNN." in status and [r.precision for r in result.reconstructions] == ["bf16", None]
+    monkeypatch.setenv("RECON_CPU_BF16", "1")  # native, as on an AVX512-BF16 CPU; the CNN's checkpoint is not checked
+    status = render_setting(Lab(Engine("cpu", manifest=lab.engine.manifest)), *values(models=["cnn"]))[1]
+    assert "Device: **cpu**, float32." in status
 
 
 def test_an_identity_kernel_shows_its_psf_and_says_identical(lab):
@@ -283,12 +298,12 @@ def server(app):
     app.close()
 
 
-def test_the_served_page_carries_the_apps_css_and_an_idle_queue(server, app):
+def test_the_served_page_carries_the_apps_css_and_the_classroom_queue(server, app):
     import urllib.request
 
     config = json.loads(urllib.request.urlopen(server + "config", timeout=30).read())
     assert config["css"] == launch_settings()["css"] == CSS and "#outputs" in config["css"]  # gradio 6 resets it in launch
-    assert app._queue.sleep_when_free == IDLE_POLL_S and app._queue.progress_update_sleep_when_free == PROGRESS_POLL_S
+    assert isinstance(app._queue, ClassroomQueue)  # serve installs it, as app.py launches
 
 
 def _png(tmp_path, name: str, array: np.ndarray) -> str:
@@ -378,6 +393,7 @@ def test_api_through_gradio_client(server):
     assert out["setting"]["angle"] == "30" and out["device"] == "cpu"
     assert [r["name"] for r in out["results"]] == ["cnn", "wiener"] and all(r["png_base64"] for r in out["results"])
     assert out["results"][0]["metrics"]["psnr"] > 15
+    assert [r["precision"] for r in out["results"]] == ["fp32", None]  # a network's precision; none for Wiener
     timing = out["server_ms"]  # what the bench splits the round trip by
     assert set(timing) == {"compute", "lab", "encode"} and 0 < timing["compute"] <= timing["lab"]
     assert timing["compute"] >= sum(r["ms"] for r in out["results"]) - 0.05 and timing["encode"] > 0  # + the input row

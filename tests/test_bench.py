@@ -24,7 +24,11 @@ def test_quick_bench_reports_every_figure(capsys):
     assert printed.err.splitlines()[-1].startswith(f"bench: measuring: {parts}/{parts} in")
     assert KEYS <= set(report) and report["device"] == "cpu" and report["quick"]
     assert list(report["per_model"]) == list_models()
-    assert all({"ms", "lecture_ms", "gflop", "max_abs_diff"} <= set(m) for m in report["per_model"].values())
+    assert all({"ms", "lecture_ms", "bf16_ms", "bf16_ratio", "app_precision", "gflop", "max_abs_diff"} <= set(m)
+               for m in report["per_model"].values())  # fmt: skip
+    if not report["bf16_native"]:  # an AVX2-only CPU: bf16 untimed, and the app runs every network in float32
+        assert all(m["bf16_ms"] is None and m["bf16_ratio"] is None and m["app_precision"] == "fp32" for m in report["per_model"].values())
+        assert "not timed here" in report["bf16_note"]
     assert report["max_abs_diff"] < 1e-4  # the engine's answers are the plain loop's
     assert 88 < report["gflop_all"] < 90  # the seven architectures' FLOPs at 256² (the issue's 89.5 with its counter)
     unrolled = report["unrolled"]  # the network that knows K, with the lecture's K, beside the UNet of the same run
@@ -59,6 +63,25 @@ def test_without_native_bf16_the_bench_says_amp_is_not_supported(monkeypatch):
     monkeypatch.setenv("RECON_CPU_BF16", "0")
     out = amp_section(quick=True, device="cpu")
     assert out["train_step_ms"]["bf16"] is None and out["amp_speedup"] is None and out["amp_note"] == "RECON_CPU_BF16=0"
+
+
+def test_where_bf16_is_native_each_model_is_timed_in_both_and_the_app_precision_follows_the_manifest(monkeypatch, tmp_path):
+    from recon_demo.checkpoints import Manifest, ManifestEntry, save_checkpoint
+    from recon_demo.models import create_model
+    from recon_demo.serving.engine import Engine
+
+    monkeypatch.setenv("RECON_CPU_BF16", "1")  # as on a CPU with AVX512-BF16 (emulated here: slow, so one small model)
+    monkeypatch.setattr(bench, "list_models", lambda: ["cnn", "rescnn"])
+    monkeypatch.setattr(bench, "handed_k_section", lambda *args, **kwargs: {})
+    manifest = Manifest([], tmp_path)
+    for name, change in (("cnn", 0.004), ("rescnn", 0.2)):
+        path = tmp_path / f"{name}.safetensors"
+        manifest.upsert(ManifestEntry(name, "course", path.name, save_checkpoint(create_model(name), path), bf16={"psnr_change_db": change}))
+    r = bench.models_section(Engine("cpu", manifest=Manifest.load(tmp_path)), repeats=1)
+    assert r["bf16_native"] and r["bf16_note"] == "RECON_CPU_BF16=1"
+    for m in r["per_model"].values():
+        assert m["bf16_ms"] > 0 and m["bf16_ratio"] == pytest.approx(m["ms"] / m["bf16_ms"], rel=0.05, abs=0.01)
+    assert {n: m["app_precision"] for n, m in r["per_model"].items()} == {"cnn": "bf16", "rescnn": "fp32"}  # 0.2 dB: float32
 
 
 def test_bench_refuses_bad_flags(capsys):

@@ -43,22 +43,25 @@ def server(trained_weights, tmp_path_factory):
 
 def test_an_idle_server_sleeps(server):
     # Nothing open, nothing asked: with gradio's own polling (every 1 ms for events, 10 ms for progress) the
-    # server's threads woke ~850 times a second here (7-8 % of a core); with ui.IDLE_POLL_S / PROGRESS_POLL_S
-    # ~77 times (2 %). Wake-ups are counted, not CPU time, so that a slow or busy machine passes the same.
+    # server's threads woke ~850 times a second (7-8 % of a core); polling every 20 and 100 ms, ~70 times (1.7-1.9 %);
+    # the classroom queue (ui.queue) sleeps until a request comes: ~13 times (0.4 %). Wake-ups are counted, not CPU
+    # time, so that a slow or busy machine passes the same.
     url, pid, _ = server
     time.sleep(2)  # the start's last work settles
     fraction, wakeups = idle_usage(pid, 10.0)
     print(f"\nidle server: {fraction:.2%} of a core, {wakeups:.0f} wake-ups/s over 10 s")
-    assert wakeups < 300
+    assert wakeups < 40
 
 
 def test_a_classroom_at_once(server):
     url, pid, _ = server
     r = classroom(url, pid, CLIENTS, PER_CLIENT, TRAININGS, timeout=DEADLINE_S)  # a failed request raises
     print(f"\nload: {CLIENTS} clients × {PER_CLIENT} reconstructions + {TRAININGS} trainings in {r['wall_s']} s; "
-          f"0 failed; latency p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms; {r['throughput_per_s']} requests/s; "
+          f"0 failed; latency p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms (each client's p95: median "
+          f"{r['client_p95_ms']['median']} ms, worst {r['client_p95_ms']['worst']} ms); {r['throughput_per_s']} requests/s; "
           f"trainings {r['training_s_max']} s at most; server RSS {r['rss_mb']} MB, peak {r['peak_rss_mb']} MB")  # fmt: skip
     assert r["failed"] == 0 and r["p50_ms"] <= r["p95_ms"]
+    assert r["client_p95_ms"]["median"] <= r["client_p95_ms"]["worst"]
 
 
 def test_memory_returns_to_its_level(server):
@@ -131,3 +134,10 @@ def test_past_the_queue_bound_clients_are_told_to_try_again(lab):
         assert call(6, together=False) == "ok"  # the server is still there
     finally:
         app.close()
+
+
+def test_a_clients_p95_lies_between_its_two_slowest_requests():
+    from recon_demo.serving.loadtest import _p95
+
+    assert _p95([1.0, 2.0, 3.0, 4.0, 5.0]) == pytest.approx(4.8)  # of five: 80 % of the way from the 4th to the 5th
+    assert _p95([2.0]) == 2.0

@@ -156,14 +156,14 @@ def test_inspect_shows_its_iterates(unrolled_lab):
     assert seen.layer == "denoisers.0.head.0" and seen.rf_extent[0] > 9  # the data steps see the whole kernel
 
 
-@pytest.mark.parametrize("bf16", [False, True])
-def test_inspects_last_estimate_is_reconstructs_result_in_either_precision(unrolled_lab, bf16):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_inspects_last_estimate_is_reconstructs_result_in_either_precision(unrolled_lab, precision):
     from recon_demo.lab.blur import Lab
     from recon_demo.lab.inspection import inspect
     from recon_demo.lab.setting import Setting
     from recon_demo.serving.engine import Engine
 
-    lab = Lab(Engine("cpu", manifest=unrolled_lab.engine.manifest, bf16=bf16))
+    lab = Lab(Engine("cpu", manifest=unrolled_lab.engine.manifest, precision=precision))
     setting = Setting(models=("unrolled",))
     result = next(r for r in lab.run(setting, with_lpips=False, max_channels=0).reconstructions if r.name == "unrolled")
     np.testing.assert_allclose(inspect(lab, setting, "unrolled").iterates[-1], result.image, atol=1e-6)
@@ -236,25 +236,38 @@ def test_trained_for_ct_it_reconstructs_any_angle_count_in_evaluate_and_the_ct_t
         assert unrolled.label == "Unrolled (knows K)" and unrolled.image.shape == (256, 256) and unrolled.metrics["psnr"] > 10
 
 
-def test_the_engine_runs_it_in_bf16_where_told_and_the_lecture_networks_always_in_float32(monkeypatch):
-    from recon_demo.serving.engine import Engine
+def test_bf16_runs_only_where_native_and_only_for_checkpoints_it_leaves_within_0_05_db(monkeypatch, tmp_path):
+    from recon_demo.checkpoints import Manifest, ManifestEntry, save_checkpoint
+    from recon_demo.serving.engine import Engine, bf16_checked
 
     torch.manual_seed(0)
-    unrolled, unet = create_model("unrolled").eval(), create_model("unet").eval()
+    manifest = Manifest([], tmp_path)
+    for name, change in (("unet", -0.012), ("unrolled", -0.07), ("cnn", None)):
+        path = tmp_path / f"{name}.safetensors"
+        manifest.upsert(ManifestEntry(name, "general", path.name, save_checkpoint(create_model(name), path),
+                                      bf16={} if change is None else {"psnr_change_db": change}))  # fmt: skip
+    assert [bf16_checked(manifest.find(n, "general")) for n in ("unet", "unrolled", "cnn")] == [True, False, False]
+    assert bf16_checked(None) is False
     K = LECTURE_OPERATOR.build()
     y = K.forward(torch.rand(1, 1, 48, 48))
-    fp32, bf16 = Engine("cpu", bf16=False), Engine("cpu", bf16=True)  # bf16=None: where the CPU has it natively
-    fp32.prepare(unrolled), fp32.prepare(unet)  # (on the CPU, channels-last: the same for both engines)
-    a, b = (e.forward(unrolled, y, K)[0] for e in (fp32, bf16))
-    with torch.inference_mode():
-        torch.testing.assert_close(a, unrolled(y, K).clamp(0, 1))  # float32: the plain call
-    assert 0 < (a - b).abs().max() < 0.05  # the denoisers in bf16: close, not equal
-    u32, u16 = (e.forward(unet, y)[0] for e in (fp32, bf16))
-    assert torch.equal(u32, u16)  # the lecture's networks: float32 in both
-    monkeypatch.setenv("RECON_CPU_BF16", "0")
-    assert not Engine("cpu").bf16
+
+    def ran(env: str, precision: str = "auto") -> dict[str, str]:
+        monkeypatch.setenv("RECON_CPU_BF16", env)  # the CPU's probe overridden: "1" native, "0" not
+        engine = Engine("cpu", manifest=Manifest.load(tmp_path), precision=precision)
+        return {n: engine.precision_name(engine.model(n, regime="general")) for n in ("unet", "unrolled", "cnn")}
+
+    assert ran("1") == {"unet": "bf16", "unrolled": "fp32", "cnn": "fp32"}  # native: the checked one alone
+    assert ran("0") == {"unet": "fp32", "unrolled": "fp32", "cnn": "fp32"}  # not native (an AVX2 CPU): never slower
+    assert ran("1", "fp32") == dict.fromkeys(("unet", "unrolled", "cnn"), "fp32")  # evaluate's default
+    assert ran("0", "bf16") == dict.fromkeys(("unet", "unrolled", "cnn"), "bf16")  # to measure the change
     monkeypatch.setenv("RECON_CPU_BF16", "1")
-    assert Engine("cpu").bf16
+    auto, fp32 = Engine("cpu", manifest=Manifest.load(tmp_path)), Engine("cpu", manifest=Manifest.load(tmp_path), precision="fp32")
+    own = auto.model("unet", checkpoint=tmp_path / "unet.safetensors")  # the same file, as one's own upload: float32
+    assert auto.precision_name(own) == "fp32"
+    u16, u32 = auto.forward(auto.model("unet", regime="general"), y)[0], fp32.forward(fp32.model("unet", regime="general"), y)[0]
+    assert 0 < (u16 - u32).abs().max() < 0.05  # bf16 ran: close, not equal
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16"):
+        Engine("cpu", precision="fp16")
 
 
 def test_a_training_records_its_held_out_metrics_in_float32(monkeypatch):
@@ -279,16 +292,16 @@ def test_a_training_records_its_held_out_metrics_in_float32(monkeypatch):
     assert blur["command"].endswith("--lpips --precision fp32") and ct["command"].endswith("--lpips --precision fp32")
 
 
-def test_evaluate_says_how_each_network_ran_and_fp32_is_asked_for_by_a_flag():
+def test_evaluate_runs_in_float32_by_default_and_says_how_each_network_ran():
     from recon_demo.evaluate import EvalConfig, run_evaluation
-    from recon_demo.serving.engine import Engine
 
     cfg = EvalConfig(models=[("unrolled", None), ("cnn", None)], regime="general", limit=1, size=64)
-    fp32 = run_evaluation(replace(cfg, precision="fp32"))
-    bf16 = run_evaluation(cfg, Engine("cpu", bf16=True))  # as on a CPU with native bf16
+    assert cfg.precision == "fp32"
+    fp32, bf16 = run_evaluation(cfg), run_evaluation(replace(cfg, precision="bf16"))
     assert fp32["protocol"]["precision"] == {"unrolled": "fp32", "cnn": "fp32"}
-    assert bf16["protocol"]["precision"] == {"unrolled": "bf16 (float32 data steps)", "cnn": "fp32"}
-    psnr = {name: (fp32["results"][name]["psnr"], bf16["results"][name]["psnr"]) for name in ("cnn", "unrolled")}
-    assert psnr["cnn"][0] == psnr["cnn"][1] and psnr["unrolled"][0] != psnr["unrolled"][1]
-    with pytest.raises(ValueError, match="precision must be one of auto, fp32"):
-        run_evaluation(replace(cfg, precision="bf16"))
+    assert bf16["protocol"]["precision"] == {"unrolled": "bf16", "cnn": "bf16"}
+    for name in ("cnn", "unrolled"):
+        assert fp32["results"][name]["psnr"] != bf16["results"][name]["psnr"]
+        assert fp32["results"][name]["psnr"] == pytest.approx(bf16["results"][name]["psnr"], abs=0.5)
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16"):
+        run_evaluation(replace(cfg, precision="fp16"))

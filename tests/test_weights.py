@@ -138,7 +138,7 @@ def test_evaluate_reproduces_the_recorded_ct_metrics(key):
     entry = CT_ENTRIES[key]
     spec = CTSpec(entry.operator["angles"], entry.operator["size"], entry.operator["filter"])
     cfg = CTEvalConfig(models=[(entry.model, None)], baselines=["fbp"], spec=spec, noise=entry.noise["level"], device="cpu")
-    result = run_ct_evaluation(cfg, Engine("cpu", manifest=MANIFEST, bf16=False))  # recorded in float32
+    result = run_ct_evaluation(cfg, Engine("cpu", manifest=MANIFEST, precision="fp32"))  # recorded in float32
     # Recorded with the stored sparse matrix (float64 geometry); the matrix-free projector computes the same A with
     # float32 geometry, a relative 2e-6 away: the recorded PSNRs move by 8e-6 (FBP) to 1.1e-4 dB (the refiner at
     # 20 angles). 1e-3 holds them far inside the 0.05 dB; 1e-4 for FBP itself.

@@ -3,7 +3,9 @@
 Everything is measured in one run, on the same 256² input:
 - per model, the median of ``--repeats`` timed runs for the engine and for a plain lecture-style loop (each
   model built as in the lecture, fp32, NCHW, called one after another under ``torch.no_grad()``), the model's
-  FLOPs (``torch.utils.flop_counter``), and the largest difference between their outputs;
+  FLOPs (``torch.utils.flop_counter``), and the largest difference between their outputs; where bf16 is native,
+  the engine under bf16 autocast too (``bf16_ms``, ``bf16_ratio``: how many times faster), else ``None`` and why
+  (emulated bf16 is many times slower: not worth timing); and the precision the app runs it in (``app_precision``);
 - the totals for all seven and their ratio (``speedup``); the unrolled network (knows K) and TV with the lecture's
   K, and their times as multiples of the UNet's (``unrolled.ratio_to_unet``, ``tv.ratio_to_unet``): the three
   timed in turn, round after round, each ratio the median of the rounds' (a shared CPU's speed drifts);
@@ -14,9 +16,10 @@ Everything is measured in one run, on the same 256² input:
   (``python app.py`` started until its first reconstruction is served through ``gradio_client``) and the app's
   own share of it (from the moment ``app.py`` logs that torch and gradio are imported); the round trip of ``/reconstruct`` for three models (a new noise
   seed each time, so nothing is cached), split by what the server reports (``server_ms``: the methods, the
-  metrics and measurement, the PNGs) and the rest (transport and queue); the idle server's CPU over 10 s; and a
-  classroom at once (``loadtest.classroom``: 30 clients × 5 reconstructions + 3 trainings; p50/p95, throughput,
-  peak memory), unless ``--no-classroom``;
+  metrics and measurement, the PNGs) and the rest (transport and queue); the idle server's CPU from /proc over 20 s,
+  15 s after the last request, no page open; and a classroom at once (``loadtest.classroom``: 30 clients × 5
+  reconstructions + 3 trainings; p50/p95 of all requests and each client's own p95, throughput, peak memory), unless
+  ``--no-classroom``;
 - training: the loss study's steps per second and wall time;
 - CT (``ct_bench``): the matrix-free projector against the stored matrix it replaced, FBP and the unrolled network
   at 512², 180 angles, and the peak memory of a reconstruction there.
@@ -52,6 +55,7 @@ from recon_demo.serving.engine import Engine, select_device
 from recon_demo.serving.loadtest import classroom, idle_usage, start_app, stop_app
 from recon_demo.serving.runtime import native_bf16
 
+IDLE_SETTLE_S, IDLE_WINDOW_S = 15.0, 20.0  # the idle server: measured from /proc over 20 s, 15 s after the last request
 ROUNDTRIP_MODELS = ("unet", "rescnn", "wiener")  # three models through the app, two networks and a baseline
 APP_KEYS = ("import_floor_s", "cold_start_s", "app_start_s", "first_request_ms", "roundtrip_ms", "roundtrip_models", "roundtrip_compute_ms",
             "roundtrip_overhead_ms", "roundtrip_split_ms", "idle_cpu_fraction", "idle_wakeups_per_s", "classroom")  # None without the app
@@ -103,6 +107,9 @@ def models_section(engine: Engine, repeats: int, report=lambda name: None) -> di
     torch.manual_seed(0)
     y = torch.rand(1, 1, 256, 256)
     per_model, max_diff = {}, 0.0
+    native, note = native_bf16(engine.device.type)
+    bf16 = Engine(engine.device, manifest=engine.manifest, precision="bf16") if native else None  # emulated: not timed
+    app = Engine(engine.device, manifest=engine.manifest)  # as the app runs each one
     for name in list_models():
         plain = engine.manifest.load_model(name).to(engine.device).eval()  # the lecture's way: NCHW, fp32
         prepared = engine.model(name)
@@ -116,9 +123,16 @@ def models_section(engine: Engine, repeats: int, report=lambda name: None) -> di
         engine_ms = _median_ms(lambda model=prepared: engine.forward(model, y), repeats, engine.device)
         diff = float((engine.forward(prepared, y)[0] - lecture_call().clamp(0, 1).cpu()).abs().max())
         max_diff = max(max_diff, diff)
+        bf16_ms = None
+        if bf16 is not None:
+            fast = bf16.model(name)
+            bf16_ms = _median_ms(lambda model=fast: bf16.forward(model, y), repeats, engine.device)
         per_model[name] = {
             "ms": round(engine_ms, 1),
             "lecture_ms": round(lecture_ms, 1),
+            "bf16_ms": bf16_ms and round(bf16_ms, 1),
+            "bf16_ratio": bf16_ms and round(engine_ms / bf16_ms, 2),  # how many times faster bf16 ran
+            "app_precision": app.precision_name(app.model(name)),
             "gflop": round(count_flops(plain) / 1e9, 2),
             "max_abs_diff": diff,
         }
@@ -132,6 +146,8 @@ def models_section(engine: Engine, repeats: int, report=lambda name: None) -> di
         "speedup": round(lecture_all / engine_all, 3),
         "gflop_all": round(sum(m["gflop"] for m in per_model.values()), 2),
         "max_abs_diff": max_diff,
+        "bf16_native": native,
+        "bf16_note": note if native else f"{note}: bf16 is not timed here, and the app runs every network in float32",
         "per_model": per_model,
     }
 
@@ -264,8 +280,8 @@ def app_section(weights: Path, repeats: int, device: torch.device, with_classroo
             server.append(out["server_ms"])
         roundtrip = statistics.median(times)
         part = {key: statistics.median(s[key] for s in server) for key in ("compute", "lab", "encode")}
-        time.sleep(2)  # the last request's work settles
-        idle = idle_usage(proc.pid, 10.0)
+        time.sleep(IDLE_SETTLE_S)  # the last request's work settles, as an operator would wait before looking
+        idle = idle_usage(proc.pid, IDLE_WINDOW_S)
         report = {
             "import_floor_s": round(floor, 2), "cold_start_s": round(served - start, 2),
             "app_start_s": round(served - float(imported.group(1)), 2), "first_request_ms": round(first_ms, 1),
@@ -365,9 +381,11 @@ def run_bench(quick: bool = False, device: str | None = None, repeats: int | Non
 
 def format_report(r: dict) -> str:
     lines = [f"device {r['device']} ({r['threads']} threads, torch {r['torch']}), weights: {r['weights']}",
-             f"{'model':<10} {'engine ms':>10} {'lecture ms':>11} {'GFLOP':>7} {'max |diff|':>11}"]  # fmt: skip
+             f"{'model':<10} {'engine ms':>10} {'lecture ms':>11} {'bf16 ms':>8} {'× faster':>8} {'GFLOP':>7} {'max |diff|':>11}  app runs"]  # fmt: skip
     for name, m in r["per_model"].items():
-        lines.append(f"{name:<10} {m['ms']:>10.1f} {m['lecture_ms']:>11.1f} {m['gflop']:>7.2f} {m['max_abs_diff']:>11.1e}")
+        bf16 = f"{m['bf16_ms']:>8.1f} {m['bf16_ratio']:>8.2f}" if m["bf16_ms"] is not None else f"{'n/a':>8} {'':>8}"
+        lines.append(f"{name:<10} {m['ms']:>10.1f} {m['lecture_ms']:>11.1f} {bf16} {m['gflop']:>7.2f} {m['max_abs_diff']:>11.1e}  "
+                     f"{m['app_precision']}")  # fmt: skip
     lines.append(f"{'all seven':<10} {r['engine_all_ms']:>10.1f} {r['lecture_loop_all_ms']:>11.1f} {r['gflop_all']:>7.2f}")
     u = r["unrolled"]
     lines.append(f"{'unrolled':<10} {u['ms']:>10.1f} {'':>11} {u['gflop']:>7.2f}  (knows K, {u['precision']}; {u['ratio_to_unet']}× the UNet's time)")
@@ -375,6 +393,8 @@ def format_report(r: dict) -> str:
     rs = r["restore"]
     lines.append(f"restore ({rs['size'][1]}×{rs['size'][0]}, the estimate + {', '.join(rs['methods'])}): {rs['ms']} ms "
                  f"(estimate {rs['estimate_ms']} ms; " + ", ".join(f"{n} {v} ms" for n, v in rs["methods_ms"].items()) + ")")
+    if not r["bf16_native"]:
+        lines.append(f"bf16: {r['bf16_note']}")
     lines.append(f"speed-up {r['speedup']}×; SGEMM {r['sgemm_gflops']} GFLOP/s; engine {r['achieved_gflops']} GFLOP/s, "
                  f"efficiency {r['efficiency']}")  # fmt: skip
     if r.get("autocast_all_ms") is not None:
@@ -390,7 +410,9 @@ def format_report(r: dict) -> str:
     if r.get("classroom"):
         c = r["classroom"]
         lines.append(f"classroom ({c['clients']} × {c['per_client']} + {c['trainings']} trainings): p50 {c['p50_ms']} ms, "
-                     f"p95 {c['p95_ms']} ms, {c['throughput_per_s']} requests/s, {c['failed']} failed, peak RSS {c['peak_rss_mb']} MB")  # fmt: skip
+                     f"p95 {c['p95_ms']} ms (each client's own p95: median {c['client_p95_ms']['median']} ms, worst "
+                     f"{c['client_p95_ms']['worst']} ms), {c['throughput_per_s']} requests/s, {c['failed']} failed, "
+                     f"peak RSS {c['peak_rss_mb']} MB")  # fmt: skip
     lines.append(f"loss study ({r['loss_study_scale']}): {r['loss_study_s']} s, {r['train_steps_per_s']} steps/s")
     step = r["train_step_ms"]
     if r["amp_supported"]:

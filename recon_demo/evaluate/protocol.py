@@ -28,7 +28,6 @@ from recon_demo.serving.engine import Engine
 REPORTED = ("mse", "psnr", "ssim", "lpips")
 # Five (operator, noise) settings inside the general regime's ranges and away from the lecture's (motion 9 @ 20°,
 # ippy, δ 0.01): a general checkpoint must beat the measurement and Wiener at each (`--off-course`).
-PRECISIONS = ("auto", "fp32")  # evaluate --precision: as the app runs each network, or all in float32
 OFF_COURSE: tuple[tuple[OperatorSpec, float], ...] = (
     (OperatorSpec("motion", 5, 70.0, 1.0, "centered"), 0.02),
     (OperatorSpec("motion", 13, 135.0, 1.0, "ippy"), 0.005),
@@ -55,7 +54,7 @@ class EvalConfig:
     lpips: bool = False  # also compute LPIPS
     regime: str = "course"  # which shipped checkpoints `name` (without =PATH) selects
     device: str | None = None
-    precision: str = "auto"  # "auto": as the app runs each network (Engine.runs_bf16); "fp32": all in float32
+    precision: str = "fp32"  # "fp32": the lecture's figures on every machine; "auto": as the app runs each network; "bf16": all
     unshipped: list[str] = field(default_factory=list)  # architectures "all" left out: no weights in the regime
 
 
@@ -107,7 +106,7 @@ def run_evaluation(cfg: EvalConfig, engine: Engine | None = None, report: Report
     """Run the protocol; returns the JSON-ready result. ``report`` hears of each image × method done."""
     if not cfg.models and not cfg.baselines:
         raise ValueError("nothing to evaluate: give --models and/or --baselines")
-    engine = engine or Engine(cfg.device, bf16=_bf16(cfg.precision))
+    engine = engine or Engine(cfg.device, precision=cfg.precision)
     K = cfg.operator.build()
     networks = {name: engine.model(name, path, cfg.regime) for name, path in cfg.models}  # fail early
     methods = [network_method(name, registry.label(name), engine, model) for name, model in networks.items()]
@@ -214,7 +213,7 @@ class CTEvalConfig:
     seed: int = 123
     lpips: bool = False
     device: str | None = None
-    precision: str = "auto"  # as EvalConfig's
+    precision: str = "fp32"  # as EvalConfig's
 
 
 def run_ct_evaluation(cfg: CTEvalConfig, engine: Engine | None = None, report: Report = no_progress) -> dict:
@@ -224,7 +223,7 @@ def run_ct_evaluation(cfg: CTEvalConfig, engine: Engine | None = None, report: R
     if not cfg.models and not cfg.baselines:
         raise ValueError("nothing to evaluate: give --models and/or --baselines")
     radon = cfg.spec.build()
-    engine = engine or Engine(cfg.device, bf16=_bf16(cfg.precision))
+    engine = engine or Engine(cfg.device, precision=cfg.precision)
     regime = ct_regime(cfg.spec.angles)
     regimes = {name: ct_methods.ct_regime_of(name, cfg.spec.angles) for name, _ in cfg.models}
     networks = {name: engine.model(name, path, regimes[name]) for name, path in cfg.models}  # fail early
@@ -261,14 +260,7 @@ def run_ct_evaluation(cfg: CTEvalConfig, engine: Engine | None = None, report: R
 
 
 
-def _bf16(precision: str) -> bool | None:
-    """The engine's ``bf16`` for ``--precision``: ``None`` (where native) for "auto", ``False`` for "fp32"."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-    return None if precision == "auto" else False
-
-
 def _precisions(engine: Engine, networks: dict[str, torch.nn.Module]) -> dict[str, str]:
-    """How each network ran: the same command gives slightly other figures on a CPU with native bf16 than without,
-    for a network that runs in bf16 there (``Engine.runs_bf16``); ``--precision fp32`` gives the float32 ones."""
-    return {name: "bf16 (float32 data steps)" if engine.runs_bf16(model) else "fp32" for name, model in networks.items()}
+    """How each network ran ("fp32" or "bf16", ``Engine.runs_bf16``): ``--precision auto`` gives slightly other figures
+    on a machine with native bf16 for a checkpoint that runs in bf16 there; the default, fp32, the same everywhere."""
+    return {name: engine.precision_name(model) for name, model in networks.items()}

@@ -139,14 +139,16 @@ class Lab:
         return x
 
     def measurement(self, setting: Setting) -> torch.Tensor:
-        """``y_delta = K x_true + e`` for the setting, cached per (image, operator, noise, seed)."""
+        """``y_delta = K x_true + e`` for the setting, cached per (image, operator, noise, seed). ``K`` runs by FFT
+        (``Blur.for_solver``, equal to the course's convolution to 1e-6; 0.9 ms instead of 34 ms at 256² on a 2-core
+        AVX2 CPU); ``evaluate`` keeps the course's ``conv2d``."""
         key = (setting.image, setting.operator, setting.noise, setting.seed)
         with self._lock:
             if key in self._measurements:
                 self._measurements.move_to_end(key)
                 return self._measurements[key]
         x = self.x_true(setting.image)
-        y_delta = add_relative_noise(setting.operator.build().forward(x), setting.noise, torch.Generator().manual_seed(setting.seed))
+        y_delta = add_relative_noise(setting.operator.build().for_solver().forward(x), setting.noise, torch.Generator().manual_seed(setting.seed))
         self._remember(self._measurements, key, y_delta)
         return y_delta
 

@@ -45,6 +45,8 @@ class Engine(Protocol):
 
     def precision(self, model: torch.nn.Module) -> AbstractContextManager: ...
 
+    def precision_name(self, model: torch.nn.Module) -> str: ...  # "bf16" or "fp32"
+
 
 @dataclass
 class Reconstruction:
@@ -57,6 +59,7 @@ class Reconstruction:
     metrics: dict[str, float | None] = field(default_factory=dict)
     error: str | None = None  # why there is no image, in words
     activation: torch.Tensor | None = None  # a network's first-layer output (C, H, W), when asked for
+    precision: str | None = None  # a network's: "fp32" or "bf16" (``Engine.runs_bf16``); None for a classical method
 
 
 @dataclass
@@ -206,7 +209,8 @@ def run_methods(
         image = x_rec[0, 0].detach().cpu().numpy()
         metrics = compute_metrics(image, x_true, y_delta=y_delta if with_dc else None, operator=operator if with_dc else None)
         activation = method.first_layer(y_delta, operator) if with_activations and hasattr(method, "first_layer") else None
-        results.append(Reconstruction(method.name, method.label, image, ms, metrics, activation=activation))
+        precision = method.engine.precision_name(method.model) if isinstance(method, (Network, FBPNetwork, Unrolled)) else None
+        results.append(Reconstruction(method.name, method.label, image, ms, metrics, activation=activation, precision=precision))
         report(i, len(methods), method.label)
     if with_lpips and x_true is not None:
         add_lpips([r for r in results if r.image is not None], x_true)

@@ -125,6 +125,8 @@ class UNet(nn.Module):
         self.dec1 = Up(2 * c, c, c, Block, attention)
         self.out_conv = nn.Conv2d(c, out_ch, 1)
 
+    # under bf16 autocast (``serving.engine.keep_float32``): the output convolution in float32, 0.05 % of the FLOPs
+    float32_layers = ("out_conv",)
     size_multiple = 8  # three poolings: other sizes run as crops flush with the image's edges (``at_multiple``)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

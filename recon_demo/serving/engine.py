@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from recon_demo.checkpoints import CheckpointError, Manifest, load_checkpoint
+from recon_demo.checkpoints import CheckpointError, Manifest, ManifestEntry, load_checkpoint
 from recon_demo.errors import UnknownName
 from recon_demo.methods.base import Deconvolution, Network, Reconstruction, Unavailable, Unrolled, network_method, run_methods
 from recon_demo.methods.blur import BASELINES
@@ -53,6 +54,36 @@ def _synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
+PRECISIONS = ("auto", "fp32", "bf16")  # Engine(precision=…), evaluate --precision: see Engine.runs_bf16
+BF16_MAX_PSNR_CHANGE_DB = 0.05  # a shipped checkpoint runs in bf16 only if its held-out PSNR moves less than this
+
+
+def bf16_checked(entry: ManifestEntry | None) -> bool:
+    """Whether a shipped checkpoint may run in bf16: its manifest records the held-out PSNR change bf16 causes
+    (``evaluate --bf16-check``), within ``BF16_MAX_PSNR_CHANGE_DB``."""
+    change = (entry.bf16 or {}).get("psnr_change_db") if entry is not None else None
+    return isinstance(change, (int, float)) and abs(change) <= BF16_MAX_PSNR_CHANGE_DB
+
+
+def keep_float32(model: nn.Module) -> nn.Module:
+    """Run the submodules ``model.float32_layers`` names in float32 even under bf16 autocast (their inputs cast up).
+    The UNet family names its output convolution: with it in bf16, a course UNet lost 0.085 dB of held-out PSNR;
+    with that one 1×1 layer (0.05 % of its FLOPs) in float32, 0.021 dB (bf16 emulated on a 2-core AVX2 CPU). The
+    module tree and its names stay as they are (Inspect's layers, hooks); only the forward is wrapped, once."""
+    for name in getattr(model, "float32_layers", ()):
+        layer = model.get_submodule(name)
+        if getattr(layer.forward, "_float32", False):
+            continue
+
+        def forward(*inputs, _inner=layer.forward):
+            with torch.autocast(inputs[0].device.type, enabled=False):
+                return _inner(*(x.float() for x in inputs))
+
+        forward._float32 = True
+        layer.forward = forward
+    return model
+
+
 # Convolutions run in channels-last (NHWC) memory layout: measured on this 2-core CPU, all seven architectures
 # at 256² went from 0.75 to 0.55 s (`python -m recon_demo bench`), with outputs equal to 2e-7.
 MEMORY_FORMAT = torch.channels_last
@@ -62,14 +93,17 @@ MAX_FILE_MODELS = 16  # models loaded from checkpoint files (uploads) kept at on
 class Engine:
     """Builds, caches and runs the lecture's models and the classical baselines."""
 
-    def __init__(self, device: str | torch.device | None = None, manifest: Manifest | None = None, bf16: bool | None = None):
+    def __init__(self, device: str | torch.device | None = None, manifest: Manifest | None = None, precision: str = "auto"):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         self.device = device if isinstance(device, torch.device) else select_device(device)
         self.manifest = manifest if manifest is not None else Manifest.load()
         self._models: OrderedDict[tuple[str, str, str], nn.Module] = OrderedDict()
         self._lock = threading.Lock()
         self.batcher = MicroBatcher(lambda model, x: self.forward(model, x)[0])
-        # for the networks that declare ``inference_bf16`` (see ``precision``): where bf16 is native, unless told
-        self.bf16 = native_bf16(self.device.type)[0] if bf16 is None else bf16
+        self.precision_mode = precision
+        self.bf16 = precision == "bf16" or (precision == "auto" and native_bf16(self.device.type)[0])  # may any network?
+        self._bf16_checked: weakref.WeakSet[nn.Module] = weakref.WeakSet()  # shipped ones within BF16_MAX_PSNR_CHANGE_DB
 
     def model(self, name: str, checkpoint: str | Path | None = None, regime: str = "course") -> nn.Module:
         """The model ``name`` with the weights at ``checkpoint``, or its shipped weights of ``regime``.
@@ -84,6 +118,8 @@ class Engine:
             if key not in self._models:
                 model = load_checkpoint(name, checkpoint) if checkpoint else self.manifest.load_model(name, regime)
                 self._models[key] = self.prepare(model)
+                if not checkpoint and bf16_checked(self.manifest.find(name, regime)):
+                    self._bf16_checked.add(model)
                 uploaded = [k for k in self._models if k[1].startswith("file:")]
                 for old in uploaded[: max(0, len(uploaded) - MAX_FILE_MODELS)]:  # the oldest files' models go first
                     del self._models[old]
@@ -91,16 +127,23 @@ class Engine:
             return self._models[key]
 
     def prepare(self, model: nn.Module) -> nn.Module:
-        """A model in the engine's form: on its device, in eval mode, with channels-last weights."""
-        return model.to(self.device).eval().to(memory_format=MEMORY_FORMAT)
+        """A model in the engine's form: on its device, in eval mode, with channels-last weights, and the layers it
+        names in ``float32_layers`` kept in float32 under bf16 autocast (``keep_float32``)."""
+        return keep_float32(model.to(self.device).eval().to(memory_format=MEMORY_FORMAT))
 
     def runs_bf16(self, model: nn.Module) -> bool:
-        """Whether ``model`` runs under bf16 autocast here: a network that declares ``inference_bf16`` (the unrolled
-        network, trained under bf16 autocast, whose data steps stay float32 inside it), on an engine where bf16 is
-        native (a CPU with AVX512-BF16 or AMX, a GPU from Ampere on) and not turned off (``Engine(bf16=False)``,
-        ``evaluate --precision fp32``, ``RECON_CPU_BF16=0`` on a CPU). The lecture's seven always run in float32:
-        the engine reproduces the lecture's numbers."""
-        return self.bf16 and getattr(model, "inference_bf16", False)
+        """Whether ``model`` runs under bf16 autocast here. ``precision="auto"`` (the app, the API): a shipped checkpoint
+        whose held-out PSNR moves by at most ``BF16_MAX_PSNR_CHANGE_DB`` in bf16 (``bf16_checked``), where bf16 is native
+        (a CPU with AVX512-BF16 or AMX, a GPU from Ampere on; ``RECON_CPU_BF16`` overrides the CPU's probe); float32
+        elsewhere, and always for a checkpoint of one's own. ``"fp32"`` (``evaluate``'s default: the lecture's table
+        exact): never. ``"bf16"``: every network, even where bf16 is emulated (many times slower; to measure the change)."""
+        if self.precision_mode == "bf16":
+            return True
+        return self.bf16 and model in self._bf16_checked
+
+    def precision_name(self, model: nn.Module) -> str:
+        """"bf16" or "fp32": how ``model`` runs here (``runs_bf16``)."""
+        return "bf16" if self.runs_bf16(model) else "fp32"
 
     def precision(self, model: nn.Module) -> AbstractContextManager:
         """The context ``model`` runs under: bf16 autocast on its device where ``runs_bf16``, else none (float32)."""

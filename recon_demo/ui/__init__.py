@@ -14,6 +14,7 @@ from recon_demo.lab.ct import CTLab
 from recon_demo.lab.iterations import IterationLab
 from recon_demo.lab.restore import RestoreLab
 from recon_demo.ui import about, api, ct, inspector, iterations, lessons, reconstruct, robustness, train
+from recon_demo.ui.queue import classroom_queue
 
 # gradio asks matplotlib for its backend around every event; without a backend named, matplotlib resolves one
 # by importing pyplot, 0.45 s of the first request here. The app draws off-screen only.
@@ -155,30 +156,24 @@ def launch_settings() -> dict:
     return {"max_file_size": MAX_UPLOAD, "css": CSS, "theme": theme()}
 
 
-# gradio's queue looks for new events every 1 ms while no worker is free or nothing waits, and for progress every
-# 10 ms: an idle server (no page open) woke ~850 times a second and used 7-8 % of a core here. Every 20 ms and
-# 100 ms it wakes ~77 times a second (2 %); the cost is at most 20 ms more before a request is picked up (also when
-# all workers are busy), and progress bars that update ten times a second.
-IDLE_POLL_S = 0.02
-PROGRESS_POLL_S = 0.1
-
-
-def quiet_when_idle(demo: gr.Blocks) -> gr.Blocks:
-    """Slow the queue's idle polling (``IDLE_POLL_S``, ``PROGRESS_POLL_S``); call after ``demo.queue()``."""
-    queue = demo._queue  # gradio exposes no setting for these; tests check the attributes still exist
-    if not hasattr(queue, "sleep_when_free") or not hasattr(queue, "progress_update_sleep_when_free"):
-        raise RuntimeError("this gradio's queue has no idle polling intervals to set; update quiet_when_idle")
-    queue.sleep_when_free = IDLE_POLL_S
-    queue.progress_update_sleep_when_free = PROGRESS_POLL_S
-    return demo
-
-
 def serve(demo: gr.Blocks, **launch: object):
-    """Queue, quiet and launch the app as ``app.py`` does; ``launch`` overrides ``launch_settings()``. The libraries a
-    first reconstruction needs are loaded in the background meanwhile (``lab.blur.warm_up``), while the server starts."""
+    """Queue and launch the app as ``app.py`` does; ``launch`` overrides ``launch_settings()``. The queue is the
+    classroom's (``ui.queue``: the last request of a client wins, fair turns, asleep when idle). The libraries a first
+    reconstruction needs are loaded in the background meanwhile (``lab.blur.warm_up``), while the server starts.
+    Unless ``prevent_thread_lock=True``, it then blocks until interrupted, asleep (gradio's own wait wakes ten times a
+    second), and closes the server on Ctrl-C."""
     threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
-    quiet_when_idle(demo.queue(**queue_settings()))
-    return demo.launch(**(launch_settings() | launch))
+    classroom_queue(demo.queue(**queue_settings()))
+    block = not launch.pop("prevent_thread_lock", False)
+    served = demo.launch(**(launch_settings() | launch), prevent_thread_lock=True)
+    if not block:
+        return served
+    try:
+        threading.Event().wait()  # interrupted by Ctrl-C (SIGINT); SIGTERM ends the process as it always did
+    except KeyboardInterrupt:
+        print("Keyboard interruption in main thread... closing server.")
+        demo.close()
+    return served
 
 
 def build_app(lab: Lab | None = None) -> gr.Blocks:

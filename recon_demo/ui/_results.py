@@ -15,6 +15,17 @@ from recon_demo.methods.registry import is_handed_operator
 from recon_demo.ui._files import scratch_dir
 
 
+def _precisions(result: LabResult) -> str:
+    """", float32" when every network ran in float32; which ran in bf16 otherwise (``Engine.runs_bf16``)."""
+    ran = [r for r in result.reconstructions if r.precision is not None]
+    bf16 = [r.label for r in ran if r.precision == "bf16"]
+    if not ran:
+        return ""
+    if not bf16:
+        return ", float32"
+    return ", bf16 for " + ", ".join(bf16) + ("" if len(bf16) == len(ran) else ", float32 for the other networks")
+
+
 def render(result: LabResult, sort_by: str, show_errors: bool) -> tuple:
     """Every Reconstruct panel of ``result``: the PSF, the status, what is missing, the tiles (their error maps while
     ``show_errors``), the activations, the error maps' colour bar, the before/after pair, the table, the downloads."""
@@ -23,7 +34,7 @@ def render(result: LabResult, sort_by: str, show_errors: bool) -> tuple:
     files = _picture_files(result)
     acts = [(files[f"act:{name}"], f"{choice_label(name)}: first layer") for name in result.activations]
     names = _pair_choices(result)
-    status = f"Device: **{result.device}**."
+    status = f"Device: **{result.device}**{_precisions(result)}."
     if result.setting.operator.is_identity():
         status += " The kernel is the **identity** (size 1): the measurement is the image plus noise, nothing to deblur."
     if result.badges:

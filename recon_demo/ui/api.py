@@ -73,7 +73,7 @@ def reconstruct_answer(lab: Lab, image="camera", spec_cls: type = OperatorSpec, 
     ran = time.perf_counter()
     results = [
         {
-            "name": r.name, "label": r.label, "metrics": r.metrics, "ms": round(r.ms, 2), "error": r.error,
+            "name": r.name, "label": r.label, "metrics": r.metrics, "ms": round(r.ms, 2), "error": r.error, "precision": r.precision,
             "png_base64": base64.b64encode(png_bytes(r.image)).decode() if r.image is not None else None,
         }  # fmt: skip
         for r in result.reconstructions

@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available()
 @pytest.fixture(scope="module")
 def engines():
     manifest = Manifest([], ".")
-    return Engine("cpu", manifest=manifest), Engine("cuda", manifest=manifest)
+    return Engine("cpu", manifest=manifest, precision="fp32"), Engine("cuda", manifest=manifest, precision="fp32")
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -55,7 +55,7 @@ def test_a_shipped_unet_scores_the_same_on_cuda():
         pytest.skip("no shipped UNet")
     x_true = protocol_tensor(load_example("camera"))
     y = add_relative_noise(LECTURE_OPERATOR.build().forward(x_true), LECTURE_NOISE, torch.Generator().manual_seed(0))
-    scores = [psnr(Engine(d, manifest=manifest).network("unet")(y), x_true) for d in ("cpu", "cuda")]
+    scores = [psnr(Engine(d, manifest=manifest, precision="fp32").network("unet")(y), x_true) for d in ("cpu", "cuda")]
     assert abs(scores[0] - scores[1]) < 0.05
 
 

@@ -31,6 +31,13 @@ def test_the_unet_familys_output_convolution_stays_float32_under_autocast():
             torch.testing.assert_close(model.out_conv(torch.ones(1, 32, 4, 4)), torch.nn.functional.conv2d(
                 torch.ones(1, 32, 4, 4), model.out_conv.weight, model.out_conv.bias))  # fmt: skip
     assert all(not hasattr(create_model(n), "float32_layers") for n in ("cnn", "rescnn", "vit"))
+    import copy
+
+    twin = copy.deepcopy(model)  # Inspect copies a model: the copy's kept layer runs the copy's own weights
+    with torch.no_grad():
+        twin.out_conv.bias += 1.0
+        x = torch.rand(1, 32, 4, 4)
+        assert torch.allclose(twin.out_conv(x), model.out_conv(x) + 1.0)
 
 
 @pytest.fixture

@@ -89,12 +89,18 @@ def test_a_clients_newer_request_replaces_its_older_one_still_waiting(served):
     a2 = a.submit("a2", api_name="/quick")  # same client, same endpoint: a1 leaves the queue
     _until(lambda: demo._queue.replaced == 1, "a1 to be replaced")
     b1 = b.submit("b1", api_name="/quick")
-    _until(lambda: _waiting(demo) == 2, "a2 and b1 to wait")
-    with pytest.raises(Exception, match="replaced by a newer request"):
-        a1.result(timeout=WAIT_S)
+    a3 = a.submit("a3", api_name="/hold")  # same client, another endpoint: kept
+    _until(lambda: _waiting(demo) == 3, "a2, b1 and a3 to wait")
+    b2 = b.submit("b2", api_name="/quick")  # b's newer request takes b1's place in the line, before a3
+    _until(lambda: demo._queue.replaced == 2, "b1 to be replaced")
+    for stale in (a1, b1):
+        with pytest.raises(Exception, match="replaced by a newer request"):
+            stale.result(timeout=WAIT_S)
     rec.gate("c").set()
-    assert (held.result(timeout=WAIT_S), a2.result(timeout=WAIT_S), b1.result(timeout=WAIT_S)) == ("c", "a2", "b1")
-    assert rec.started == ["hold c", "quick a2", "quick b1"]  # a1 never ran; the others in the order they came
+    rec.gate("a3").set()
+    assert [j.result(timeout=WAIT_S) for j in (held, a2, b2, a3)] == ["c", "a2", "b2", "a3"]
+    assert rec.started == ["hold c", "quick a2", "quick b2", "hold a3"]  # a1, b1 never ran; the others in their order
+    assert demo._queue.replaced == 2
     assert "last request wins" in REPLACED
 
 
@@ -138,14 +144,16 @@ def test_an_idle_queue_sleeps_until_a_request_comes(served, monkeypatch):
     original = queue._sleep_until
 
     async def counted(signal, timeout):
-        wakes.append(timeout)
+        wakes.append(signal)
         await original(signal, timeout)
 
     queue._sleep_until = counted
-    time.sleep(1.5)  # a sleep begun before the patch ends within WAKE_S's old second
+    time.sleep(1.5)  # a sleep begun before the patch ends within WAKE_S's old second: both loops now sleep counted
+    assert {id(queue._work), id(queue._running)} == {id(s) for s in wakes}
     before = len(wakes)
     time.sleep(3.0)
-    assert len(wakes) - before <= 1, f"an idle queue woke {len(wakes) - before} times in 3 s (gradio's own: ~3,000)"
+    assert len(wakes) == before, f"an idle queue woke {len(wakes) - before} times in 3 s (gradio's own: ~3,000)"
     job = Client(demo.local_url, verbose=False).submit("x", api_name="/quick")
     assert job.result(timeout=WAIT_S) == "x"  # the push woke it: the safety net is ten minutes away
     assert rec.started == ["quick x"]
+    _until(lambda: len(wakes) >= before + 2, "both loops to go back to sleep")  # the dispatch loop, the progress loop

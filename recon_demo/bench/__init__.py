@@ -352,7 +352,7 @@ def run_bench(quick: bool = False, device: str | None = None, repeats: int | Non
 
     with tempfile.TemporaryDirectory() as tmp:
         weights, source = weights_dir(Path(tmp))
-        engine = Engine(device_t, manifest=Manifest.load(weights))
+        engine = Engine(device_t, manifest=Manifest.load(weights), precision="fp32")  # the float32 figures; bf16 beside them
         report = {"device": str(device_t), "threads": torch.get_num_threads(), "torch": torch.__version__, "weights": source,
                   "quick": quick, "repeats": repeats}  # fmt: skip
         # The app first, while this process is idle: its cold start shares the two cores with nothing else.
@@ -367,7 +367,7 @@ def run_bench(quick: bool = False, device: str | None = None, repeats: int | Non
         achieved = report["gflop_all"] / (report["engine_all_ms"] / 1000)
         report["achieved_gflops"] = round(achieved, 1)
         report["efficiency"] = round(achieved / report["sgemm_gflops"], 3)
-        report.update(restore_section(engine, repeats))
+        report.update(restore_section(Engine(device_t, manifest=engine.manifest), repeats))  # as a person runs it
         finished("restore")
         if device_t.type == "cuda":
             report.update(autocast_section(engine, repeats))

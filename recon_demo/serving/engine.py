@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-import weakref
+import types
 from collections import OrderedDict
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -69,19 +69,18 @@ def keep_float32(model: nn.Module) -> nn.Module:
     """Run the submodules ``model.float32_layers`` names in float32 even under bf16 autocast (their inputs cast up).
     The UNet family names its output convolution: with it in bf16, a course UNet lost 0.085 dB of held-out PSNR;
     with that one 1×1 layer (0.05 % of its FLOPs) in float32, 0.021 dB (bf16 emulated on a 2-core AVX2 CPU). The
-    module tree and its names stay as they are (Inspect's layers, hooks); only the forward is wrapped, once."""
+    module tree and its names stay as they are (Inspect's layers, hooks); only the forward is wrapped, once, as a
+    method of the layer itself (a deep copy's layer runs its own weights)."""
     for name in getattr(model, "float32_layers", ()):
         layer = model.get_submodule(name)
-        if getattr(layer.forward, "_float32", False):
-            continue
-
-        def forward(*inputs, _inner=layer.forward):
-            with torch.autocast(inputs[0].device.type, enabled=False):
-                return _inner(*(x.float() for x in inputs))
-
-        forward._float32 = True
-        layer.forward = forward
+        if getattr(layer.forward, "__func__", None) is not _float32_forward:
+            layer.forward = types.MethodType(_float32_forward, layer)
     return model
+
+
+def _float32_forward(layer: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
+    with torch.autocast(inputs[0].device.type, enabled=False):
+        return type(layer).forward(layer, *(x.float() for x in inputs))
 
 
 # Convolutions run in channels-last (NHWC) memory layout: measured on this 2-core CPU, all seven architectures
@@ -103,7 +102,6 @@ class Engine:
         self.batcher = MicroBatcher(lambda model, x: self.forward(model, x)[0])
         self.precision_mode = precision
         self.bf16 = precision == "bf16" or (precision == "auto" and native_bf16(self.device.type)[0])  # may any network?
-        self._bf16_checked: weakref.WeakSet[nn.Module] = weakref.WeakSet()  # shipped ones within BF16_MAX_PSNR_CHANGE_DB
 
     def model(self, name: str, checkpoint: str | Path | None = None, regime: str = "course") -> nn.Module:
         """The model ``name`` with the weights at ``checkpoint``, or its shipped weights of ``regime``.
@@ -118,8 +116,8 @@ class Engine:
             if key not in self._models:
                 model = load_checkpoint(name, checkpoint) if checkpoint else self.manifest.load_model(name, regime)
                 self._models[key] = self.prepare(model)
-                if not checkpoint and bf16_checked(self.manifest.find(name, regime)):
-                    self._bf16_checked.add(model)
+                # a shipped checkpoint within BF16_MAX_PSNR_CHANGE_DB; an attribute, so that a deep copy keeps it
+                model.bf16_checked = not checkpoint and bf16_checked(self.manifest.find(name, regime))
                 uploaded = [k for k in self._models if k[1].startswith("file:")]
                 for old in uploaded[: max(0, len(uploaded) - MAX_FILE_MODELS)]:  # the oldest files' models go first
                     del self._models[old]
@@ -139,7 +137,7 @@ class Engine:
         exact): never. ``"bf16"``: every network, even where bf16 is emulated (many times slower; to measure the change)."""
         if self.precision_mode == "bf16":
             return True
-        return self.bf16 and model in self._bf16_checked
+        return self.bf16 and getattr(model, "bf16_checked", False)
 
     def precision_name(self, model: nn.Module) -> str:
         """"bf16" or "fp32": how ``model`` runs here (``runs_bf16``)."""

@@ -29,14 +29,14 @@ def free_port() -> int:
 
 
 def start_app(weights: Path | None = None, log=subprocess.DEVNULL, timeout: float = 120,
-              env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:  # fmt: skip
-    """``python app.py`` on a free loopback port, started and listening: (the process, its URL). Raises
-    ``RuntimeError`` when it exits or does not listen within ``timeout`` seconds."""
+              env: dict[str, str] | None = None, root: Path = ROOT) -> tuple[subprocess.Popen, str]:  # fmt: skip
+    """``python app.py`` of the checkout at ``root`` on a free loopback port, started and listening: (the process, its
+    URL). Raises ``RuntimeError`` when it exits or does not listen within ``timeout`` seconds."""
     port = free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
     if weights is not None:
         env["RECON_WEIGHTS_DIR"] = str(weights)
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout
     while True:
         try:

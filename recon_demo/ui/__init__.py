@@ -5,7 +5,9 @@ returns the Blocks without launching, so tests import it freely; ``app.py`` laun
 from __future__ import annotations
 
 import os
+import sys
 import threading
+import time
 
 import gradio as gr
 
@@ -160,16 +162,15 @@ def serve(demo: gr.Blocks, **launch: object):
     """Queue and launch the app as ``app.py`` does; ``launch`` overrides ``launch_settings()``. The queue is the
     classroom's (``ui.queue``: the last request of a client wins, fair turns, asleep when idle). The libraries a first
     reconstruction needs are loaded in the background meanwhile (``lab.blur.warm_up``), while the server starts.
-    Unless ``prevent_thread_lock=True``, it then blocks until interrupted, asleep (gradio's own wait wakes ten times a
-    second), and closes the server on Ctrl-C."""
+    As gradio's own ``launch``, it then blocks while the server runs (unless ``prevent_thread_lock=True`` or in an
+    interactive session), but waking once a second instead of ten times, and closes the server on Ctrl-C."""
     threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
     classroom_queue(demo.queue(**queue_settings()))
-    block = not launch.pop("prevent_thread_lock", False)
+    block = not launch.pop("prevent_thread_lock", False) and not getattr(sys, "ps1", sys.flags.interactive)
     served = demo.launch(**(launch_settings() | launch), prevent_thread_lock=True)
-    if not block:
-        return served
     try:
-        threading.Event().wait()  # interrupted by Ctrl-C (SIGINT); SIGTERM ends the process as it always did
+        while block and demo.is_running:
+            time.sleep(1.0)
     except KeyboardInterrupt:
         print("Keyboard interruption in main thread... closing server.")
         demo.close()

@@ -84,8 +84,8 @@ The lecture ends by pointing at the next step, putting `K` inside the network. *
 a small learned denoiser `D_k` with an exact data step, `x_k = argmin ‖K x − y_delta‖² + λ_k ‖x − D_k(x_(k−1))‖²`
 (solved with `K` and `Kᵀ` by conjugate gradients), five times: learned half-quadratic splitting, as in MoDL and
 USRNet. It is handed the kernel like Wiener and TV, so one checkpoint works for any blur, a drawn one too, and
-Inspect shows its estimates `x_0 … x_5`. What it costs: 1.6 to 1.7 times a UNet's time where the CPU runs bf16 natively (its
-denoisers then run in bf16, as it was trained; 2.3 times in float32), and a wrong `K` misleads it
+Inspect shows its estimates `x_0 … x_5`. What it costs: 2.3 times a UNet's time (in float32: its denoisers in bf16,
+as it was trained, would cost 0.07 dB, more than the app allows), and a wrong `K` misleads it
 (Robustness: hand the methods that use K the nominal kernel).
 
 ### Computed tomography (CT tab)

@@ -5,9 +5,11 @@
    started, the previous one leaves the queue and its caller is told so (``REPLACED``; ``gradio_client`` raises it
    as an ``AppError``). The page sends only the last value of a slider already; this makes the server agree, and a
    script that fires ten requests without waiting costs the class one.
-2. **Fair turns.** A free worker takes the oldest waiting request of the client with the fewest requests running,
-   so a client with requests on several endpoints at once cannot hold both workers while the others wait; among
-   clients with as many running, the oldest request goes first (arrival order).
+   The newer request takes the older one's place in the line: moving a slider does not send a student to its end.
+2. **Fair turns.** Within an endpoint's queue (gradio's concurrency id), a free worker takes the oldest waiting
+   request of the client with the fewest requests running anywhere, so a client with requests on several endpoints
+   at once cannot hold the workers while the others wait; among clients with as many running, the oldest request
+   goes first (arrival order, never changed by an earlier choice).
 3. **Quiet when idle.** gradio's queue looks for work every 1 ms and for progress to send every 10 ms, with or
    without any (an idle server, no page open, used 7-8 % of a core on a 2-core CPU; 2 % with those intervals
    slowed to 20 and 100 ms). This queue sleeps until a request arrives or a worker frees, and looks for progress
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections import Counter
 
@@ -33,9 +36,9 @@ from gradio.utils import run_coro_in_background, set_task_name
 REPLACED = "replaced by a newer request from the same client to the same endpoint (the last request wins)"
 WAKE_S = 1.0  # the longest an idle queue sleeps without being woken (a safety net: pushes and freed workers wake it)
 PROGRESS_S = 0.1  # how often progress is sent while something runs (gradio: every 10 ms)
-_NEEDS = ("active_jobs", "event_queue_per_concurrency_id", "delete_lock", "event_ids_to_events", "pending_event_ids_session",
+_NEEDS = ("active_jobs", "event_queue_per_concurrency_id", "delete_lock", "event_ids_to_events",
           "get_events", "process_events", "push", "send_message", "broadcast_estimations", "start_processing",
-          "start_progress_updates", "event_analytics", "_asyncio_tasks", "live_updates")  # fmt: skip
+          "start_progress_updates", "reset_iterators", "start", "event_analytics", "_asyncio_tasks", "live_updates")  # fmt: skip
 
 
 class ClassroomQueue(queueing.Queue):
@@ -51,9 +54,18 @@ class ClassroomQueue(queueing.Queue):
             raise RuntimeError(f"this gradio's queue lacks {', '.join(missing)}; update recon_demo.ui.queue")
         queue.__class__ = cls
         queue.replaced = 0
-        queue._work = asyncio.Event()  # set by a push and by a worker that frees: the dispatch loop looks again
-        queue._running = asyncio.Event()  # set when a request starts: the progress loop has something to send
+        queue._new_signals()
         return queue
+
+    def _new_signals(self) -> None:
+        # asyncio events bind to the loop that first waits on them: each start (a launch after a close runs a new
+        # server loop) makes its own
+        self._work = asyncio.Event()  # set by a push and by a worker that frees: the dispatch loop looks again
+        self._running = asyncio.Event()  # set when a request starts: the progress loop has something to send
+
+    def start(self):
+        self._new_signals()
+        super().start()
 
     # -- 1. the last request wins ---------------------------------------------------------------------------------
 
@@ -66,30 +78,46 @@ class ClassroomQueue(queueing.Queue):
         return ok, event_id, status
 
     def _drop_older(self, event: queueing.Event) -> None:
-        """Under ``delete_lock``: the same client's requests to ``event``'s endpoint that still wait leave the queue."""
+        """Under ``delete_lock``: the same client's requests to ``event``'s endpoint that still wait leave the queue,
+        ``event`` taking the first one's place; each caller is told (gradio's SSE loop then forgets the event)."""
         waiting = self.event_queue_per_concurrency_id[event.concurrency_id].queue
-        for old in [e for e in waiting if e is not event and e.session_hash == event.session_hash and e.fn._id == event.fn._id]:
+        stale = [e for e in waiting if e is not event and e.session_hash == event.session_hash and e.fn._id == event.fn._id]
+        if not stale or event not in waiting:
+            return
+        waiting.remove(event)
+        waiting.insert(waiting.index(stale[0]), event)
+        for old in stale:
             waiting.remove(old)
             self.event_ids_to_events.pop(old._id, None)
-            self.pending_event_ids_session.get(old.session_hash, set()).discard(old._id)
             if (record := self.event_analytics.get(old._id)) is not None:
                 record["status"] = "cancelled"
             self.send_message(old, ProcessCompletedMessage(output={"error": REPLACED, "visible": False, "title": "Replaced"},
                                                            success=False, title="Replaced"))  # fmt: skip
             self.replaced += 1
+        self.broadcast_estimations(event.concurrency_id)  # the positions in the line changed
 
     # -- 2. fair turns --------------------------------------------------------------------------------------------
 
     def get_events(self):
-        """gradio's choice, after the fairest waiting request of each queue is moved to its front."""
+        """gradio's ``Queue.get_events`` (a queue with work and a free slot, the queues in random order), taking that
+        queue's fairest request instead of its oldest; the others keep their order."""
         running = Counter(e.session_hash for job in self.active_jobs if job for e in job)
-        for event_queue in self.event_queue_per_concurrency_id.values():
+        concurrency_ids = list(self.event_queue_per_concurrency_id)
+        random.shuffle(concurrency_ids)
+        for concurrency_id in concurrency_ids:
+            event_queue = self.event_queue_per_concurrency_id[concurrency_id]
             waiting = event_queue.queue
-            if len(waiting) > 1:
-                best = min(range(len(waiting)), key=lambda i: (running[waiting[i].session_hash], i))
-                if best:
-                    waiting.insert(0, waiting.pop(best))
-        return super().get_events()
+            if not waiting or (event_queue.concurrency_limit is not None
+                               and event_queue.current_concurrency >= event_queue.concurrency_limit):  # fmt: skip
+                continue
+            first = waiting[min(range(len(waiting)), key=lambda i: (running[waiting[i].session_hash], i))]
+            events = [first]
+            if first.fn.batch:  # gradio's batching: the same function's next requests join it
+                events += [e for e in waiting if e is not first and e.fn == first.fn][: first.fn.max_batch_size - 1]
+            for event in events:
+                waiting.remove(event)
+            return events, first.fn.batch, concurrency_id
+        return None
 
     # -- 3. quiet when idle ---------------------------------------------------------------------------------------
 
@@ -132,11 +160,11 @@ class ClassroomQueue(queueing.Queue):
             self.stopped = True
             self._cancel_asyncio_tasks()
 
-    async def process_events(self, *args, **kwargs) -> None:
-        try:
-            await super().process_events(*args, **kwargs)
-        finally:  # a worker is free (and a queue under its limit again): look for the next request now
-            self._work.set()
+    async def reset_iterators(self, event_id: str):
+        # gradio calls this first once a request's slot is free (process_events' finally), before its analytics:
+        # the dispatch loop looks for the next request now, not after them
+        self._work.set()
+        await super().reset_iterators(event_id)
 
     async def start_progress_updates(self) -> None:
         """gradio's progress loop, every ``PROGRESS_S`` while something runs, asleep on ``_running`` otherwise."""

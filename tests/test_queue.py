@@ -89,6 +89,7 @@ def test_a_clients_newer_request_replaces_its_older_one_still_waiting(served):
     a2 = a.submit("a2", api_name="/quick")  # same client, same endpoint: a1 leaves the queue
     _until(lambda: demo._queue.replaced == 1, "a1 to be replaced")
     b1 = b.submit("b1", api_name="/quick")
+    _until(lambda: _waiting(demo) == 2, "b1 to wait")  # submit returns at once: each arrival is awaited, in order
     a3 = a.submit("a3", api_name="/hold")  # same client, another endpoint: kept
     _until(lambda: _waiting(demo) == 3, "a2, b1 and a3 to wait")
     b2 = b.submit("b2", api_name="/quick")  # b's newer request takes b1's place in the line, before a3

@@ -22,6 +22,8 @@ import torch
 import torch.nn as nn
 
 from recon_demo.models import create_model, is_handed_operator, model_info
+from recon_demo.physics.blur import LECTURE_OPERATOR, OperatorSpec
+from recon_demo.physics.ranges import NOISE_SLACK, OperatorRanges
 
 WEIGHTS_DIR = Path(os.environ.get("RECON_WEIGHTS_DIR", Path(__file__).resolve().parent.parent / "weights"))
 MAX_CHECKPOINT_BYTES = 64 * 1024 * 1024  # the largest lecture model in fp32 is about 8 MB
@@ -192,12 +194,22 @@ class ManifestEntry:
             return f"CT, {angles}, sinogram noise {self.noise.get('level'):g}"
         if self.regime == "general" or not op:
             return "random operators (general model)"
-        if op.get("blur") == "gaussian":
-            text = f"gaussian {op.get('kernel_size')}, variance {op.get('variance')}"
-        else:
-            text = f"motion {op.get('kernel_size')} @ {op.get('angle'):g}°"
+        text = OperatorSpec.from_dict(op).describe(brief=True)
         level = self.noise.get("level")
         return text + (f", noise {level:g}" if isinstance(level, (int, float)) else "")
+
+    def covers(self, operator: OperatorSpec, noise: float, given_k: bool = False) -> bool:
+        """Whether a blur ``operator`` at relative ``noise`` lies within what the checkpoint was trained for: its
+        ranges (a general model: ``OperatorRanges.covers``) or its one operator, kernel for kernel. A network that is
+        handed ``K`` (``given_k``) is not tied to a kernel: only its noise range counts."""
+        noise_range = self.noise.get("range")
+        if given_k:
+            return noise_range is None or noise_range[0] <= noise <= noise_range[1] + NOISE_SLACK
+        if self.regime == "general":
+            return OperatorRanges.from_record(self.operator, self.noise).covers(operator, noise if noise_range else None)
+        trained = OperatorSpec.from_dict(self.operator) if self.operator else LECTURE_OPERATOR
+        same = trained.kernel().shape == operator.kernel().shape and torch.equal(trained.kernel(), operator.kernel())
+        return same and abs(noise - float(self.noise.get("level", noise))) < 1e-9
 
 
 @dataclass

@@ -16,8 +16,8 @@ from recon_demo.lab.setting import FLAT_FIELDS, Setting, SettingError
 from recon_demo.physics import spec
 from recon_demo.physics.blur import LECTURE_OPERATOR, OperatorSpec
 from recon_demo.physics.ct import CTSpec
+from recon_demo.physics.ranges import GENERAL_RANGES, OperatorRanges
 from recon_demo.physics.spec import param
-from recon_demo.training.config import GENERAL_RANGES, OperatorRanges, TrainingError
 from recon_demo.ui._widgets import spec_widgets
 from recon_demo.ui.api import reconstruct_endpoint, train_endpoint
 
@@ -96,8 +96,8 @@ def test_validation_names_the_field_and_what_is_allowed():
     for flat, message in cases:
         with pytest.raises(SettingError, match=message):
             Setting.of(**flat).validated()
-    with pytest.raises(SettingError, match=r"number of angles must be an integer in \[1, 180\]"):
-        CTSetting(angles=181).validated()
+    with pytest.raises(SettingError, match=r"number of angles must be an integer in \[1, 360\]"):
+        CTSetting.of(angles=361).validated()
     with pytest.raises(ValueError, match=r"FBP filter must be one of ramp"):
         CTSpec(filter="box").validated()
 
@@ -109,7 +109,73 @@ def test_the_training_ranges_come_from_the_spec_and_keep_the_recorded_names():
     assert GENERAL_RANGES.kernel_size == (3, 15) and GENERAL_RANGES.blurs == ("motion", "gaussian")
     draws = {OperatorRanges().validate().sample(torch.Generator().manual_seed(s))[0].blur for s in range(40)}
     assert draws == {"motion", "gaussian"}  # never "drawn": a drawing has no range to draw from
-    with pytest.raises(TrainingError, match="blurs must be a non-empty list of motion, gaussian"):
+    with pytest.raises(ValueError, match="blurs must be a non-empty list of motion, gaussian"):
         OperatorRanges(blurs=("drawn",)).validate()
-    with pytest.raises(TrainingError, match=r"kernel size must be an integer in \[1, 31\], got 101"):
+    with pytest.raises(ValueError, match=r"kernel size must be an integer in \[1, 31\], got 101"):
         OperatorRanges(kernel_size=(3, 101)).validate()
+
+
+# ------------------------------------------------------------------------------------- a new blur kind, in one place
+
+
+def _box_kernel(s) -> torch.Tensor:
+    return torch.full((s.kernel_size, s.kernel_size), 1.0 / s.kernel_size**2)
+
+
+@pytest.fixture
+def box_kind():
+    """A toy blur kind, added the way a contributor would: its builder and its row (``physics.kernels.register``)."""
+    from recon_demo.physics import kernels
+
+    kind = kernels.register(kernels.BlurKind("box", _box_kernel, lambda s: f"box {s.kernel_size}×{s.kernel_size}"))
+    yield kind
+    kernels.BLUR_KINDS.pop("box")
+
+
+def test_a_new_blur_kind_reaches_the_widgets_url_api_clis_badge_restore_and_the_reproduce_command(box_kind, lab, tmp_path, capsys):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from recon_demo.__main__ import main as cli
+    from recon_demo.checkpoints import ManifestEntry
+
+    box = OperatorSpec(blur="box", kernel_size=5)
+    assert box.validated() == box and box.describe() == "box 5×5" and torch.allclose(box.kernel().sum(), torch.tensor(1.0))
+    # widgets: the blur's radio offers it
+    with gr.Blocks():
+        widgets = spec_widgets(box)
+    assert ("box", "box") in widgets["blur"].choices and widgets["blur"].value == "box"
+    assert not widgets["angle"].visible and not widgets["variance"].visible  # fields of other kinds hidden
+    # the URL, both ways
+    assert Setting(operator=box).to_query()["blur"] == "box"
+    read, warnings = Setting.from_query({"blur": "box", "size": "5"})
+    assert read.operator.blur == "box" and read.operator.kernel_size == 5 and not warnings
+    # the API: accepted, validated, and it changes the measurement
+    fn = reconstruct_endpoint(lab)
+    boxed, plain = fn(image="moon", models="wiener", blur="box", kernel_size=5), fn(image="moon", models="wiener", kernel_size=5)
+    assert boxed["setting"]["blur"] == "box" and boxed["table"]["rows"][0] != plain["table"]["rows"][0]
+    # the CLI flags and the reproduce command: what the spec prints, the flags read back
+    parser = argparse.ArgumentParser()
+    spec.add_arguments(parser, OperatorSpec)
+    assert spec.command_flags(box) == "--blur box --kernel-size 5"
+    assert spec.from_args(OperatorSpec, parser.parse_args(spec.command_flags(box).split())) == box
+    assert OperatorSpec.parse(box.text()) == box and box.text() == "box:5"
+    with pytest.raises(ValueError, match=r"write motion:SIZE:ANGLE\[:KERNEL_STYLE\], gaussian:SIZE:VARIANCE, drawn:SIZE:DRAWN, box:SIZE"):
+        OperatorSpec.parse("ring:5")
+    # the "trained for" badge: a checkpoint trained for the box, met with a motion blur, and the general ranges
+    entry = ManifestEntry("cnn", "course", "f", "0", operator=box.to_dict(), noise={"kind": "relative", "level": 0.01})
+    assert entry.trained_for() == "box 5×5, noise 0.01"
+    assert entry.covers(box, 0.01) and not entry.covers(LECTURE_OPERATOR, 0.01)
+    assert not GENERAL_RANGES.covers(box, 0.01)  # the shipped general models never trained on a box
+    # restore --kernel box:5
+    picture = tmp_path / "blurred.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((64, 64)) * 255).astype(np.uint8)).save(picture)
+    capsys.readouterr()
+    assert cli(["restore", str(picture), "--out", str(tmp_path / "out"), "--kernel", "box:5", "--methods", "wiener",
+                "--format", "json", "--noise", "0.01", "--quiet"]) == 0  # fmt: skip
+    (answer,) = json.loads(capsys.readouterr().out)["images"]
+    assert answer["kernel"]["blur"] == "box" and answer["kernel"]["kernel_size"] == 5
+    assert (tmp_path / "out" / "blurred__wiener.png").is_file()

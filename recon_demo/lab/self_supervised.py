@@ -26,7 +26,7 @@ from recon_demo.physics.blur import OperatorSpec
 from recon_demo.training import TrainConfig, Trainer, TrainEvent
 
 FINE_TUNE_MODELS = ("rescnn", "cnn")  # small enough to fine-tune live on two CPU cores (a UNet step is ~5× slower)
-OFF_COURSE = OperatorSpec("motion", 15, 70.0, 1.0, "ippy")  # a blur the course never trained for
+OFF_COURSE = OperatorSpec(blur="motion", kernel_size=15, angle=70.0, variance=1.0, kernel_style="ippy")  # a blur the course never trained for
 OFF_COURSE_NOISE = 0.02
 MAX_STEPS = 400
 SUPERVISED = "with ground truth (MSE)"

@@ -28,7 +28,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from recon_demo.physics.blur import MAX_APP_KERNEL, OperatorSpec, gaussian_kernel, motion_kernel
+from recon_demo.physics.blur import MAX_APP_KERNEL, OperatorSpec
+from recon_demo.physics.kernels import blur_kind, gaussian_kernel, motion_kernel
 
 MIN_SIDE = 16  # below this an image has too few frequencies to tell a blur by
 MOTION_SIZES = tuple(range(3, MAX_APP_KERNEL + 1, 2))  # the lengths searched (odd: the kernel's side)
@@ -66,19 +67,14 @@ class KernelEstimate:
 
     def to_dict(self) -> dict:
         """The CLI's and the API's ``kernel`` object (and ``noise``)."""
-        s = self.spec
-        kernel = {"blur": s.blur, "kernel_size": s.kernel_size, "confidence": round(self.confidence, 3)}
-        if s.blur == "motion":
-            kernel |= {"angle": s.angle, "kernel_style": s.kernel_style, "variance": None}
-        else:
-            kernel |= {"angle": None, "kernel_style": None, "variance": round(s.variance, 3)}
+        kernel = self.spec.answer() | {"confidence": round(self.confidence, 3)}
         return {"kernel": kernel, "noise": round(self.noise, 5)}
 
     @property
     def negligible(self) -> bool:
-        """Whether the estimate is no blur to speak of (a Gaussian under 0.3 px², a motion of 3 px or less)."""
-        s = self.spec
-        return s.variance < 0.3 if s.blur == "gaussian" else s.kernel_size <= 3
+        """Whether the estimate is no blur to speak of (its kind's ``sharp``: a Gaussian under 0.3 px², a motion of 3 px
+        or less)."""
+        return bool(blur_kind(self.spec.blur).sharp(self.spec))
 
     def describe(self) -> str:
         return f"{self.spec.describe()}, δ ≈ {self.noise:.3f}, confidence {self.confidence:.0%}"
@@ -170,7 +166,8 @@ class _Candidate:
 
     def spec(self) -> OperatorSpec:
         # plain floats (not numpy's): the spec goes to JSON (the app's sliders, the CLI) as it is
-        return OperatorSpec(self.blur, int(self.size), round(float(self.angle) % 180.0, 1), round(float(self.variance), 3), self.style)
+        return OperatorSpec(blur=self.blur, kernel_size=int(self.size), angle=round(float(self.angle) % 180.0, 1),
+                            variance=round(float(self.variance), 3), kernel_style=self.style)
 
     def kernel(self) -> np.ndarray:
         if self.blur == "gaussian":

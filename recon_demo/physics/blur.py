@@ -1,208 +1,47 @@
-"""Forward operators and noise: how a measurement ``y_delta = K x_true + e`` is made.
+"""The blur operator: how a measurement ``y_delta = K x_true + e`` is made from a kernel.
 
-Kernel builders are pure functions (``motion_kernel``, ``gaussian_kernel``); ``Blur`` turns a kernel into
-the operator ``K`` with ``forward`` and ``adjoint``; noise is a separate step applied to ``K x``. The
-conventions are the course library's (IPPy): ``K`` is a cross-correlation with zero padding
-(``conv2d(x, kernel, padding="same")``), and the lecture's noise is relative to the norm of ``K x``.
-``OperatorSpec`` is the plain description of a blur that the CLI, the engine and the UI pass around; its fields
-describe themselves (``physics.spec``). Noise lives in ``physics.noise``.
+The kernels and the table of blur kinds live in ``physics.kernels``; ``Blur`` turns a kernel into the operator ``K``
+with ``forward`` and ``adjoint`` (``SceneBlur``: the same for a scene that goes on past the frame); noise is a
+separate step applied to ``K x`` (``physics.noise``). The conventions are the course library's (IPPy): ``K`` is a
+cross-correlation with zero padding (``conv2d(x, kernel, padding="same")``), and the lecture's noise is relative to
+the norm of ``K x``. ``OperatorSpec`` is the plain description of a blur that the CLI, the engine and the UI pass
+around: its fields describe themselves (``physics.spec``), its kind's row builds and names it, and it reads and
+writes its own text form (``motion:9:20:ippy``). The general regime's ranges are ``physics.ranges``.
 """
 
 from __future__ import annotations
 
-import base64
-import math
-import zlib
 from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from recon_demo.physics.spec import param, validated
+from recon_demo.physics.kernels import (  # noqa: F401  (the kernel builders, re-exported for the operator's users)
+    BLUR_KINDS,
+    BLUR_NAMES,
+    DRAWN,
+    KERNEL_STYLES,
+    MAX_APP_KERNEL,
+    MAX_KERNEL_SIZE,
+    blur_kind,
+    check_finite,
+    check_kernel_size,
+    drawing_to_kernel,
+    drawn_kernel,
+    encode_drawn,
+    gaussian_kernel,
+    motion_kernel,
+    shake_kernel,
+)
+from recon_demo.physics.spec import param, params, validated
 
-KERNEL_STYLES = ("ippy", "centered")
-BLUR_TYPES = ("motion", "gaussian")  # the parametric blurs (training draws from these)
-DRAWN = "drawn"  # a PSF a person drew, carried as a compact code (``encode_drawn``)
-ALL_BLURS = (*BLUR_TYPES, DRAWN)
-MAX_KERNEL_SIZE = 63  # the kernel builders' largest side
-MAX_APP_KERNEL = 31  # what a person may ask for (app, API, CLIs): beyond 31 a 256² image is mostly border
+BLUR_TYPES = ("motion", "gaussian")  # the parametric blurs the general regime trains on (its default range)
+ALL_BLURS = BLUR_NAMES  # every kind of the table (``physics.kernels.BLUR_KINDS``), read live
 # From this kernel side on, K and Kᵀ run by FFT (the same zero-padded correlation, equal to 1e-6): measured on a
 # 2-core CPU, a batch of 8 96² crops with one 25×25 kernel each took 24 ms as a grouped convolution, 1.5 ms by
 # FFT; at 9×9 the convolution was faster. The lecture's 9×9 operator keeps the course's exact conv2d.
 FFT_MIN_SIDE = 15
-
-
-def _check_kernel_size(size: int) -> int:
-    try:
-        as_float = float(size)
-    except (TypeError, ValueError):
-        raise ValueError(f"kernel size must be an odd integer, got {size!r}") from None
-    if isinstance(size, bool) or not math.isfinite(as_float) or not as_float.is_integer():
-        raise ValueError(f"kernel size must be an odd integer, got {size!r}")
-    size = int(as_float)
-    if size < 1 or size % 2 == 0:
-        raise ValueError(f"kernel size must be an odd integer >= 1, got {size}")
-    if size > MAX_KERNEL_SIZE:
-        raise ValueError(f"kernel size must be at most {MAX_KERNEL_SIZE}, got {size}")
-    return size
-
-
-def _check_finite(name: str, value: float) -> float:
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value}")
-    return value
-
-
-def motion_kernel(size: int, angle_deg: float, style: str = "ippy") -> torch.Tensor:
-    """A motion-blur kernel of odd ``size`` along ``angle_deg`` degrees, summing to one.
-
-    Args:
-        size: odd kernel side ``k``.
-        angle_deg: direction of the motion, counter-clockwise from the x axis (rows grow downwards,
-            so the course's kernel at 20° rises to the lower right).
-        style: ``"ippy"`` reproduces the course library pixel for pixel: ``k`` taps placed at
-            ``(int(c + (i - c) sin θ), int(c + (i - c) cos θ))`` with Python truncation, which puts the
-            line off-centre for most angles. ``"centered"`` is an anti-aliased segment of length ``k``
-            through the centre: its centroid is exactly the centre and it is the same for θ and θ + 180°.
-
-    Returns:
-        A float32 tensor of shape ``(size, size)``.
-    """
-    size = _check_kernel_size(size)
-    angle_deg = _check_finite("angle", angle_deg)
-    if style == "ippy":
-        return _motion_kernel_ippy(size, angle_deg)
-    if style == "centered":
-        return _motion_kernel_centered(size, angle_deg)
-    raise ValueError(f"unknown kernel style {style!r}; choose one of {', '.join(KERNEL_STYLES)}")
-
-
-def _motion_kernel_ippy(k: int, angle_deg: float) -> torch.Tensor:
-    kernel = torch.zeros(k, k, dtype=torch.float64)
-    c = k // 2
-    theta = math.radians(angle_deg)
-    for i in range(k):
-        x = int(c + (i - c) * math.cos(theta))
-        y = int(c + (i - c) * math.sin(theta))
-        if 0 <= x < k and 0 <= y < k:
-            kernel[y, x] = 1.0
-    return (kernel / kernel.sum()).float()
-
-
-def _motion_kernel_centered(k: int, angle_deg: float) -> torch.Tensor:
-    # Reduce the angle to [0, 180) first so that θ and θ + 180° give bit-identical kernels.
-    theta = math.radians(angle_deg % 180.0)
-    c = (k - 1) / 2
-    # Point samples at the midpoints of n equal pieces of the segment [-k/2, k/2]: symmetric about 0,
-    # so the splatted mass is point-symmetric about the centre and its centroid is the centre.
-    n = 32 * k
-    t = (torch.arange(n, dtype=torch.float64) + 0.5) * (k / n) - k / 2
-    xs = c + t * math.cos(theta)
-    ys = c + t * math.sin(theta)
-    kernel = torch.zeros(k, k, dtype=torch.float64)
-    x0, y0 = torch.floor(xs), torch.floor(ys)
-    fx, fy = xs - x0, ys - y0
-    # Bilinear splat: each sample shares its unit mass among its four neighbouring pixels.
-    for dx, dy, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
-        xi, yi = (x0 + dx).long(), (y0 + dy).long()
-        inside = (xi >= 0) & (xi < k) & (yi >= 0) & (yi < k)  # mass beyond the kernel is dropped symmetrically
-        kernel.index_put_((yi[inside], xi[inside]), w[inside], accumulate=True)
-    return (kernel / kernel.sum()).float()
-
-
-def gaussian_kernel(size: int, variance: float) -> torch.Tensor:
-    """The course's Gaussian blur: ``exp(-(x² + y²) / (2 variance))`` on a centred odd grid, summing to one."""
-    size = _check_kernel_size(size)
-    variance = _check_finite("variance", variance)
-    if variance <= 0:
-        raise ValueError(f"variance must be positive, got {variance}")
-    ax = torch.linspace(-(size - 1) / 2, (size - 1) / 2, size, dtype=torch.float64)
-    yy, xx = torch.meshgrid(ax, ax, indexing="ij")
-    kernel = torch.exp(-(xx**2 + yy**2) / (2 * variance))
-    return (kernel / kernel.sum()).float()
-
-
-def shake_kernel(size: int, seed: int, length: float | None = None) -> torch.Tensor:
-    """A curved camera-shake PSF: a random trajectory with inertia (a hand's tremor during the exposure), of
-    extent ``length`` pixels (default ``0.8 size``), splatted bilinearly on a ``size`` × ``size`` grid with its
-    centroid at the centre, summing to one. ``seed`` fixes the trajectory."""
-    size = _check_kernel_size(size)
-    rng = np.random.default_rng(seed)
-    steps = 64
-    velocity = rng.normal(size=2)
-    points = [np.zeros(2)]
-    for _ in range(steps - 1):  # the direction drifts: a smooth, curved path (Boracchi and Foi's model, simplified)
-        velocity = velocity / max(np.linalg.norm(velocity), 1e-9) + 0.25 * rng.normal(size=2)
-        points.append(points[-1] + velocity / max(np.linalg.norm(velocity), 1e-9))
-    path = np.array(points)
-    extent = max(np.ptp(path, axis=0).max(), 1e-9)
-    target = 0.8 * size if length is None else float(length)
-    path = path * min(target, size - 2) / extent  # as wide as asked, inside the kernel
-    path = path - path.mean(axis=0) + (size - 1) / 2
-    kernel = np.zeros((size, size))
-    dense = np.concatenate([np.linspace(a, b, 8, endpoint=False) for a, b in zip(path[:-1], path[1:])])
-    x0, y0 = np.floor(dense[:, 0]).astype(int), np.floor(dense[:, 1]).astype(int)
-    fx, fy = dense[:, 0] - x0, dense[:, 1] - y0
-    for dx, dy, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
-        xi, yi = np.clip(x0 + dx, 0, size - 1), np.clip(y0 + dy, 0, size - 1)
-        np.add.at(kernel, (yi, xi), w)
-    return torch.from_numpy(kernel / kernel.sum()).float()
-
-
-def drawing_to_kernel(drawing: np.ndarray, size: int) -> np.ndarray:
-    """A drawing (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA, dark or opaque strokes on a light or transparent
-    ground, as a ``size`` × ``size`` PSF of its ink (area-averaged; not yet normalised)."""
-    size = _check_kernel_size(size)
-    a = np.asarray(drawing, dtype=np.float64)
-    if a.ndim == 2:
-        a = a[..., None]
-    if a.ndim != 3 or a.shape[2] not in (1, 3, 4) or min(a.shape[:2]) < 1:
-        raise ValueError(f"a drawing is a grey, RGB or RGBA image, got shape {tuple(np.shape(drawing))}")
-    scale = 255.0 if a.max() > 1 else 1.0
-    grey = a[..., :3].mean(axis=2) / scale if a.shape[2] >= 3 else a[..., 0] / scale
-    alpha = a[..., 3] / scale if a.shape[2] == 4 else np.ones(a.shape[:2])
-    ink = np.clip(alpha * (1.0 - grey), 0.0, 1.0)  # dark and opaque is ink; white or transparent is not
-    h, w = ink.shape
-    rows = np.minimum((np.arange(h) * size) // h, size - 1)  # each pixel's cell in the size × size grid
-    cols = np.minimum((np.arange(w) * size) // w, size - 1)
-    out = np.zeros((size, size))
-    np.add.at(out, (rows[:, None], cols[None, :]), ink)
-    counts = np.zeros((size, size))
-    np.add.at(counts, (rows[:, None], cols[None, :]), 1.0)
-    return out / np.maximum(counts, 1.0)
-
-
-def encode_drawn(kernel: np.ndarray) -> str:
-    """A PSF (k, k) ≥ 0 as a short URL-safe code: 8-bit levels (relative to its peak), zlib, base64url."""
-    k = np.asarray(kernel, dtype=np.float64)
-    if k.ndim != 2 or k.shape[0] != k.shape[1] or k.shape[0] % 2 == 0 or not np.isfinite(k).all() or (k < 0).any():
-        raise ValueError("a drawn kernel is a square, odd-sided array of non-negative numbers")
-    if k.max() <= 0:
-        raise ValueError("the drawn kernel is empty: draw on the pad")
-    levels = np.round(k / k.max() * 255).astype(np.uint8)
-    return base64.urlsafe_b64encode(zlib.compress(levels.tobytes(), 9)).decode().rstrip("=")
-
-
-def drawn_kernel(code: str, size: int) -> torch.Tensor:
-    """The PSF of a code from ``encode_drawn`` with side ``size``, summing to one; ``ValueError`` says what is wrong."""
-    size = _check_kernel_size(size)
-    if not isinstance(code, str) or not code:
-        raise ValueError("no drawn kernel yet: draw one on the pad")
-    if len(code) > 4 * MAX_KERNEL_SIZE**2:
-        raise ValueError("the drawn kernel's code is too long")
-    try:
-        packed = base64.b64decode(code + "=" * (-len(code) % 4), altchars=b"-_", validate=True)
-        raw = zlib.decompressobj().decompress(packed, size * size + 1)
-    except (ValueError, zlib.error):  # (at most one value more than needed is ever inflated)
-        raise ValueError("the drawn kernel's code cannot be read; draw the kernel again") from None
-    if len(raw) != size * size:
-        raise ValueError(f"the drawn kernel has {len(raw)} values, not {size}×{size}: draw it again at this size")
-    kernel = torch.from_numpy(np.frombuffer(raw, dtype=np.uint8).reshape(size, size).astype(np.float64))
-    if kernel.sum() <= 0:
-        raise ValueError("the drawn kernel is empty: draw on the pad")
-    return (kernel / kernel.sum()).float()
 
 
 class Blur:
@@ -367,7 +206,7 @@ class OperatorSpec:
     kernel_size: int = param(9, "Kernel size", int, low=1, high=MAX_APP_KERNEL, odd=True, step=2, unit="px", url="size",
                              train=(3, 15), train_flags=("--kernel-sizes",))  # fmt: skip  (odd side of the kernel)
     angle: float = param(20.0, "Motion angle", float, low=-360, high=360, slider_low=0, slider_high=180, step=1, unit="°",
-                         applies_to=("motion",), train=(0.0, 180.0), train_flags=("--angles",),
+                         applies_to=("motion",), train=(0.0, 180.0), train_flags=("--angles",), period=180.0,
                          info="ippy (the lecture's) changes every few degrees; centered with every degree")  # fmt: skip
     variance: float = param(1.0, "Gaussian variance", float, low=0.05, high=20.0, slider_low=0.1, step=0.1, unit="px²",
                             applies_to=("gaussian",), train=(0.5, 4.0), train_flags=("--variances",))  # fmt: skip
@@ -377,36 +216,70 @@ class OperatorSpec:
     drawn: str = param("", "Drawn PSF", str, url="psf", applies_to=(DRAWN,), widget=False)  # encode_drawn's code
 
     def validated(self) -> OperatorSpec:
-        """A checked copy (every field against its ``Param``; a drawing only counts while it is the blur, and must
-        decode); ``ValueError`` says what is allowed."""
-        spec = replace(validated(self), drawn=self.drawn if self.blur == DRAWN else "")
-        if spec.blur == DRAWN:
-            spec.kernel()
+        """A checked copy (every field against its ``Param``, then its kernel built); a free-text field that does not
+        apply to the blur (a drawing's code while the blur is not drawn) is cleared. ``ValueError`` says what is
+        allowed."""
+        spec = validated(self)
+        unused = {name: getattr(type(self)(), name) for name, p in params(self).items()
+                  if p.kind is str and not p.choices and p.applies_to and spec.blur not in p.applies_to}  # fmt: skip
+        spec = replace(spec, **unused)
+        spec.kernel()
         return spec
 
     def kernel(self) -> torch.Tensor:
-        """The kernel this spec describes; raises ``ValueError`` with a readable message when invalid."""
-        if self.blur == "motion":
-            return motion_kernel(self.kernel_size, self.angle, self.kernel_style)
-        if self.blur == "gaussian":
-            return gaussian_kernel(self.kernel_size, self.variance)
-        if self.blur == DRAWN:
-            return drawn_kernel(self.drawn, self.kernel_size)
-        raise ValueError(f"unknown blur {self.blur!r}; choose one of {', '.join(ALL_BLURS)}")
+        """The kernel this spec describes (its kind's builder); raises ``ValueError`` with a readable message."""
+        return blur_kind(self.blur).build(self)
 
     def build(self) -> Blur:
         """The operator ``K``."""
         return Blur(self.kernel())
 
-    def describe(self) -> str:
-        """A short caption such as ``motion 9 @ 20° (ippy)``; a kernel of size 1 is the identity, whatever its blur."""
+    def describe(self, brief: bool = False) -> str:
+        """A short caption such as ``motion 9 @ 20° (ippy)`` (``brief``: the badge's ``motion 9 @ 20°``); a kernel of
+        size 1 is the identity, whatever its blur."""
         if self.is_identity():
             return "identity (kernel size 1)"
-        if self.blur == "gaussian":
-            return f"gaussian {self.kernel_size}, variance {self.variance:g}"
-        if self.blur == DRAWN:
-            return f"drawn {self.kernel_size}×{self.kernel_size}"
-        return f"motion {self.kernel_size} @ {self.angle:g}° ({self.kernel_style})"
+        kind = blur_kind(self.blur)
+        return (kind.brief or kind.caption)(self) if brief else kind.caption(self)
+
+    def text(self) -> str:
+        """The spec's text form, which ``parse`` reads back: ``motion:9:20:ippy``, ``gaussian:9:1``."""
+        kind = blur_kind(self.blur)
+        values = [getattr(self, name) for name in ("kernel_size", *kind.text_fields)]
+        return ":".join([self.blur, *(f"{v:g}" if isinstance(v, float) else str(v) for v in values)])
+
+    @classmethod
+    def parse(cls, text: str, **defaults) -> OperatorSpec:
+        """The spec of a text form (``text``): ``KIND:SIZE:FIELD…`` in the order of the kind's ``text_fields``,
+        validated; an optional field left out takes ``defaults`` or the spec's default. ``ValueError`` says the forms."""
+        forms = ", ".join(kind.grammar() for kind in BLUR_KINDS.values())
+        parts = [s.strip() for s in str(text).strip().split(":")]
+        kind = BLUR_KINDS.get(parts[0])
+        if kind is None:
+            raise ValueError(f"{text!r} is not a blur: write {forms}")
+        named = ("kernel_size", *kind.text_fields)
+        if not len(named) - kind.optional <= len(parts) - 1 <= len(named):
+            raise ValueError(f"{text!r} has {len(parts) - 1} values after {kind.name!r}: write {kind.grammar()}")
+        described = params(cls)
+        values = {}
+        for name, raw in zip(named, parts[1:]):
+            if described[name].kind is str:
+                values[name] = raw
+                continue
+            try:
+                values[name] = float(raw)
+            except ValueError:
+                raise ValueError(f"{text!r}: the {described[name].named(name)} must be a number, got {raw!r}; "
+                                 f"write {kind.grammar()}") from None  # fmt: skip
+            if described[name].kind is int and values[name].is_integer():
+                values[name] = int(values[name])
+        return cls(**({"blur": kind.name} | defaults | values)).validated()
+
+    def answer(self) -> dict:
+        """The spec as a JSON answer says it (``restore``, ``/restore``): every field a person sets, ``None`` where its
+        blur does not use it (a motion's variance)."""
+        return {name: getattr(self, name) if not p.applies_to or self.blur in p.applies_to else None
+                for name, p in params(self).items() if p.widget}  # fmt: skip
 
     def is_identity(self) -> bool:
         """A 1×1 kernel: every blur of size 1 is the single tap 1, the measurement is the image (plus noise)."""
@@ -424,7 +297,7 @@ class OperatorSpec:
         return cls(**{f: values[f] for f in OPERATOR_FIELDS if f in values})
 
 
-LECTURE_OPERATOR = OperatorSpec("motion", 9, 20.0, 1.0, "ippy")
+LECTURE_OPERATOR = OperatorSpec(blur="motion", kernel_size=9, angle=20.0, variance=1.0, kernel_style="ippy")
 LECTURE_NOISE = 0.01
 
 

@@ -21,14 +21,13 @@ Noise on a sinogram is the blur's: ``operators.add_relative_noise`` (relative to
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
+from recon_demo.cache import BoundedCache
 from recon_demo.physics import ct_projector
 from recon_demo.physics.spec import param, validated
 
@@ -227,8 +226,8 @@ class CTSpec:
     """A CT acquisition described by plain values, as the CLI flags and the UI controls give it. Each field says what
     it is (``spec.Param``), as ``OperatorSpec``'s do: validation, the CLI flags and the CT tab's widgets follow."""
 
-    angles: int = param(LECTURE_ANGLES, "Number of angles (over 180°)", int, low=1, high=MAX_ANGLES, step=1,
-                        words="number of angles")  # fmt: skip  (projections in [0, π))
+    angles: int = param(LECTURE_ANGLES, "Number of angles (over 180°)", int, low=1, high=MAX_ANGLES, step=1, slider_high=180,
+                        words="number of angles")  # fmt: skip  (projections in [0, π); the slider stops at one a degree)
     size: int = param(256, "Image size", int, low=8, high=MAX_SIZE, unit="pixels a side", words="image size")
     filter: str = param("ramp", "FBP filter", str, choices=FILTERS, flags=("--fbp-filter",), words="FBP filter",
                         info="ramp: sharpest and noisiest; the windows trade detail for less noise")  # fmt: skip
@@ -250,19 +249,11 @@ class CTSpec:
         return asdict(self) | {"geometry": "parallel", "bins": detector_bins(self.size)}
 
 
-_OPERATORS: OrderedDict[tuple[int, int], Radon] = OrderedDict()  # the explicit operator cache
-_MAX_OPERATORS = 64  # each holds a few tables of n_angles numbers: kept for sharing, not for memory
-_OPERATORS_LOCK = threading.Lock()
+# The explicit operator cache: each holds a few tables of n_angles numbers, kept for sharing, not for memory.
+_OPERATORS: BoundedCache[tuple[int, int], Radon] = BoundedCache(64)
 
 
 def radon_operator(size: int, n_angles: int) -> Radon:
     """The shared ``Radon(size, n_angles)`` (nothing to build: the projector is matrix-free)."""
     key = check_geometry(size, n_angles)
-    with _OPERATORS_LOCK:
-        if key in _OPERATORS:
-            _OPERATORS.move_to_end(key)
-            return _OPERATORS[key]
-        op = _OPERATORS[key] = Radon(*key)
-        while len(_OPERATORS) > _MAX_OPERATORS:
-            _OPERATORS.popitem(last=False)
-        return op
+    return _OPERATORS.get_or_compute(key, lambda: Radon(*key))

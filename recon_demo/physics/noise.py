@@ -1,11 +1,11 @@
 """Noise: the separate step after the operator, ``y_delta = noise(K x)``. The lecture's is relative to the norm of
-``K x`` (``add_relative_noise``); absolute Gaussian and photon (Poisson) noise are there for the lessons beyond it."""
+``K x`` (``add_relative_noise``): both tasks use it, on the blurred image and on the sinogram."""
 
 from __future__ import annotations
 
 import torch
 
-from recon_demo.physics.blur import _check_finite
+from recon_demo.physics.kernels import check_finite
 
 
 def _standard_normal_like(y: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -34,32 +34,9 @@ def add_relative_noise(y: torch.Tensor, delta: float, generator: torch.Generator
     return y + e / _per_image_norm(e).clamp_min(1e-12) * _per_image_norm(y) * delta
 
 
-def add_gaussian_noise(y: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Additive white Gaussian noise of absolute standard deviation ``sigma``."""
-    sigma = _check_noise("noise sigma", sigma)
-    return y + sigma * _standard_normal_like(y, generator)
-
-
-def add_poisson_noise(y: torch.Tensor, peak: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Photon noise: ``Poisson(peak · y) / peak``; a larger ``peak`` (photons at intensity 1) is cleaner."""
-    peak = _check_finite("Poisson peak", peak)
-    if peak <= 0:
-        raise ValueError(f"Poisson peak must be positive, got {peak}")
-    rate = y.clamp_min(0) * peak
-    if generator is not None:
-        rate = rate.to(generator.device)
-    return (torch.poisson(rate, generator=generator) / peak).to(device=y.device, dtype=y.dtype)
-
-
 def _check_noise(name: str, value: float) -> float:
-    value = _check_finite(name, value)
+    value = check_finite(name, value)
     if value < 0:
         raise ValueError(f"{name} must be >= 0, got {value}")
     return value
 
-
-NOISE_MODELS = {
-    "relative": add_relative_noise,
-    "gaussian": add_gaussian_noise,
-    "poisson": add_poisson_noise,
-}

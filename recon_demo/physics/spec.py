@@ -2,8 +2,9 @@
 ``Param`` saying its type, bounds, default, label, unit, slider step, URL key, CLI flags, which blurs it applies to
 and the range the general regime trains over. Everything that takes a spec from a person is generated from that
 one place: validation (``validated``), the URL keys (``url_keys``), the CLI flags (``add_arguments`` and
-``from_args``), the training ranges (``ranges_class``); the app's widgets and its API signature are made from the
-same ``Param`` in ``recon_demo.ui``. A new operator parameter is its field here, and its use in ``kernel()``.
+``from_args``), the training ranges (``ranges_class``, ``physics.ranges``); the app's widgets and its API signature are made from the
+same ``Param`` in ``recon_demo.ui``. A new operator parameter is its field (with ``applies_to`` naming its blur kinds), and its use in its kind's
+builder (``physics.kernels.BLUR_KINDS``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Param:
     info: str = ""  # a hint under the widget
     widget: bool = True  # shown as a widget of its own (``False``: written by another control, e.g. the PSF pad)
     words: str = ""  # how messages name it (default: the field's name, "kernel_size" → "kernel size")
+    period: float | None = None  # numbers equal modulo this (a motion's angle: 180°), for the training ranges' ``covers``
 
     def named(self, name: str) -> str:
         """How messages name field ``name``: ``words``, or the name itself ("kernel_size" → "kernel size")."""
@@ -117,6 +119,22 @@ def add_arguments(parser: argparse.ArgumentParser | Any, spec_cls: type, default
             text += f"; {', '.join(p.applies_to)} only"
         text += f" (default {default!r})"
         parser.add_argument(*flags, dest=name, type=p.kind, default=default, choices=p.choices or None, help=text)
+
+
+def command_flags(spec_obj: Any, keep: tuple[str, ...] | None = None) -> str:
+    """The CLI flags that rebuild ``spec_obj`` (``add_arguments``' first flag of each field): every field that applies
+    to its blur (a field of another kind is left out); with ``keep``, a field at its default only when it is named
+    there (``--angles 60`` always, ``--size 256`` never)."""
+    kind = getattr(spec_obj, "blur", None)
+    words = []
+    for name, p in params(spec_obj).items():
+        value = getattr(spec_obj, name)
+        if (p.applies_to and kind not in p.applies_to) or value == "":
+            continue
+        if keep is not None and name not in keep and value == defaults(type(spec_obj))[name]:
+            continue
+        words += [flags_of(name, p)[0], f"{value:g}" if isinstance(value, float) else str(value)]
+    return " ".join(words)
 
 
 def from_args(spec_cls: type, args: argparse.Namespace, **overrides) -> Any:

@@ -1,5 +1,5 @@
-"""What a training run is: ``TrainConfig`` (one field per ``train`` flag), the general regime's
-``OperatorRanges``, the events a run yields, and the checks that say what is allowed."""
+"""What a training run is: ``TrainConfig`` (one field per ``train`` flag; the general regime's ranges are
+``physics.ranges.OperatorRanges``), the events a run yields, and the checks that say what is allowed."""
 
 from __future__ import annotations
 
@@ -9,15 +9,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from recon_demo import images
 from recon_demo.checkpoints import CT_ANY, ct_regime
 from recon_demo.losses import SELF_SUPERVISED, parse_loss
 from recon_demo.models import is_handed_operator, model_info, size_multiple
-from recon_demo.physics import spec
 from recon_demo.physics.blur import LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec
 from recon_demo.physics.ct import CT_NOISE, FILTERS, LECTURE_ANGLES, check_geometry
+from recon_demo.physics.ranges import GENERAL_RANGES, OperatorRanges  # noqa: F401  (the training package's names)
 
 TASKS = ("deblur", "ct")
 SCHEDULES = ("constant", "cosine")
@@ -30,54 +29,6 @@ MAX_IMAGE_SIZE = 1024
 
 class TrainingError(ValueError):
     """A configuration that cannot be trained, or a run that cannot go on (the message says why)."""
-
-
-def _validate_ranges(self) -> OperatorRanges:
-    """The ranges checked: each drawn field's by its ``Param`` (its bounds are valid operators, so everything in
-    between is), the noise's and the lecture's share; ``TrainingError`` says what is allowed."""
-    for key, (name, p) in spec.trained(OperatorSpec).items():
-        problem = spec.check_range(name, p, tuple(getattr(self, key)))
-        if problem:
-            raise TrainingError(problem)
-    lo, hi = self.noise
-    if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo <= hi):
-        raise TrainingError(f"the noise range must be two finite numbers, low <= high, and noise levels >= 0, got {self.noise}")
-    if not 0 <= self.lecture_share <= 1:
-        raise TrainingError(f"the lecture's share of the draws must be in [0, 1], got {self.lecture_share}")
-    return self
-
-
-def _sample_ranges(self, generator: torch.Generator) -> tuple[OperatorSpec, float]:
-    """One (operator, noise level) pair drawn with ``generator``: the lecture's with probability ``lecture_share``,
-    else one from the ranges (the fields in their spec's order, then the noise)."""
-    if self.lecture_share and float(torch.rand((), generator=generator)) < self.lecture_share:
-        return LECTURE_OPERATOR, LECTURE_NOISE
-
-    def uniform(lo: float, hi: float) -> float:
-        return lo + (hi - lo) * float(torch.rand((), generator=generator))
-
-    def pick(options):
-        return options[int(torch.randint(len(options), (), generator=generator))]
-
-    drawn = {name: spec.drawn_range(p, getattr(self, key), uniform, pick) for key, (name, p) in spec.trained(OperatorSpec).items()}
-    return OperatorSpec(**drawn), uniform(*self.noise)
-
-
-# Random operators for a general model: every training image draws its own blur and noise level. One range per field
-# of ``OperatorSpec`` that declares one (``Param.train``): blurs, kernel_size, angle, variance, kernel_styles.
-OperatorRanges = spec.ranges_class(
-    OperatorSpec, "OperatorRanges",
-    extra={"noise": (tuple, (0.0, 0.05)),  # relative noise level, uniform
-           "lecture_share": (float, 0.0)},  # the fraction of draws that are exactly the lecture's setting
-    doc="Random operators for a general model: a range per drawn field of ``OperatorSpec``, the noise's, and the "
-        "share of draws that are the lecture's setting (motion 9 @ 20°, δ 0.01).",
-    methods={"validate": _validate_ranges, "sample": _sample_ranges, "__module__": __name__},
-)  # fmt: skip
-
-
-# The shipped general models' regime. One draw in four is the lecture's setting, where the app opens: measured
-# without it, a general SimpleCNN (7×7 pixels of view) ends 1.7 dB behind the course one there.
-GENERAL_RANGES = OperatorRanges(lecture_share=0.25)
 
 
 @dataclass

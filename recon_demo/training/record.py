@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from recon_demo.checkpoints import ManifestEntry, sha256_file
+from recon_demo.physics import spec
 from recon_demo.physics.ct import CTSpec
 from recon_demo.training.config import TrainConfig
 from recon_demo.training.loop import Trainer
@@ -29,8 +30,7 @@ def heldout_metrics(cfg: TrainConfig, checkpoint: str | Path) -> dict:
         EvalConfig(models=[(cfg.model, str(checkpoint))], baselines=["input"], operator=op, noise=cfg.noise, lpips=True,
                    precision="fp32")  # fmt: skip
     )
-    flags = f"--operator {op.blur} --kernel-size {op.kernel_size} --noise {cfg.noise:g}"
-    flags += f" --variance {op.variance:g}" if op.blur == "gaussian" else f" --angle {op.angle:g} --kernel-style {op.kernel_style}"
+    flags = f"{spec.command_flags(op)} --noise {cfg.noise:g}"
     command = f"python -m recon_demo evaluate --models {cfg.model}={checkpoint} --baselines input {flags} --lpips --precision fp32"
     return _metrics_record(result, command, cfg.model, ("measurement", "input"))
 
@@ -38,14 +38,12 @@ def heldout_metrics(cfg: TrainConfig, checkpoint: str | Path) -> dict:
 def _ct_heldout_metrics(cfg: TrainConfig, checkpoint: str | Path) -> dict:
     from recon_demo.evaluate import CTEvalConfig, run_ct_evaluation
 
-    spec = CTSpec(cfg.angles, cfg.val_size, cfg.ct_filter)
+    acquisition = CTSpec(angles=cfg.angles, size=cfg.val_size, filter=cfg.ct_filter)
     result = run_ct_evaluation(
-        CTEvalConfig(models=[(cfg.model, str(checkpoint))], baselines=["fbp"], spec=spec, noise=cfg.noise, lpips=True,
+        CTEvalConfig(models=[(cfg.model, str(checkpoint))], baselines=["fbp"], spec=acquisition, noise=cfg.noise, lpips=True,
                      precision="fp32")  # fmt: skip
     )
-    flags = f"--angles {cfg.angles} --noise {cfg.noise:g}"
-    flags += f" --fbp-filter {cfg.ct_filter}" if cfg.ct_filter != "ramp" else ""
-    flags += f" --size {cfg.val_size}" if cfg.val_size != 256 else ""
+    flags = f"{spec.command_flags(acquisition, keep=('angles',))} --noise {cfg.noise:g}"
     command = f"python -m recon_demo evaluate --task ct --models {cfg.model}={checkpoint} --baselines fbp {flags} --lpips --precision fp32"
     return _metrics_record(result, command, cfg.model, ("fbp", "fbp"))
 
@@ -67,7 +65,7 @@ def manifest_entry(trainer: Trainer, checkpoint: Path, sha256: str, manifest_dir
     """The manifest's description of a finished run: what, trained how, on what, where, and how good."""
     cfg = trainer.cfg
     if cfg.task == "ct":
-        operator = CTSpec(cfg.angles, cfg.image_size, cfg.ct_filter).to_dict()  # angles: those it is measured at
+        operator = CTSpec(angles=cfg.angles, size=cfg.image_size, filter=cfg.ct_filter).to_dict()  # angles: those it is measured at
         if cfg.angle_range is not None:
             operator["angle_range"] = list(cfg.angle_range)  # those it trained over
         noise = {"kind": "relative", "level": cfg.noise, "on": "sinogram"}

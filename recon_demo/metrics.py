@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from recon_demo.cache import BoundedCache
 from recon_demo.physics.blur import Blur
 from recon_demo.pretrained import PretrainedUnavailable, build_lpips_alex
 
@@ -138,24 +138,13 @@ def lpips_distances(images: list, x_true) -> list[float]:
     return [float(v) for v in total]
 
 
-_REFERENCES: OrderedDict[bytes, list[torch.Tensor]] = OrderedDict()  # a ground truth's digest → its LPIPS features
-_REFERENCES_KEPT = 8
-_REFERENCES_LOCK = threading.Lock()
+_REFERENCES: BoundedCache[bytes, list[torch.Tensor]] = BoundedCache(8)  # a ground truth's digest → its LPIPS features
 
 
 def _reference_features(model, x_true: np.ndarray) -> list[torch.Tensor]:
     """LPIPS features of a ground truth, kept for the last few: every request on an image compares against it."""
     key = hashlib.sha1(x_true.tobytes()).digest() + str(x_true.shape).encode()
-    with _REFERENCES_LOCK:
-        if key in _REFERENCES:
-            _REFERENCES.move_to_end(key)
-            return _REFERENCES[key]
-    feats = model.features(_lpips_input(x_true))
-    with _REFERENCES_LOCK:
-        _REFERENCES[key] = feats
-        while len(_REFERENCES) > _REFERENCES_KEPT:
-            _REFERENCES.popitem(last=False)
-    return feats
+    return _REFERENCES.get_or_compute(key, lambda: model.features(_lpips_input(x_true)))
 
 
 def warm_up() -> None:
@@ -192,6 +181,11 @@ class Metric:
     fmt: str  # how the lecture prints it
     unit: str = ""
     reference: str = "x_true"  # what the metric compares against: "x_true" or "y_delta"
+    column: str = ""  # the tables' heading (default: the label, with its unit in brackets)
+
+    @property
+    def heading(self) -> str:
+        return self.column or (f"{self.label} ({self.unit.strip()})" if self.unit else self.label)
 
     def format(self, value: float | None) -> str:
         return "n/a" if value is None else f"{value:{self.fmt}}{self.unit}"
@@ -204,7 +198,7 @@ METRICS: dict[str, Metric] = {
         Metric("psnr", "PSNR", True, psnr, ".3f", " dB"),
         Metric("ssim", "SSIM", True, ssim, ".4f"),
         Metric("lpips", "LPIPS", False, lpips_distance, ".4f"),
-        Metric("dc", "Data consistency", False, data_consistency, ".4f", reference="y_delta"),
+        Metric("dc", "Data consistency", False, data_consistency, ".4f", reference="y_delta", column="data consistency"),
     )
 }
 

@@ -116,33 +116,33 @@ def bare_ct_lab(tmp_path_factory) -> CTLab:
 
 
 def test_the_ct_lab_reconstructs_with_fbp_sirt_and_says_when_no_weights_exist(bare_ct_lab):
-    result = bare_ct_lab.run(CTSetting("phantom-1", angles=30, noise=0.01), with_lpips=False)
+    result = bare_ct_lab.run(CTSetting.of("phantom-1", angles=30, noise=0.01), with_lpips=False)
     assert result.sinogram.shape == (30, 364) and result.x_true.shape == (256, 256)
     by_name = {r.name: r for r in result.reconstructions}
     assert set(by_name) == {"fbp", "sirt"}
     assert by_name["sirt"].metrics["psnr"] > by_name["fbp"].metrics["psnr"]
     assert all(0 < r.metrics["dc"] < 1 for r in result.reconstructions)
     assert any("no shipped CT weights" in n for n in result.notes)
-    assert bare_ct_lab.run(CTSetting("phantom-1", angles=30, noise=0.01), with_lpips=False) is result  # cached
-    assert all(r.metrics["lpips"] is not None for r in bare_ct_lab.run(CTSetting("phantom-1", angles=30)).reconstructions)
+    assert bare_ct_lab.run(CTSetting.of("phantom-1", angles=30, noise=0.01), with_lpips=False) is result  # cached
+    assert all(r.metrics["lpips"] is not None for r in bare_ct_lab.run(CTSetting.of("phantom-1", angles=30)).reconstructions)
 
 
 def test_the_ct_lab_says_when_it_compiles_the_projector_then_each_method(bare_ct_lab, monkeypatch):
     heard: list[tuple[int, int, str]] = []
     monkeypatch.setattr(ct_projector, "ready", lambda: False)  # a fresh process: the kernels are not loaded yet
-    bare_ct_lab.run(CTSetting("phantom-2", angles=37, noise=0.01), with_lpips=False, report=lambda *a: heard.append(a))
+    bare_ct_lab.run(CTSetting.of("phantom-2", angles=37, noise=0.01), with_lpips=False, report=lambda *a: heard.append(a))
     assert heard[0] == (0, 3, "preparing the CT projector (compiled once, then read from its cache)…")  # FBP, SIRT, sinogram
     assert [d for d, _, _ in heard] == sorted(d for d, _, _ in heard) and heard[-1][:2] == (3, 3)
     assert {"FBP", "SIRT"} <= {what for _, _, what in heard}
     heard.clear()
     monkeypatch.setattr(ct_projector, "ready", lambda: True)  # compiled: nothing to say about it
-    bare_ct_lab.run(CTSetting("phantom-3", angles=37, noise=0.01), with_lpips=False, report=lambda *a: heard.append(a))
+    bare_ct_lab.run(CTSetting.of("phantom-3", angles=37, noise=0.01), with_lpips=False, report=lambda *a: heard.append(a))
     assert not any("preparing" in what for _, _, what in heard)
 
 
 @pytest.mark.slow
 def test_the_ct_lab_runs_a_512_slice_and_an_upload_at_512(bare_ct_lab):
-    result = bare_ct_lab.run(CTSetting("camera", angles=90, noise=0.01, size=512), with_lpips=False)
+    result = bare_ct_lab.run(CTSetting.of("camera", angles=90, noise=0.01, size=512), with_lpips=False)
     assert result.x_true.shape == (512, 512) and result.sinogram.shape == (90, detector_bins(512))
     assert any("trained on 256² images" in n for n in result.notes)
     by_name = {r.name: r for r in result.reconstructions}
@@ -150,7 +150,7 @@ def test_the_ct_lab_runs_a_512_slice_and_an_upload_at_512(bare_ct_lab):
     picture = np.zeros((300, 400), np.uint8)
     picture[100:200, 150:250] = 200  # a square: its centre-cropped 512² version keeps it in the middle
     key = bare_ct_lab.lab.add_upload(picture)
-    upload = bare_ct_lab.run(CTSetting(key, angles=30, noise=0.0, size=512), with_lpips=False)
+    upload = bare_ct_lab.run(CTSetting.of(key, angles=30, noise=0.0, size=512), with_lpips=False)
     assert upload.x_true.shape == (512, 512) and upload.x_true[256, 256] > 0.7 and upload.x_true[10, 10] < 0.05
     assert bare_ct_lab.lab.x_true(key).shape == (1, 1, 256, 256)  # the 256² version is the one it always was
 
@@ -158,25 +158,25 @@ def test_the_ct_lab_runs_a_512_slice_and_an_upload_at_512(bare_ct_lab):
 @pytest.mark.parametrize("size", [300, 1024, "big", 128])
 def test_a_ct_size_other_than_256_or_512_is_refused_with_a_message(bare_ct_lab, size):
     with pytest.raises(SettingError, match="image size must"):
-        bare_ct_lab.run(CTSetting("phantom-1", angles=10, size=size), with_lpips=False)
+        bare_ct_lab.run(CTSetting.of("phantom-1", angles=10, size=size), with_lpips=False)
 
 
 def test_the_learned_model_is_used_and_named_when_angles_differ(ct_lab):
     shipped = ct_lab.shipped_angles("fbp_resunet")
     assert 60 in shipped
-    exact = ct_lab.run(CTSetting("camera", angles=60), with_lpips=False)
+    exact = ct_lab.run(CTSetting.of("camera", angles=60), with_lpips=False)
     by_name = {r.name: r for r in exact.reconstructions}
     assert by_name["fbp_resunet"].metrics["psnr"] > by_name["fbp"].metrics["psnr"] + 3
     assert not exact.notes
-    off = ct_lab.run(CTSetting("camera", angles=45), with_lpips=False)
+    off = ct_lab.run(CTSetting.of("camera", angles=45), with_lpips=False)
     assert any("trained for" in n and "sees 45" in n for n in off.notes)
 
 
 @pytest.mark.parametrize(
     "setting, message",
-    [(CTSetting(angles=0), "number of angles"), (CTSetting(angles=12.5), "number of angles"),
-     (CTSetting(noise=-1), "noise level"), (CTSetting(filter="none"), "FBP filter must be one of ramp"), (CTSetting(image=""), "choose an image"),
-     (CTSetting(seed="x"), "seed")],
+    [(CTSetting.of(angles=0), "number of angles"), (CTSetting.of(angles=12.5), "number of angles"),
+     (CTSetting.of(noise=-1), "noise level"), (CTSetting.of(filter="none"), "FBP filter must be one of ramp"), (CTSetting.of(image=""), "choose an image"),
+     (CTSetting.of(seed="x"), "seed")],
 )  # fmt: skip
 def test_ct_settings_are_validated(setting, message):
     with pytest.raises(SettingError, match=message):

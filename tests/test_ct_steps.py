@@ -63,7 +63,7 @@ def test_the_ramp_and_its_windows():
 
 @pytest.fixture(scope="module")
 def steps(lab):
-    result = CTLab(lab).run(CTSetting(image="phantom-0", angles=60, noise=0.0), with_lpips=False)
+    result = CTLab(lab).run(CTSetting.of(image="phantom-0", angles=60, noise=0.0), with_lpips=False)
     return result, ct_steps.steps(result)
 
 

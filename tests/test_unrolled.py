@@ -231,7 +231,7 @@ def test_trained_for_ct_it_reconstructs_any_angle_count_in_evaluate_and_the_ct_t
     manifest.entries = [entry]
     lab = CTLab(Lab(Engine("cpu", manifest=manifest)))
     for angles in (20, 45):
-        result = lab.run(CTSetting(image="phantom-1", angles=angles), with_lpips=False)
+        result = lab.run(CTSetting.of(image="phantom-1", angles=angles), with_lpips=False)
         unrolled = next(r for r in result.reconstructions if r.name == "unrolled")
         assert unrolled.label == "Unrolled (knows K)" and unrolled.image.shape == (256, 256) and unrolled.metrics["psnr"] > 10
 

@@ -14,7 +14,7 @@ from recon_demo.images import load_example, protocol_tensor
 from recon_demo.methods import ct as ct_methods
 from recon_demo.methods.base import FBPNetwork, network_method
 from recon_demo.metrics import psnr
-from recon_demo.models import list_models
+from recon_demo.models import is_handed_operator, list_models
 from recon_demo.physics.blur import LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec
 from recon_demo.physics.ct import CTSpec
 from recon_demo.physics.noise import add_relative_noise
@@ -32,7 +32,7 @@ def test_the_manifest_describes_lecture_architectures_in_known_regimes():
     for entry in MANIFEST.entries:
         assert entry.recipe["steps"] > 0 and entry.compute["device"] and entry.compute["wall_s"] > 0
         assert entry.data["held_out"] and set(entry.metrics) >= {"command", "protocol", "model"}
-        if entry.task == "ct" and ct_methods.takes_sinogram(entry.model):  # one checkpoint for a range of angles
+        if entry.task == "ct" and is_handed_operator(entry.model):  # one checkpoint for a range of angles
             lo, hi = entry.operator["angle_range"]
             assert entry.regime == checkpoints.CT_ANY and lo <= entry.operator["angles"] <= hi and "fbp" in entry.metrics
         elif entry.task == "ct":
@@ -87,7 +87,7 @@ def test_evaluate_reproduces_the_recorded_held_out_metrics(key):
                                        regime=entry.regime, device="cpu", precision="fp32"))  # recorded so  # fmt: skip
     # a network handed A runs 36 float32 CG iterations of sparse products whose sums depend on the thread count
     # (its metrics were recorded with one thread): 1e-3 for it, 1e-4 for the refiners
-    tolerance = 1e-3 if ct_methods.takes_sinogram(entry.model) else 1e-4
+    tolerance = 1e-3 if is_handed_operator(entry.model) else 1e-4
     for metric in ("mse", "psnr", "ssim"):
         assert result["results"][entry.model][metric] == pytest.approx(entry.metrics["model"][metric], abs=tolerance)
         assert result["results"]["input"][metric] == pytest.approx(entry.metrics["measurement"][metric], abs=1e-4)
@@ -126,7 +126,7 @@ def test_a_shipped_ct_checkpoint_improves_on_fbp(key):
         x_true = protocol_tensor(load_example(name), spec.size, square=True)
         y_delta = ct_methods.measure(x_true, radon, entry.noise["level"], torch.Generator().manual_seed(i))
         x_fbp = radon.fbp(y_delta, spec.filter)
-        if ct_methods.takes_sinogram(entry.model):  # handed the sinogram and the Radon transform
+        if is_handed_operator(entry.model):  # handed the sinogram and the Radon transform
             x_rec = network_method(entry.model, "", engine, model)(y_delta, radon)
         else:
             x_rec = FBPNetwork(entry.model, "", engine, model, spec.filter)(y_delta, radon)  # refines this same FBP

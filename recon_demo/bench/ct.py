@@ -55,17 +55,16 @@ def projector_times(size: int, angles: int, repeats: int, timer: Timer) -> dict:
 def _unrolled_at_512() -> dict:
     """In a fresh process: the unrolled network's CT checkpoint on one 512² slice at 180 angles (printed as JSON)."""
     from recon_demo.images import load_example, protocol_tensor
-    from recon_demo.methods.base import network_method
+    from recon_demo.methods import registry
     from recon_demo.methods.ct import measure
     from recon_demo.metrics import psnr
     from recon_demo.serving.engine import Engine
 
     engine = Engine("cpu")
-    model = engine.model("unrolled", regime="ct-any")
     radon = Radon(512, 180)
     x_true = protocol_tensor(load_example("camera"), 512, square=True)
     y_delta = measure(x_true, radon, 0.01, torch.Generator().manual_seed(0))
-    run = network_method("unrolled", "", engine, model)
+    (run,) = registry.build(["unrolled"], engine, "ct")  # its ct-any checkpoint
     run(y_delta, radon)  # warm-up: the kernels loaded, oneDNN's primitives chosen
     start = time.perf_counter()
     x_rec = run(y_delta, radon)

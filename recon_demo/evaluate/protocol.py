@@ -15,7 +15,7 @@ from recon_demo.checkpoints import ct_regime
 from recon_demo.errors import UnknownName
 from recon_demo.methods import ct as ct_methods
 from recon_demo.methods import registry
-from recon_demo.methods.base import FBPNetwork, network_method, run_methods
+from recon_demo.methods.base import run_methods
 from recon_demo.methods.blur import BASELINES
 from recon_demo.metrics import lpips_status
 from recon_demo.models import count_parameters, list_models, model_info
@@ -108,9 +108,8 @@ def run_evaluation(cfg: EvalConfig, engine: Engine | None = None, report: Report
         raise ValueError("nothing to evaluate: give --models and/or --baselines")
     engine = engine or Engine(cfg.device, precision=cfg.precision)
     K = cfg.operator.build()
-    networks = {name: engine.model(name, path, cfg.regime) for name, path in cfg.models}  # fail early
-    methods = [network_method(name, registry.label(name), engine, model) for name, model in networks.items()]
-    methods += engine.methods(baselines=cfg.baselines)
+    networks = {name: engine.model(name, path, cfg.regime) for name, path in cfg.models}  # fail early (then cached)
+    methods = registry.build([*networks, *cfg.baselines], engine, regime=cfg.regime, checkpoints=dict(cfg.models))
     with_lpips, notes = _lpips_or_note(cfg.lpips)
     if cfg.unshipped:
         notes.append(f"no {cfg.regime} weights yet, so left out of 'all': {', '.join(map(registry.label, cfg.unshipped))}")
@@ -225,9 +224,8 @@ def run_ct_evaluation(cfg: CTEvalConfig, engine: Engine | None = None, report: R
     regime = ct_regime(cfg.spec.angles)
     regimes = {name: ct_methods.ct_regime_of(name, cfg.spec.angles) for name, _ in cfg.models}
     networks = {name: engine.model(name, path, regimes[name]) for name, path in cfg.models}  # fail early
-    methods = [network_method(name, registry.label(name), engine, model) if ct_methods.takes_sinogram(name)  # handed A
-               else FBPNetwork(name, registry.label(name), engine, model, cfg.spec.filter) for name, model in networks.items()]  # fmt: skip
-    methods += [ct_methods.method(name, cfg.spec.filter) for name in cfg.baselines]
+    methods = registry.build([*networks, *cfg.baselines], engine, "ct", checkpoints=dict(cfg.models), filter=cfg.spec.filter,
+                             angles=cfg.spec.angles)  # fmt: skip
     with_lpips, notes = _lpips_or_note(cfg.lpips)
     torch.manual_seed(cfg.seed)
 

@@ -11,49 +11,78 @@ handed the Radon transform itself, has one CT checkpoint (``ct-any``) for every 
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
-from recon_demo.checkpoints import CT_ANY, CheckpointError, ct_regime, regime_angles
+from recon_demo.cache import BoundedCache
+from recon_demo.checkpoints import CT_ANY, regime_angles
 from recon_demo.lab.blur import Lab
 from recon_demo.lab.setting import IMAGE_SIZES, WORK_SIZE, Setting, SettingError
-from recon_demo.lab.tables import metric_cells
-from recon_demo.methods.base import FBPNetwork, Reconstruction, network_method, run_methods
-from recon_demo.methods.ct import CT_BASELINES, ct_models, measure, method, takes_sinogram
-from recon_demo.models import list_models, model_info
+from recon_demo.lab.tables import METRIC_COLUMNS, metric_cells
+from recon_demo.methods import registry
+from recon_demo.methods.base import Reconstruction, Unavailable, run_methods
+from recon_demo.methods.ct import CT_BASELINES, ct_models, measure
+from recon_demo.metrics import METRICS
+from recon_demo.models import is_handed_operator, list_models, model_info
 from recon_demo.physics import ct_projector, spec
 from recon_demo.physics.ct import CT_NOISE, CTSpec, radon_operator
 from recon_demo.physics.spec import same_as
 from recon_demo.progress import Report, no_progress
 
-MAX_ANGLES = 180  # the tab's slider; the core allows 360
 CT_SIZES = IMAGE_SIZES  # the tab's image sides: the lecture's 256², and 512² as a scanner's slice
-CT_TABLE_COLUMNS = ("method", "MSE", "PSNR (dB)", "SSIM", "LPIPS", "data consistency (sinogram)", "ms")
+CT_TABLE_COLUMNS = ("method", *(c + " (sinogram)" if c == METRICS["dc"].heading else c for c in METRIC_COLUMNS), "ms")
+
+
+@dataclass(frozen=True)
+class TabCTSpec(CTSpec):
+    """``CTSpec`` as the tab offers it: the image sides of ``CT_SIZES`` (the angles and the window are the core's)."""
+
+    size: int = same_as(CTSpec, "size", default=WORK_SIZE, choices=CT_SIZES, low=min(CT_SIZES), high=max(CT_SIZES),
+                        info="256²: the lecture's; 512²: a scanner's slice (about four times the time)")  # fmt: skip
 
 
 @dataclass(frozen=True)
 class CTSetting:
-    """The CT tab's controls, one field each; the acquisition's fields are described as ``CTSpec``'s (one
-    description of each: validation and the tab's widgets follow), the noise and its seed as the deblurring ones."""
+    """The CT tab's state: an image, the acquisition (a ``CTSpec``: angles, image size, FBP window), the noise and its
+    seed (described as the deblurring ones). ``CTSetting.of(**flat)`` builds one from the controls' flat names, as
+    ``Setting.of`` does; ``angles``, ``size`` and ``filter`` read the acquisition's."""
 
     image: str = "phantom-0"  # catalogue name or upload key
-    angles: int = same_as(CTSpec, "angles", high=MAX_ANGLES)  # projections in [0, 180°); the tab stops at 180
+    acquisition: CTSpec = TabCTSpec()
     noise: float = same_as(Setting, "noise", default=CT_NOISE, unit="relative, on the sinogram", words="noise level")
-    filter: str = same_as(CTSpec, "filter")  # the FBP window
     seed: int = same_as(Setting, "seed")  # the noise's seed
-    size: int = same_as(CTSpec, "size", default=WORK_SIZE, choices=CT_SIZES, low=min(CT_SIZES), high=max(CT_SIZES),
-                        info="256²: the lecture's; 512²: a scanner's slice (about four times the time)")  # fmt: skip
+
+    @classmethod
+    def of(cls, image: str = "phantom-0", spec_cls: type = TabCTSpec, **flat) -> CTSetting:
+        """A setting from flat keyword values: the acquisition's fields (of ``spec_cls``) go into ``acquisition``."""
+        own, acquired = spec.params(cls), spec.params(spec_cls)
+        unknown = sorted(set(flat) - set(own) - set(acquired))
+        if unknown:
+            raise SettingError(f"unknown CT setting {', '.join(unknown)}; the settings are image, "
+                               f"{', '.join([*acquired, *own])}")  # fmt: skip
+        acquisition = spec_cls(**{k: v for k, v in flat.items() if k in acquired})
+        return cls(image=image, acquisition=acquisition, **{k: v for k, v in flat.items() if k in own})
+
+    @property
+    def angles(self) -> int:
+        return self.acquisition.angles
+
+    @property
+    def size(self) -> int:
+        return self.acquisition.size
+
+    @property
+    def filter(self) -> str:
+        return self.acquisition.filter
 
     def validated(self) -> CTSetting:
         """A copy with normalised values; ``SettingError`` says what is allowed."""
         if not isinstance(self.image, str) or not self.image:
             raise SettingError("choose an image")
         try:
-            return spec.validated(self)
+            return replace(spec.validated(self), acquisition=self.acquisition.validated())
         except ValueError as err:
             raise SettingError(str(err)) from None
 
@@ -72,60 +101,53 @@ class CTLab:
 
     def __init__(self, lab: Lab, cache_size: int = 8):
         self.lab = lab
-        self._results: OrderedDict[tuple[CTSetting, bool], CTResult] = OrderedDict()  # (setting, with LPIPS)
-        self._cache_size = cache_size
-        self._lock = threading.Lock()
+        self._results: BoundedCache[tuple[CTSetting, bool], CTResult] = BoundedCache(cache_size)  # (setting, with LPIPS)
 
     def shipped_angles(self, model: str) -> list[int]:
         """The angle counts that ``model`` has shipped CT checkpoints for."""
         manifest = self.lab.engine.manifest
         return sorted(a for e in manifest.entries if e.model == model and (a := regime_angles(e.regime)) is not None)
 
-    def learned(self, model: str, angles: int) -> tuple[torch.nn.Module | None, str | None]:
-        """The shipped CT checkpoint for ``angles`` (else the nearest), and a note when it is not an exact fit."""
+    def learned(self, model: str, setting: CTSetting) -> tuple[list, str | None]:
+        """The FBP refiner ``model`` with its shipped CT checkpoint for the setting's angles (else the nearest), as a
+        method (none when it has no weights), and a note when it is not an exact fit or cannot load."""
         available = self.shipped_angles(model)
         if not available:
-            return None, f"{model_info(model).label}: no shipped CT weights yet (train them with `train --task ct`)."
-        nearest = min(available, key=lambda a: (abs(a - angles), -a))
-        try:
-            network = self.lab.engine.model(model, regime=ct_regime(nearest))
-        except CheckpointError as err:
-            return None, f"{model_info(model).label}: {err}"
+            return [], f"{model_info(model).label}: no shipped CT weights yet (train them with `train --task ct`)."
+        nearest = min(available, key=lambda a: (abs(a - setting.angles), -a))
+        (built,) = registry.build([model], self.lab.engine, "ct", filter=setting.filter, angles=nearest)
+        if isinstance(built, Unavailable):
+            return [], f"{built.label}: {built.error}"
         note = None
-        if nearest != angles:
-            note = (f"{model_info(model).label} was trained for {nearest} angles and sees {angles} here: "
+        if nearest != setting.angles:
+            note = (f"{model_info(model).label} was trained for {nearest} angles and sees {setting.angles} here: "
                     "an operator it has never met, so expect it to do worse than at its own setting.")  # fmt: skip
-        return network, note
+        return [built], note
 
     def run(self, setting: CTSetting, with_lpips: bool = True, report: Report = no_progress) -> CTResult:
         """Measure and reconstruct with FBP, SIRT and every CT model; ``report`` hears of the projector's first
         compilation in this process (seconds; then loaded from numba's disk cache) and of each method done."""
         setting = setting.validated()
         key = (setting, with_lpips)
-        with self._lock:
-            if key in self._results:
-                self._results.move_to_end(key)
-                return self._results[key]
+        if (cached := self._results.get(key)) is not None:
+            return cached
         x_true = self.lab.x_true(setting.image, setting.size)  # (1, 1, size, size)
-        methods, notes = [method(name, setting.filter) for name in CT_BASELINES], []
+        methods, notes = registry.build(list(CT_BASELINES), self.lab.engine, "ct", filter=setting.filter), []
         if setting.size != WORK_SIZE:
             notes.append(f"The networks were trained on {WORK_SIZE}² images and meet {setting.size}² here; FBP and SIRT "
                          "do not depend on it.")  # fmt: skip
         for model in list_models("ct"):
-            network, note = self.learned(model, setting.angles)
-            if note:
-                notes.append(note)
-            if network is not None:
-                methods.append(FBPNetwork(model, model_info(model).label, self.lab.engine, network, setting.filter))
-        for model in filter(takes_sinogram, ct_models()):  # handed the Radon transform: one checkpoint, any angles
+            built, note = self.learned(model, setting)
+            methods += built
+            notes += [note] if note else []
+        for model in filter(is_handed_operator, ct_models()):  # handed the Radon transform: one checkpoint, any angles
             if self.lab.engine.manifest.find(model, CT_ANY) is None:
                 continue  # no CT weights shipped for it
-            try:
-                network = self.lab.engine.model(model, regime=CT_ANY)
-            except CheckpointError as err:
-                notes.append(f"{model_info(model).label}: {err}")
-                continue
-            methods.append(network_method(model, model_info(model).label, self.lab.engine, network))
+            (built,) = registry.build([model], self.lab.engine, "ct")
+            if isinstance(built, Unavailable):
+                notes.append(f"{built.label}: {built.error}")
+            else:
+                methods.append(built)
         total = len(methods) + 1
         if not ct_projector.ready():
             report(0, total, "preparing the CT projector (compiled once, then read from its cache)…")
@@ -135,12 +157,7 @@ class CTLab:
         recs = run_methods(methods, y_delta, radon, x_true, with_lpips=with_lpips,
                            report=lambda done, _, what: report(1 + done, total, what))  # fmt: skip
         report(total, total, "done")
-        result = CTResult(setting, x_true[0, 0].numpy(), y_delta[0, 0].numpy(), recs, notes)
-        with self._lock:
-            self._results[key] = result
-            while len(self._results) > self._cache_size:
-                self._results.popitem(last=False)
-        return result
+        return self._results.put(key, CTResult(setting, x_true[0, 0].numpy(), y_delta[0, 0].numpy(), recs, notes))
 
 
 def ct_rows(result: CTResult) -> list[list[str]]:

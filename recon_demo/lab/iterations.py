@@ -15,23 +15,23 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from recon_demo.cache import BoundedCache
 from recon_demo.checkpoints import CT_ANY, CheckpointError
 from recon_demo.lab.blur import Lab
 from recon_demo.lab.setting import MAX_NOISE, MAX_SEED, Setting, SettingError, check_number
-from recon_demo.methods.blur import cgls_iterates, landweber_iterates, richardson_lucy_iterates
 from recon_demo.methods.ct import measure as measure_sinogram
+from recon_demo.methods.iterative import METHODS, IterativeMethod
 from recon_demo.metrics import psnr
 from recon_demo.models import model_info
 from recon_demo.physics.blur import LECTURE_OPERATOR, OperatorSpec
-from recon_demo.physics.ct import LECTURE_ANGLES, MAX_ANGLES, radon_operator, sirt_iterates
+from recon_demo.physics.ct import LECTURE_ANGLES, MAX_ANGLES, radon_operator
 from recon_demo.progress import Report, no_progress
 
 MAX_ITERATIONS = 300  # the slider's end: enough to see every method fit the noise at δ 0.01
@@ -39,34 +39,6 @@ DEFAULT_ITERATIONS = 200
 NOISE_LEVELS = (0.01, 0.05)  # the two measurements: low noise (late optimum), high noise (early optimum)
 DISCREPANCY_TAU = 1.05  # Morozov: stop at the first iterate with residual ≤ τ · (the noise's share of ||y_delta||)
 UNROLLED = "unrolled"
-
-
-@dataclass(frozen=True)
-class IterativeMethod:
-    name: str
-    label: str
-    task: str  # "deblur" (the blur K) or "ct" (the Radon transform A)
-    sentence: str  # what a student should know of it, in one line
-    iterates: Callable[[torch.Tensor, object], Iterator[torch.Tensor]]  # (y_delta, operator) → x_1, x_2, …
-
-
-def _sirt(y_delta: torch.Tensor, radon) -> Iterator[torch.Tensor]:
-    return sirt_iterates(radon, y_delta)
-
-
-METHODS: dict[str, IterativeMethod] = {
-    m.name: m
-    for m in (
-        IterativeMethod("landweber", "Landweber", "deblur", "Gradient descent on ½||K x − y||² from zero: each step adds "
-                        "Kᵀ of what is still unexplained.", landweber_iterates),
-        IterativeMethod("cgls", "CGLS", "deblur", "Conjugate gradients on KᵀK x = Kᵀy: the same least-squares goal, "
-                        "reached (and overshot) in far fewer steps.", cgls_iterates),
-        IterativeMethod("rl", "Richardson-Lucy", "deblur", "Multiplicative updates that keep the image positive: the "
-                        "maximum-likelihood method for photon noise.", richardson_lucy_iterates),
-        IterativeMethod("sirt", "SIRT (CT)", "ct", "CT's Landweber, each ray and pixel weighted by its length; every "
-                        "iterate clamped to [0, 1].", _sirt),
-    )
-}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -175,19 +147,14 @@ class IterationLab:
 
     def __init__(self, lab: Lab, cache_size: int = 4):
         self.lab = lab
-        self._results: OrderedDict[IterationSetting, IterationResult] = OrderedDict()
-        self._cache_size = cache_size  # each result holds 2 × iterations 8-bit pictures (256²: 26 MB at 200)
-        self._lock = threading.Lock()
+        # each result holds 2 × iterations 8-bit pictures (256²: 26 MB at 200)
+        self._results: BoundedCache[IterationSetting, IterationResult] = BoundedCache(cache_size)
+        self._lock = threading.Lock()  # guards the flights
         self._flights: dict[IterationSetting, threading.Lock] = {}  # a setting being computed → its lock
 
     def cached(self, setting: IterationSetting) -> IterationResult | None:
         """The setting's result if it is computed (it then counts as the most recently used), else ``None``."""
-        setting = setting.validated()
-        with self._lock:
-            if setting in self._results:
-                self._results.move_to_end(setting)
-                return self._results[setting]
-        return None
+        return self._results.get(setting.validated())
 
     def run(self, setting: IterationSetting, report: Report = no_progress) -> IterationResult:
         """Both noise levels' traces (computed once per setting: a second request for it waits for the first), and
@@ -231,11 +198,7 @@ class IterationLab:
                 net_residual.append(residuals)
         result = IterationResult(setting, x_true[0, 0].numpy(), measurements, traces, label if network is not None else None,
                                  net_psnr, net_residual, notes, time.perf_counter() - start)  # fmt: skip
-        with self._lock:
-            self._results[setting] = result
-            while len(self._results) > self._cache_size:
-                self._results.popitem(last=False)
-        return result
+        return self._results.put(setting, result)
 
     def _network(self, task: str, notes: list[str]) -> tuple[torch.nn.Module | None, str | None]:
         """The shipped unrolled network for the task (general blur weights, or the CT ones), or None with a note."""

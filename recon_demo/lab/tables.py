@@ -15,7 +15,8 @@ from recon_demo.metrics import METRICS
 from recon_demo.models import count_parameters, create_model, knows_operator
 from recon_demo.physics.blur import LECTURE_OPERATOR
 
-TABLE_COLUMNS = ("model", "MSE", "PSNR (dB)", "SSIM", "LPIPS", "data consistency", "ms", "parameters")
+METRIC_COLUMNS = tuple(m.heading for m in METRICS.values())  # MSE, PSNR (dB), SSIM, LPIPS, data consistency
+TABLE_COLUMNS = ("model", *METRIC_COLUMNS, "ms", "parameters")
 SORTABLE = ("psnr", "ssim", "mse", "lpips", "dc", "ms")
 
 
@@ -40,8 +41,8 @@ def metrics_rows(result: LabResult, sort_by: str = "psnr") -> list[list]:
     return rows
 
 
-# the metrics table's numeric columns (after "model") and whether higher is better in each
-_DIRECTIONS = {1: False, 2: True, 3: True, 4: False, 5: False, 6: False}  # MSE, PSNR, SSIM, LPIPS, DC, ms
+# the metrics table's numeric columns (after "model": each metric's, then ms) and whether higher is better in each
+_DIRECTIONS = {i: m.higher_is_better for i, m in enumerate(METRICS.values(), start=1)} | {len(METRICS) + 1: False}
 
 
 def best_cells(rows: list[list], reference_row: bool = True) -> set[tuple[int, int]]:

@@ -1,20 +1,23 @@
 """One shape for every reconstruction method, and one function that runs, times and scores a list of them.
 
 A method is a callable ``method(y_delta, operator) -> x_rec``: ``y_delta`` a measurement (1, 1, …), ``operator``
-the forward operator of the task (the blur ``operators.Blur`` or the Radon transform ``ct_operators.Radon``),
+the forward operator of the task (the blur ``physics.blur.Blur`` or the Radon transform ``physics.ct.Radon``),
 ``x_rec`` the image (1, 1, H, W) in [0, 1] on the CPU. Every method is handed the operator, so a method that
-uses it (a classical baseline, a future network that knows ``K``) and one that does not (the lecture's
-end-to-end networks) have the same shape:
+uses it (a classical baseline, a network that knows ``K``) and one that does not (the lecture's end-to-end
+networks) have the same shape; each says itself whether it is a network (``is_network``) and whether it uses the
+operator (``handed_operator``):
 
 - ``Network``: an end-to-end network; it never looks at the operator (the lecture's point).
 - ``Deconvolution``: a classical blur baseline (Wiener, Richardson-Lucy, TV), given the operator's kernel.
 - ``CTClassical``: FBP or SIRT, given the Radon transform.
 - ``FBPNetwork``: a CT network refining the filtered back-projection it computes with the operator.
 - ``Unrolled``: beyond the lecture, a network that is handed the operator and uses ``K`` and ``Kᵀ`` inside.
+- ``Unavailable``: a network without weights here, and why.
 
-``run_methods`` runs a list of them on one measurement: each one's image, time and metrics (against ``x_true``,
-with data consistency against the operator), reporting each method done. The evaluate CLI (both tasks), the
-engine (and so the lab), the CT lab and the robustness sweep all call it, so a new method appears everywhere.
+``methods.registry.build`` makes them from names. ``run_methods`` runs a list of them on one measurement: each
+one's image, time and metrics (against ``x_true``, with data consistency against the operator), reporting each
+method done. Evaluate (both tasks, and ``--blind``), the engine (and so the lab), the CT lab, ``restore`` and the
+robustness sweep all call it, so a new method appears everywhere.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -40,6 +43,8 @@ class Engine(Protocol):
     network on a measurement, and the precision a network runs in. Methods are handed it; they never import it."""
 
     device: torch.device
+
+    def model(self, name: str, checkpoint: Any = None, regime: str = "course") -> torch.nn.Module: ...  # loaded weights
 
     def infer(self, model: torch.nn.Module, y_delta: torch.Tensor, operator: Any = None) -> torch.Tensor: ...
 
@@ -67,6 +72,9 @@ class Network:
     """An end-to-end network: ``model(y_delta)`` on the engine's device. The operator is not used: the network
     learned one operator (or a range of them) and must guess which."""
 
+    is_network: ClassVar[bool] = True  # a trained network (warmed up once per shape, timed in its precision)
+    handed_operator: ClassVar[bool] = False  # whether it is given the operator and uses it
+
     name: str
     label: str
     engine: Engine
@@ -86,6 +94,9 @@ class Network:
 class Unrolled:
     """A network that knows the operator (``models.unrolled``): ``model(y_delta, operator)`` on the engine's device,
     so one checkpoint serves every blur it is handed."""
+
+    is_network: ClassVar[bool] = True
+    handed_operator: ClassVar[bool] = True
 
     name: str
     label: str
@@ -115,11 +126,18 @@ def network_method(name: str, label: str, engine: Engine, model: torch.nn.Module
 
 @dataclass
 class Deconvolution:
-    """A classical blur baseline, handed the operator's kernel (``baselines.Baseline``: numpy in, numpy out)."""
+    """A classical blur baseline, handed the operator's kernel (``methods.blur.Baseline``: numpy in, numpy out)."""
+
+    is_network: ClassVar[bool] = False
 
     name: str
     label: str
     fn: Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+    @property
+    def handed_operator(self) -> bool:
+        """Every classical blur method uses the kernel, but the measurement itself ("input")."""
+        return self.name != "input"
 
     def __call__(self, y_delta: torch.Tensor, operator: Any) -> torch.Tensor:
         if operator is None:
@@ -145,6 +163,9 @@ class Deconvolution:
 class CTClassical:
     """FBP or SIRT (``ct_baselines.CTBaseline``), handed the Radon transform; ``filter`` is FBP's window."""
 
+    is_network: ClassVar[bool] = False
+    handed_operator: ClassVar[bool] = True
+
     name: str
     label: str
     fn: Callable[..., torch.Tensor]
@@ -159,6 +180,9 @@ class FBPNetwork:
     """A CT network: it refines the filtered back-projection of the sinogram ("first a crude reconstruction,
     then a learned refinement"); the FBP's time is part of its own."""
 
+    is_network: ClassVar[bool] = True
+    handed_operator: ClassVar[bool] = False
+
     name: str
     label: str
     engine: Engine
@@ -172,6 +196,9 @@ class FBPNetwork:
 @dataclass
 class Unavailable:
     """A method that cannot run here (a network without weights): ``run_methods`` reports why, runs the rest."""
+
+    is_network: ClassVar[bool] = False
+    handed_operator: ClassVar[bool] = False
 
     name: str
     label: str
@@ -188,28 +215,40 @@ def run_methods(
     with_dc: bool = True,
     warm: set | None = None,
     with_activations: bool = False,
+    wrap: Callable[[Any], Method] | None = None,
     report: Report = no_progress,
 ) -> list[Reconstruction]:
     """Run each method on one measurement: image, milliseconds and metrics (against ``x_true`` when given; data
     consistency against ``operator`` when ``with_dc``). With ``warm``, a network's first call on a new input
     shape runs once untimed (the backend picks its kernels then) and ``warm`` remembers the (name, shape).
-    ``with_activations`` keeps each network's first-layer output. ``report`` hears of each method done."""
+    ``with_activations`` keeps each network's first-layer output. ``report`` hears of each method done.
+
+    ``wrap(method)``, when given, runs in the method's place (``methods.edges.RealEdges``: a photo's real edges); the
+    warm-up, the precision and the activations stay the method's own. A measurement of C > 1 planes (C, 1, H, W), a
+    colour picture's channels, runs plane by plane: the image is their stack (H, W, C) and the time theirs together;
+    the caller scores it (no ``x_true``, ``with_dc=False``, no activations)."""
+    planes = [y_delta] if y_delta.shape[0] == 1 else list(y_delta.split(1))  # each (1, 1, …)
+    if len(planes) > 1 and (x_true is not None or with_dc or with_activations):
+        raise ValueError("a measurement of several planes is scored by its caller: pass no x_true, with_dc=False "
+                         "and no activations")  # fmt: skip
     results = []
     for i, method in enumerate(methods, start=1):
         if isinstance(method, Unavailable):
             results.append(Reconstruction(method.name, method.label, None, error=method.error))
             report(i, len(methods), method.label)
             continue
-        if warm is not None and isinstance(method, (Network, FBPNetwork, Unrolled)) and (method.name, tuple(y_delta.shape)) not in warm:
-            method(y_delta, operator)
-            warm.add((method.name, tuple(y_delta.shape)))
+        run = method if wrap is None else wrap(method)
+        if warm is not None and method.is_network and (method.name, tuple(planes[0].shape)) not in warm:
+            run(planes[0], operator)
+            warm.add((method.name, tuple(planes[0].shape)))
         start = time.perf_counter()
-        x_rec = method(y_delta, operator)
+        x_rec = [run(plane, operator) for plane in planes]
         ms = (time.perf_counter() - start) * 1000
-        image = x_rec[0, 0].detach().cpu().numpy()
+        planes_rec = [x[0, 0].detach().cpu().numpy() for x in x_rec]
+        image = planes_rec[0] if len(planes) == 1 else np.stack(planes_rec, -1)  # (H, W) or (H, W, C)
         metrics = compute_metrics(image, x_true, y_delta=y_delta if with_dc else None, operator=operator if with_dc else None)
         activation = method.first_layer(y_delta, operator) if with_activations and hasattr(method, "first_layer") else None
-        precision = method.engine.precision_name(method.model) if isinstance(method, (Network, FBPNetwork, Unrolled)) else None
+        precision = method.engine.precision_name(method.model) if method.is_network else None
         results.append(Reconstruction(method.name, method.label, image, ms, metrics, activation=activation, precision=precision))
         report(i, len(methods), method.label)
     if with_lpips and x_true is not None:

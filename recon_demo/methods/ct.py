@@ -1,11 +1,11 @@
 """The CT task: an image becomes a noisy sinogram, and FBP, SIRT or a learned refiner bring it back.
 
-``y_delta = A x_true + e`` with ``A`` the parallel-beam Radon transform (``ct_operators.Radon``) and ``e``
+``y_delta = A x_true + e`` with ``A`` the parallel-beam Radon transform (``physics.ct.Radon``) and ``e``
 the lecture's relative noise, now relative to the sinogram's norm. The measurement does not live in the
 image's domain, so the lecture's networks do not see it directly: the learned models (registry group ``"ct"``)
-refine the filtered back-projection (``methods.FBPNetwork``), "first a crude reconstruction, then a learned
+refine the filtered back-projection (``methods.base.FBPNetwork``), "first a crude reconstruction, then a learned
 refinement"; shipped ones sit in the weights manifest under the regime ``ct-<angles>``. Beyond the lecture, a
-network handed the operator (``takes_sinogram``: the unrolled one) takes the sinogram and the Radon transform
+network handed the operator (the unrolled one) takes the sinogram and the Radon transform
 itself; its one CT checkpoint, regime ``ct-any``, serves every number of angles.
 
 ``evaluate --task ct`` (``evaluate.run_ct_evaluation``) runs the blur's protocol on these pieces.
@@ -20,7 +20,6 @@ import torch
 
 from recon_demo.checkpoints import CT_ANY, ct_regime
 from recon_demo.errors import UnknownName
-from recon_demo.methods.base import CTClassical
 from recon_demo.models import is_handed_operator, list_models, model_info
 from recon_demo.physics.ct import CT_NOISE, LECTURE_ANGLES, Radon, sirt
 from recon_demo.physics.noise import add_relative_noise
@@ -71,21 +70,10 @@ CT_BASELINES: dict[str, CTBaseline] = {
 }
 
 
-def method(name: str, filter: str = "ramp") -> CTClassical:
-    """A CT baseline in the one method shape, ``method(y_delta, radon)``, with FBP's window ``filter``."""
-    baseline = CT_BASELINES[name]
-    return CTClassical(name, baseline.label, baseline, filter)
-
-
-def takes_sinogram(name: str) -> bool:
-    """Whether the CT network ``name`` takes the sinogram and the Radon transform itself (a network handed the
-    operator, ``methods.Unrolled``: one checkpoint for every number of angles) rather than refining the FBP."""
-    return is_handed_operator(name)
-
-
 def ct_models() -> list[str]:
-    """The networks for CT: the registry's CT group (they refine the FBP), then those that ``takes_sinogram``."""
-    return [*list_models("ct"), *filter(takes_sinogram, list_models("beyond"))]
+    """The networks for CT: the registry's CT group (they refine the FBP), then those handed the operator, which take
+    the sinogram and the Radon transform themselves (one checkpoint for every number of angles)."""
+    return [*list_models("ct"), *filter(is_handed_operator, list_models("beyond"))]
 
 
 def parse_models(spec: str | None, shipped_any: list[str] = ()) -> list[tuple[str, str | None]]:
@@ -110,7 +98,7 @@ def parse_models(spec: str | None, shipped_any: list[str] = ()) -> list[tuple[st
 def ct_regime_of(name: str, angles: int) -> str:
     """The manifest regime of ``name``'s CT checkpoint for ``angles``: ``ct-<angles>`` for a refiner of the FBP,
     ``ct-any`` for a network handed the operator."""
-    return CT_ANY if takes_sinogram(name) else ct_regime(angles)
+    return CT_ANY if is_handed_operator(name) else ct_regime(angles)
 
 
 __all__ = [

@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from recon_demo.checkpoints import CheckpointError, Manifest, ManifestEntry, load_checkpoint
+from recon_demo.checkpoints import Manifest, ManifestEntry, load_checkpoint
 from recon_demo.errors import UnknownName
-from recon_demo.methods.base import Deconvolution, Network, Reconstruction, Unavailable, Unrolled, network_method, run_methods
-from recon_demo.methods.blur import BASELINES
+from recon_demo.methods import registry
+from recon_demo.methods.base import Network, Reconstruction, Unavailable, Unrolled, run_methods
 from recon_demo.models import knows_operator, list_models, model_info
 from recon_demo.physics.blur import Blur
 from recon_demo.progress import Report, no_progress
@@ -175,25 +175,17 @@ class Engine:
     def network(self, name: str, checkpoint: str | Path | None = None, regime: str = "course",
                 architecture: str | None = None) -> Network | Unrolled | Unavailable:  # fmt: skip
         """The method of a network: ``name`` built as ``architecture`` (default ``name``) with the weights at
-        ``checkpoint`` or its shipped ones; ``Unavailable`` (saying why) when there are none."""
-        arch = architecture or name
-        label = model_info(arch).label + (" (your checkpoint)" if arch != name else "")
-        try:
-            model = self.model(arch, checkpoint, regime)
-        except CheckpointError as err:
-            return Unavailable(name, label, str(err))
-        return network_method(name, label, self, model)
+        ``checkpoint`` or its shipped ones; ``Unavailable`` (saying why) when there are none (``registry.build``)."""
+        return registry.build([name], self, regime=regime, checkpoints={name: checkpoint},
+                              architectures={name: architecture} if architecture else None)[0]  # fmt: skip
 
     def methods(self, models: list[str] = (), baselines: list[str] = (), *, checkpoints: dict[str, str | Path] | None = None,
                 architectures: dict[str, str] | None = None, regime: str = "course") -> list:  # fmt: skip
-        """The methods (``recon_demo.methods.base``) for named networks and classical blur baselines, in that order."""
-        checkpoints, architectures = checkpoints or {}, architectures or {}
-        out = [self.network(name, checkpoints.get(name), regime, architectures.get(name)) for name in models]
+        """The methods for named networks and classical blur baselines, in that order (``registry.build``)."""
         for name in baselines:
-            if name not in BASELINES:
-                raise UnknownName(f"unknown baseline {name!r}; known baselines: {', '.join(BASELINES)}")
-            out.append(Deconvolution(name, BASELINES[name].label, BASELINES[name]))
-        return out
+            if name not in registry.classical():
+                raise UnknownName(f"unknown baseline {name!r}; known baselines: {', '.join(registry.classical())}")
+        return registry.build([*models, *baselines], self, regime=regime, checkpoints=checkpoints, architectures=architectures)
 
     def reconstruct(
         self,

@@ -11,20 +11,21 @@ import gradio as gr
 from recon_demo.lab import ct_steps
 from recon_demo.lab.ct import CT_TABLE_COLUMNS, CTLab, CTSetting, ct_rows, sinogram_picture
 from recon_demo.lab.pictures import to_uint8
-from recon_demo.lab.setting import SettingError
+from recon_demo.lab.setting import WORK_SIZE, SettingError
 from recon_demo.physics.ct import detector_bins
+from recon_demo.physics.spec import params
+from recon_demo.ui._images import UPLOAD_HINT, UPLOAD_TYPES, accept_upload, image_choices
 from recon_demo.ui._progress import PROGRESS, shown_by
 from recon_demo.ui._results import styled
 from recon_demo.ui._widgets import spec_widgets
-from recon_demo.ui.reconstruct import UPLOAD_HINT, UPLOAD_TYPES, accept_upload, image_choices
 
 
-def ct_outputs(ct_lab: CTLab, image: str, angles, noise, filter: str, seed, size=CTSetting.size,
+def ct_outputs(ct_lab: CTLab, image: str, angles, noise, filter: str, seed, size=WORK_SIZE,
                progress: gr.Progress | None = None) -> tuple:  # fmt: skip
     """The CT tab's handler: a status line, the sinogram, the pictures with captions, the metrics table. The progress
     bar names each method as it finishes (and the projector's compilation, once per process)."""
     try:
-        result = ct_lab.run(CTSetting(image, angles, noise, filter, seed, size), report=shown_by(progress))
+        result = ct_lab.run(CTSetting.of(image=image, angles=angles, noise=noise, filter=filter, seed=seed, size=size), report=shown_by(progress))
     except (SettingError, ValueError) as err:
         raise gr.Error(str(err)) from None
     s = result.setting
@@ -44,7 +45,7 @@ def step_outputs(ct_lab: CTLab, cache: ct_steps.StepsCache, image: str, angles, 
     """The step-by-step section: the row of FBP's pictures, the windows' responses, and the linked sinogram and image
     (the FBP at the window chosen), with the ray of a clicked sinogram point or the sinusoid of a clicked pixel."""
     try:
-        result = ct_lab.run(CTSetting(image, angles, noise, filter, seed, size))
+        result = ct_lab.run(CTSetting.of(image=image, angles=angles, noise=noise, filter=filter, seed=seed, size=size))
         s = cache.get(result)
         shown = ct_steps.window(s.fbp, float(width), float(level))
     except (SettingError, ValueError) as err:
@@ -67,6 +68,7 @@ def step_outputs(ct_lab: CTLab, cache: ct_steps.StepsCache, image: str, angles, 
     return ct_steps.step_pictures(s), ct_steps.filter_figure(s.filter, s.sinogram.shape[1]), sinogram, picture, note
 
 
+ACQUISITION = tuple(params(CTSetting().acquisition))  # the controls that make the CTSpec
 LINK_HINT = "Click a point of the sinogram to see its ray in the image, or a pixel of the image to see its sinusoid."
 
 
@@ -79,7 +81,8 @@ def build(ct_lab: CTLab, tab: gr.Tab | None = None) -> None:
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=300):
             image = gr.Dropdown(image_choices(), value=default.image, label="Image", elem_id="ct_image")
-            controls = spec_widgets(default, prefix="ct_")  # angles, noise, FBP filter, seed, size: as CTSetting says
+            controls = {name: spec_widgets(default.acquisition if name in ACQUISITION else default, "ct_", (name,))[name]
+                        for name in ("angles", "noise", "filter", "seed", "size")}  # as CTSetting and its CTSpec say
             angles, noise, window, seed, size = (controls[name] for name in ("angles", "noise", "filter", "seed", "size"))
             run = gr.Button("Reconstruct", variant="primary", elem_id="ct_run")
             with gr.Group(elem_id="ct_picture_source"):  # below the controls: the angles stay on the first screen

@@ -55,7 +55,7 @@ def test_every_registered_method_is_built_by_name_and_runs_in_the_one_shape(task
 def test_the_shipped_networks_are_all_built_and_unknown_names_are_refused(engine):
     built = registry.build(registry.networks("deblur"), engine, regime="course")
     assert not [m.name for m in built if isinstance(m, Unavailable)]  # the fourteen checkpoints ship
-    with pytest.raises(UnknownName, match="unknown deblur method 'bm3d'; choose from cnn, rescnn"):
+    with pytest.raises(UnknownName, match="unknown model or method 'bm3d' for deblur; choose from cnn, rescnn"):
         registry.build(["bm3d"], engine)
-    with pytest.raises(UnknownName, match="unknown ct method 'unet'; choose from fbp_resunet"):
+    with pytest.raises(UnknownName, match="unknown model or method 'unet' for ct; choose from fbp_resunet"):
         registry.build(["unet"], engine, "ct")

@@ -68,15 +68,23 @@ class Reconstruction:
 
 
 @dataclass
-class Network:
+class Named:
+    """What every method has: its name and the lecture's label, and whether it is a network and uses the operator."""
+
+    is_network: ClassVar[bool] = False  # a trained network (warmed up once per shape, timed in its precision)
+    handed_operator: ClassVar[bool] = False  # whether it is given the operator and uses it
+
+    name: str  # registry or baseline name
+    label: str  # the lecture's words for it
+
+
+@dataclass
+class Network(Named):
     """An end-to-end network: ``model(y_delta)`` on the engine's device. The operator is not used: the network
     learned one operator (or a range of them) and must guess which."""
 
-    is_network: ClassVar[bool] = True  # a trained network (warmed up once per shape, timed in its precision)
-    handed_operator: ClassVar[bool] = False  # whether it is given the operator and uses it
+    is_network = True
 
-    name: str
-    label: str
     engine: Engine
     model: torch.nn.Module
 
@@ -91,15 +99,13 @@ class Network:
 
 
 @dataclass
-class Unrolled:
+class Unrolled(Named):
     """A network that knows the operator (``models.unrolled``): ``model(y_delta, operator)`` on the engine's device,
     so one checkpoint serves every blur it is handed."""
 
-    is_network: ClassVar[bool] = True
-    handed_operator: ClassVar[bool] = True
+    is_network = True
+    handed_operator = True
 
-    name: str
-    label: str
     engine: Engine
     model: torch.nn.Module
 
@@ -125,13 +131,10 @@ def network_method(name: str, label: str, engine: Engine, model: torch.nn.Module
 
 
 @dataclass
-class Deconvolution:
+class Deconvolution(Named):
     """A classical blur baseline, handed the operator's kernel (``methods.blur.Baseline``: numpy in, numpy out)."""
 
-    is_network: ClassVar[bool] = False
 
-    name: str
-    label: str
     fn: Callable[[np.ndarray, np.ndarray], np.ndarray]
 
     @property
@@ -160,14 +163,11 @@ class Deconvolution:
 
 
 @dataclass
-class CTClassical:
+class CTClassical(Named):
     """FBP or SIRT (``ct_baselines.CTBaseline``), handed the Radon transform; ``filter`` is FBP's window."""
 
-    is_network: ClassVar[bool] = False
-    handed_operator: ClassVar[bool] = True
+    handed_operator = True
 
-    name: str
-    label: str
     fn: Callable[..., torch.Tensor]
     filter: str = "ramp"
 
@@ -176,15 +176,12 @@ class CTClassical:
 
 
 @dataclass
-class FBPNetwork:
+class FBPNetwork(Named):
     """A CT network: it refines the filtered back-projection of the sinogram ("first a crude reconstruction,
     then a learned refinement"); the FBP's time is part of its own."""
 
-    is_network: ClassVar[bool] = True
-    handed_operator: ClassVar[bool] = False
+    is_network = True
 
-    name: str
-    label: str
     engine: Engine
     model: torch.nn.Module
     filter: str = "ramp"
@@ -194,14 +191,10 @@ class FBPNetwork:
 
 
 @dataclass
-class Unavailable:
+class Unavailable(Named):
     """A method that cannot run here (a network without weights): ``run_methods`` reports why, runs the rest."""
 
-    is_network: ClassVar[bool] = False
-    handed_operator: ClassVar[bool] = False
 
-    name: str
-    label: str
     error: str
 
 

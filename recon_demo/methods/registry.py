@@ -87,7 +87,7 @@ def build(names, engine: Engine, task: str = "deblur", *, regime: str = "course"
             continue
         arch = architectures.get(name, name)
         if arch not in networks(task):
-            raise UnknownName(f"unknown {task} method {name!r}; choose from {', '.join([*networks(task), *table])}")
+            raise UnknownName(f"unknown model or method {name!r} for {task}; choose from {', '.join([*networks(task), *table])}")
         caption = label(arch) + (" (your checkpoint)" if arch != name else "")
         own_regime = regime if task != "ct" else CT_ANY if models.is_handed_operator(arch) else ct_regime(angles)
         try:

@@ -18,34 +18,22 @@ from recon_demo.training.loop import Trainer
 
 def heldout_metrics(cfg: TrainConfig, checkpoint: str | Path) -> dict:
     """The ``evaluate`` protocol on the held-out images for a trained checkpoint, with the command that
-    reproduces it: at the run's fixed operator, or at the lecture's for a general model. For CT, against
-    FBP at the run's angles and noise (``"fbp"`` takes the place of ``"measurement"``). In float32
+    reproduces it (the spec's own flags): at the run's fixed operator, or at the lecture's for a general model. For CT,
+    against FBP at the run's angles and noise (``"fbp"`` takes the place of ``"measurement"``). In float32
     (``--precision fp32``), so that the figures are the same on every machine."""
-    from recon_demo.evaluate import EvalConfig, run_evaluation
+    from recon_demo.evaluate import CTEvalConfig, EvalConfig, run_ct_evaluation, run_evaluation
 
+    models, common = [(cfg.model, str(checkpoint))], {"noise": cfg.noise, "lpips": True, "precision": "fp32"}
     if cfg.task == "ct":
-        return _ct_heldout_metrics(cfg, checkpoint)
-    op = cfg.operator
-    result = run_evaluation(
-        EvalConfig(models=[(cfg.model, str(checkpoint))], baselines=["input"], operator=op, noise=cfg.noise, lpips=True,
-                   precision="fp32")  # fmt: skip
-    )
-    flags = f"{spec.command_flags(op)} --noise {cfg.noise:g}"
-    command = f"python -m recon_demo evaluate --models {cfg.model}={checkpoint} --baselines input {flags} --lpips --precision fp32"
-    return _metrics_record(result, command, cfg.model, ("measurement", "input"))
-
-
-def _ct_heldout_metrics(cfg: TrainConfig, checkpoint: str | Path) -> dict:
-    from recon_demo.evaluate import CTEvalConfig, run_ct_evaluation
-
-    acquisition = CTSpec(angles=cfg.angles, size=cfg.val_size, filter=cfg.ct_filter)
-    result = run_ct_evaluation(
-        CTEvalConfig(models=[(cfg.model, str(checkpoint))], baselines=["fbp"], spec=acquisition, noise=cfg.noise, lpips=True,
-                     precision="fp32")  # fmt: skip
-    )
-    flags = f"{spec.command_flags(acquisition, keep=('angles',))} --noise {cfg.noise:g}"
-    command = f"python -m recon_demo evaluate --task ct --models {cfg.model}={checkpoint} --baselines fbp {flags} --lpips --precision fp32"
-    return _metrics_record(result, command, cfg.model, ("fbp", "fbp"))
+        acquisition = CTSpec(angles=cfg.angles, size=cfg.val_size, filter=cfg.ct_filter)
+        result = run_ct_evaluation(CTEvalConfig(models=models, baselines=["fbp"], spec=acquisition, **common))
+        task, baseline, flags, reference = "--task ct ", "fbp", spec.command_flags(acquisition, keep=("angles",)), ("fbp", "fbp")
+    else:
+        result = run_evaluation(EvalConfig(models=models, baselines=["input"], operator=cfg.operator, **common))
+        task, baseline, flags, reference = "", "input", spec.command_flags(cfg.operator), ("measurement", "input")
+    command = (f"python -m recon_demo evaluate {task}--models {cfg.model}={checkpoint} --baselines {baseline} {flags} "
+               f"--noise {cfg.noise:g} --lpips --precision fp32")  # fmt: skip
+    return _metrics_record(result, command, cfg.model, reference)
 
 
 def _metrics_record(result: dict, command: str, model: str, reference: tuple[str, str]) -> dict:

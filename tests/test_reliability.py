@@ -18,7 +18,8 @@ from PIL import Image
 
 from recon_demo.lab.blur import Lab
 from recon_demo.lab.setting import Setting, SettingError
-from recon_demo.ui.reconstruct import accept_upload, render_setting
+from recon_demo.ui._images import accept_upload
+from recon_demo.ui.reconstruct import render_setting
 
 RNG = np.random.default_rng(0)
 

@@ -23,7 +23,8 @@ from recon_demo.lab.setting import FLAT_FIELDS, Setting
 from recon_demo.physics.blur import motion_kernel
 from recon_demo.serving.engine import Engine
 from recon_demo.ui import _restore
-from recon_demo.ui.reconstruct import control_values, from_url, render_measured
+from recon_demo.ui._restore import render_measured
+from recon_demo.ui._setting import control_values, from_url
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("RECON_ARTIFACTS", ROOT / "test-artifacts"))

@@ -12,9 +12,11 @@ import numpy as np
 
 from recon_demo.lab.pictures import kernel_spectrum, measurement_spectrum, psf_preview, to_uint8
 from recon_demo.lab.restore import Picture, Restored, RestoreError, RestoreLab, write_picture
+from recon_demo.lab.setting import FLAT_FIELDS
 from recon_demo.methods.estimate import KernelEstimate
 from recon_demo.methods.registry import RESTORE_METHODS, is_handed_operator
-from recon_demo.physics.blur import OperatorSpec
+from recon_demo.physics.blur import DRAWN, OperatorSpec
+from recon_demo.progress import Report
 from recon_demo.ui._files import scratch_dir
 
 LOW_CONFIDENCE = 0.4  # below it the panel says another kernel explains the picture almost as well
@@ -69,10 +71,35 @@ def controls_of(found: KernelEstimate) -> list:
     return [s.blur, int(s.kernel_size), float(s.angle), float(s.variance), s.kernel_style]
 
 
-def spec_of(values: dict) -> OperatorSpec:
-    """The kernel the blur controls describe (a drawn kernel is not offered here: the mode takes parametric ones)."""
-    blur = values["blur"] if values["blur"] in ("motion", "gaussian") else "motion"
-    return OperatorSpec(blur, int(values["kernel_size"]), float(values["angle"]), float(values["variance"]), values["kernel_style"])
+def spec_of(values: dict, estimated: OperatorSpec) -> OperatorSpec:
+    """The kernel the blur controls describe, of the kind they chose. A drawn kernel is not offered here (the mode
+    takes parametric ones): with the drawn blur chosen, the kernel is of the ``estimated`` kind, with the controls' numbers."""
+    blur = estimated.blur if values["blur"] == DRAWN else values["blur"]
+    return OperatorSpec(blur=blur, kernel_size=int(values["kernel_size"]), angle=float(values["angle"]),
+                        variance=float(values["variance"]), kernel_style=values["kernel_style"])
+
+
+def render_measured(restore_lab: RestoreLab, values: list, estimated_key: str | None, report: Report, skipped: int) -> tuple:
+    """The Reconstruct tab's handler in the already-blurred mode, given the controls' values (``FLAT_FIELDS``): the
+    picture restored (``render``), the blur controls filled by the estimate when the picture is new to them
+    (afterwards they are the student's), the lab's own ``skipped`` panels left as they are."""
+    flat = dict(zip(FLAT_FIELDS, values))
+    key = flat["image"]
+    fill = [gr.update()] * len(ESTIMATED_FIELDS)
+    try:
+        found = restore_lab.estimate(key)  # cached: estimated once per picture
+    except ValueError as err:
+        gr.Warning(f"cannot restore that picture: {err}")
+        return (*[gr.update()] * skipped, f"**Cannot restore this picture:** {err}", *[None] * 5, *fill, estimated_key,
+                gr.update(visible=False), gr.update(visible=True))  # fmt: skip
+    if estimated_key != key:
+        fill, spec, estimated_key = controls_of(found), found.spec, key
+    else:
+        spec = spec_of(flat, found.spec)
+    panel = render(restore_lab, key, spec, list(flat["models"] or []), flat["regime"], report)
+    kernel_picture = psf_preview(spec.kernel().numpy())
+    lab_side = [kernel_picture, "Already blurred: the picture is the measurement.", "", *[gr.update()] * (skipped - 3)]
+    return (*lab_side, *panel, *fill, estimated_key, gr.update(visible=False), gr.update(visible=True))
 
 
 def render(lab: RestoreLab, key: str, spec: OperatorSpec, methods: list[str], regime: str, report) -> tuple:

@@ -29,7 +29,7 @@ def _precisions(result: LabResult) -> str:
 def render(result: LabResult, sort_by: str, show_errors: bool) -> tuple:
     """Every Reconstruct panel of ``result``: the PSF, the status, what is missing, the tiles (their error maps while
     ``show_errors``), the activations, the error maps' colour bar, the before/after pair, the table, the downloads."""
-    # Every picture is encoded once, here (``pictures.PNG_LEVEL``), and the gallery, the slider and the downloads
+    # Every picture is encoded once, here (``lab.pictures.PNG_LEVEL``), and the gallery, the slider and the downloads
     # share its file: handing gradio arrays made it encode each at zlib's default level, 240 ms a result here.
     files = _picture_files(result)
     acts = [(files[f"act:{name}"], f"{choice_label(name)}: first layer") for name in result.activations]
@@ -105,7 +105,7 @@ BEST = "font-weight: 700; color: #15803d; background-color: #dcfce7"
 
 
 def styled(rows: list[list], columns: tuple[str, ...] = TABLE_COLUMNS, reference_row: bool = True):
-    """A metrics table with the best value of each column marked (``tables.best_cells``): a pandas Styler,
+    """A metrics table with the best value of each column marked (``lab.tables.best_cells``): a pandas Styler,
     which gr.Dataframe shows with its colours; the numbers stay as they are (the CSV has them plain)."""
     import pandas as pd
 

@@ -60,7 +60,7 @@ def api_image(lab: Lab, image) -> str:
 
 def reconstruct_answer(lab: Lab, image="camera", spec_cls: type = OperatorSpec, **flat) -> dict:
     """What ``/reconstruct`` answers: ``image`` as ``api_image`` takes it (a Python caller may hand a numpy array
-    here), the other settings by their flat names (``lab.FLAT_FIELDS``). Raises ``gr.Error`` saying what is allowed."""
+    here), the other settings by their flat names (``lab.setting.FLAT_FIELDS``). Raises ``gr.Error`` saying what is allowed."""
     try:
         key = api_image(lab, image)
         setting = Setting.of(spec_cls, image=key, **flat).validated()

@@ -16,7 +16,7 @@ from recon_demo.lab.tables import architecture_summary
 from recon_demo.models import create_model, model_info
 from recon_demo.progress import Report, no_progress
 from recon_demo.ui._progress import PROGRESS, shown_by
-from recon_demo.ui.reconstruct import setting_from
+from recon_demo.ui._setting import setting_from
 
 
 def architectures_rows() -> list[list]:

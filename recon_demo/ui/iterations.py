@@ -21,9 +21,9 @@ from recon_demo.lab.pictures import to_uint8
 from recon_demo.lab.setting import MAX_NOISE, SettingError
 from recon_demo.physics.blur import LECTURE_OPERATOR
 from recon_demo.physics.ct import LECTURE_ANGLES
+from recon_demo.ui._images import image_choices
 from recon_demo.ui._progress import PROGRESS, shown_by
 from recon_demo.ui._widgets import spec_widgets
-from recon_demo.ui.reconstruct import image_choices
 
 INTRO = ("Iterative methods regularise only by **stopping**. Each step fits more of the measurement: first the image, "
          "then the noise. Watch the PSNR rise, peak (★) and fall while the residual keeps falling — earlier when the "

@@ -1,5 +1,6 @@
 """The lesson bar above the tabs: a menu of lessons (``recon_demo.lab.lessons``); picking one sets the Reconstruct
-controls, opens the lesson's tab, shows its two lines with its own link, and runs the reconstruction."""
+controls, opens the lesson's tab, shows its two lines with its own link, and runs the reconstruction. The widgets it
+sets belong to other tabs: ``ui.build_app`` hands them over (``Targets``), since a tab never imports another."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import gradio as gr
 
 from recon_demo.lab.lessons import LESSONS
 from recon_demo.lab.setting import FLAT_FIELDS
-from recon_demo.ui.reconstruct import ReconstructTab, control_values
+from recon_demo.ui._setting import control_values
 
 NO_LESSON = ("**Pick a lesson** in the menu: one click sets the controls, opens the tab and says what to look at, for one point of "
              "the lecture. Or explore freely below.")
@@ -19,6 +20,18 @@ NO_LESSON = ("**Pick a lesson** in the menu: one click sets the controls, opens 
 class LessonBar:
     menu: gr.Dropdown
     text: gr.Markdown
+
+
+@dataclass
+class Targets:
+    """What a lesson sets, in the other tabs, and then runs (``ui.build_app`` hands them over)."""
+
+    controls: list  # the Reconstruct controls, in ``FLAT_FIELDS`` order
+    tabs: gr.Tabs
+    sweep_parameter: gr.Radio  # the Robustness sweep's parameter
+    show_errors: gr.Checkbox  # the Reconstruct error maps' switch
+    measured: gr.Checkbox  # "my image is already blurred"
+    run: dict  # the Reconstruct run, as ``.then`` takes it: fn, inputs, outputs
 
 
 def build() -> LessonBar:
@@ -54,14 +67,14 @@ def show(key: str | None) -> tuple:
             gr.update(value=True) if item.errors else gr.update(), gr.update(value=item.measured))  # fmt: skip
 
 
-def show_outputs(bar: LessonBar, rec: ReconstructTab, tabs: gr.Tabs, sweep_parameter: gr.Radio) -> list:
+def show_outputs(bar: LessonBar, targets: Targets) -> list:
     """What ``show`` fills."""
-    return [bar.text, tabs, sweep_parameter, rec.show_errors, rec.measured]
+    return [bar.text, targets.tabs, targets.sweep_parameter, targets.show_errors, targets.measured]
 
 
-def wire(bar: LessonBar, rec: ReconstructTab, tabs: gr.Tabs, sweep_parameter: gr.Radio) -> None:
+def wire(bar: LessonBar, targets: Targets) -> None:
     """Picking a lesson: the controls, the text, the tab and the sweep's parameter, then the reconstruction. (A tab
     the app opens fires its "select" as a click does: Inspect then fills itself.)"""
-    outputs = [*rec.controls.inputs(), *show_outputs(bar, rec, tabs, sweep_parameter)]
+    outputs = [*targets.controls, *show_outputs(bar, targets)]
     bar.menu.input(apply, bar.menu, outputs, api_visibility="private", trigger_mode="always_last").then(
-        rec.run, rec.run_inputs, rec.run_outputs, api_visibility="private")  # fmt: skip
+        **targets.run, api_visibility="private")  # fmt: skip

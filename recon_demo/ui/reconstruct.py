@@ -1,21 +1,18 @@
 """The Reconstruct tab (the first screen): image, operator and models in; reconstructions, activations and
-metrics out. Widgets are converted to a ``Setting`` and handed to the ``Lab``; nothing is computed here."""
+metrics out. Widgets are converted to a ``Setting`` and handed to the ``Lab``; nothing is computed here. What other
+parts share lives in helpers: the controls and the link in ``ui._setting``, the picture's sources in ``ui._images``,
+the results in ``ui._results``, the already-blurred mode's panel and handler in ``ui._restore``."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict, dataclass
-from functools import cache, partial
-from pathlib import Path
-from urllib.parse import urlencode
+from functools import partial
 
 import gradio as gr
 import numpy as np
 
 from recon_demo import images
-from recon_demo.lab.blur import Lab, working_tensor
-from recon_demo.lab.lessons import LESSONS
-from recon_demo.lab.pictures import psf_preview, to_uint8
+from recon_demo.lab.blur import Lab
 from recon_demo.lab.restore import RestoreLab
 from recon_demo.lab.setting import (
     CHECKPOINT_SUFFIXES,
@@ -43,63 +40,60 @@ from recon_demo.physics.blur import (
 from recon_demo.progress import Report, no_progress
 from recon_demo.ui import _restore
 from recon_demo.ui._files import scratch_dir
+from recon_demo.ui._images import UPLOAD_HINT, UPLOAD_TYPES, accept_upload, image_choices
 from recon_demo.ui._progress import PROGRESS, shown_by
 from recon_demo.ui._results import error_scale_html, pair, render, styled, tiles
+from recon_demo.ui._setting import COPY_LINK_JS, Controls, control_values, link_query, setting_from
 from recon_demo.ui._widgets import blur_visibility, scoped_fields, spec_widgets
 
-UPLOAD_TYPES = [*images.IMAGE_SUFFIXES, ".dcm"]
-LOG = logging.getLogger("recon_demo.ui")
 SORT_LABELS = {name: (METRICS[name].label if name in METRICS else "milliseconds") for name in SORTABLE}
-# Reading the URL: `?image=camera&angle=20&size=9&noise=0.01&models=cnn,unet` (see Setting.from_query).
-COPY_LINK_JS = """(query) => {
-    const link = window.location.origin + window.location.pathname + query;
-    if (navigator.clipboard) { navigator.clipboard.writeText(link).catch(() => {}); }
-    return link;
-}"""
-
-
-@dataclass
-class Controls:
-    """The widgets that make a ``Setting``: one per flat field (``lab.setting.FLAT_FIELDS``), in that order. The
-    operator's and the noise's are made from their spec (``ui._widgets``); ``drawn`` is hidden (the pad writes it)."""
-
-    widgets: dict[str, gr.components.Component]
-
-    def __getitem__(self, name: str) -> gr.components.Component:
-        return self.widgets[name]
-
-    def inputs(self) -> list:
-        return [self.widgets[name] for name in FLAT_FIELDS]
-
-
-def setting_from(*values) -> Setting:
-    """The validated ``Setting`` of the widgets' values; a bad value raises ``gr.Error`` with what is allowed."""
-    try:
-        return Setting.of(**dict(zip(FLAT_FIELDS, values))).validated()
-    except (SettingError, ValueError, TypeError) as err:
-        raise gr.Error(str(err)) from None
-
-
-def image_choices(current: str | None = None) -> list[tuple[str, str]]:
-    choices = [(f"{name} ({e.source}, {e.split.replace('_', '-')})", name) for name, e in images.catalogue().items()]
-    if current and current.startswith("upload:"):
-        choices.insert(0, ("your upload", current))
-    return choices
+PSF_HINT = ("What the blur does to one point. The lecture's (ippy) motion kernel changes only every few degrees; the "
+            "centered one with every degree.")
+PAD_SIDE = 248  # the sketchpad's canvas, pixels: 8 per cell of the largest (31²) kernel
+PAD_BRUSH = 12
+MARK_STALE = "() => { document.querySelector('#results_col')?.classList.add('stale'); }"
+UNMARK_STALE = "() => { document.querySelector('#results_col')?.classList.remove('stale'); }"
+# The pad arrives with the server's answer to the blur change, later on a busy server: look for its brush every
+# 100 ms (for up to 10 s) and pick it once it is shown, unless it is already picked (gradio marks it "highlight").
+PICK_BRUSH_JS = """(blur) => { if (blur !== "drawn") return; let tries = 0;
+    const pick = () => {
+        const brush = document.querySelector('#psf_pad button[aria-label="Brush"]');
+        if (brush && brush.offsetParent !== null) { if (!brush.classList.contains('highlight')) brush.click(); }
+        else if (++tries < 100) setTimeout(pick, 100);
+    };
+    setTimeout(pick, 100); }"""
 
 
 @dataclass
 class ReconstructTab:
-    """What other tabs and the app's load event need from this one."""
+    """What other tabs and the app's load event need from this one (``ui.build_app`` hands it to them)."""
 
     controls: Controls
     result: gr.State  # the last LabResult of the session
-    url_note: list  # the link's note and its dismiss button (``from_url`` fills both)
+    url_note: list  # the link's note and its dismiss button (``_setting.from_url`` fills both)
     run: object  # the handler: run_inputs' values → run_outputs
     run_inputs: list  # the controls, then the error-map checkbox
     run_outputs: list
     examples: gr.Gallery  # the catalogue's thumbnails, filled by the app's load event (made once, 0.25 s, not at start)
     show_errors: gr.Checkbox  # the error maps' switch (a lesson turns it on)
     measured: gr.Checkbox  # "my image is already blurred" (``?measured=1``, a lesson turns it on)
+
+
+@dataclass
+class LabPanels:
+    """The results of a reconstruction, hidden while the picture is already blurred (``lab_panels`` lays them out)."""
+
+    column: gr.Column
+    show_errors: gr.Checkbox
+    error_scale: gr.HTML
+    outputs: gr.Gallery
+    sort_by: gr.Dropdown
+    table: gr.Dataframe
+    acts: gr.Gallery
+    left: gr.Dropdown
+    right: gr.Dropdown
+    compare: gr.ImageSlider
+    downloads: gr.File
 
 
 def build(lab: Lab, restore_lab: RestoreLab | None = None) -> ReconstructTab:
@@ -167,49 +161,28 @@ def build(lab: Lab, restore_lab: RestoreLab | None = None) -> ReconstructTab:
                 status = gr.Markdown(elem_id="status")
                 gr.HTML('<a href="#controls_col">⚙ settings ↓</a>', elem_id="to_controls", min_width=0)  # a phone's: below
             panel = _restore.build()
-            with gr.Column(elem_id="lab_results") as lab_results:  # hidden while the picture is already blurred
-                # the tiles first; the error maps are the same tiles, switched (their colour bar above them)
-                show_errors = gr.Checkbox(False, label="Show error maps |x_rec − x_true| on the tiles (black 0, yellow ≥ 0.25)",
-                                          elem_id="show_errors")  # fmt: skip
-                error_scale = gr.HTML(error_scale_html(), visible=False, elem_id="error_scale")
-                outputs = gr.Gallery(label="Ground truth, measurement, reconstructions", columns=4, height="auto",
-                                     format="png", object_fit="contain", elem_id="outputs")  # fmt: skip
-                sort_by = gr.Dropdown([(label, name) for name, label in SORT_LABELS.items()], value="psnr", label="Sort by",
-                                      elem_id="sort_by")  # fmt: skip
-                table = gr.Dataframe(headers=list(TABLE_COLUMNS), interactive=False, wrap=False, elem_id="metrics",
-                                     label="Metrics (the best of each column in bold green)")  # fmt: skip
-                acts = gr.Gallery(label="What each network's first layer sees (16 channels)", columns=4, height=280, visible=False,
-                                  format="png", object_fit="contain", elem_id="activations")  # fmt: skip
-                with gr.Row(elem_id="slide_row"):
-                    slide = gr.Button("Make a slide of this comparison (PNG, 1920×1080)", size="sm", elem_id="slide")
-                    slide_file = gr.File(label="Slide", interactive=False, visible=False, elem_id="slide_file")
-                with gr.Row():
-                    left = gr.Dropdown(label="Compare: left", elem_id="left")
-                    right = gr.Dropdown(label="right", elem_id="right")
-                compare = gr.ImageSlider(label="Before / after: drag; scroll to zoom", type="numpy", image_mode="L", format="png", height=420, max_height=420,
-                                         buttons=["fullscreen", "download"], elem_id="compare")  # fmt: skip
-                downloads = gr.File(label="Downloads: reconstructions (PNG) and metrics (CSV)", file_count="multiple",
-                                    interactive=False, elem_id="downloads")  # fmt: skip
+            results = lab_panels(result_state)
 
     controls = Controls({"image": image, **operator, **own, "models": models, "regime": regime})
     inputs = controls.inputs()
-    blur, kernel_size, drawn = controls["blur"], controls["kernel_size"], controls["drawn"]
 
     estimated_for = gr.State(None)  # the image whose estimate filled the blur controls (the mode's)
-    run_inputs = [*inputs, show_errors, measured, estimated_for]  # the error maps are made only while they are shown
+    run_inputs = [*inputs, results.show_errors, measured, estimated_for]  # the error maps are made only while they are shown
     estimated = [controls[name] for name in _restore.ESTIMATED_FIELDS]
-    lab_outputs = [psf, status, availability, outputs, acts, error_scale, left, right, compare, table, downloads, result_state]
+    lab_outputs = [psf, status, availability, results.outputs, results.acts, results.error_scale, results.left, results.right,
+                   results.compare, results.table, results.downloads, result_state]  # fmt: skip
 
     # the progress bar shows each method as it is done (gradio fills ``progress`` only before *values)
     def run(progress=PROGRESS, *values):
         *setting_values, show, is_measured, estimated_key = values
         if is_measured:
-            return render_measured(restore_lab, setting_values, estimated_key, shown_by(progress), len(lab_outputs))
+            return _restore.render_measured(restore_lab, setting_values, estimated_key, shown_by(progress), len(lab_outputs))
         keep = [gr.update()] * (len(panel.outputs()) + len(estimated))
         return (*render_setting(lab, *setting_values, show_errors=bool(show), report=shown_by(progress)), *keep,
                 estimated_key, gr.update(visible=True), gr.update(visible=False))  # fmt: skip
 
-    run_outputs = [*lab_outputs, *panel.outputs(), *estimated, estimated_for, lab_results, panel.group]
+    run_outputs = [*lab_outputs, *panel.outputs(), *estimated, estimated_for, results.column, panel.group]
+    after = {"fn": run, "inputs": run_inputs, "outputs": run_outputs, "api_visibility": "private"}  # `.then(**after)`
 
     def rerun(trigger):
         # at once, in the page: the results are marked stale (dimmed, "updating…") until the new ones arrive
@@ -219,7 +192,7 @@ def build(lab: Lab, restore_lab: RestoreLab | None = None) -> ReconstructTab:
                                                                               queue=False)  # fmt: skip
         # (the progress bar sits on the status line: the dimmed results stay in view instead of a white overlay)
 
-    for name, widget in controls.widgets.items():  # (the kernel size redraws a drawing first, below)
+    for name, widget in controls.widgets.items():  # (the kernel size redraws a drawing first: ``wire_pad``)
         if isinstance(widget, gr.Slider) and name != "kernel_size":
             rerun(widget.input)  # a drag, the arrow keys, a typed value with Enter: the last value is computed
         elif isinstance(widget, (gr.Radio, gr.Dropdown, gr.CheckboxGroup)):
@@ -227,50 +200,71 @@ def build(lab: Lab, restore_lab: RestoreLab | None = None) -> ReconstructTab:
         elif isinstance(widget, gr.Number):
             rerun(widget.submit)
 
-    def resize_drawing(drawing, size, blur_type):  # a drawn kernel is redrawn at the new size before the run
-        return drawn_code(drawing, size) if blur_type == DRAWN else gr.update()
-
-    kernel_size.input(resize_drawing, [pad, kernel_size, blur], drawn, api_visibility="private", trigger_mode="always_last",
-                        show_progress="hidden").then(run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
-    scoped = [controls[name] for name in scoped_fields(OperatorSpec)]  # angle, variance, style: shown for their blur
-    blur.change(lambda b: (*blur_visibility(OperatorSpec, b), gr.update(visible=b == DRAWN)), inputs=blur,
-                outputs=[*scoped, pad], api_visibility="private")  # fmt: skip
-    blur.change(None, blur, None, js=PICK_BRUSH_JS, api_visibility="private")  # the pad opens ready to draw
-    # a stroke on the pad: its code (the kernel at the chosen size), then the reconstruction; empty → a message
-    pad.change(drawn_code, [pad, kernel_size], drawn, api_visibility="private", trigger_mode="always_last",
-               show_progress="hidden").then(run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
+    wire_pad(controls, pad, after)
 
     def pick_example(evt: gr.SelectData):
         return examples[evt.index]
 
-    gallery.select(pick_example, None, image, api_visibility="private").then(run, run_inputs, run_outputs, api_visibility="private")
+    gallery.select(pick_example, None, image, api_visibility="private").then(**after)
 
     # an upload (accepted or refused) leaves the box empty, ready for the next file; the note beside it says what happened
     upload.upload(partial(accept_upload, lab, restore_lab=restore_lab), upload, [image, upload, upload_note],
-                  api_visibility="private").then(run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
+                  api_visibility="private").then(**after)  # fmt: skip
     camera.input(partial(accept_upload, lab, restore_lab=restore_lab, clear=False), camera, [image, camera, upload_note],
-                 api_visibility="private").then(run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
+                 api_visibility="private").then(**after)  # fmt: skip
     rerun(measured.input)
-    panel.again.click(lambda: None, None, estimated_for, api_visibility="private", queue=False).then(
-        run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
+    panel.again.click(lambda: None, None, estimated_for, api_visibility="private", queue=False).then(**after)
 
     own_file.upload(partial(accept_checkpoint, lab), [own_arch, own_file, models], [models, own_status],
-                    api_visibility="private").then(run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
+                    api_visibility="private").then(**after)  # fmt: skip
 
     lecture_values = [*asdict(LECTURE_OPERATOR).values(), LECTURE_NOISE]  # every operator field, then the noise
-    lecture.click(lambda: lecture_values, None, [*operator.values(), controls["noise"]], api_visibility="private").then(
-        run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
+    lecture.click(lambda: lecture_values, None, [*operator.values(), controls["noise"]], api_visibility="private").then(**after)
+
+    def reset_all():  # every control of the tab back to its default (not only the blur), then a new run
+        return (*control_values(Setting()), False, False, None, "psnr", UPLOAD_HINT)
+
+    reset.click(reset_all, None, [*inputs, results.show_errors, measured, estimated_for, results.sort_by, upload_note],
+                api_visibility="private").then(**after)  # fmt: skip
+
+    share.click(link_query, [*inputs, measured], link, api_visibility="private").then(None, link, link, js=COPY_LINK_JS)
+    dismiss.click(lambda: (gr.update(visible=False), gr.update(visible=False)), None, [url_note, dismiss], queue=False,
+                  api_visibility="private")  # fmt: skip
+    return ReconstructTab(controls, result_state, [url_note, dismiss], run, run_inputs, run_outputs, gallery,
+                          results.show_errors, measured)  # fmt: skip
+
+
+def lab_panels(result_state: gr.State) -> LabPanels:
+    """The results column's panels for a reconstruction, wired to the session's last result (``result_state``): the
+    error maps' switch, the sort, the before/after pair and the slide work on it without a new run."""
+    with gr.Column(elem_id="lab_results") as column:  # hidden while the picture is already blurred
+        # the tiles first; the error maps are the same tiles, switched (their colour bar above them)
+        show_errors = gr.Checkbox(False, label="Show error maps |x_rec − x_true| on the tiles (black 0, yellow ≥ 0.25)",
+                                  elem_id="show_errors")  # fmt: skip
+        error_scale = gr.HTML(error_scale_html(), visible=False, elem_id="error_scale")
+        outputs = gr.Gallery(label="Ground truth, measurement, reconstructions", columns=4, height="auto",
+                             format="png", object_fit="contain", elem_id="outputs")  # fmt: skip
+        sort_by = gr.Dropdown([(label, name) for name, label in SORT_LABELS.items()], value="psnr", label="Sort by",
+                              elem_id="sort_by")  # fmt: skip
+        table = gr.Dataframe(headers=list(TABLE_COLUMNS), interactive=False, wrap=False, elem_id="metrics",
+                             label="Metrics (the best of each column in bold green)")  # fmt: skip
+        acts = gr.Gallery(label="What each network's first layer sees (16 channels)", columns=4, height=280, visible=False,
+                          format="png", object_fit="contain", elem_id="activations")  # fmt: skip
+        with gr.Row(elem_id="slide_row"):
+            slide = gr.Button("Make a slide of this comparison (PNG, 1920×1080)", size="sm", elem_id="slide")
+            slide_file = gr.File(label="Slide", interactive=False, visible=False, elem_id="slide_file")
+        with gr.Row():
+            left = gr.Dropdown(label="Compare: left", elem_id="left")
+            right = gr.Dropdown(label="right", elem_id="right")
+        compare = gr.ImageSlider(label="Before / after: drag; scroll to zoom", type="numpy", image_mode="L", format="png",
+                                 height=420, max_height=420, buttons=["fullscreen", "download"], elem_id="compare")  # fmt: skip
+        downloads = gr.File(label="Downloads: reconstructions (PNG) and metrics (CSV)", file_count="multiple",
+                            interactive=False, elem_id="downloads")  # fmt: skip
 
     def toggle_errors(show, result):  # the same tiles, switched between the pictures and their error maps
         return (tiles(result, show) if result else gr.update()), gr.update(visible=show)
 
     show_errors.input(toggle_errors, [show_errors, result_state], [outputs, error_scale], api_visibility="private")
-
-    def reset_all():  # every control of the tab back to its default (not only the blur), then a new run
-        return (*control_values(Setting()), False, False, None, "psnr", UPLOAD_HINT)
-
-    reset.click(reset_all, None, [*inputs, show_errors, measured, estimated_for, sort_by, upload_note],
-                api_visibility="private").then(run, run_inputs, run_outputs, api_visibility="private")  # fmt: skip
 
     def make_slide(result):
         if result is None:
@@ -290,31 +284,29 @@ def build(lab: Lab, restore_lab: RestoreLab | None = None) -> ReconstructTab:
 
     for side in (left, right):
         side.input(pick_pair, [left, right, result_state], compare, api_visibility="private")
-
-    def query(*values):
-        *setting_values, is_measured = values
-        return "?" + urlencode(setting_from(*setting_values).to_query() | ({"measured": "1"} if is_measured else {}))
-
-    share.click(query, [*inputs, measured], link, api_visibility="private").then(None, link, link, js=COPY_LINK_JS)
-    dismiss.click(lambda: (gr.update(visible=False), gr.update(visible=False)), None, [url_note, dismiss], queue=False,
-                  api_visibility="private")  # fmt: skip
-    return ReconstructTab(controls, result_state, [url_note, dismiss], run, run_inputs, run_outputs, gallery, show_errors,
-                          measured)  # fmt: skip
+    return LabPanels(column, show_errors, error_scale, outputs, sort_by, table, acts, left, right, compare, downloads)
 
 
-MARK_STALE = "() => { document.querySelector('#results_col')?.classList.add('stale'); }"
-UNMARK_STALE = "() => { document.querySelector('#results_col')?.classList.remove('stale'); }"
-# The pad arrives with the server's answer to the blur change, later on a busy server: look for its brush every
-# 100 ms (for up to 10 s) and pick it once it is shown, unless it is already picked (gradio marks it "highlight").
-PICK_BRUSH_JS = """(blur) => { if (blur !== "drawn") return; let tries = 0;
-    const pick = () => {
-        const brush = document.querySelector('#psf_pad button[aria-label="Brush"]');
-        if (brush && brush.offsetParent !== null) { if (!brush.classList.contains('highlight')) brush.click(); }
-        else if (++tries < 100) setTimeout(pick, 100);
-    };
-    setTimeout(pick, 100); }"""
-PAD_SIDE = 248  # the sketchpad's canvas, pixels: 8 per cell of the largest (31²) kernel
-PAD_BRUSH = 12
+def wire_pad(controls: Controls, pad: gr.Sketchpad, after: dict) -> None:
+    """The drawn kernel: the pad shown (its brush picked) while the blur is drawn, the other blurs' own fields while
+    theirs is; each stroke, and each new kernel size, turned into the kernel's code (``drawn_code``), then ``after``."""
+    blur, kernel_size, drawn = controls["blur"], controls["kernel_size"], controls["drawn"]
+
+    def resize_drawing(drawing, size, blur_type):  # a drawn kernel is redrawn at the new size before the run
+        return drawn_code(drawing, size) if blur_type == DRAWN else gr.update()
+
+    kernel_size.input(resize_drawing, [pad, kernel_size, blur], drawn, api_visibility="private", trigger_mode="always_last",
+                      show_progress="hidden").then(**after)  # fmt: skip
+    scoped = [controls[name] for name in scoped_fields(OperatorSpec)]  # angle, variance, style: shown for their blur
+    blur.change(lambda b: (*blur_visibility(OperatorSpec, b), gr.update(visible=b == DRAWN)), inputs=blur,
+                outputs=[*scoped, pad], api_visibility="private")  # fmt: skip
+    blur.change(None, blur, None, js=PICK_BRUSH_JS, api_visibility="private")  # the pad opens ready to draw
+    # a stroke on the pad: its code (the kernel at the chosen size), then the reconstruction; empty → a message
+    pad.change(drawn_code, [pad, kernel_size], drawn, api_visibility="private", trigger_mode="always_last",
+               show_progress="hidden").then(**after)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------- the handlers
 
 
 def drawn_code(drawing, kernel_size) -> str:
@@ -329,55 +321,6 @@ def drawn_code(drawing, kernel_size) -> str:
         if "empty" in str(err):
             return ""
         raise gr.Error(str(err)) from None
-
-
-PSF_HINT = ("What the blur does to one point. The lecture's (ippy) motion kernel changes only every few degrees; the "
-            "centered one with every degree.")
-UPLOAD_HINT = "Drop or pick a file above: it replaces the image in use (PNG, JPEG, TIFF, 16-bit, RGBA, DICOM)."
-
-
-def accept_upload(lab: Lab, file, restore_lab: RestoreLab | None = None, clear: bool = True) -> tuple:
-    """The upload handler (a file, or the webcam's or clipboard's picture as an array): it becomes the chosen image
-    (its original kept for the already-blurred mode); else the note says why it cannot and the image in use stays
-    (a ``gr.Error`` here turned the Image menu into a red "Error" pill), and the log gets one line. Returns the Image
-    menu, the upload box (emptied when ``clear``: a refused file does not stay as if accepted, and the next file needs
-    no ×) and the note beside it."""
-    box = None if clear else gr.update()
-    if file is None:
-        return gr.update(), gr.update(), gr.update()
-    name = Path(file if isinstance(file, str | Path) else getattr(file, "name", "")).name  # "" for bytes or an array
-    try:
-        key = lab.add_upload(file)
-    except (ValueError, OSError) as err:
-        LOG.info("upload refused: %s", err)
-        gr.Warning(f"cannot use that file: {err}")
-        return gr.update(), box, f"⚠ **Cannot use {name or 'that picture'}:** {err}. The image in use stays."
-    if restore_lab is not None:
-        restore_lab.keep(key, file)
-    what = f"**{name}**" if name else "the picture"
-    return gr.update(choices=image_choices(key), value=key), box, f"✓ Using {what} (now “your upload” in the Image menu)."
-
-
-def render_measured(restore_lab: RestoreLab, values: list, estimated_key: str | None, report: Report, skipped: int) -> tuple:
-    """The handler in the already-blurred mode: the picture restored (``ui._restore``), the blur controls filled by
-    the estimate when the picture is new to them (afterwards they are the student's), the lab's own panels left."""
-    flat = dict(zip(FLAT_FIELDS, values))
-    key = flat["image"]
-    fill = [gr.update()] * len(_restore.ESTIMATED_FIELDS)
-    if estimated_key != key:
-        try:
-            found = restore_lab.estimate(key)
-        except ValueError as err:
-            gr.Warning(f"cannot restore that picture: {err}")
-            return (*[gr.update()] * skipped, f"**Cannot restore this picture:** {err}", *[None] * 5, *fill, estimated_key,
-                    gr.update(visible=False), gr.update(visible=True))  # fmt: skip
-        fill, spec, estimated_key = _restore.controls_of(found), found.spec, key
-    else:
-        spec = _restore.spec_of(flat)
-    panel = _restore.render(restore_lab, key, spec, list(flat["models"] or []), flat["regime"], report)
-    kernel_picture = psf_preview(spec.kernel().numpy())
-    lab_side = [kernel_picture, "Already blurred: the picture is the measurement.", "", *[gr.update()] * (skipped - 3)]
-    return (*lab_side, *panel, *fill, estimated_key, gr.update(visible=False), gr.update(visible=True))
 
 
 def accept_checkpoint(lab: Lab, architecture: str, file, selected: list[str] | None) -> tuple:
@@ -410,39 +353,3 @@ def render_setting(lab: Lab, *values, show_errors: bool = False, report: Report 
     except (SettingError, ValueError) as err:
         raise gr.Error(str(err)) from None
     return render(result, "psnr", show_errors) + (result,)
-
-
-def from_url(request: gr.Request):
-    """The controls' values from the page's URL (a lesson's link, ``?lesson=…``, starts from the lesson's setting),
-    then the note about parameters that were ignored (shown, with its dismiss button, until the button is pressed:
-    the reconstruction's own status does not overwrite it), then the lesson's key (or None), then whether the picture
-    is already blurred (``?measured=1``)."""
-    query = dict(request.query_params) if request else {}
-    key, warnings, base = query.pop("lesson", None), [], None
-    measured = query.pop("measured", "0").strip().lower() in ("1", "true", "yes", "on")
-    for page_only in ("present", "__theme"):  # read in the page: presentation mode (``ui.PAGE_ON_LOAD_JS``), gradio's theme
-        query.pop(page_only, None)
-    if key is not None:
-        if key in LESSONS:
-            base = LESSONS[key].setting()
-        else:
-            key, warnings = None, [f"ignored lesson={key!r}: the lessons are {', '.join(LESSONS)}"]
-    setting, more = Setting.from_query(query, base)
-    warnings += more
-    note = "" if not warnings else "**Link:** " + "; ".join(warnings)
-    return (*control_values(setting), gr.update(value=note, visible=bool(note)), gr.update(visible=bool(note)), key, measured)
-
-
-def control_values(setting: Setting) -> list:
-    """The Reconstruct controls' values for ``setting``, in ``FLAT_FIELDS`` order."""
-    flat = setting.flat()
-    return [flat[name] if name != "models" else list(setting.models) for name in FLAT_FIELDS]
-
-
-# ---------------------------------------------------------------------------------------------- rendering
-
-
-@cache
-def thumbnails() -> list[tuple[np.ndarray, str]]:
-    """The example catalogue as 64² thumbnails with their names (made once, on the first page view)."""
-    return [(to_uint8(working_tensor(images.load_example(name))[0, 0, ::4, ::4].numpy()), name) for name in images.catalogue()]

@@ -12,7 +12,7 @@ from recon_demo.progress import Report, no_progress
 from recon_demo.ui._files import scratch_dir
 from recon_demo.ui._legend import legend_html, series_colours
 from recon_demo.ui._progress import PROGRESS, shown_by
-from recon_demo.ui.reconstruct import setting_from
+from recon_demo.ui._setting import setting_from
 
 TITLES = {"noise": "noise level δ (relative)", "angle": "motion angle (°)", "kernel_size": "kernel size (pixels)"}
 CURRENT = "your setting"

@@ -174,7 +174,7 @@ def lecture_note(study: LossStudy) -> str:
 
 def _gallery(study: LossStudy, latest: dict) -> list:
     """Ground truth, measurement and each configuration's latest reconstruction, each as its centre zoomed
-    (``pictures.centre_zoom``: a gain of 1 dB shows there, and the zero-padded border's dark frame does not); finished
+    (``lab.pictures.centre_zoom``: a gain of 1 dB shows there, and the zero-padded border's dark frame does not); finished
     ones (and the measurement) with their PSNR, of the whole picture, in the caption."""
     out = []
     if study.x_true is not None:

@@ -1,7 +1,7 @@
 """``python -m recon_demo COMMAND``: the project's command-line tools.
 
-Every command shows its progress on stderr (``recon_demo.progress``; ``--quiet`` turns it off) and stops
-on Ctrl-C with one line and exit status 130."""
+Each command is a module of ``recon_demo.cli`` (its flags and its ``main``). Every command shows its progress on
+stderr (``recon_demo.progress``; ``--quiet`` turns it off) and stops on Ctrl-C with one line and exit status 130."""
 
 from __future__ import annotations
 
@@ -10,16 +10,15 @@ import os
 import signal
 import sys
 
-from recon_demo import bench, datasets, evaluate, training
-from recon_demo.lab import loss_study, restore
+from recon_demo.cli import bench, data, evaluate, loss_study, restore, train
 from recon_demo.progress import CTRL_C, on_ctrl_c
 from recon_demo.serving.runtime import tune_allocator
 
-COMMANDS = {
+COMMANDS = {  # name -> (its module in recon_demo.cli, the one-line help)
     "evaluate": (evaluate, "the lecture's evaluation protocol on a folder of images or the held-out examples"),
-    "train": (training, "train a model (resumable) and record it in a weights manifest"),
+    "train": (train, "train a model (resumable) and record it in a weights manifest"),
     "loss-study": (loss_study, "the lecture's loss study: one small CNN trained with each loss, compared"),
-    "data": (datasets, "the open training data sources: installed or not, how many images, licence, install command"),
+    "data": (data, "the open training data sources: installed or not, how many images, licence, install command"),
     "restore": (restore, "restore pictures that are already blurred: the kernel estimated, real edges, colour"),
     "bench": (bench, "speed of the engine against a plain lecture-style loop, the machine's limit and the app"),
 }

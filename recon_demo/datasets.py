@@ -1,8 +1,8 @@
 """Open training data, by name: what ``train --data NAME`` reads, from files that installed packages put on disk.
 
 Nothing here is fetched at run time, and the app, ``evaluate``'s defaults and the test suite never need these
-packages: they are training-time data (``python3 -m recon_demo data`` lists them, installed or not, with the command
-that installs each; ``scripts/install-training-data.sh`` installs them all). Every source yields grey images:
+packages: they are training-time data (``python3 -m recon_demo data``, ``cli.data``, lists them, installed or not,
+with the command that installs each; ``scripts/install-training-data.sh`` installs them all). Every source yields grey images:
 
 - ``ct-head``: a real head CT, Debian ``invesalius-examples`` (GPL-2). An InVesalius project ``.inv3`` is a
   tar.gz whose ``main.plist`` names ``matrix.dat``: int16 Hounsfield units of shape (slices, rows, columns).
@@ -299,7 +299,7 @@ def held_out_medical(limit: int | None = None) -> list[tuple[str, Image.Image]]:
     return out
 
 
-# ------------------------------------------------------------------------------------------------ the CLI
+# ------------------------------------------------------------------------------------------------ the listing
 
 
 def listing(report=None) -> list[dict]:
@@ -326,34 +326,3 @@ def listing(report=None) -> list[dict]:
                  "install": MEDICAL_INSTALL})  # fmt: skip
     return rows
 
-
-def format_listing(rows: list[dict]) -> str:
-    lines = ["| source | installed | images | licence | what | install |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        images = "" if r["images"] is None else f"{r['images']:,}"
-        lines.append(f"| {r['source']} | {'yes' if r['installed'] else 'no'} | {images} | {r['license']} | {r['what']} | "
-                     f"`{r['install']}` |")  # fmt: skip
-    return "\n".join(lines)
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--credits", action="store_true", help="list each installed photograph with its author and licence")
-    parser.add_argument("--format", default="markdown", choices=("markdown", "json"))
-
-
-def main(args) -> int:
-    import json
-
-    from recon_demo.progress import CLIProgress
-
-    if args.credits:
-        photos = credits()
-        if args.format == "json":
-            print(json.dumps([p.__dict__ for p in photos], indent=1))
-        else:
-            print("\n".join(f"{Path(p.path).name}: {p.author}, {p.license} ({p.package})" for p in photos))
-        return 0
-    with CLIProgress("data", args.quiet).phase("reading the sources", len(SOURCES)) as phase:
-        rows = listing(phase)
-    print(json.dumps(rows, indent=1) if args.format == "json" else format_listing(rows))
-    return 0

@@ -473,3 +473,23 @@ def test_abouts_tables_keep_their_columns():
         columns = {len(re.findall(r"(?<!\\)\|", line)) for line in table.splitlines()}
         assert len(columns) == 1, table  # a bare | in a cell (the fourier loss's "|FFT difference|") made a column
     assert r"Mean \|FFT difference\|" in losses_table()
+
+
+def test_the_teachers_laptop_options_become_launch_settings():
+    from recon_demo.ui import launch_arguments
+
+    assert launch_arguments([]) == {}  # gradio's defaults and its GRADIO_SERVER_* variables
+    assert launch_arguments(["--host", "0.0.0.0", "--port", "8080"]) == {"server_name": "0.0.0.0", "server_port": 8080}
+    assert launch_arguments(["--share"]) == {"share": True}
+
+
+@pytest.mark.parametrize(("argv", "message"), [(["--port", "0"], "a port is a whole number from 1 to 65535, got '0'"),
+                                               (["--port", "http"], "got 'http'"), (["--shared"], "unrecognized arguments")])
+def test_a_bad_app_option_is_refused_before_the_app_is_built(argv, message):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    app = Path(__file__).resolve().parents[1] / "app.py"
+    done = subprocess.run([sys.executable, str(app), *argv], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and message in done.stderr

@@ -15,13 +15,15 @@ from PIL import Image
 
 from recon_demo import images
 from recon_demo.__main__ import main as cli
+from recon_demo.errors import RestoreError
 from recon_demo.evaluate.blind import blur_with_border
-from recon_demo.lab.restore import RestoreError, parse_kernel, parse_noise, psf_kernel, read_picture
+from recon_demo.lab.restore import parse_kernel, parse_noise, psf_kernel
 from recon_demo.methods.base import Deconvolution
 from recon_demo.methods.blur import BASELINES
 from recon_demo.methods.edges import RealEdges
 from recon_demo.metrics import psnr
 from recon_demo.physics.blur import Blur, SceneBlur, motion_kernel, shake_kernel
+from recon_demo.picture import read_picture
 
 ROOT = Path(__file__).resolve().parents[1]
 

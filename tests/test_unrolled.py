@@ -170,7 +170,7 @@ def test_inspects_last_estimate_is_reconstructs_result_in_either_precision(unrol
 
 
 def test_ct_training_draws_its_angle_count_from_the_range_and_refuses_what_does_not_fit():
-    from recon_demo.training.cli import config_from_args
+    from recon_demo.cli.train import config_from_args
     from recon_demo.training.config import TrainConfig, TrainingError
     from recon_demo.training.data import STEPS_PER_GEOMETRY, TrainingImages, ct_sinogram_batch
 
@@ -193,7 +193,7 @@ def test_ct_training_draws_its_angle_count_from_the_range_and_refuses_what_does_
         TrainConfig(model="unrolled", task="ct", angle_range=(90, 180), patch_size=256).validated()
     assert TrainConfig(model="unrolled", task="ct", patch_size=256).validated().regime() == "custom"  # one geometry: not ct-any
     parser = __import__("argparse").ArgumentParser()
-    from recon_demo.training.cli import add_arguments
+    from recon_demo.cli.train import add_arguments
 
     add_arguments(parser)
     args = parser.parse_args(["--task", "ct", "--model", "unrolled", "--angles", "20,180", "--patch-size", "256"])

@@ -168,19 +168,17 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def _run_scored(methods: list, grey: torch.Tensor, y_delta: torch.Tensor, x_true, op, tag: str) -> dict[str, dict]:
     """Each method's scores as ``name + tag``; on a colour measurement restored on the luminance (chroma kept) and,
-    handed a kernel, also each channel on its own (``name + tag + "/channels"``)."""
+    handed a kernel (``op``: then with real edges), also each channel on its own (``name + tag + "/channels"``)."""
     colour = y_delta.ndim == 3
+    wrap = RealEdges if op is not None else None
     scores = {}
-    for r in run_methods(methods, grey, op, with_dc=False):
+    for r in run_methods(methods, grey, op, with_dc=False, wrap=wrap):
         image = images.with_luminance(y_delta.numpy(), r.image) if colour else r.image
         scores[r.name + tag] = _scores(image, x_true)
-    if colour and tag:
-        planes: dict[str, list] = {}
-        for c in range(3):
-            for r in run_methods(methods, y_delta[..., c][None, None], op, with_dc=False):
-                planes.setdefault(r.name, []).append(r.image)
-        for name, p in planes.items():
-            scores[f"{name}{tag}/channels"] = _scores(np.stack(p, -1), x_true)
+    if colour and op is not None:
+        channels = y_delta.permute(2, 0, 1)[:, None]  # (3, 1, s, s): the planes, each restored on its own
+        for r in run_methods(methods, channels, op, with_dc=False, wrap=wrap):
+            scores[f"{r.name}{tag}/channels"] = _scores(r.image, x_true)
     return scores
 
 
@@ -194,7 +192,7 @@ def run_blind(cfg: BlindConfig, engine: Engine | None = None, report: Report = n
     missing = [f"{m.label}: {m.error}" for m in methods if isinstance(m, Unavailable)]
     if missing:
         raise CheckpointError("the blind benchmark cannot run " + "; ".join(missing))
-    handed = [RealEdges(m) for m in methods if registry.is_handed_operator(m.name)]
+    handed = [m for m in methods if registry.is_handed_operator(m.name)]  # run with real edges (``_run_scored``)
     blind = [m for m in methods if not registry.is_handed_operator(m.name)]  # end-to-end: nothing to hand them
     rng = np.random.default_rng(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)

@@ -11,140 +11,67 @@ colour photographs of ``evaluate --blind`` that gained 0.1-1.2 dB over restoring
 kept (``colour="luminance"``, a third of the time), since the chroma is blurred too (``docs/restore.md``). Grey pictures
 (8- or 16-bit) stay grey and come back as 16-bit PNGs.
 
-This module is also ``python -m recon_demo restore`` (``add_arguments``, ``main``); the app and the API call
-``Restorer`` through ``RestoreLab`` (``ui/_restore.py``, ``ui/api.py``).
+Every method runs through ``methods.run_methods``, the one method loop, the colour channels as planes of one
+measurement. A picture is read and written by ``recon_demo.picture``; ``python -m recon_demo restore`` is
+``cli.restore``; the app and the API call ``Restorer`` through ``RestoreLab`` (``ui/_restore.py``, ``ui/api.py``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
-import threading
-import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from recon_demo import images
-from recon_demo.checkpoints import CheckpointError
-from recon_demo.errors import UnknownName
+from recon_demo.cache import BoundedCache
+from recon_demo.errors import RestoreError
 from recon_demo.methods import registry
-from recon_demo.methods.base import Network, Unavailable, Unrolled
+from recon_demo.methods.base import run_methods
 from recon_demo.methods.edges import RealEdges
-from recon_demo.methods.estimate import MIN_SIDE, KernelEstimate, estimate, estimate_sigma, relative_noise
-from recon_demo.physics.blur import KERNEL_STYLES, MAX_KERNEL_SIZE, Blur, OperatorSpec
-from recon_demo.progress import CLIProgress, Report, no_progress
+from recon_demo.methods.estimate import KernelEstimate, estimate, estimate_sigma, relative_noise
+from recon_demo.physics.blur import BLUR_KINDS, MAX_KERNEL_SIZE, Blur, OperatorSpec
+from recon_demo.picture import Picture, fitted, read_picture, write_picture  # noqa: F401  (ui/ imports them from here)
+from recon_demo.progress import Report, no_progress
 from recon_demo.serving.engine import Engine
 
 DEFAULT_METHODS = registry.RESTORE_METHODS
-MAX_PIXELS = 1024 * 1024  # the largest picture restored at its own size (the app scales a larger one down to it)
 COLOUR_MODES = ("channels", "luminance")  # each of R, G, B restored with the same K; or the luminance, chroma kept
 MAX_PSF_SIDE = MAX_KERNEL_SIZE  # a PSF image's largest side after cropping to its support
 PSF_FLOOR = 0.02  # a PSF picture's support: above this share of its peak, over its background
-
-
-class RestoreError(ValueError):
-    """Input that cannot be restored: the message says why and what is allowed."""
-
-
-@dataclass
-class Picture:
-    """A measurement as read: grey (H, W) or colour (H, W, 3) float32 in [0, 1], and how to write it back."""
-
-    pixels: np.ndarray
-
-    @property
-    def colour(self) -> bool:
-        return self.pixels.ndim == 3
-
-    @property
-    def grey(self) -> np.ndarray:
-        """The plane that is restored: the picture itself, or its luminance."""
-        return images.luminance(self.pixels) if self.colour else self.pixels
-
-
-def read_picture(source: str | Path | bytes | Image.Image | np.ndarray, max_pixels: int = MAX_PIXELS) -> Picture:
-    """A picture as a measurement: ``RestoreError`` for a non-image, an empty, flat or tiny one, or one over
-    ``max_pixels`` (the limit named)."""
-    try:
-        img = images.from_array(source) if isinstance(source, np.ndarray) else images.open_image(source)
-    except (ValueError, OSError) as err:
-        raise RestoreError(str(err)) from None
-    img = ImageOps.exif_transpose(img) or img
-    w, h = img.size
-    if w * h > max_pixels:
-        raise RestoreError(f"the image is {w}×{h} = {w * h:,} pixels; restore takes at most {max_pixels:,} "
-                           f"(for example 1024×1024): scale it down first")  # fmt: skip
-    if min(w, h) < MIN_SIDE:
-        raise RestoreError(f"the image is {w}×{h} pixels; restoring needs at least {MIN_SIDE} pixels a side")
-    if img.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr", "LAB", "HSV") and not _is_grey_rgb(img):
-        rgb = np.asarray(_composited(img).convert("RGB"), dtype=np.float32) / 255
-        picture = Picture(rgb)
-    else:
-        picture = Picture(images.to_grayscale(img))
-    if picture.pixels.max() - picture.pixels.min() < 1e-4:
-        raise RestoreError("the image is flat (one value everywhere): there is nothing to restore")
-    return picture
-
-
-def _composited(img: Image.Image) -> Image.Image:
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    return img
-
-
-def _is_grey_rgb(img: Image.Image) -> bool:
-    """An RGB file whose three channels are equal is a grey picture."""
-    rgb = np.asarray(_composited(img).convert("RGB"))
-    return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
-
-
-def write_picture(path, pixels: np.ndarray) -> None:
-    """A result as PNG (to a path or a binary file): colour as 8-bit RGB, grey as 16-bit."""
-    if pixels.ndim == 3:
-        Image.fromarray(np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8), mode="RGB").save(path, format="PNG")
-    else:
-        Image.fromarray(np.round(np.clip(pixels, 0, 1) * 65535).astype(np.uint16)).save(path, format="PNG")
 
 
 # ---------------------------------------------------------------------------------------------------- the kernel
 
 
 def parse_kernel(text: str, allow_path: bool = True) -> str | OperatorSpec | Path:
-    """``auto``, ``motion:SIZE:ANGLE[:STYLE]``, ``gaussian:SIZE:VARIANCE`` or (``allow_path``: the CLI) a PSF image's
-    path; ``RestoreError`` saying what is allowed."""
+    """``auto``, a blur's text form (``OperatorSpec.parse``: ``motion:SIZE:ANGLE[:STYLE]``, whose style is ``centered``
+    unless it is said, ``gaussian:SIZE:VARIANCE``, …) or (``allow_path``: the CLI) a PSF image's path; ``RestoreError``
+    saying what is allowed."""
     text = (text or "auto").strip()
     if text == "auto":
         return "auto"
-    parts = text.split(":")
-    if parts[0] in ("motion", "gaussian") and len(parts) > 1:
+    kind, colon, _ = text.partition(":")
+    if kind.strip() in BLUR_KINDS and colon:
         try:
-            if parts[0] == "motion" and len(parts) in (3, 4):
-                style = parts[3] if len(parts) == 4 else "centered"
-                spec = OperatorSpec("motion", int(parts[1]), float(parts[2]), 1.0, style)
-            elif parts[0] == "gaussian" and len(parts) == 3:
-                spec = OperatorSpec("gaussian", int(parts[1]), 0.0, float(parts[2]))
-            else:
-                raise ValueError("wrong number of fields")
-            return spec.validated()
+            return OperatorSpec.parse(text, kernel_style="centered")  # centered unless said: a photo's has no ippy offset
         except ValueError as err:
-            raise RestoreError(f"--kernel {text!r}: {err}; write motion:SIZE:ANGLE[:STYLE] (STYLE one of "
-                               f"{', '.join(KERNEL_STYLES)}), gaussian:SIZE:VARIANCE, a PSF image, or auto") from None  # fmt: skip
+            raise RestoreError(f"--kernel {text!r}: {err} (or auto, or a PSF image)") from None
     if not allow_path:  # the API: a PSF comes as a file, and a server path is never looked at
-        raise RestoreError(f"kernel {text!r} is neither auto, motion:SIZE:ANGLE[:STYLE] nor gaussian:SIZE:VARIANCE "
-                           "(send a PSF picture as the psf file)")  # fmt: skip
+        raise RestoreError(f"kernel {text!r} is neither auto nor a blur ({_forms()}): send a PSF picture as the psf file")
     path = Path(text)
     if not path.exists():
-        raise RestoreError(f"--kernel {text!r} is neither auto, motion:SIZE:ANGLE[:STYLE], gaussian:SIZE:VARIANCE "
-                           "nor a PSF image that exists")  # fmt: skip
+        raise RestoreError(f"--kernel {text!r} is neither auto, a blur ({_forms()}) nor a PSF image that exists")
     return path
+
+
+def _forms() -> str:
+    """The blurs' text forms, from the table of kinds: ``motion:SIZE:ANGLE[:KERNEL_STYLE], gaussian:SIZE:VARIANCE, …``."""
+    return ", ".join(kind.grammar() for kind in BLUR_KINDS.values())
 
 
 def psf_kernel(source: str | Path | bytes | Image.Image | np.ndarray, image_shape: tuple[int, int] | None = None) -> torch.Tensor:
@@ -277,32 +204,28 @@ class Restorer:
         mode = {"channels": "each channel restored", "luminance": "luminance restored, chroma kept"}[colour]
         out = Restored(picture, psf, spec, found, float(noise), colour_mode=mode if picture.colour else "grey")
         operator = Blur(psf)
-        planes = [picture.pixels[..., c] for c in range(3)] if picture.colour and colour == "channels" else [y]
+        if picture.colour and colour == "channels":  # each channel restored with the same K: planes (3, 1, H, W)
+            y_delta = torch.from_numpy(np.ascontiguousarray(np.moveaxis(picture.pixels, -1, 0)))[:, None]
+        else:
+            y_delta = torch.from_numpy(np.ascontiguousarray(y))[None, None]
         networks = [m for m in methods if m in registry.networks()]
         baselines = [m for m in methods if m not in networks]
         built = self.engine.methods(networks, baselines, regime=regime)
-        for i, method in enumerate(built, start=1):
-            out.labels[method.name] = method.label
-            if isinstance(method, Unavailable):
-                out.errors[method.name] = method.error
-                report(i, len(built), method.label)
+        for r in run_methods(built, y_delta, operator, with_dc=False, warm=self._warm, wrap=_real_edges, report=report):
+            out.labels[r.name] = r.label
+            if r.image is None:
+                out.errors[r.name] = r.error
                 continue
-            run = RealEdges(method) if registry.is_handed_operator(method.name) else method
-            if isinstance(method, (Network, Unrolled)) and (method.name, planes[0].shape) not in self._warm:
-                run(torch.from_numpy(np.ascontiguousarray(planes[0]))[None, None], operator)
-                self._warm.add((method.name, planes[0].shape))
-            start = time.perf_counter()
-            restored = [run(torch.from_numpy(np.ascontiguousarray(p))[None, None], operator)[0, 0].clamp(0, 1).numpy()
-                        for p in planes]  # fmt: skip
-            out.ms[method.name] = (time.perf_counter() - start) * 1000
-            if len(planes) == 3:
-                out.outputs[method.name] = np.stack(restored, -1)
-            else:
-                out.outputs[method.name] = images.with_luminance(picture.pixels, restored[0]) if picture.colour else restored[0]
-            out.dc[method.name] = inner_consistency(images.luminance(out.outputs[method.name]) if picture.colour
-                                                    else restored[0], y, operator)  # fmt: skip
-            report(i, len(built), method.label)
+            out.ms[r.name] = r.ms
+            restored = images.with_luminance(picture.pixels, r.image) if picture.colour and r.image.ndim == 2 else r.image
+            out.outputs[r.name] = restored
+            out.dc[r.name] = inner_consistency(images.luminance(restored) if picture.colour else restored, y, operator)
         return out
+
+
+def _real_edges(method):
+    """A method handed the operator runs with real edges (``methods.edges.RealEdges``); an end-to-end one as it is."""
+    return RealEdges(method) if registry.is_handed_operator(method.name) else method
 
 
 def _sigma(y: np.ndarray, noise: float) -> float:
@@ -325,78 +248,6 @@ def inner_consistency(x_rec: np.ndarray, y_delta: np.ndarray, operator: Blur) ->
     return float(np.linalg.norm(residual) / max(np.linalg.norm(y_delta[inner]), 1e-12))
 
 
-# ------------------------------------------------------------------------------------------------------- the CLI
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="pictures that are already blurred (the measurements)")
-    parser.add_argument("--out", required=True, help="folder for DIR/<stem>__<method>.png")
-    parser.add_argument("--methods", help=f"comma list of networks and baselines (default {','.join(DEFAULT_METHODS)})")
-    parser.add_argument("--kernel", default="auto", help="auto (estimate it, the default), motion:SIZE:ANGLE[:STYLE], "
-                        "gaussian:SIZE:VARIANCE, or a PSF image (any size, normalised to sum 1)")
-    parser.add_argument("--noise", default="auto", help="auto (estimate it) or the relative noise level δ")
-    parser.add_argument("--regime", default="general", choices=("course", "general"),
-                        help="which shipped weights the networks load (default general: trained on many blurs)")
-    parser.add_argument("--colour", default="channels", choices=COLOUR_MODES,
-                        help="a colour picture: each channel restored (default) or the luminance alone, chroma kept")
-    parser.add_argument("--format", default="text", choices=("text", "json"), help="a line per image, or JSON")
-    parser.add_argument("--device", help="cpu, cuda, mps (default: RECON_DEVICE or the best available)")
-
-
-def main(args: argparse.Namespace) -> int:
-    try:
-        methods = parse_methods(args.methods)
-        kernel = parse_kernel(args.kernel)
-        noise = parse_noise(args.noise)
-        out_dir = Path(args.out)
-        if out_dir.exists() and not out_dir.is_dir():
-            raise RestoreError(f"--out {args.out!r} is a file, not a folder")
-        pictures = [(Path(p), read_picture(p)) for p in args.images]  # every input checked before any work
-        psf = psf_kernel(kernel, pictures[0][1].grey.shape) if isinstance(kernel, Path) else None
-        side = psf.shape[-1] if psf is not None else kernel.kernel_size if isinstance(kernel, OperatorSpec) else 0
-        for path, picture in pictures:
-            if side > min(picture.grey.shape):
-                raise RestoreError(f"the kernel ({side}×{side}) is larger than {path} "
-                                   f"({picture.grey.shape[1]}×{picture.grey.shape[0]})")  # fmt: skip
-        restorer = Restorer(Engine(args.device))
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except (ValueError, UnknownName, CheckpointError, OSError) as err:  # RestoreError is a ValueError
-        print(f"restore: {err}", file=sys.stderr)
-        return 2
-    answers = []
-    progress = CLIProgress("restore", args.quiet)
-    for path, picture in pictures:
-        with progress.phase(f"{path.name}", len(methods)) as phase:
-            try:
-                result = restorer.restore(picture, methods, psf if psf is not None else kernel, noise, args.regime,
-                                          args.colour, phase)  # fmt: skip
-            except (RestoreError, ValueError) as err:
-                print(f"restore: {path}: {err}", file=sys.stderr)
-                return 2
-        files = {}
-        for name, pixels in result.outputs.items():
-            files[name] = str(out_dir / f"{path.stem}__{name}.png")
-            write_picture(Path(files[name]), pixels)
-        answers.append({
-            "input": str(path),
-            "kernel": {"file": str(kernel)} if psf is not None else result.kernel_dict(),
-            "noise": round(result.noise, 5),
-            "colour": result.colour_mode,
-            "outputs": files,
-            "ms": {k: round(v, 1) for k, v in result.ms.items()},
-            "dc": {k: round(v, 5) for k, v in result.dc.items()},
-            "errors": result.errors,
-        })  # fmt: skip
-        if args.format == "text":
-            what = "the PSF " + str(kernel) if psf is not None else (result.spec.describe() if result.spec else "")
-            conf = result.kernel_dict().get("confidence")
-            print(f"{path}: {what}" + (f" (confidence {conf:.0%})" if conf is not None else "") +
-                  f", δ {result.noise:.3f}; " + ", ".join(f"{n} → {f}" for n, f in files.items()))  # fmt: skip
-    if args.format == "json":
-        print(json.dumps({"images": answers}, indent=1))
-    return 0
-
-
 # --------------------------------------------------------------------------------------------------- the app's lab
 
 
@@ -406,81 +257,50 @@ class RestoreLab:
 
     def __init__(self, engine: Engine | None = None, cache_size: int = 16):
         self.restorer = Restorer(engine)
-        self.cache_size = cache_size
-        self._pictures: OrderedDict[str, tuple[Picture, str]] = OrderedDict()  # key -> (picture, note)
-        self._estimates: OrderedDict[tuple, KernelEstimate] = OrderedDict()
-        self._results: OrderedDict[tuple, Restored] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def _remember(self, cache: OrderedDict, key, value) -> None:
-        with self._lock:
-            cache[key] = value
-            cache.move_to_end(key)
-            while len(cache) > self.cache_size:
-                cache.popitem(last=False)
+        # key -> (picture, note), or (None, why) for an upload that cannot be restored
+        self._pictures: BoundedCache[str, tuple[Picture | None, str]] = BoundedCache(cache_size)
+        self._estimates: BoundedCache[str, KernelEstimate] = BoundedCache(cache_size)
+        self._results: BoundedCache[tuple, Restored] = BoundedCache(cache_size)  # (key, spec, methods, regime)
 
     def keep(self, key: str, source) -> None:
         """Keep an upload's original under the lab's key for it (``Lab.add_upload``); one that cannot be restored
         is kept as its reason, said when the mode asks for it."""
         try:
-            self._remember(self._pictures, key, fitted(source))
+            self._pictures.put(key, fitted(source))
         except RestoreError as err:
-            self._remember(self._pictures, key, (None, str(err)))
+            self._pictures.put(key, (None, str(err)))
 
     def picture(self, key: str) -> tuple[Picture, str]:
         """The picture of an image key (a catalogue name or a kept upload) and a note on what was done to it."""
-        with self._lock:
-            kept = self._pictures.get(key)
+        kept = self._pictures.get(key)
         if kept is None:
             if key.startswith("upload:"):
                 raise RestoreError("that upload is no longer kept: upload it again")
-            kept = fitted(images.load_example(key))
-            self._remember(self._pictures, key, kept)
+            kept = self._pictures.put(key, fitted(images.load_example(key)))
         if kept[0] is None:
             raise RestoreError(kept[1])
         return kept
 
     def estimate(self, key: str) -> KernelEstimate:
         """The blur and noise estimated from the picture of ``key`` (cached)."""
-        cached = self._estimates.get((key,))
-        if cached is None:
-            picture, _ = self.picture(key)
-            try:
-                cached = estimate(picture.grey)
-            except ValueError as err:
-                raise RestoreError(str(err)) from None
-            self._remember(self._estimates, (key,), cached)
-        return cached
+        return self._estimates.get_or_compute(key, partial(self._estimate, key))
+
+    def _estimate(self, key: str) -> KernelEstimate:
+        picture, _ = self.picture(key)
+        try:
+            return estimate(picture.grey)
+        except ValueError as err:
+            raise RestoreError(str(err)) from None
 
     def run(self, key: str, spec: OperatorSpec, methods: list[str], regime: str, report: Report = no_progress) -> Restored:
         """Each method's restoration of the picture of ``key`` with ``spec``'s kernel (cached per setting)."""
         spec = spec.validated()
-        cache_key = (key, spec, tuple(methods), regime)
-        cached = self._results.get(cache_key)
-        if cached is None:
-            picture, _ = self.picture(key)
-            found = self.estimate(key)
-            cached = self.restorer.restore(picture, methods, spec, found.noise, regime, report=report)
-            cached.found = found
-            self._remember(self._results, cache_key, cached)
-        return cached
+        return self._results.get_or_compute((key, spec, tuple(methods), regime),
+                                            partial(self._run, key, spec, methods, regime, report))  # fmt: skip
 
-
-def fitted(source, max_pixels: int = MAX_PIXELS) -> tuple[Picture, str]:
-    """A picture for the app, scaled down (keeping its shape) when it has more than ``max_pixels``, and a note
-    saying so: the blur is then estimated and restored at the smaller size."""
-    try:
-        img = images.open_image(source) if not isinstance(source, np.ndarray) else images.from_array(source)
-    except (ValueError, OSError) as err:
-        raise RestoreError(str(err)) from None
-    img = ImageOps.exif_transpose(img) or img
-    w, h = img.size
-    note = ""
-    if w * h > max_pixels:
-        scale = math.sqrt(max_pixels / (w * h))
-        size = (max(1, int(w * scale)), max(1, int(h * scale)))
-        img = _composited(img)  # transparency on white first, as read_picture does
-        mode = "L" if img.mode in ("L", "1", "LA") else "F" if img.mode.startswith("I") or img.mode == "F" else "RGB"
-        img = img.convert(mode).resize(size, Image.Resampling.LANCZOS)
-        note = f"scaled down from {w}×{h} to {size[0]}×{size[1]} (the blur is estimated at this size)"
-    return read_picture(img, max_pixels), note
+    def _run(self, key: str, spec: OperatorSpec, methods: list[str], regime: str, report: Report) -> Restored:
+        picture, _ = self.picture(key)
+        found = self.estimate(key)
+        restored = self.restorer.restore(picture, methods, spec, found.noise, regime, report=report)
+        restored.found = found
+        return restored

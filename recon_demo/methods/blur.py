@@ -2,7 +2,7 @@
 
 Wiener and Richardson-Lucy are scikit-image's; Wiener is written out from its ``restoration.wiener`` with
 numpy's FFT and RL imported on first use, since ``skimage.restoration`` imports ``scipy.signal`` and
-``scipy.fft`` (0.9 s of the app's start; ``tests/test_baselines.py`` checks Wiener against it). They convolve
+``scipy.fft`` (0.9 s of the app's start; ``tests/test_methods_blur.py`` checks Wiener against it). They convolve
 (``scipy.signal.convolve`` semantics), while our ``K`` correlates, so they receive the kernel flipped in both
 axes. Both assume a blur without borders (Wiener is periodic), so the measurement is first extended by
 replicating its edge over two kernel widths and the result cropped back: measured on camera at the lecture
@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from recon_demo.errors import UnknownName
 from recon_demo.physics.blur import Blur, SceneBlur
 
 
@@ -58,7 +57,7 @@ def _transfer_function(impulse: np.ndarray, shape: tuple[int, int]) -> np.ndarra
 
 def wiener_hunt(image: np.ndarray, psf: np.ndarray, balance: float) -> np.ndarray:
     """scikit-image's ``restoration.wiener(image, psf, balance, clip=False)`` for a real 2-D image (its Laplacian
-    prior, unitary FFTs), with numpy's FFT where it uses scipy's: equal to 1e-12 (``tests/test_baselines.py``)."""
+    prior, unitary FFTs), with numpy's FFT where it uses scipy's: equal to 1e-12 (``tests/test_methods_blur.py``)."""
     image = image.astype(np.float64, copy=False)
     reg = _transfer_function(LAPLACIAN, image.shape).real
     trans_func = _transfer_function(psf.real.astype(np.float64, copy=False), image.shape)
@@ -111,7 +110,7 @@ def _fista_tv(y: np.ndarray, K, x: np.ndarray, weight: float, num_iter: int) -> 
 
 def tv_denoise(image: np.ndarray, weight: float, eps: float = 2e-4, max_num_iter: int = 200) -> np.ndarray:
     """scikit-image's ``denoise_tv_chambolle(image, weight)`` for a 2-D float32 image: Chambolle's projection with
-    its energy-based stop, the same numpy operations in the same order (equal to it, ``tests/test_baselines.py``),
+    its energy-based stop, the same numpy operations in the same order (equal to it, ``tests/test_methods_blur.py``),
     written here so that TV does not import ``skimage.restoration`` (and ``scipy.signal``) on its first use."""
     p = np.zeros((2, *image.shape), dtype=image.dtype)
     g = np.zeros_like(p)
@@ -228,9 +227,3 @@ BASELINES: dict[str, Baseline] = {
         ),
     )
 }
-
-
-def get_baseline(name: str) -> Baseline:
-    if name not in BASELINES:
-        raise UnknownName(f"unknown baseline {name!r}; known baselines: {', '.join(BASELINES)}")
-    return BASELINES[name]

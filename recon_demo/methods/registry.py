@@ -86,7 +86,7 @@ def build(names, engine: Engine, task: str = "deblur", *, regime: str = "course"
             out.append(CTClassical(name, baseline.label, baseline, filter) if task == "ct" else Deconvolution(name, baseline.label, baseline))
             continue
         arch = architectures.get(name, name)
-        if arch not in networks(task):
+        if arch not in networks(task) and not (task == "deblur" and arch in models.list_models("loss_study")):
             raise UnknownName(f"unknown model or method {name!r} for {task}; choose from {', '.join([*networks(task), *table])}")
         caption = label(arch) + (" (your checkpoint)" if arch != name else "")
         own_regime = regime if task != "ct" else CT_ANY if models.is_handed_operator(arch) else ct_regime(angles)

@@ -18,12 +18,11 @@ scheduler, step count and random-number states go to ``<checkpoint>.state.pt``; 
 from there, and on the CPU a resumed run ends with exactly the weights of an uninterrupted one.
 
 The package: ``config`` (``TrainConfig``, ``OperatorRanges``, ``TrainEvent``), ``data`` (images, batches,
-measurements), ``loop`` (``Trainer``), ``record`` (the manifest entry) and ``cli`` (the ``train`` command).
+measurements), ``loop`` (``Trainer``) and ``record`` (the manifest entry); the ``train`` command is ``cli.train``.
 """
 
 from __future__ import annotations
 
-from recon_demo.training.cli import add_arguments, config_from_args, main
 from recon_demo.training.config import (
     DATA_SOURCES,
     GENERAL_RANGES,
@@ -54,6 +53,6 @@ from recon_demo.training.record import heldout_metrics, manifest_entry
 __all__ = [
     "DATA_SOURCES", "GENERAL_RANGES", "MAX_BATCH", "MAX_IMAGE_SIZE", "MAX_STEPS", "SAMPLINGS", "SCHEDULES", "TASKS",
     "OperatorRanges", "TrainConfig", "TrainEvent", "Trainer", "TrainingError", "TrainingImages", "_training_patch",
-    "add_arguments", "clean_batch", "config_from_args", "ct_batch", "detail", "heldout_metrics", "main",
-    "manifest_entry", "measure", "parse_source", "train", "validation_pair",
+    "clean_batch", "ct_batch", "detail", "heldout_metrics", "manifest_entry", "measure", "parse_source", "train",
+    "validation_pair",
 ]  # fmt: skip

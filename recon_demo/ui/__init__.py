@@ -4,6 +4,7 @@ returns the Blocks without launching, so tests import it freely; ``app.py`` laun
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import threading
@@ -71,6 +72,37 @@ def launch_settings() -> dict:
     """``Blocks.launch`` arguments (the address comes from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT). gradio 6 takes
     the page's CSS and theme here: ``launch()`` resets ``Blocks.css`` to what it is given."""
     return {"max_file_size": MAX_UPLOAD, "css": CSS, "theme": theme()}
+
+
+def launch_arguments(argv: list[str] | None = None) -> dict:
+    """``python3 app.py``'s options as ``launch`` overrides: ``--host``, ``--port``, ``--share`` (argparse exits with
+    status 2 and says what is allowed on a bad one). Without them, gradio's environment variables apply."""
+    parser = argparse.ArgumentParser(prog="app.py", description="Serve recon-demo (default: http://127.0.0.1:7860, "
+                                     "this computer only).")  # fmt: skip
+    parser.add_argument("--host", help="the address to serve on: 127.0.0.1 (this computer only, the default), 0.0.0.0 "
+                        "(every network this computer is on: the students' laptops on the room's network open "
+                        "http://<this computer's address>:7860) or one address; GRADIO_SERVER_NAME sets it too")  # fmt: skip
+    parser.add_argument("--port", type=_port, help="the port (default 7860; GRADIO_SERVER_PORT sets it too)")
+    parser.add_argument("--share", action="store_true", help="also a public https://….gradio.live link through "
+                        "Gradio's tunnel, for 72 hours: anyone with the link uses the app on this computer (needs the "
+                        "internet; gradio fetches its tunnel client the first time)")  # fmt: skip
+    args = parser.parse_args(argv)
+    out: dict = {"share": True} if args.share else {}
+    if args.host:
+        out["server_name"] = args.host
+    if args.port is not None:
+        out["server_port"] = args.port
+    return out
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is a whole number from 1 to 65535, got {text!r}")
+    return port
 
 
 def serve(demo: gr.Blocks, **launch: object):

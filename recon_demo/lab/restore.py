@@ -35,7 +35,7 @@ from recon_demo.methods.base import run_methods
 from recon_demo.methods.edges import RealEdges
 from recon_demo.methods.estimate import KernelEstimate, estimate, estimate_sigma, relative_noise
 from recon_demo.physics.blur import BLUR_KINDS, MAX_KERNEL_SIZE, Blur, OperatorSpec
-from recon_demo.picture import Picture, fitted, read_picture, write_picture  # noqa: F401  (ui/ imports them from here)
+from recon_demo.picture import Picture, fitted
 from recon_demo.progress import Report, no_progress
 from recon_demo.serving.engine import Engine
 
@@ -150,11 +150,7 @@ class Restored:
         """The JSON answer's ``kernel``: the spec's fields and the confidence (None when the kernel was told)."""
         if self.spec is None:
             return {}
-        s = self.spec
-        motion = s.blur == "motion"
-        return {"blur": s.blur, "kernel_size": s.kernel_size, "angle": s.angle if motion else None,
-                "kernel_style": s.kernel_style if motion else None, "variance": None if motion else s.variance,
-                "confidence": round(self.found.confidence, 3) if self.estimated else None}  # fmt: skip
+        return self.spec.answer() | {"confidence": round(self.found.confidence, 3) if self.estimated else None}
 
     @property
     def estimated(self) -> bool:

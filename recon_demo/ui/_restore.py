@@ -10,12 +10,14 @@ from dataclasses import dataclass
 import gradio as gr
 import numpy as np
 
+from recon_demo.errors import RestoreError
 from recon_demo.lab.pictures import kernel_spectrum, measurement_spectrum, psf_preview, to_uint8
-from recon_demo.lab.restore import Picture, Restored, RestoreError, RestoreLab, write_picture
+from recon_demo.lab.restore import Restored, RestoreLab
 from recon_demo.lab.setting import FLAT_FIELDS
 from recon_demo.methods.estimate import KernelEstimate
 from recon_demo.methods.registry import RESTORE_METHODS, is_handed_operator
 from recon_demo.physics.blur import DRAWN, OperatorSpec
+from recon_demo.picture import Picture, write_picture
 from recon_demo.progress import Report
 from recon_demo.ui._files import scratch_dir
 

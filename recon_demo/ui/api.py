@@ -17,24 +17,23 @@ import gradio as gr
 import numpy as np
 from gradio.utils import get_upload_folder, is_in_or_equal
 
+from recon_demo.errors import RestoreError
 from recon_demo.lab.blur import Lab
 from recon_demo.lab.loss_study import LIVE_DEFAULTS, PRESETS, LossStudy, live_config
 from recon_demo.lab.pictures import png_bytes
 from recon_demo.lab.restore import (
     COLOUR_MODES,
-    RestoreError,
     RestoreLab,
     parse_kernel,
     parse_methods,
     parse_noise,
     psf_kernel,
-    read_picture,
-    write_picture,
 )
 from recon_demo.lab.setting import Setting, SettingError
 from recon_demo.lab.tables import TABLE_COLUMNS, metrics_rows
 from recon_demo.methods.registry import RESTORE_METHODS
 from recon_demo.physics.blur import OperatorSpec
+from recon_demo.picture import read_picture, write_picture
 from recon_demo.training import TrainingError
 from recon_demo.ui._widgets import api_signature, spec_parameters
 

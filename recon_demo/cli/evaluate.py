@@ -105,18 +105,18 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
     return EvalConfig(
         models=parse_models(args.models, shipped),
         baselines=parse_baselines(args.baselines),
-        images=args.images,
-        limit=args.limit,
         size=args.size,
         operator=operator,
-        noise=args.noise,
-        seed=args.seed,
-        lpips=args.lpips,
         regime=args.regime,
-        device=args.device,
-        precision=args.precision,
         unshipped=[name for name in list_models() if name not in shipped] if asks_all else [],
+        **_protocol_values(args),
     )
+
+
+def _protocol_values(args: argparse.Namespace) -> dict:
+    """The flags both tasks' protocols read the same way."""
+    names = ("images", "limit", "noise", "seed", "lpips", "device", "precision")
+    return {name: getattr(args, name) for name in names}
 
 
 def _asks_all(models: str | None) -> bool:
@@ -131,14 +131,8 @@ def ct_config_from_args(args: argparse.Namespace) -> CTEvalConfig:
     return CTEvalConfig(
         models=ct_methods.parse_models(args.models, Manifest.load().shipped(CT_ANY) if _asks_all(args.models) else []),
         baselines=parse_baselines(args.baselines, ct_methods.CT_BASELINES, "CT baseline"),
-        images=args.images,
-        limit=args.limit,
         spec=ct_spec,
-        noise=args.noise,
-        seed=args.seed,
-        lpips=args.lpips,
-        device=args.device,
-        precision=args.precision,
+        **_protocol_values(args),
     )
 
 

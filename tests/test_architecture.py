@@ -3,8 +3,9 @@ tab imports, and no module grows past 400 lines. ``lint-imports`` checks the con
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "recon_demo"

@@ -87,7 +87,7 @@ def test_fbp_of_a_phantom_at_512_with_180_views():
     op = Radon(512, 180)
     assert op.sinogram_shape == (180, 726)
     x_fbp = op.fbp(op.forward(x_true)).clamp(0, 1)
-    assert psnr(x_fbp, x_true) > 28  # the 128² phantom at 180 views gives 29.99 (test_ct_operators)
+    assert psnr(x_fbp, x_true) > 28  # the 128² phantom at 180 views gives 29.99 (test_physics_ct)
     few = Radon(512, 20)
     assert psnr(few.fbp(few.forward(x_true)).clamp(0, 1), x_true) < psnr(x_fbp, x_true) - 8  # few views: streaks
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from recon_demo.checkpoints import ManifestEntry
-from recon_demo.lab.blur import fits, working_tensor
+from recon_demo.lab.blur import working_tensor
 from recon_demo.lab.inspection import inspect
 from recon_demo.lab.pictures import error_map, kernel_spectrum, overlay, psf_preview
 from recon_demo.lab.setting import MAX_KERNEL, Setting, SettingError, model_choices
@@ -111,7 +111,11 @@ def test_a_badge_marks_a_model_away_from_its_training_operator(lab):
     assert lab.run(Setting.of(models=("cnn",), angle=45, regime="general")).badges == {}  # within the general ranges
 
 
-def test_fits_follows_the_general_ranges():
+def fits(entry: ManifestEntry, setting: Setting) -> bool:
+    return entry.covers(setting.operator, setting.noise)
+
+
+def test_covers_follows_the_general_ranges():
     entry = ManifestEntry("cnn", "general", "f", "0", operator={"blurs": ["motion"], "kernel_size": [3, 7], "angle": [0, 180],
                           "kernel_styles": ["ippy"], "variance": [0.5, 4]}, noise={"kind": "relative", "range": [0, 0.05]})  # fmt: skip
     assert fits(entry, Setting.of(kernel_size=7, angle=200, noise=0.05))

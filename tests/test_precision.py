@@ -71,7 +71,7 @@ def test_the_bf16_check_measures_each_deblurring_checkpoint_and_records_it(small
 
 
 def test_the_bf16_check_on_the_command_line(capsys, monkeypatch):
-    import recon_demo.evaluate as evaluate
+    import recon_demo.cli.evaluate as evaluate
 
     asked = []
     row = {"model": "cnn", "regime": "course", "psnr_change_db": 0.01, "worst_image_change_db": 0.02, "fp32_psnr": 30.0,

@@ -110,8 +110,10 @@ def test_operator_ranges_are_sampled_within_bounds_and_reproducibly():
     assert 30 <= lecture <= 70  # one draw in four is the lecture's setting (50 expected of 200)
     assert not any(spec == LECTURE_OPERATOR for spec, _ in (OperatorRanges().sample(torch.Generator().manual_seed(s))
                                                          for s in range(200)))  # fmt: skip
-    with pytest.raises(TrainingError, match=r"share of the draws must be in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"share of the draws must be in \[0, 1\]"):
         OperatorRanges(lecture_share=1.5).validate()
+    with pytest.raises(TrainingError, match=r"share of the draws must be in \[0, 1\]"):  # a run says it as its own error
+        TrainConfig(ranges=OperatorRanges(lecture_share=1.5)).validated()
 
 
 def test_measurements_are_synthesised_per_image():

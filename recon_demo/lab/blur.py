@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -25,7 +24,8 @@ from PIL import Image
 
 from recon_demo import images, metrics
 from recon_demo.activations import activation_grid
-from recon_demo.checkpoints import CheckpointError, ManifestEntry
+from recon_demo.cache import BoundedCache
+from recon_demo.checkpoints import CheckpointError
 from recon_demo.lab.setting import (
     CHECKPOINT_SUFFIXES,
     IMAGE_SIZES,
@@ -42,7 +42,6 @@ from recon_demo.methods.base import Reconstruction
 from recon_demo.methods.blur import BASELINES
 from recon_demo.models import is_handed_operator, list_models
 from recon_demo.physics.blur import (
-    LECTURE_OPERATOR,
     OperatorSpec,
 )
 from recon_demo.physics.noise import add_relative_noise
@@ -60,13 +59,13 @@ class Lab:
 
     def __init__(self, engine: Engine | None = None, cache_size: int = 32):
         self.engine = engine or Engine()
-        self._images: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self._measurements: OrderedDict[tuple, torch.Tensor] = OrderedDict()
-        self._reconstructions: OrderedDict[tuple, tuple[Reconstruction, np.ndarray | None]] = OrderedDict()
-        self._checkpoints: OrderedDict[str, Path] = OrderedDict()  # own:<arch>:<sha1> → the file
+        self._images: BoundedCache[str, torch.Tensor] = BoundedCache(cache_size)
+        self._measurements: BoundedCache[tuple, torch.Tensor] = BoundedCache(cache_size)
+        self._reconstructions: BoundedCache[tuple, tuple[Reconstruction, np.ndarray | None]] = BoundedCache(cache_size)
+        # own:<arch>:<sha1> → the file, deleted when it leaves the cache
+        self._checkpoints: BoundedCache[str, Path] = BoundedCache(MAX_FILE_MODELS, on_evict=lambda _, path: path.unlink(missing_ok=True))
         self._checkpoint_dir = Path(tempfile.mkdtemp(prefix="recon-demo-checkpoints-"))
-        self._cache_size = cache_size
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the flights
         self._flights: dict[tuple, tuple[threading.Lock, int]] = {}  # measurement → (its lock, callers using it)
 
     # -- images and measurements --------------------------------------------------------------------
@@ -84,12 +83,11 @@ class Lab:
             data = source if isinstance(source, bytes) else Path(source).read_bytes()
             read = partial(images.open_image, data)
         key = "upload:" + hashlib.sha1(data).hexdigest()
-        with self._lock:
-            if all(_image_key(key, size) in self._images for size in IMAGE_SIZES):
-                return key
+        if all(_image_key(key, size) in self._images for size in IMAGE_SIZES):
+            return key
         picture = read()
         for size in IMAGE_SIZES:  # the original is not kept: each size is made from it now
-            self._remember(self._images, _image_key(key, size), working_tensor(picture, size))
+            self._images.put(_image_key(key, size), working_tensor(picture, size))
         return key
 
     def add_checkpoint(self, architecture: str, source: str | Path, filename: str | None = None) -> str:
@@ -117,10 +115,7 @@ class Lab:
         except CheckpointError as err:
             stored.unlink(missing_ok=True)
             raise SettingError(str(err).replace(stored.name, Path(filename or path.name).name)) from None
-        with self._lock:
-            self._checkpoints[key] = stored
-            while len(self._checkpoints) > MAX_FILE_MODELS:
-                self._checkpoints.popitem(last=False)[1].unlink(missing_ok=True)
+        self._checkpoints.put(key, stored)
         return key
 
     def x_true(self, image: str, size: int = WORK_SIZE) -> torch.Tensor:
@@ -128,36 +123,22 @@ class Lab:
         if size not in IMAGE_SIZES:
             raise SettingError(f"image size must be one of {', '.join(map(str, IMAGE_SIZES))}, got {size!r}")
         key = _image_key(image, size)
-        with self._lock:
-            if key in self._images:
-                self._images.move_to_end(key)
-                return self._images[key]
+        if (x := self._images.get(key)) is not None:
+            return x
         if _is_upload_key(image):
             raise SettingError("that uploaded image is no longer on the server; upload it again")
-        x = working_tensor(images.load_example(image), size)
-        self._remember(self._images, key, x)
-        return x
+        return self._images.put(key, working_tensor(images.load_example(image), size))
 
     def measurement(self, setting: Setting) -> torch.Tensor:
         """``y_delta = K x_true + e`` for the setting, cached per (image, operator, noise, seed). ``K`` runs by FFT
         (``Blur.for_solver``, equal to the course's convolution to 1e-6; 0.9 ms instead of 34 ms at 256² on a 2-core
         AVX2 CPU); ``evaluate`` keeps the course's ``conv2d``."""
         key = (setting.image, setting.operator, setting.noise, setting.seed)
-        with self._lock:
-            if key in self._measurements:
-                self._measurements.move_to_end(key)
-                return self._measurements[key]
+        if (y_delta := self._measurements.get(key)) is not None:
+            return y_delta
         x = self.x_true(setting.image)
         y_delta = add_relative_noise(setting.operator.build().for_solver().forward(x), setting.noise, torch.Generator().manual_seed(setting.seed))
-        self._remember(self._measurements, key, y_delta)
-        return y_delta
-
-    def _remember(self, cache: OrderedDict, key, value) -> None:
-        with self._lock:
-            cache[key] = value
-            cache.move_to_end(key)
-            while len(cache) > self._cache_size:
-                cache.popitem(last=False)
+        return self._measurements.put(key, y_delta)
 
     # -- reconstruction -----------------------------------------------------------------------------
 
@@ -195,7 +176,7 @@ class Lab:
                 act = activation_grid(r.activation, max_channels) if r.activation is not None else None
                 r.activation = None  # the grid is what the lab keeps
                 done[r.name] = (r, act)
-                self._remember(self._reconstructions, (measurement_key, r.name), (r, act))
+                self._reconstructions.put((measurement_key, r.name), (r, act))
         recs = [done[m][0] for m in setting.models]
         acts = {m: done[m][1] for m in setting.models if done[m][1] is not None}
         return LabResult(
@@ -214,8 +195,7 @@ class Lab:
     def _cached(self, measurement_key: tuple, wanted: tuple[str, ...], with_activations: bool) -> dict[str, tuple]:
         """The cached (reconstruction, activation grid) of each wanted method; a network cached without its
         activations (an API call computes none) counts as missing when they are wanted."""
-        with self._lock:
-            found = {m: self._reconstructions[(measurement_key, m)] for m in wanted if (measurement_key, m) in self._reconstructions}
+        found = {m: e for m in wanted if (e := self._reconstructions.get((measurement_key, m))) is not None}
         return {m: e for m, e in found.items() if not with_activations or m in BASELINES or e[1] is not None or e[0].image is None}
 
     @contextmanager
@@ -236,15 +216,15 @@ class Lab:
                     del self._flights[key]
 
     def _checkpoint_file(self, key: str) -> Path:
-        with self._lock:
-            if key not in self._checkpoints:
-                raise SettingError("that uploaded checkpoint is no longer on the server; upload it again")
-            return self._checkpoints[key]
+        if (path := self._checkpoints.get(key)) is None:
+            raise SettingError("that uploaded checkpoint is no longer on the server; upload it again")
+        return path
 
     def badge(self, name: str, setting: Setting) -> str | None:
         """"trained for motion 9 @ 20°, noise 0.01" when the setting is away from what the checkpoint learned."""
         entry = self.engine.manifest.find(name, setting.regime)
-        return None if entry is None or fits(entry, setting, is_handed_operator(architecture_of(name))) else f"trained for {entry.trained_for()}"
+        given_k = is_handed_operator(architecture_of(name))
+        return None if entry is None or entry.covers(setting.operator, setting.noise, given_k) else f"trained for {entry.trained_for()}"
 
     def availability(self, regime: str) -> dict[str, str | None]:
         """Each architecture: ``None`` when weights of ``regime`` exist, else why not."""
@@ -255,31 +235,6 @@ def warm_up() -> None:
     """Load what a first reconstruction needs beyond torch: scikit-image's SSIM and the LPIPS network. The app runs it
     in a background thread as its server starts (``ui.serve``); each is also done on first use."""
     metrics.warm_up()
-
-
-def fits(entry: ManifestEntry, setting: Setting, given_k: bool = False) -> bool:
-    """Whether ``setting`` lies within what the checkpoint was trained for (its operator, or its ranges). A network
-    that is handed ``K`` (``given_k``) is not tied to a kernel: only its noise range counts."""
-    op, noise, K = entry.operator, entry.noise, setting.operator
-    if given_k:
-        lo, hi = noise.get("range", (setting.noise, setting.noise))
-        return lo <= setting.noise <= hi + 1e-9
-    if entry.regime == "general":
-        def inside(key, value):
-            lo, hi = op.get(key, (value, value))
-            return lo <= value <= hi
-
-        if "range" in noise and not noise["range"][0] <= setting.noise <= noise["range"][1] + 1e-9:
-            return False
-        if K.blur not in op.get("blurs", (K.blur,)) or not inside("kernel_size", K.kernel_size):
-            return False
-        if K.blur == "motion":
-            styles = op.get("kernel_styles", op.get("styles", (K.kernel_style,)))  # "styles" in older manifests
-            return K.kernel_style in styles and inside("angle", K.angle % 180)
-        return inside("variance", K.variance)
-    trained = OperatorSpec.from_dict(op) if op else LECTURE_OPERATOR
-    same = trained.kernel().shape == K.kernel().shape and torch.equal(trained.kernel(), K.kernel())
-    return same and abs(setting.noise - float(noise.get("level", setting.noise))) < 1e-9
 
 
 def working_tensor(img: Image.Image | np.ndarray, size: int = WORK_SIZE) -> torch.Tensor:

@@ -12,8 +12,6 @@ units on a fixed scale (``to_hu``) so that the usual windows apply.
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +19,8 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 
-from recon_demo.lab.ct import CTResult, sinogram_picture
+from recon_demo.cache import BoundedCache
+from recon_demo.lab.ct import CTResult, CTSetting, sinogram_picture
 from recon_demo.physics.ct import FILTERS, filter_length, fourier_filter, radon_operator, ramp_filtered, ray, sinusoid
 
 SINOGRAM_WIDTH = 360  # the sinogram picture's width (angles stretched across), as the CT tab draws it
@@ -84,22 +83,10 @@ class StepsCache:
     """``steps`` of the last few CT settings: a click, a window or a preset redraws without projecting again."""
 
     def __init__(self, size: int = 8):
-        self._steps: OrderedDict = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
+        self._steps: BoundedCache[CTSetting, Steps] = BoundedCache(size)
 
     def get(self, result: CTResult) -> Steps:
-        key = result.setting
-        with self._lock:
-            if key in self._steps:
-                self._steps.move_to_end(key)
-                return self._steps[key]
-        computed = steps(result)
-        with self._lock:
-            self._steps[key] = computed
-            while len(self._steps) > self._size:
-                self._steps.popitem(last=False)
-        return computed
+        return self._steps.get_or_compute(result.setting, lambda: steps(result))
 
 
 def step_pictures(s: Steps) -> list[tuple[np.ndarray, str]]:

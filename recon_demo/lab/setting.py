@@ -26,7 +26,6 @@ WORK_SIZE = 256  # every image is centre-cropped to a square and resized to this
 IMAGE_SIZES = (WORK_SIZE, 512)  # the sides an image is kept at: 512² for CT at the scanner's resolution
 MAX_KERNEL = MAX_APP_KERNEL  # the app's largest kernel (the core allows 63; beyond 31 a 256² image is mostly border)
 MAX_NOISE = 0.2  # the app's largest relative noise level
-MAX_VARIANCE = 20.0
 MAX_SEED = 2**31 - 1
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
 MAX_UPLOAD_CHECKPOINT = 32_000_000  # bytes; the largest lecture model is about 8 MB in fp32

@@ -11,7 +11,7 @@ that in the form of MoDL (Aggarwal et al.) / learned half-quadratic splitting (Z
 Each data step solves ``(KᵀK + λ I) x = Kᵀ y_delta + λ z`` with a fixed number of conjugate-gradient steps, so it
 is exact for the operator as it is (zero-padded correlation, or the Radon transform), with no periodic-boundary
 assumption. The weights ``λ_k`` are learned (one per step); the operator is any object with ``forward`` and
-``adjoint`` on batches (N, 1, …): ``operators.Blur`` (one kernel, or one per image) or ``ct_operators.Radon``.
+``adjoint`` on batches (N, 1, …): ``physics.blur.Blur`` (one kernel, or one per image) or ``physics.ct.Radon``.
 One checkpoint therefore serves every blur it is handed, which an end-to-end network cannot.
 """
 

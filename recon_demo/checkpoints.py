@@ -194,7 +194,10 @@ class ManifestEntry:
             return f"CT, {angles}, sinogram noise {self.noise.get('level'):g}"
         if self.regime == "general" or not op:
             return "random operators (general model)"
-        text = OperatorSpec.from_dict(op).describe(brief=True)
+        try:
+            text = OperatorSpec.from_dict(op).describe(brief=True)
+        except (TypeError, ValueError):  # a blur this version does not know (a newer manifest): say what it records
+            text = ", ".join(f"{k} {v}" for k, v in op.items() if v not in ("", None))
         level = self.noise.get("level")
         return text + (f", noise {level:g}" if isinstance(level, (int, float)) else "")
 

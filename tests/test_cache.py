@@ -43,7 +43,21 @@ def test_pop_and_clear():
     assert cache.keys() == [] and cache.get("b") is None
 
 
+def _finishes(fn, seconds: float = 10.0) -> None:
+    """Run ``fn`` in a thread: a deadlock (a lock held where it must not be) fails the test instead of hanging it."""
+    errors = []
+    worker = threading.Thread(target=lambda: errors.append(None) if fn() is None else None, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), "deadlocked: the cache's lock was held"
+    assert errors == [None], "the body raised (see the thread's traceback above)"
+
+
 def test_each_evicted_entry_is_announced_once_outside_the_lock():
+    _finishes(_evictions_are_announced_once)
+
+
+def _evictions_are_announced_once():
     evicted = []
 
     def on_evict(key, value):
@@ -80,7 +94,7 @@ def test_get_or_compute_computes_a_missing_value_once_and_keeps_it():
 def test_get_or_compute_holds_no_lock_while_computing():
     cache = BoundedCache(4)
     # the computation itself reads and writes the cache: it would deadlock if the lock were held
-    assert cache.get_or_compute("outer", lambda: cache.get_or_compute("inner", lambda: 1) + 1) == 2
+    _finishes(lambda: None if cache.get_or_compute("outer", lambda: cache.get_or_compute("inner", lambda: 1) + 1) == 2 else 1)
     assert cache.keys() == ["inner", "outer"]
 
 

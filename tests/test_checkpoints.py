@@ -108,3 +108,21 @@ def test_the_repository_manifest_is_well_formed():
     manifest = Manifest.load()
     for entry in manifest.entries:
         assert entry.path(manifest.weights_dir).is_file(), entry.file
+
+
+def test_what_a_checkpoint_covers_and_how_a_badge_says_it():
+    from recon_demo.checkpoints import ManifestEntry
+    from recon_demo.physics.blur import LECTURE_OPERATOR, OperatorSpec
+
+    handed = ManifestEntry("unrolled", "general", "f", "0", operator={"blurs": ["motion", "gaussian"]},
+                           noise={"kind": "relative", "range": [0, 0.05]})  # fmt: skip
+    far = OperatorSpec.parse("motion:31:77:centered")  # no range holds it: a network handed K is not tied to a kernel
+    assert handed.covers(far, 0.05, given_k=True) and not handed.covers(far, 0.06, given_k=True)
+    assert not handed.covers(far, 0.01)  # as an end-to-end network the kernel size is out of its default range
+    no_range = ManifestEntry("unrolled", "general", "f", "0", noise={"kind": "relative", "level": 0.01})
+    assert no_range.covers(far, 0.2, given_k=True)  # a fixed noise level records no range: any level is its guess
+    newer = ManifestEntry("cnn", "course", "f", "0", operator={"blur": "defocus", "kernel_size": 9, "radius": 3.0},
+                          noise={"kind": "relative", "level": 0.01})  # fmt: skip  (a blur this version does not know)
+    assert newer.trained_for() == "blur defocus, kernel_size 9, radius 3.0, noise 0.01"
+    assert ManifestEntry("cnn", "course", "f", "0", operator=LECTURE_OPERATOR.to_dict(), noise={"level": 0.01}).covers(
+        LECTURE_OPERATOR, 0.01)

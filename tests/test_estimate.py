@@ -9,7 +9,7 @@ import torch
 from recon_demo import images
 from recon_demo.evaluate.blind import blur_with_border
 from recon_demo.methods.estimate import check_measurement, estimate, estimate_sigma, relative_noise
-from recon_demo.physics.blur import gaussian_kernel, motion_kernel
+from recon_demo.physics.kernels import gaussian_kernel, motion_kernel
 
 
 def _scene(name: str = "chelsea") -> np.ndarray:  # a training image: the estimator was tuned on these, never on held-out

@@ -13,7 +13,8 @@ from recon_demo.lab.inspection import inspect
 from recon_demo.lab.pictures import error_map, kernel_spectrum, overlay, psf_preview
 from recon_demo.lab.setting import MAX_KERNEL, Setting, SettingError, model_choices
 from recon_demo.lab.tables import metrics_csv, metrics_rows
-from recon_demo.physics.blur import LECTURE_OPERATOR, encode_drawn
+from recon_demo.physics.blur import LECTURE_OPERATOR
+from recon_demo.physics.kernels import encode_drawn
 
 
 @pytest.mark.parametrize(

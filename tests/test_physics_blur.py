@@ -7,16 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from recon_demo.physics.blur import (
-    FFT_MIN_SIDE,
-    Blur,
-    OperatorSpec,
-    drawing_to_kernel,
-    drawn_kernel,
-    encode_drawn,
-    gaussian_kernel,
-    motion_kernel,
-)
+from recon_demo.physics.blur import FFT_MIN_SIDE, Blur, OperatorSpec
+from recon_demo.physics.kernels import drawing_to_kernel, drawn_kernel, encode_drawn, gaussian_kernel, motion_kernel
 from recon_demo.physics.noise import add_relative_noise
 
 KERNELS = {

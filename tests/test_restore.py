@@ -22,7 +22,8 @@ from recon_demo.methods.base import Deconvolution
 from recon_demo.methods.blur import BASELINES
 from recon_demo.methods.edges import RealEdges
 from recon_demo.metrics import psnr
-from recon_demo.physics.blur import Blur, SceneBlur, motion_kernel, shake_kernel
+from recon_demo.physics.blur import Blur, SceneBlur
+from recon_demo.physics.kernels import motion_kernel, shake_kernel
 from recon_demo.picture import read_picture
 
 ROOT = Path(__file__).resolve().parents[1]

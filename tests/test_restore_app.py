@@ -20,7 +20,7 @@ from recon_demo.lab.blur import Lab
 from recon_demo.lab.lessons import LESSONS
 from recon_demo.lab.restore import RestoreLab
 from recon_demo.lab.setting import FLAT_FIELDS, Setting
-from recon_demo.physics.blur import motion_kernel
+from recon_demo.physics.kernels import motion_kernel
 from recon_demo.serving.engine import Engine
 from recon_demo.ui import _restore
 from recon_demo.ui._restore import render_measured

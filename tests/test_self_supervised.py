@@ -10,7 +10,8 @@ from recon_demo.__main__ import main as cli
 from recon_demo.lab.self_supervised import FineTune, FineTuneConfig
 from recon_demo.lab.setting import SettingError
 from recon_demo.losses import DIHEDRAL, SELF_SUPERVISED, dihedral, self_supervised_parts
-from recon_demo.physics.blur import Blur, OperatorSpec, gaussian_kernel
+from recon_demo.physics.blur import Blur, OperatorSpec
+from recon_demo.physics.kernels import gaussian_kernel
 from recon_demo.training import TrainConfig, Trainer, TrainingError
 from tests.test_training import SMALL
 

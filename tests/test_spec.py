@@ -162,6 +162,11 @@ def test_a_new_blur_kind_reaches_the_widgets_url_api_clis_badge_restore_and_the_
     assert spec.command_flags(box) == "--blur box --kernel-size 5"
     assert spec.from_args(OperatorSpec, parser.parse_args(spec.command_flags(box).split())) == box
     assert OperatorSpec.parse(box.text()) == box and box.text() == "box:5"
+    capsys.readouterr()
+    assert cli(["evaluate", "--baselines", "input,wiener", *spec.command_flags(box).split(), "--limit", "1", "--size", "64",
+                "--format", "json", "--quiet"]) == 0  # fmt: skip  (the reproduce command's flags, run)
+    protocol = json.loads(capsys.readouterr().out)["protocol"]
+    assert protocol["operator"] == "box" and protocol["kernel"] == "box:5" and protocol["summary"].startswith("box 5×5")
     with pytest.raises(ValueError, match=r"write motion:SIZE:ANGLE\[:KERNEL_STYLE\], gaussian:SIZE:VARIANCE, drawn:SIZE:DRAWN, box:SIZE"):
         OperatorSpec.parse("ring:5")
     # the "trained for" badge: a checkpoint trained for the box, met with a motion blur, and the general ranges
@@ -169,6 +174,7 @@ def test_a_new_blur_kind_reaches_the_widgets_url_api_clis_badge_restore_and_the_
     assert entry.trained_for() == "box 5×5, noise 0.01"
     assert entry.covers(box, 0.01) and not entry.covers(LECTURE_OPERATOR, 0.01)
     assert not GENERAL_RANGES.covers(box, 0.01)  # the shipped general models never trained on a box
+    assert lab.badge("cnn", Setting(operator=box, regime="general")) is not None  # so the page marks them ⚠ there
     # restore --kernel box:5
     picture = tmp_path / "blurred.png"
     rng = np.random.default_rng(0)

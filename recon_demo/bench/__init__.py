@@ -48,7 +48,8 @@ from recon_demo.activations import count_flops
 from recon_demo.bench import ct as ct_bench
 from recon_demo.checkpoints import Manifest, ManifestEntry, save_checkpoint
 from recon_demo.models import create_model, list_models
-from recon_demo.physics.blur import LECTURE_OPERATOR, motion_kernel
+from recon_demo.physics.blur import LECTURE_OPERATOR
+from recon_demo.physics.kernels import motion_kernel
 from recon_demo.progress import Report, no_progress
 from recon_demo.serving.engine import Engine, select_device
 from recon_demo.serving.loadtest import classroom, idle_usage, start_app, stop_app

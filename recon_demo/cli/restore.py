@@ -17,6 +17,7 @@ from recon_demo.checkpoints import CheckpointError
 from recon_demo.errors import RestoreError, UnknownName
 from recon_demo.lab.restore import COLOUR_MODES, DEFAULT_METHODS, Restorer, parse_kernel, parse_methods, parse_noise, psf_kernel
 from recon_demo.physics.blur import OperatorSpec
+from recon_demo.physics.kernels import text_forms
 from recon_demo.picture import read_picture, write_picture
 from recon_demo.progress import CLIProgress
 from recon_demo.serving.engine import Engine
@@ -26,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="pictures that are already blurred (the measurements)")
     parser.add_argument("--out", required=True, help="folder for DIR/<stem>__<method>.png")
     parser.add_argument("--methods", help=f"comma list of networks and baselines (default {','.join(DEFAULT_METHODS)})")
-    parser.add_argument("--kernel", default="auto", help="auto (estimate it, the default), motion:SIZE:ANGLE[:STYLE], "
-                        "gaussian:SIZE:VARIANCE, or a PSF image (any size, normalised to sum 1)")
+    parser.add_argument("--kernel", default="auto", help=f"auto (estimate it, the default), a blur ({text_forms()}; a "
+                        "motion's style is centered unless said), or a PSF image (any size, normalised to sum 1)")
     parser.add_argument("--noise", default="auto", help="auto (estimate it) or the relative noise level δ")
     parser.add_argument("--regime", default="general", choices=("course", "general"),
                         help="which shipped weights the networks load (default general: trained on many blurs)")

@@ -25,7 +25,8 @@ from recon_demo.methods.base import Unavailable, run_methods
 from recon_demo.methods.edges import RealEdges
 from recon_demo.methods.estimate import KernelEstimate, estimate, gaussian_size
 from recon_demo.metrics import psnr, ssim
-from recon_demo.physics.blur import Blur, gaussian_kernel, motion_kernel, shake_kernel
+from recon_demo.physics.blur import Blur
+from recon_demo.physics.kernels import gaussian_kernel, motion_kernel, shake_kernel
 from recon_demo.physics.noise import add_relative_noise
 from recon_demo.progress import Report, no_progress
 from recon_demo.serving.engine import Engine
@@ -192,8 +193,8 @@ def run_blind(cfg: BlindConfig, engine: Engine | None = None, report: Report = n
     missing = [f"{m.label}: {m.error}" for m in methods if isinstance(m, Unavailable)]
     if missing:
         raise CheckpointError("the blind benchmark cannot run " + "; ".join(missing))
-    handed = [m for m in methods if registry.is_handed_operator(m.name)]  # run with real edges (``_run_scored``)
-    blind = [m for m in methods if not registry.is_handed_operator(m.name)]  # end-to-end: nothing to hand them
+    handed = [m for m in methods if m.handed_operator]  # run with real edges (``_run_scored``)
+    blind = [m for m in methods if not m.handed_operator]  # end-to-end: nothing to hand them
     rng = np.random.default_rng(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     scenes = held_out(cfg.sets, cfg.limit)

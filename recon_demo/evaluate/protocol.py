@@ -19,6 +19,7 @@ from recon_demo.methods.base import run_methods
 from recon_demo.methods.blur import BASELINES
 from recon_demo.metrics import lpips_status
 from recon_demo.models import count_parameters, list_models, model_info
+from recon_demo.physics import spec
 from recon_demo.physics.blur import OperatorSpec
 from recon_demo.physics.ct import CT_NOISE, CTSpec
 from recon_demo.physics.noise import add_relative_noise
@@ -127,7 +128,7 @@ def run_evaluation(cfg: EvalConfig, engine: Engine | None = None, report: Report
         "images_dir": cfg.images or "held-out package images",
         "size": cfg.size,
         "operator": cfg.operator.blur,  # the golden file's key names: the blur, then its fields (None where unused)
-        **{name: value for name, value in cfg.operator.answer().items() if name != "blur"},
+        **{name: getattr(cfg.operator, name) for name, p in spec.params(cfg.operator).items() if p.widget and name != "blur"},
         "kernel": cfg.operator.text(),
         "summary": f"{cfg.operator.describe()}, noise {cfg.noise:g}, seed {cfg.seed}",
         "noise": cfg.noise,

@@ -34,7 +34,8 @@ from recon_demo.methods import registry
 from recon_demo.methods.base import run_methods
 from recon_demo.methods.edges import RealEdges
 from recon_demo.methods.estimate import KernelEstimate, estimate, estimate_sigma, relative_noise
-from recon_demo.physics.blur import BLUR_KINDS, MAX_KERNEL_SIZE, Blur, OperatorSpec
+from recon_demo.physics.blur import Blur, OperatorSpec
+from recon_demo.physics.kernels import BLUR_KINDS, MAX_KERNEL_SIZE, text_forms
 from recon_demo.picture import Picture, fitted
 from recon_demo.progress import Report, no_progress
 from recon_demo.serving.engine import Engine
@@ -60,18 +61,13 @@ def parse_kernel(text: str, allow_path: bool = True) -> str | OperatorSpec | Pat
         try:
             return OperatorSpec.parse(text, kernel_style="centered")  # centered unless said: a photo's has no ippy offset
         except ValueError as err:
-            raise RestoreError(f"--kernel {text!r}: {err} (or auto, or a PSF image)") from None
+            raise RestoreError(f"--kernel {text!r}: {err} (the forms: {text_forms()}; or auto, or a PSF image)") from None
     if not allow_path:  # the API: a PSF comes as a file, and a server path is never looked at
-        raise RestoreError(f"kernel {text!r} is neither auto nor a blur ({_forms()}): send a PSF picture as the psf file")
+        raise RestoreError(f"kernel {text!r} is neither auto nor a blur ({text_forms()}): send a PSF picture as the psf file")
     path = Path(text)
     if not path.exists():
-        raise RestoreError(f"--kernel {text!r} is neither auto, a blur ({_forms()}) nor a PSF image that exists")
+        raise RestoreError(f"--kernel {text!r} is neither auto, a blur ({text_forms()}) nor a PSF image that exists")
     return path
-
-
-def _forms() -> str:
-    """The blurs' text forms, from the table of kinds: ``motion:SIZE:ANGLE[:KERNEL_STYLE], gaussian:SIZE:VARIANCE, …``."""
-    return ", ".join(kind.grammar() for kind in BLUR_KINDS.values())
 
 
 def psf_kernel(source: str | Path | bytes | Image.Image | np.ndarray, image_shape: tuple[int, int] | None = None) -> torch.Tensor:
@@ -221,7 +217,7 @@ class Restorer:
 
 def _real_edges(method):
     """A method handed the operator runs with real edges (``methods.edges.RealEdges``); an end-to-end one as it is."""
-    return RealEdges(method) if registry.is_handed_operator(method.name) else method
+    return RealEdges(method) if method.handed_operator else method
 
 
 def _sigma(y: np.ndarray, noise: float) -> float:

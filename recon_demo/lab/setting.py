@@ -19,7 +19,8 @@ from recon_demo.methods import registry
 from recon_demo.methods.base import Reconstruction
 from recon_demo.models import list_models, model_info
 from recon_demo.physics import spec
-from recon_demo.physics.blur import LECTURE_NOISE, LECTURE_OPERATOR, MAX_APP_KERNEL, OperatorSpec
+from recon_demo.physics.blur import LECTURE_NOISE, LECTURE_OPERATOR, OperatorSpec
+from recon_demo.physics.kernels import MAX_APP_KERNEL
 from recon_demo.physics.spec import param
 
 WORK_SIZE = 256  # every image is centre-cropped to a square and resized to this side, as the lecture's slices

@@ -28,8 +28,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from recon_demo.physics.blur import MAX_APP_KERNEL, OperatorSpec
-from recon_demo.physics.kernels import blur_kind, gaussian_kernel, motion_kernel
+from recon_demo.physics.blur import OperatorSpec
+from recon_demo.physics.kernels import MAX_APP_KERNEL, blur_kind, estimated_kinds, gaussian_kernel, motion_kernel
 
 MIN_SIDE = 16  # below this an image has too few frequencies to tell a blur by
 MOTION_SIZES = tuple(range(3, MAX_APP_KERNEL + 1, 2))  # the lengths searched (odd: the kernel's side)
@@ -74,7 +74,8 @@ class KernelEstimate:
     def negligible(self) -> bool:
         """Whether the estimate is no blur to speak of (its kind's ``sharp``: a Gaussian under 0.3 px², a motion of 3 px
         or less)."""
-        return bool(blur_kind(self.spec.blur).sharp(self.spec))
+        sharp = blur_kind(self.spec.blur).sharp
+        return bool(sharp(self.spec)) if sharp is not None else False
 
     def describe(self) -> str:
         return f"{self.spec.describe()}, δ ≈ {self.noise:.3f}, confidence {self.confidence:.0%}"
@@ -209,10 +210,12 @@ def _discrete_power(candidates: list[_Candidate], band: np.ndarray) -> np.ndarra
     return (np.abs(np.fft.rfft2(stack, s=(patch, patch))) ** 2)[:, band]
 
 
-def estimate(y_delta: np.ndarray, blurs: tuple[str, ...] = ("motion", "gaussian"), sigma: float | None = None) -> KernelEstimate:
-    """The blur and noise of a grey measurement (H, W) in [0, 1] (see the module docstring); ``sigma``, the noise's
-    per-pixel standard deviation when it is known (else estimated)."""
+def estimate(y_delta: np.ndarray, blurs: tuple[str, ...] | None = None, sigma: float | None = None) -> KernelEstimate:
+    """The blur and noise of a grey measurement (H, W) in [0, 1] (see the module docstring): among ``blurs`` (default:
+    the kinds the table says are estimated, ``physics.kernels.estimated_kinds``); ``sigma``, the noise's per-pixel
+    standard deviation when it is known (else estimated)."""
     y = check_measurement(y_delta)
+    blurs = estimated_kinds() if blurs is None else blurs
     sigma = estimate_sigma(y) if sigma is None else float(sigma)
     spectrum, freqs, floor, band = _welch(y, sigma)
     patch = band.shape[0]

@@ -17,26 +17,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from recon_demo.physics.kernels import (  # noqa: F401  (the kernel builders, re-exported for the operator's users)
+from recon_demo.physics.kernels import (
     BLUR_KINDS,
     BLUR_NAMES,
     DRAWN,
     KERNEL_STYLES,
     MAX_APP_KERNEL,
-    MAX_KERNEL_SIZE,
     blur_kind,
-    check_finite,
-    check_kernel_size,
-    drawing_to_kernel,
-    drawn_kernel,
-    encode_drawn,
-    gaussian_kernel,
-    motion_kernel,
-    shake_kernel,
+    text_forms,
+    trained_kinds,
 )
-from recon_demo.physics.spec import param, params, validated
+from recon_demo.physics.spec import number_text, param, params, validated
 
-BLUR_TYPES = ("motion", "gaussian")  # the parametric blurs the general regime trains on (its default range)
+BLUR_TYPES = trained_kinds()  # the blurs the general regime trains on by default (motion, gaussian: ``BlurKind.trained``)
 ALL_BLURS = BLUR_NAMES  # every kind of the table (``physics.kernels.BLUR_KINDS``), read live
 # From this kernel side on, K and Kᵀ run by FFT (the same zero-padded correlation, equal to 1e-6): measured on a
 # 2-core CPU, a batch of 8 96² crops with one 25×25 kernel each took 24 ms as a grouped convolution, 1.5 ms by
@@ -246,20 +239,21 @@ class OperatorSpec:
         """The spec's text form, which ``parse`` reads back: ``motion:9:20:ippy``, ``gaussian:9:1``."""
         kind = blur_kind(self.blur)
         values = [getattr(self, name) for name in ("kernel_size", *kind.text_fields)]
-        return ":".join([self.blur, *(f"{v:g}" if isinstance(v, float) else str(v) for v in values)])
+        return ":".join([self.blur, *map(number_text, values)])
 
     @classmethod
     def parse(cls, text: str, **defaults) -> OperatorSpec:
         """The spec of a text form (``text``): ``KIND:SIZE:FIELD…`` in the order of the kind's ``text_fields``,
-        validated; an optional field left out takes ``defaults`` or the spec's default. ``ValueError`` says the forms."""
-        forms = ", ".join(kind.grammar() for kind in BLUR_KINDS.values())
+        validated; an optional field left out takes ``defaults`` (those of the kind's fields) or the spec's default. ``ValueError`` says the forms."""
+        forms = text_forms()
         parts = [s.strip() for s in str(text).strip().split(":")]
         kind = BLUR_KINDS.get(parts[0])
         if kind is None:
             raise ValueError(f"{text!r} is not a blur: write {forms}")
         named = ("kernel_size", *kind.text_fields)
         if not len(named) - kind.optional <= len(parts) - 1 <= len(named):
-            raise ValueError(f"{text!r} has {len(parts) - 1} values after {kind.name!r}: write {kind.grammar()}")
+            given = len(parts) - 1
+            raise ValueError(f"{text!r} has {given} value{'s' * (given != 1)} after {kind.name!r}: write {kind.grammar()}")
         described = params(cls)
         values = {}
         for name, raw in zip(named, parts[1:]):
@@ -273,6 +267,7 @@ class OperatorSpec:
                                  f"write {kind.grammar()}") from None  # fmt: skip
             if described[name].kind is int and values[name].is_integer():
                 values[name] = int(values[name])
+        defaults = {name: value for name, value in defaults.items() if name in kind.text_fields}  # only this kind's
         return cls(**({"blur": kind.name} | defaults | values)).validated()
 
     def answer(self) -> dict:

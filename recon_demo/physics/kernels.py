@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from recon_demo.validation import check_finite
+
 KERNEL_STYLES = ("ippy", "centered")
 MAX_KERNEL_SIZE = 63  # the kernel builders' largest side
 MAX_APP_KERNEL = 31  # what a person may ask for (app, API, CLIs): beyond 31 a 256² image is mostly border
@@ -39,13 +41,6 @@ def check_kernel_size(size: int) -> int:
     if size > MAX_KERNEL_SIZE:
         raise ValueError(f"kernel size must be at most {MAX_KERNEL_SIZE}, got {size}")
     return size
-
-
-def check_finite(name: str, value: float) -> float:
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value}")
-    return value
 
 
 def motion_kernel(size: int, angle_deg: float, style: str = "ippy") -> torch.Tensor:
@@ -214,6 +209,7 @@ class BlurKind:
     optional: int = 0  # how many of the last text fields may be left out (they take the spec's default, or ``defaults``)
     brief: Callable[[Any], str] | None = None  # a shorter caption for badges ("motion 9 @ 20°"); None: ``caption``
     estimated: bool = False  # whether the kernel estimate (``methods.estimate``) searches this kind
+    trained: bool = False  # whether the general regime trains on it by default (``OperatorRanges().blurs``)
     sharp: Callable[[Any], bool] | None = None  # for an estimated kind: whether its kernel is too small to matter
 
     def grammar(self) -> str:
@@ -241,6 +237,9 @@ class _KindNames(Sequence):
     def __repr__(self) -> str:
         return repr(tuple(self))
 
+    def __reduce__(self):  # a copy or a pickle is the plain tuple of the names at that moment
+        return tuple, (tuple(self),)
+
 
 BLUR_KINDS: dict[str, BlurKind] = {}
 BLUR_NAMES: Sequence[str] = _KindNames()  # every registered kind, in the order registered
@@ -266,16 +265,26 @@ def estimated_kinds() -> tuple[str, ...]:
     return tuple(name for name, kind in BLUR_KINDS.items() if kind.estimated)
 
 
+def text_forms() -> str:
+    """Every kind's text form, for messages and help: ``motion:SIZE:ANGLE[:KERNEL_STYLE], gaussian:SIZE:VARIANCE, …``."""
+    return ", ".join(kind.grammar() for kind in BLUR_KINDS.values())
+
+
+def trained_kinds() -> tuple[str, ...]:
+    """The kinds the general regime draws from by default."""
+    return tuple(name for name, kind in BLUR_KINDS.items() if kind.trained)
+
+
 def _motion_caption(s) -> str:
     return f"motion {s.kernel_size} @ {s.angle:g}° ({s.kernel_style})"
 
 
 register(BlurKind("motion", lambda s: motion_kernel(s.kernel_size, s.angle, s.kernel_style), _motion_caption,
                   text_fields=("angle", "kernel_style"), optional=1, brief=lambda s: f"motion {s.kernel_size} @ {s.angle:g}°",
-                  estimated=True, sharp=lambda s: s.kernel_size <= 3))  # fmt: skip
+                  estimated=True, trained=True, sharp=lambda s: s.kernel_size <= 3))  # fmt: skip
 register(BlurKind("gaussian", lambda s: gaussian_kernel(s.kernel_size, s.variance),
                   lambda s: f"gaussian {s.kernel_size}, variance {s.variance:g}", text_fields=("variance",),
-                  estimated=True, sharp=lambda s: s.variance < 0.3))  # fmt: skip
+                  estimated=True, trained=True, sharp=lambda s: s.variance < 0.3))  # fmt: skip
 register(BlurKind("drawn", lambda s: drawn_kernel(s.drawn, s.kernel_size), lambda s: f"drawn {s.kernel_size}×{s.kernel_size}",
                   text_fields=("drawn",)))  # fmt: skip
 DRAWN = "drawn"  # a PSF a person drew, carried as a compact code (``encode_drawn``)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from recon_demo.physics.kernels import check_finite
+from recon_demo.validation import check_finite
 
 
 def _standard_normal_like(y: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

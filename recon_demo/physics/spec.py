@@ -121,6 +121,14 @@ def add_arguments(parser: argparse.ArgumentParser | Any, spec_cls: type, default
         parser.add_argument(*flags, dest=name, type=p.kind, default=default, choices=p.choices or None, help=text)
 
 
+def number_text(value: Any) -> str:
+    """A value as the text forms and the CLI write it: ``20`` for 20.0, the shortest text that reads back the same."""
+    if not isinstance(value, float):
+        return str(value)
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
+
+
 def command_flags(spec_obj: Any, keep: tuple[str, ...] | None = None) -> str:
     """The CLI flags that rebuild ``spec_obj`` (``add_arguments``' first flag of each field): every field that applies
     to its blur (a field of another kind is left out); with ``keep``, a field at its default only when it is named
@@ -133,7 +141,7 @@ def command_flags(spec_obj: Any, keep: tuple[str, ...] | None = None) -> str:
             continue
         if keep is not None and name not in keep and value == defaults(type(spec_obj))[name]:
             continue
-        words += [flags_of(name, p)[0], f"{value:g}" if isinstance(value, float) else str(value)]
+        words += [flags_of(name, p)[0], number_text(value)]
     return " ".join(words)
 
 

@@ -16,13 +16,15 @@ from recon_demo.lab.restore import Restored, RestoreLab
 from recon_demo.lab.setting import FLAT_FIELDS
 from recon_demo.methods.estimate import KernelEstimate
 from recon_demo.methods.registry import RESTORE_METHODS, is_handed_operator
-from recon_demo.physics.blur import DRAWN, OperatorSpec
+from recon_demo.physics.blur import OperatorSpec
+from recon_demo.physics.kernels import DRAWN
+from recon_demo.physics.spec import params
 from recon_demo.picture import Picture, write_picture
 from recon_demo.progress import Report
 from recon_demo.ui._files import scratch_dir
 
 LOW_CONFIDENCE = 0.4  # below it the panel says another kernel explains the picture almost as well
-ESTIMATED_FIELDS = ("blur", "kernel_size", "angle", "variance", "kernel_style")  # the controls an estimate fills
+ESTIMATED_FIELDS = tuple(name for name, p in params(OperatorSpec).items() if p.widget)  # the blur controls an estimate fills
 TABLE_HEADERS = ("method", "data consistency ‖K x − y‖ / ‖y‖", "ms")
 MEASURED_HELP = ("**Already blurred:** your picture is the measurement: there is no ground truth, so no PSNR or SSIM. "
                  "The kernel below was estimated from the picture itself; correct it with the blur controls (the "
@@ -69,16 +71,15 @@ def build() -> RestorePanel:
 
 def controls_of(found: KernelEstimate) -> list:
     """The blur controls' values for an estimate, in ``ESTIMATED_FIELDS`` order."""
-    s = found.spec
-    return [s.blur, int(s.kernel_size), float(s.angle), float(s.variance), s.kernel_style]
+    return [getattr(found.spec, name) for name in ESTIMATED_FIELDS]
 
 
 def spec_of(values: dict, estimated: OperatorSpec) -> OperatorSpec:
     """The kernel the blur controls describe, of the kind they chose. A drawn kernel is not offered here (the mode
     takes parametric ones): with the drawn blur chosen, the kernel is of the ``estimated`` kind, with the controls' numbers."""
-    blur = estimated.blur if values["blur"] == DRAWN else values["blur"]
-    return OperatorSpec(blur=blur, kernel_size=int(values["kernel_size"]), angle=float(values["angle"]),
-                        variance=float(values["variance"]), kernel_style=values["kernel_style"])
+    described = params(OperatorSpec)
+    chosen = {name: described[name].kind(values[name]) for name in ESTIMATED_FIELDS}
+    return OperatorSpec(**chosen | {"blur": estimated.blur if values["blur"] == DRAWN else values["blur"]})
 
 
 def render_measured(restore_lab: RestoreLab, values: list, estimated_key: str | None, report: Report, skipped: int) -> tuple:

@@ -28,15 +28,8 @@ from recon_demo.lab.slide import save_slide
 from recon_demo.lab.tables import SORTABLE, TABLE_COLUMNS, metrics_rows
 from recon_demo.metrics import METRICS
 from recon_demo.models import list_models, model_info
-from recon_demo.physics.blur import (
-    DRAWN,
-    LECTURE_NOISE,
-    LECTURE_OPERATOR,
-    OPERATOR_FIELDS,
-    OperatorSpec,
-    drawing_to_kernel,
-    encode_drawn,
-)
+from recon_demo.physics.blur import LECTURE_NOISE, LECTURE_OPERATOR, OPERATOR_FIELDS, OperatorSpec
+from recon_demo.physics.kernels import DRAWN, drawing_to_kernel, encode_drawn
 from recon_demo.progress import Report, no_progress
 from recon_demo.ui import _restore
 from recon_demo.ui._files import scratch_dir

@@ -158,7 +158,8 @@ class LPIPSAlex(nn.Module):
             if i in (1, 2):
                 h = F.max_pool2d(h, 3, 2)
             h = F.relu(conv(h))
-            out.append(h / (h.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-10))
+            f = h.float()  # (under bf16 autocast the convolutions run in bf16; the normalisation stays float32)
+            out.append(f / (f.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-10))
         return out
 
     def distance(self, feats0: list[torch.Tensor], feats1: list[torch.Tensor]) -> torch.Tensor:

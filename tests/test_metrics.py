@@ -149,3 +149,12 @@ def test_mse_and_psnr_are_scikit_images_to_the_bit():
         a, b = rng.random(shape, dtype=np.float32), rng.random(shape, dtype=np.float32)
         assert metrics.mse(a, b) == float(mean_squared_error(b, a))
         assert metrics.psnr(a, b) == float(peak_signal_noise_ratio(b, a, data_range=1))
+
+
+def test_lpips_in_bf16_moves_the_distances_by_at_most_0_002(pair):
+    """The app's engine computes LPIPS in bf16 where bf16 is native (``Engine.reconstruct``); evaluate stays float32."""
+    x_true, y_delta, _ = pair
+    images = [y_delta.clamp(0, 1), x_true * 0.9, (x_true + 0.05).clamp(0, 1), x_true]
+    full, low = metrics.lpips_distances(images, x_true), metrics.lpips_distances(images, x_true, bf16=True)
+    assert max(abs(a - b) for a, b in zip(full, low)) <= 0.002 and low[-1] < 1e-3
+    assert metrics.lpips_distances(images, x_true) == full  # the float32 reference features were not replaced

@@ -205,6 +205,7 @@ def run_methods(
     x_true: torch.Tensor | None = None,
     *,
     with_lpips: bool = False,
+    lpips_bf16: bool = False,
     with_dc: bool = True,
     warm: set | None = None,
     with_activations: bool = False,
@@ -214,7 +215,7 @@ def run_methods(
     """Run each method on one measurement: image, milliseconds and metrics (against ``x_true`` when given; data
     consistency against ``operator`` when ``with_dc``). With ``warm``, a network's first call on a new input
     shape runs once untimed (the backend picks its kernels then) and ``warm`` remembers the (name, shape).
-    ``with_activations`` keeps each network's first-layer output. ``report`` hears of each method done.
+    ``with_activations`` keeps each network's first-layer output; ``lpips_bf16`` computes LPIPS in bf16 (the app's engine, where bf16 is native). ``report`` hears of each method done.
 
     ``wrap(method)``, when given, runs in the method's place (``methods.edges.RealEdges``: a photo's real edges); the
     warm-up, the precision and the activations stay the method's own. A measurement of C > 1 planes (C, 1, H, W), a
@@ -245,14 +246,14 @@ def run_methods(
         results.append(Reconstruction(method.name, method.label, image, ms, metrics, activation=activation, precision=precision))
         report(i, len(methods), method.label)
     if with_lpips and x_true is not None:
-        add_lpips([r for r in results if r.image is not None], x_true)
+        add_lpips([r for r in results if r.image is not None], x_true, lpips_bf16)
     return results
 
 
-def add_lpips(results: list[Reconstruction], x_true: torch.Tensor) -> None:
+def add_lpips(results: list[Reconstruction], x_true: torch.Tensor, bf16: bool = False) -> None:
     """Every result's LPIPS in one batch (``metrics.lpips_distances``); left ``None`` where LPIPS is unavailable."""
     try:
-        distances = lpips_distances([r.image for r in results], x_true)
+        distances = lpips_distances([r.image for r in results], x_true, bf16)
     except PretrainedUnavailable:
         return
     for r, d in zip(results, distances):

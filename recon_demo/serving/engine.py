@@ -213,5 +213,6 @@ class Engine:
         if baselines and operator is None:
             raise ValueError("classical baselines need the operator")
         methods = self.methods(models, baselines, checkpoints=checkpoints, architectures=architectures, regime=regime)
-        return run_methods(methods, y_delta, operator, x_true, with_lpips=with_lpips, with_activations=with_activations,
+        return run_methods(methods, y_delta, operator, x_true, with_lpips=with_lpips, lpips_bf16=self.bf16 and self.device.type == "cpu",
+                           with_activations=with_activations,
                            report=report)  # fmt: skip

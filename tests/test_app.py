@@ -375,7 +375,7 @@ def test_arrays_from_python_callers_are_checked_like_uploads(lab):
 
 
 def test_the_api_takes_a_drawn_kernel_and_refuses_a_bad_one(lab):
-    from recon_demo.physics.blur import encode_drawn
+    from recon_demo.physics.kernels import encode_drawn
     from recon_demo.ui.api import reconstruct_answer
 
     psf = np.zeros((15, 15))

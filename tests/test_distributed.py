@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMMON = ["--model", "cnn", "--patch-size", "32", "--phantoms", "4", "--max-images", "4", "--eval-every", "0", "--val-size", "64",
           "--checkpoint-every", "0", "--quiet"]  # fmt: skip
 TOLERANCE = 1e-5  # the same sums in another order: fp32 rounding only
+GLOO_ABORT = "terminate called without an active exception"  # libstdc++'s words when a rank aborts at a thread's end
 
 
 def _train(out: Path, steps: int, batch: int, processes: int = 1, *extra: str, expect: int = 0) -> str:
@@ -27,6 +28,15 @@ def _train(out: Path, steps: int, batch: int, processes: int = 1, *extra: str, e
            "--out", str(out), *extra]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")} | {"OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    if processes > 1 and done.returncode != expect and GLOO_ABORT in done.stderr:
+        # gloo's own threads, aborting a rank as a loaded machine (the suite on both cores) ends the run: seen once in
+        # 2 CI runs after the barrier in cli/train.py, never with the machine idle. One more run tells that from a bug
+        # in ours (a real failure fails twice); a second abort fails the test.
+        print(f"torchrun: a rank aborted ({GLOO_ABORT!r}); running it once more")
+        if "--resume" not in extra:  # from scratch, as the first time
+            for written in out.parent.glob(out.name + "*"):
+                written.unlink()
+        done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == expect, done.stderr[-3000:]
     return done.stderr
 

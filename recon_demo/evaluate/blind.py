@@ -3,7 +3,7 @@
 Each held-out image gives a few measurements, each blurred the way a camera blurs: a crop larger than the image kept
 is blurred (so the scene goes on past the frame) and its centre kept, by a random linear motion (an odd length of 5 to
 15 pixels, any angle, the centered kernel: the ippy kernel's off-centre line is the same blur shifted, which no
-measurement can tell), a Gaussian (variance 0.5 to 4) or a curved camera shake (``physics.blur.shake_kernel``), with
+measurement can tell), a Gaussian (variance 0.5 to 4) or a curved camera shake (``physics.kernels.shake_kernel``), with
 relative noise δ from 0.005 to 0.03. For each: the estimate (``methods.estimate``) and its errors against the truth;
 then each method handed the estimated kernel and handed the true one, all run with real edges
 (``methods.edges.RealEdges``); PSNR and SSIM on the whole image and away from a 12-pixel border.

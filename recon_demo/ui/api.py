@@ -175,7 +175,7 @@ def reconstruct_endpoint(lab: Lab, default: Setting | None = None):
     def reconstruct(**flat) -> dict:
         """Reconstruct an image blurred and noised as described, with the comma-separated models and baselines.
         ``image`` is an example's name or your own file sent with ``handle_file(path)`` (checked like a page's
-        upload). ``blur="drawn"`` takes your own PSF: ``drawn`` is its code (``recon_demo.physics.blur.encode_drawn``
+        upload). ``blur="drawn"`` takes your own PSF: ``drawn`` is its code (``recon_demo.physics.kernels.encode_drawn``
         of a kernel_size × kernel_size array; the app's link carries it as ``psf``). Returns the setting, the device,
         the metrics table, each reconstruction as a base64 PNG (an error text where a model has no weights) and the
         server's time."""

@@ -53,7 +53,7 @@ def test_a_sharp_picture_is_no_blur_to_speak_of():
 def test_the_answer_is_plain_json_values():
     found = estimate(_measured(motion_kernel(9, 20.0, "centered"), 0.01))
     d = found.to_dict()
-    assert set(d["kernel"]) == {"blur", "kernel_size", "angle", "kernel_style", "variance", "confidence"}
+    assert set(d["kernel"]) == {"blur", "kernel_size", "angle", "kernel_style", "variance", "radius", "confidence"}
     assert all(type(v) in (str, int, float, type(None)) for v in d["kernel"].values())
     assert type(found.spec.angle) is float and type(found.spec.kernel_size) is int  # not numpy's (the sliders get them)
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import math
 import zlib
 
 import numpy as np
@@ -231,3 +232,31 @@ def test_a_drawn_code_must_fit_its_size_and_hold_ink():
     bomb = base64.urlsafe_b64encode(zlib.compress(bytes(10_000_000), 9)).decode()  # 10 MB of zeros, 10 kB of code
     with pytest.raises(ValueError, match="too long|values, not"):
         drawn_kernel(bomb, 9)
+
+
+def test_a_defocus_is_a_disk_that_sums_to_one_and_reads_back_from_its_text():
+    from recon_demo.physics.kernels import defocus_kernel, defocus_size
+
+    k = defocus_kernel(9, 3.5)
+    assert k.shape == (9, 9) and float(k.sum()) == pytest.approx(1.0, abs=1e-6)
+    assert torch.equal(k, k.flip(0)) and torch.equal(k, k.flip(1)) and torch.equal(k, k.T)  # round: every symmetry
+    assert float(k[4, 4]) == pytest.approx(float(k.max())) and float(k[0, 0]) == 0  # flat inside, nothing at the corners
+    assert float(k.sum() / k.max()) == pytest.approx(math.pi * 3.5**2, rel=0.02)  # the disk's area, π r², in full pixels
+    assert [defocus_size(r) for r in (1, 2.5, 3, 15)] == [3, 5, 7, 31]
+    spec = OperatorSpec.parse("defocus:3")
+    assert (spec.blur, spec.kernel_size, spec.radius) == ("defocus", 7, 3.0) and spec.text() == "defocus:3"
+    assert spec.describe() == "defocus, radius 3 px" and OperatorSpec.parse(spec.text()) == spec
+    assert spec.answer()["radius"] == 3.0 and OperatorSpec().answer()["radius"] is None  # a motion has no radius
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("defocus:0", r"defocus radius must be a number in \[1, 15\], got 0"),
+    ("defocus:-3", r"defocus radius must be a number in \[1, 15\], got -3"),
+    ("defocus:x", "the defocus radius must be a number, got 'x'; write defocus:RADIUS"),
+    ("defocus:3:5", "has 2 values after 'defocus': write defocus:RADIUS"),
+])  # fmt: skip
+def test_a_bad_defocus_says_what_is_allowed(text, message):
+    with pytest.raises(ValueError, match=message):
+        OperatorSpec.parse(text)
+    with pytest.raises(ValueError, match=r"a defocus of radius 6 needs a kernel of at least 13 px, got 9"):
+        OperatorSpec(blur="defocus", kernel_size=9, radius=6.0).validated()

@@ -19,6 +19,7 @@ from PIL import Image
 from recon_demo.lab.blur import Lab
 from recon_demo.lab.setting import Setting, SettingError
 from recon_demo.ui._images import accept_upload
+from recon_demo.ui._setting import control_values
 from recon_demo.ui.reconstruct import render_setting
 
 RNG = np.random.default_rng(0)
@@ -86,7 +87,7 @@ def test_odd_but_valid_images_give_a_result(fresh_lab, kind):
     assert box is None and note.startswith("✓ Using")  # the upload box emptied for the next file
     x = fresh_lab.x_true(key)
     assert x.shape == (1, 1, 256, 256) and 0 <= float(x.min()) and float(x.max()) <= 1
-    outputs = render_setting(fresh_lab, key, "motion", 9, 20, 1, "ippy", "", 0.01, 0, ["cnn", "wiener"], "course")[3]
+    outputs = render_setting(fresh_lab, *control_values(Setting.of(image=key, models=("cnn", "wiener"))))[3]
     assert [c.split(":")[0] for _, c in outputs] == ["ground truth", "measurement", "CNN", "Wiener"]
 
 

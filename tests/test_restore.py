@@ -151,6 +151,7 @@ def test_restore_takes_a_kernel_a_psf_file_and_a_noise_level(blurred, tmp_path, 
     psf[7, 3:12] = 255
     Image.fromarray(psf).save(tmp_path / "psf.png")
     for kernel, expected in (("motion:9:30", {"blur": "motion", "kernel_size": 9, "angle": 30.0, "confidence": None}),
+                             ("defocus:3", {"blur": "defocus", "kernel_size": 7, "radius": 3.0, "angle": None}),
                              (str(tmp_path / "psf.png"), {"file": str(tmp_path / "psf.png")})):  # fmt: skip
         assert cli(["restore", str(blurred["slice16"]), "--out", str(tmp_path), "--methods", "tv", "--kernel", kernel,
                     "--noise", "0.01", "--format", "json", "--quiet"]) == 0  # fmt: skip
@@ -168,13 +169,16 @@ def test_restore_takes_a_kernel_a_psf_file_and_a_noise_level(blurred, tmp_path, 
         (["{photo}", "--kernel", "{zero_psf}"], "all zeros"),
         (["{photo}", "--kernel", "motion:8:20"], "odd"),
         (["{photo}", "--kernel", "motion:9:20:wobbly"], "kernel style"),
+        (["{photo}", "--kernel", "defocus:0"], "defocus radius must be a number in [1, 15], got 0"),
+        (["{photo}", "--kernel", "defocus:-3"], "defocus radius must be a number in [1, 15], got -3"),
         (["{photo}", "--noise", "-1"], "between 0 and 1"),
         (["{photo}", "--methods", "magic"], "unknown method magic"),
         (["/nonexistent.png"], "No such file"),
         (["{photo}", "{small}", "--kernel", "motion:31:0"], "larger than"),  # the second image: nothing written for the first
         (["{photo}", "--device", "cuda:7"], "not available"),
     ],
-    ids=["not-an-image", "empty", "all-zero", "1x1", "zero-psf", "even-kernel", "bad-style", "negative-noise", "bad-method",
+    ids=["not-an-image", "empty", "all-zero", "1x1", "zero-psf", "even-kernel", "bad-style", "defocus-0", "defocus-negative",
+         "negative-noise", "bad-method",
          "missing-file", "kernel-larger-than-a-later-image", "no-such-device"],
 )
 def test_restore_refuses_bad_input_with_a_message_and_status_2(blurred, tmp_path, capsys, argv, message):

@@ -58,7 +58,8 @@ def test_the_mode_estimates_fills_the_blur_controls_then_follows_them(shipped):
     skipped = 12
     out = render_measured(restore_lab, _values(), None, lambda *a: None, skipped)
     status, kernel, spectra, gallery, rows, files = out[skipped : skipped + 6]
-    fill, estimated_for = out[skipped + 6 : skipped + 11], out[skipped + 11]
+    n = len(_restore.ESTIMATED_FIELDS)  # the blur controls an estimate fills
+    fill, estimated_for = out[skipped + 6 : skipped + 6 + n], out[skipped + 6 + n]
     found = restore_lab.estimate("clock")
     assert estimated_for == "clock" and list(fill) == _restore.controls_of(found) and found.spec.blur == "motion"
     assert "Estimated kernel" in status and "PSNR" in status and "no PSNR or SSIM" in status  # none is shown
@@ -70,7 +71,7 @@ def test_the_mode_estimates_fills_the_blur_controls_then_follows_them(shipped):
     corrected = render_measured(restore_lab, _values(kernel_size=15, angle=0.0, kernel_style="centered"), "clock",
                                 lambda *a: None, skipped)  # fmt: skip
     assert "Kernel from the controls" in corrected[skipped] and "motion 15 @ 0°" in corrected[skipped]
-    assert list(corrected[skipped + 6 : skipped + 11]) == [{"__type__": "update"}] * 5  # the controls are left as they are
+    assert list(corrected[skipped + 6 : skipped + 6 + n]) == [{"__type__": "update"}] * n  # the controls are left as they are
 
 
 def test_a_picture_that_cannot_be_restored_says_why_and_nothing_breaks(shipped):

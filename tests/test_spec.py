@@ -90,7 +90,7 @@ def test_validation_names_the_field_and_what_is_allowed():
         (dict(kernel_size=33), r"kernel size must be an integer in \[1, 31\], got 33"),
         (dict(angle=float("nan")), r"angle must be a number in \[-360, 360\]"),
         (dict(variance=0), r"variance must be a number in \[0.05, 20\]"),
-        (dict(blur="box"), "blur must be one of motion, gaussian, drawn, got 'box'"),
+        (dict(blur="box"), "blur must be one of motion, gaussian, defocus, drawn, got 'box'"),
         (dict(kernel_style="wavy"), "kernel style must be one of ippy, centered"),
     ]
     for flat, message in cases:
@@ -167,7 +167,7 @@ def test_a_new_blur_kind_reaches_the_widgets_url_api_clis_badge_restore_and_the_
                 "--format", "json", "--quiet"]) == 0  # fmt: skip  (the reproduce command's flags, run)
     protocol = json.loads(capsys.readouterr().out)["protocol"]
     assert protocol["operator"] == "box" and protocol["kernel"] == "box:5" and protocol["summary"].startswith("box 5×5")
-    with pytest.raises(ValueError, match=r"write motion:SIZE:ANGLE\[:KERNEL_STYLE\], gaussian:SIZE:VARIANCE, drawn:SIZE:DRAWN, box:SIZE"):
+    with pytest.raises(ValueError, match=r"write motion:SIZE:ANGLE\[:KERNEL_STYLE\], gaussian:SIZE:VARIANCE, defocus:RADIUS, drawn:SIZE:DRAWN, box:SIZE"):
         OperatorSpec.parse("ring:5")
     # the "trained for" badge: a checkpoint trained for the box, met with a motion blur, and the general ranges
     entry = ManifestEntry("cnn", "course", "f", "0", operator=box.to_dict(), noise={"kind": "relative", "level": 0.01})

@@ -206,6 +206,9 @@ class OperatorSpec:
     kernel_style: str = param("ippy", "Kernel style", str, choices=KERNEL_STYLES, url="style", applies_to=("motion",),
                               train=KERNEL_STYLES, train_name="kernel_styles", train_flags=("--kernel-styles", "--styles"),
                               info="ippy: the course library's kernel; centered: a symmetric segment")  # fmt: skip
+    radius: float = param(3.0, "Defocus radius", float, low=1.0, high=15.0, step=0.5, unit="px", applies_to=("defocus",),
+                          words="defocus radius",
+                          info="an out-of-focus lens: a disk; the kernel size must hold it (2 × radius + 1)")  # fmt: skip
     drawn: str = param("", "Drawn PSF", str, url="psf", applies_to=(DRAWN,), widget=False)  # encode_drawn's code
 
     def validated(self) -> OperatorSpec:
@@ -238,7 +241,7 @@ class OperatorSpec:
     def text(self) -> str:
         """The spec's text form, which ``parse`` reads back: ``motion:9:20:ippy``, ``gaussian:9:1``."""
         kind = blur_kind(self.blur)
-        values = [getattr(self, name) for name in ("kernel_size", *kind.text_fields)]
+        values = [getattr(self, name) for name in (*(() if kind.size_of else ("kernel_size",)), *kind.text_fields)]
         return ":".join([self.blur, *map(number_text, values)])
 
     @classmethod
@@ -250,7 +253,7 @@ class OperatorSpec:
         kind = BLUR_KINDS.get(parts[0])
         if kind is None:
             raise ValueError(f"{text!r} is not a blur: write {forms}")
-        named = ("kernel_size", *kind.text_fields)
+        named = (*(() if kind.size_of else ("kernel_size",)), *kind.text_fields)
         if not len(named) - kind.optional <= len(parts) - 1 <= len(named):
             given = len(parts) - 1
             raise ValueError(f"{text!r} has {given} value{'s' * (given != 1)} after {kind.name!r}: write {kind.grammar()}")
@@ -268,6 +271,9 @@ class OperatorSpec:
             if described[name].kind is int and values[name].is_integer():
                 values[name] = int(values[name])
         defaults = {name: value for name, value in defaults.items() if name in kind.text_fields}  # only this kind's
+        if kind.size_of:  # the side follows from the fields, once they are what their Param allows
+            values |= {name: described[name].check(name, values[name]) for name in kind.text_fields}
+            values["kernel_size"] = kind.size_of(values)
         return cls(**({"blur": kind.name} | defaults | values)).validated()
 
     def answer(self) -> dict:

@@ -112,6 +112,26 @@ def gaussian_kernel(size: int, variance: float) -> torch.Tensor:
     return (kernel / kernel.sum()).float()
 
 
+def defocus_kernel(size: int, radius: float) -> torch.Tensor:
+    """An out-of-focus lens's PSF: a uniform disk of ``radius`` pixels centred on an odd ``size`` × ``size`` grid,
+    its edge anti-aliased (each pixel weighted by the share of its 8 × 8 sub-samples inside), summing to one."""
+    size = check_kernel_size(size)
+    radius = check_finite("defocus radius", radius)
+    if radius <= 0:
+        raise ValueError(f"a defocus radius must be positive, got {radius:g}")
+    if size < defocus_size(radius):
+        raise ValueError(f"a defocus of radius {radius:g} needs a kernel of at least {defocus_size(radius)} px, got {size}")
+    sub = (torch.arange(size * 8, dtype=torch.float64) + 0.5) / 8 - size / 2  # sub-sample centres, the kernel's centre 0
+    inside = (sub[:, None] ** 2 + sub[None, :] ** 2 <= radius**2).double()
+    kernel = inside.reshape(size, 8, size, 8).mean(dim=(1, 3))
+    return (kernel / kernel.sum()).float()
+
+
+def defocus_size(radius: float) -> int:
+    """The smallest odd side that holds a disk of ``radius`` around the centre pixel's centre: 2 ⌈radius − ½⌉ + 1."""
+    return 2 * math.ceil(radius - 0.5) + 1
+
+
 def shake_kernel(size: int, seed: int, length: float | None = None) -> torch.Tensor:
     """A curved camera-shake PSF: a random trajectory with inertia (a hand's tremor during the exposure), of
     extent ``length`` pixels (default ``0.8 size``), splatted bilinearly on a ``size`` × ``size`` grid with its
@@ -211,12 +231,13 @@ class BlurKind:
     estimated: bool = False  # whether the kernel estimate (``methods.estimate``) searches this kind
     trained: bool = False  # whether the general regime trains on it by default (``OperatorRanges().blurs``)
     sharp: Callable[[Any], bool] | None = None  # for an estimated kind: whether its kernel is too small to matter
+    size_of: Callable[[dict], int] | None = None  # a kind whose side follows from its fields: its text form has no SIZE
 
     def grammar(self) -> str:
         """The kind's text form for messages: ``motion:SIZE:ANGLE[:KERNEL_STYLE]``."""
         names = [f.upper() for f in self.text_fields]
         required, extra = names[: len(names) - self.optional], names[len(names) - self.optional :]
-        return ":".join([self.name, "SIZE", *required]) + "".join(f"[:{n}]" for n in extra)
+        return ":".join([self.name, *(() if self.size_of else ("SIZE",)), *required]) + "".join(f"[:{n}]" for n in extra)
 
 
 class _KindNames(Sequence):
@@ -285,6 +306,8 @@ register(BlurKind("motion", lambda s: motion_kernel(s.kernel_size, s.angle, s.ke
 register(BlurKind("gaussian", lambda s: gaussian_kernel(s.kernel_size, s.variance),
                   lambda s: f"gaussian {s.kernel_size}, variance {s.variance:g}", text_fields=("variance",),
                   estimated=True, trained=True, sharp=lambda s: s.variance < 0.3))  # fmt: skip
+register(BlurKind("defocus", lambda s: defocus_kernel(s.kernel_size, s.radius), lambda s: f"defocus, radius {s.radius:g} px",
+                  text_fields=("radius",), size_of=lambda values: defocus_size(float(values["radius"]))))  # fmt: skip
 register(BlurKind("drawn", lambda s: drawn_kernel(s.drawn, s.kernel_size), lambda s: f"drawn {s.kernel_size}×{s.kernel_size}",
                   text_fields=("drawn",)))  # fmt: skip
 DRAWN = "drawn"  # a PSF a person drew, carried as a compact code (``encode_drawn``)

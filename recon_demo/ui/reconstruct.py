@@ -30,6 +30,7 @@ from recon_demo.metrics import METRICS
 from recon_demo.models import list_models, model_info
 from recon_demo.physics.blur import LECTURE_NOISE, LECTURE_OPERATOR, OPERATOR_FIELDS, OperatorSpec
 from recon_demo.physics.kernels import DRAWN, drawing_to_kernel, encode_drawn
+from recon_demo.physics.spec import params
 from recon_demo.progress import Report, no_progress
 from recon_demo.ui import _restore
 from recon_demo.ui._files import scratch_dir
@@ -102,9 +103,11 @@ def build(lab: Lab, restore_lab: RestoreLab | None = None) -> ReconstructTab:
             gr.HTML('<a href="#results_col">↑ back to the results</a>', elem_id="to_results")  # a phone's way back
             image = gr.Dropdown(image_choices(), value=default.image, label="Image", elem_id="image")
             with gr.Group(elem_id="blur_controls"):  # the blur and the noise on the first screen: hints go under the PSF
-                made = spec_widgets(default.operator, names=("blur", "kernel_size", "angle", "variance"), hints=False)
+                # the blur and its sliders, the noise, then the spec's other fields (the style, the drawn PSF's code)
+                sliders = tuple(n for n, p in params(default.operator).items() if n == "blur" or p.step is not None)
+                made = spec_widgets(default.operator, names=sliders, hints=False)
                 own = spec_widgets(default, names=("noise",))
-                made |= spec_widgets(default.operator, names=("kernel_style", "drawn"), hints=False)
+                made |= spec_widgets(default.operator, names=tuple(n for n in OPERATOR_FIELDS if n not in sliders), hints=False)
                 operator = {name: made[name] for name in OPERATOR_FIELDS}  # in the spec's order (the lecture button's)
                 pad = gr.Sketchpad(label="Your kernel (PSF)",
                                    canvas_size=(PAD_SIDE, PAD_SIDE), fixed_canvas=True, layers=False, transforms=(),

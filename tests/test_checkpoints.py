@@ -121,8 +121,11 @@ def test_what_a_checkpoint_covers_and_how_a_badge_says_it():
     assert not handed.covers(far, 0.01)  # as an end-to-end network the kernel size is out of its default range
     no_range = ManifestEntry("unrolled", "general", "f", "0", noise={"kind": "relative", "level": 0.01})
     assert no_range.covers(far, 0.2, given_k=True)  # a fixed noise level records no range: any level is its guess
-    newer = ManifestEntry("cnn", "course", "f", "0", operator={"blur": "defocus", "kernel_size": 9, "radius": 3.0},
+    newer = ManifestEntry("cnn", "course", "f", "0", operator={"blur": "bokeh", "kernel_size": 9, "blades": 6},
                           noise={"kind": "relative", "level": 0.01})  # fmt: skip  (a blur this version does not know)
-    assert newer.trained_for() == "blur defocus, kernel_size 9, radius 3.0, noise 0.01"
+    assert newer.trained_for() == "blur bokeh, kernel_size 9, blades 6, noise 0.01"
+    defocused = ManifestEntry("cnn", "course", "f", "0", operator=OperatorSpec.parse("defocus:3").to_dict(),
+                              noise={"kind": "relative", "level": 0.01})  # fmt: skip
+    assert defocused.trained_for() == "defocus, radius 3 px, noise 0.01"
     assert ManifestEntry("cnn", "course", "f", "0", operator=LECTURE_OPERATOR.to_dict(), noise={"level": 0.01}).covers(
         LECTURE_OPERATOR, 0.01)

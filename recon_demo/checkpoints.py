@@ -211,7 +211,8 @@ class ManifestEntry:
         if self.regime == "general":
             return OperatorRanges.from_record(self.operator, self.noise).covers(operator, noise if noise_range else None)
         trained = OperatorSpec.from_dict(self.operator) if self.operator else LECTURE_OPERATOR
-        same = trained.kernel().shape == operator.kernel().shape and torch.equal(trained.kernel(), operator.kernel())
+        mine, theirs = trained.kernel(), operator.kernel()
+        same = mine.shape == theirs.shape and torch.equal(mine, theirs)
         return same and abs(noise - float(self.noise.get("level", noise))) < 1e-9
 
 

@@ -22,7 +22,7 @@ from recon_demo import datasets, images
 from recon_demo.checkpoints import CheckpointError
 from recon_demo.methods import registry
 from recon_demo.methods.base import Unavailable, run_methods
-from recon_demo.methods.edges import RealEdges
+from recon_demo.methods.edges import real_edges
 from recon_demo.methods.estimate import KernelEstimate, estimate, gaussian_size
 from recon_demo.metrics import psnr, ssim
 from recon_demo.physics.blur import Blur
@@ -171,14 +171,13 @@ def _run_scored(methods: list, grey: torch.Tensor, y_delta: torch.Tensor, x_true
     """Each method's scores as ``name + tag``; on a colour measurement restored on the luminance (chroma kept) and,
     handed a kernel (``op``: then with real edges), also each channel on its own (``name + tag + "/channels"``)."""
     colour = y_delta.ndim == 3
-    wrap = RealEdges if op is not None else None
     scores = {}
-    for r in run_methods(methods, grey, op, with_dc=False, wrap=wrap):
+    for r in run_methods(methods, grey, op, with_dc=False, wrap=real_edges):
         image = images.with_luminance(y_delta.numpy(), r.image) if colour else r.image
         scores[r.name + tag] = _scores(image, x_true)
     if colour and op is not None:
         channels = y_delta.permute(2, 0, 1)[:, None]  # (3, 1, s, s): the planes, each restored on its own
-        for r in run_methods(methods, channels, op, with_dc=False, wrap=wrap):
+        for r in run_methods(methods, channels, op, with_dc=False, wrap=real_edges):
             scores[f"{r.name}{tag}/channels"] = _scores(r.image, x_true)
     return scores
 

@@ -32,7 +32,7 @@ from recon_demo.cache import BoundedCache
 from recon_demo.errors import RestoreError
 from recon_demo.methods import registry
 from recon_demo.methods.base import run_methods
-from recon_demo.methods.edges import RealEdges
+from recon_demo.methods.edges import real_edges
 from recon_demo.methods.estimate import KernelEstimate, estimate, estimate_sigma, relative_noise
 from recon_demo.physics.blur import Blur, OperatorSpec
 from recon_demo.physics.kernels import BLUR_KINDS, MAX_KERNEL_SIZE, text_forms
@@ -203,7 +203,7 @@ class Restorer:
         networks = [m for m in methods if m in registry.networks()]
         baselines = [m for m in methods if m not in networks]
         built = self.engine.methods(networks, baselines, regime=regime)
-        for r in run_methods(built, y_delta, operator, with_dc=False, warm=self._warm, wrap=_real_edges, report=report):
+        for r in run_methods(built, y_delta, operator, with_dc=False, warm=self._warm, wrap=real_edges, report=report):
             out.labels[r.name] = r.label
             if r.image is None:
                 out.errors[r.name] = r.error
@@ -213,11 +213,6 @@ class Restorer:
             out.outputs[r.name] = restored
             out.dc[r.name] = inner_consistency(images.luminance(restored) if picture.colour else restored, y, operator)
         return out
-
-
-def _real_edges(method):
-    """A method handed the operator runs with real edges (``methods.edges.RealEdges``); an end-to-end one as it is."""
-    return RealEdges(method) if method.handed_operator else method
 
 
 def _sigma(y: np.ndarray, noise: float) -> float:

@@ -72,3 +72,9 @@ class RealEdges:
         m = margin(operator)
         x = self.method(extend(y_delta, m, "replicate" if self.mode == "scene" else self.mode), operator)
         return x[..., m:-m, m:-m]
+
+
+def real_edges(method: Any) -> Any:
+    """``run_methods``' ``wrap`` for a photograph: a method handed the operator runs with real edges (``RealEdges``),
+    an end-to-end one (which never sees the operator) as it is."""
+    return RealEdges(method) if method.handed_operator else method

@@ -27,7 +27,7 @@ from recon_demo.physics.kernels import (
     text_forms,
     trained_kinds,
 )
-from recon_demo.physics.spec import number_text, param, params, validated
+from recon_demo.physics.spec import defaults, number_text, param, params, validated
 
 BLUR_TYPES = trained_kinds()  # the blurs the general regime trains on by default (motion, gaussian: ``BlurKind.trained``)
 ALL_BLURS = BLUR_NAMES  # every kind of the table (``physics.kernels.BLUR_KINDS``), read live
@@ -208,7 +208,7 @@ class OperatorSpec:
                               info="ippy: the course library's kernel; centered: a symmetric segment")  # fmt: skip
     radius: float = param(3.0, "Defocus radius", float, low=1.0, high=15.0, step=0.5, unit="px", applies_to=("defocus",),
                           words="defocus radius",
-                          info="an out-of-focus lens: a disk; the kernel size must hold it (2 × radius + 1)")  # fmt: skip
+                          info="an out-of-focus lens: a disk; the kernel size must hold it (2 ⌈radius − ½⌉ + 1)")  # fmt: skip
     drawn: str = param("", "Drawn PSF", str, url="psf", applies_to=(DRAWN,), widget=False)  # encode_drawn's code
 
     def validated(self) -> OperatorSpec:
@@ -216,7 +216,7 @@ class OperatorSpec:
         apply to the blur (a drawing's code while the blur is not drawn) is cleared. ``ValueError`` says what is
         allowed."""
         spec = validated(self)
-        unused = {name: getattr(type(self)(), name) for name, p in params(self).items()
+        unused = {name: defaults(type(self))[name] for name, p in params(self).items()
                   if p.kind is str and not p.choices and p.applies_to and spec.blur not in p.applies_to}  # fmt: skip
         spec = replace(spec, **unused)
         spec.kernel()
@@ -241,19 +241,20 @@ class OperatorSpec:
     def text(self) -> str:
         """The spec's text form, which ``parse`` reads back: ``motion:9:20:ippy``, ``gaussian:9:1``."""
         kind = blur_kind(self.blur)
-        values = [getattr(self, name) for name in (*(() if kind.size_of else ("kernel_size",)), *kind.text_fields)]
+        values = [getattr(self, name) for name in kind.written()]
         return ":".join([self.blur, *map(number_text, values)])
 
     @classmethod
-    def parse(cls, text: str, **defaults) -> OperatorSpec:
-        """The spec of a text form (``text``): ``KIND:SIZE:FIELD…`` in the order of the kind's ``text_fields``,
-        validated; an optional field left out takes ``defaults`` (those of the kind's fields) or the spec's default. ``ValueError`` says the forms."""
+    def parse(cls, text: str, **fallbacks) -> OperatorSpec:
+        """The spec of a text form (``text``): ``KIND:SIZE:FIELD…`` in the order of its kind's ``written()`` fields,
+        validated; an optional field left out takes ``fallbacks`` (those of the kind's fields) or the spec's default.
+        ``ValueError`` says the forms."""
         forms = text_forms()
         parts = [s.strip() for s in str(text).strip().split(":")]
         kind = BLUR_KINDS.get(parts[0])
         if kind is None:
             raise ValueError(f"{text!r} is not a blur: write {forms}")
-        named = (*(() if kind.size_of else ("kernel_size",)), *kind.text_fields)
+        named = kind.written()
         if not len(named) - kind.optional <= len(parts) - 1 <= len(named):
             given = len(parts) - 1
             raise ValueError(f"{text!r} has {given} value{'s' * (given != 1)} after {kind.name!r}: write {kind.grammar()}")
@@ -270,11 +271,11 @@ class OperatorSpec:
                                  f"write {kind.grammar()}") from None  # fmt: skip
             if described[name].kind is int and values[name].is_integer():
                 values[name] = int(values[name])
-        defaults = {name: value for name, value in defaults.items() if name in kind.text_fields}  # only this kind's
+        fallbacks = {name: value for name, value in fallbacks.items() if name in kind.text_fields}  # only this kind's
         if kind.size_of:  # the side follows from the fields, once they are what their Param allows
             values |= {name: described[name].check(name, values[name]) for name in kind.text_fields}
             values["kernel_size"] = kind.size_of(values)
-        return cls(**({"blur": kind.name} | defaults | values)).validated()
+        return cls(**({"blur": kind.name} | fallbacks | values)).validated()
 
     def answer(self) -> dict:
         """The spec as a JSON answer says it (``restore``, ``/restore``): every field a person sets, ``None`` where its

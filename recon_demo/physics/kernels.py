@@ -213,8 +213,6 @@ def drawn_kernel(code: str, size: int) -> torch.Tensor:
     return (kernel / kernel.sum()).float()
 
 
-
-
 # ------------------------------------------------------------------------------------------------ the blur kinds
 
 
@@ -233,11 +231,16 @@ class BlurKind:
     sharp: Callable[[Any], bool] | None = None  # for an estimated kind: whether its kernel is too small to matter
     size_of: Callable[[dict], int] | None = None  # a kind whose side follows from its fields: its text form has no SIZE
 
+    def written(self) -> tuple[str, ...]:
+        """The spec's fields its text form writes after the kind, in order: the size (unless ``size_of`` derives it),
+        then ``text_fields``."""
+        return (*(() if self.size_of else ("kernel_size",)), *self.text_fields)
+
     def grammar(self) -> str:
         """The kind's text form for messages: ``motion:SIZE:ANGLE[:KERNEL_STYLE]``."""
-        names = [f.upper() for f in self.text_fields]
+        names = [{"kernel_size": "SIZE"}.get(f, f.upper()) for f in self.written()]
         required, extra = names[: len(names) - self.optional], names[len(names) - self.optional :]
-        return ":".join([self.name, *(() if self.size_of else ("SIZE",)), *required]) + "".join(f"[:{n}]" for n in extra)
+        return ":".join([self.name, *required]) + "".join(f"[:{n}]" for n in extra)
 
 
 class _KindNames(Sequence):
